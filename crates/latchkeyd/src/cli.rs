@@ -1,0 +1,277 @@
+//! The `latchkeyd` command line: serve, and manage users, clients and signing keys.
+
+use std::io::Read;
+use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::process::ExitCode;
+use std::sync::Arc;
+
+use anyhow::{bail, Context};
+use clap::{Args, Parser, Subcommand};
+use rand::Rng;
+
+use crate::clock::{Clock, SystemClock};
+use crate::config::{LogFormat, Settings, SigningAlg};
+use crate::server::{self, Server};
+use crate::store::clients::{self, ClientKind};
+use crate::store::users::{self, Role};
+
+#[derive(Debug, Parser)]
+#[command(name = "latchkeyd", version, about = "Latchkey's OAuth 2.1 / OpenID Connect authorization server", long_about = "Latchkey's OAuth 2.1 / OpenID Connect authorization server: short-lived JWT access tokens and refresh tokens that rotate on every use, in families that die when a retired token is replayed.\n\nSettings come from built-in defaults, then the config file, then LATCHKEY_* environment variables, then flags.")]
+pub struct Cli {
+    /// TOML config file.
+    #[arg(long, global = true, env = "LATCHKEY_CONFIG", value_name = "FILE")]
+    config: Option<PathBuf>,
+    /// Database URL: sqlite://PATH (default: in the XDG data dir) or postgres://USER@HOST/DB.
+    #[arg(long, global = true, env = "LATCHKEY_DATABASE", value_name = "URL")]
+    database: Option<String>,
+    /// File holding the master key that encrypts signing keys (LATCHKEY_MASTER_KEY overrides).
+    #[arg(long, global = true, env = "LATCHKEY_MASTER_KEY_FILE", value_name = "FILE")]
+    master_key_file: Option<PathBuf>,
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Debug, Subcommand)]
+enum Command {
+    /// Run the authorization server.
+    Serve(ServeArgs),
+    /// Manage user accounts.
+    #[command(subcommand)]
+    User(UserCommand),
+    /// Manage OAuth clients.
+    #[command(subcommand)]
+    Client(ClientCommand),
+    /// Manage token signing keys.
+    #[command(subcommand)]
+    Keys(KeysCommand),
+}
+
+#[derive(Debug, Args)]
+struct ServeArgs {
+    /// Address to listen on [default: 127.0.0.1:7878].
+    #[arg(long, env = "LATCHKEY_LISTEN", value_name = "ADDR")]
+    listen: Option<SocketAddr>,
+    /// Public URL of this server, the `iss` of its tokens [default: http://<listen>].
+    #[arg(long, env = "LATCHKEY_ISSUER", value_name = "URL")]
+    issuer: Option<String>,
+    /// Log format.
+    #[arg(long, env = "LATCHKEY_LOG_FORMAT", value_enum)]
+    log_format: Option<LogFormat>,
+    /// Create (or reset) the demo account demo@latchkey.local and print its password.
+    #[arg(long)]
+    demo: bool,
+}
+
+#[derive(Debug, Subcommand)]
+enum UserCommand {
+    /// Create an account; the password is read from standard input.
+    Add {
+        email: String,
+        #[arg(long, value_enum, default_value = "user")]
+        role: Role,
+        /// Display name [default: the part of the email before @].
+        #[arg(long)]
+        name: Option<String>,
+        /// Read the password from standard input (first line), so it never lands in shell history.
+        #[arg(long, required = true)]
+        password_stdin: bool,
+    },
+    /// List accounts.
+    List,
+}
+
+#[derive(Debug, Subcommand)]
+enum ClientCommand {
+    /// Register a client; a confidential client's secret is printed once.
+    Add {
+        client_id: String,
+        /// Name shown on the sign-in page.
+        #[arg(long)]
+        name: String,
+        #[arg(long, value_enum, default_value = "public")]
+        kind: ClientKind,
+        /// Allowed redirect URI (repeat for several). Loopback IPs accept any port.
+        #[arg(long = "redirect-uri", required = true, value_name = "URI")]
+        redirect_uris: Vec<String>,
+    },
+    /// List clients.
+    List,
+    /// Remove a client.
+    Remove { client_id: String },
+}
+
+#[derive(Debug, Subcommand)]
+enum KeysCommand {
+    /// Add a new signing key and retire the current one (kept in the JWKS until its tokens expire).
+    Rotate {
+        #[arg(long, value_enum)]
+        alg: Option<SigningAlg>,
+    },
+    /// List signing keys.
+    List,
+}
+
+pub fn main() -> ExitCode {
+    let cli = Cli::parse();
+    let runtime = match tokio::runtime::Builder::new_multi_thread().enable_all().build() {
+        Ok(rt) => rt,
+        Err(e) => {
+            eprintln!("latchkeyd: error: cannot start the async runtime: {e}");
+            return ExitCode::FAILURE;
+        }
+    };
+    match runtime.block_on(run(cli)) {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => {
+            eprintln!("latchkeyd: error: {e:#}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+fn settings(cli: &Cli) -> anyhow::Result<Settings> {
+    let mut settings = match &cli.config {
+        Some(path) => Settings::from_file(path)?,
+        None => Settings::default(),
+    };
+    if let Some(db) = &cli.database {
+        settings.database = Some(db.clone());
+    }
+    if let Some(file) = &cli.master_key_file {
+        settings.master_key_file = Some(file.clone());
+    }
+    Ok(settings)
+}
+
+fn init_logging(format: LogFormat) {
+    let filter = tracing_subscriber::EnvFilter::try_from_default_env()
+        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info,sqlx=warn,tower_http=warn"));
+    let builder = tracing_subscriber::fmt().with_env_filter(filter).with_writer(std::io::stderr);
+    match format {
+        LogFormat::Json => builder.json().init(),
+        LogFormat::Text => builder.init(),
+    }
+}
+
+async fn run(cli: Cli) -> anyhow::Result<()> {
+    let mut settings = settings(&cli)?;
+    let clock = SystemClock;
+    match cli.command {
+        Command::Serve(args) => {
+            if let Some(listen) = args.listen {
+                settings.listen = listen;
+            }
+            if let Some(issuer) = args.issuer {
+                settings.issuer = Some(issuer);
+            }
+            if let Some(format) = args.log_format {
+                settings.log_format = format;
+            }
+            init_logging(settings.log_format);
+            let database = crate::db::redact_url(&settings.database_url());
+            let server = Server::bind(settings, Arc::new(clock)).await?;
+            println!("latchkeyd is running at {}", server.issuer());
+            println!("  listening on  {}", server.local_addr());
+            println!("  database      {database}");
+            println!("  discovery     {}/.well-known/openid-configuration", server.issuer());
+            if args.demo {
+                let password = demo_account(server.db(), clock.now_ms()).await?;
+                println!();
+                println!("Demo account (for trying Latchkey on this machine):");
+                println!("  email         {DEMO_EMAIL}");
+                println!("  password      {password}");
+            }
+            tracing::info!(issuer = server.issuer(), "latchkeyd started");
+            server.run(server::shutdown_signal()).await
+        }
+        Command::User(cmd) => {
+            let db = server::open_db(&settings).await?;
+            match cmd {
+                UserCommand::Add { email, role, name, password_stdin: _ } => {
+                    let password = read_password()?;
+                    let user = users::add(&db, &email, name.as_deref(), role, &password, clock.now_ms()).await?;
+                    println!("created {} {} ({})", user.role.as_str(), user.email, user.id);
+                }
+                UserCommand::List => {
+                    for u in users::list(&db).await? {
+                        println!("{:<38} {:<8} {}", u.id, u.role.as_str(), u.email);
+                    }
+                }
+            }
+            Ok(())
+        }
+        Command::Client(cmd) => {
+            let db = server::open_db(&settings).await?;
+            clients::ensure_builtin(&db, clock.now_ms()).await?;
+            match cmd {
+                ClientCommand::Add { client_id, name, kind, redirect_uris } => {
+                    let secret = clients::add(&db, &client_id, &name, kind, &redirect_uris, clock.now_ms()).await?;
+                    println!("registered {} client {client_id}", kind.as_str());
+                    if let Some(secret) = secret {
+                        println!("client secret (shown once, store it now): {}", secret.expose());
+                    }
+                }
+                ClientCommand::List => {
+                    for c in clients::list(&db).await? {
+                        let builtin = if c.builtin { " (built in)" } else { "" };
+                        println!("{:<24} {:<12} {}{builtin}", c.client_id, c.kind.as_str(), c.redirect_uris.join(" "));
+                    }
+                }
+                ClientCommand::Remove { client_id } => {
+                    clients::remove(&db, &client_id).await?;
+                    println!("removed client {client_id}");
+                }
+            }
+            Ok(())
+        }
+        Command::Keys(cmd) => {
+            let db = server::open_db(&settings).await?;
+            match cmd {
+                KeysCommand::Rotate { alg } => {
+                    let master = server::master_key(&settings)?;
+                    let alg = alg.unwrap_or(settings.tokens.signing_alg);
+                    let key = crate::keys::rotate(&db, &master, alg, clock.now_ms()).await?;
+                    println!("new signing key {} ({}); running servers pick it up within 30 s", key.kid, key.alg);
+                }
+                KeysCommand::List => {
+                    for k in crate::keys::list(&db).await? {
+                        let state = if k.retired_at.is_some() { "retired" } else { "active" };
+                        println!("{:<28} {:<6} {state}", k.kid, k.alg);
+                    }
+                }
+            }
+            Ok(())
+        }
+    }
+}
+
+fn read_password() -> anyhow::Result<String> {
+    let mut input = String::new();
+    std::io::stdin()
+        .read_to_string(&mut input)
+        .context("cannot read the password from standard input")?;
+    let password = input.lines().next().unwrap_or_default().to_string();
+    if password.is_empty() {
+        bail!("no password on standard input (try: printf '%s' \"$PASSWORD\" | latchkeyd user add …)");
+    }
+    Ok(password)
+}
+
+pub const DEMO_EMAIL: &str = "demo@latchkey.local";
+
+/// Creates the demo account, or gives it a fresh password, and returns the password.
+async fn demo_account(db: &crate::db::Db, now: i64) -> anyhow::Result<String> {
+    const ALPHABET: &[u8] = b"abcdefghjkmnpqrstuvwxyz23456789";
+    let mut rng = rand::rngs::OsRng;
+    let password: String = (0..3)
+        .map(|_| (0..4).map(|_| ALPHABET[rng.gen_range(0..ALPHABET.len())] as char).collect::<String>())
+        .collect::<Vec<_>>()
+        .join("-");
+    if users::find_by_email(db, DEMO_EMAIL).await?.is_some() {
+        users::set_password(db, DEMO_EMAIL, &password).await?;
+    } else {
+        users::add(db, DEMO_EMAIL, Some("Demo User"), Role::User, &password, now).await?;
+    }
+    Ok(password)
+}

@@ -1,0 +1,254 @@
+//! Settings: built-in defaults, then a TOML file, then `LATCHKEY_*` environment variables, then
+//! command-line flags (the last two are merged by clap in `cli`).
+
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+
+use serde::Deserialize;
+
+#[derive(Debug, thiserror::Error)]
+pub enum ConfigError {
+    #[error("cannot read config file {path}: {source}")]
+    Read { path: String, source: std::io::Error },
+    #[error("invalid config file {path}: {message}")]
+    Parse { path: String, message: String },
+    #[error("invalid setting: {0}")]
+    Invalid(String),
+}
+
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Deserialize, clap::ValueEnum)]
+#[serde(rename_all = "lowercase")]
+pub enum LogFormat {
+    #[default]
+    Text,
+    Json,
+}
+
+/// The JWS algorithm for newly generated signing keys.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Deserialize, clap::ValueEnum)]
+pub enum SigningAlg {
+    #[default]
+    #[serde(rename = "EdDSA")]
+    #[value(name = "EdDSA")]
+    EdDsa,
+    #[serde(rename = "ES256")]
+    #[value(name = "ES256")]
+    Es256,
+}
+
+impl SigningAlg {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            SigningAlg::EdDsa => "EdDSA",
+            SigningAlg::Es256 => "ES256",
+        }
+    }
+
+    pub fn parse(s: &str) -> Option<Self> {
+        match s {
+            "EdDSA" => Some(SigningAlg::EdDsa),
+            "ES256" => Some(SigningAlg::Es256),
+            _ => None,
+        }
+    }
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct Settings {
+    /// Address to listen on.
+    pub listen: SocketAddr,
+    /// Public URL of the server (the `iss` of every token). Defaults to `http://<listen>`.
+    pub issuer: Option<String>,
+    /// `sqlite://PATH` or `postgres://…`. Defaults to SQLite in the XDG data dir.
+    pub database: Option<String>,
+    /// File holding the base64 master key; created on first start. `LATCHKEY_MASTER_KEY` wins.
+    pub master_key_file: Option<PathBuf>,
+    pub log_format: LogFormat,
+    /// Take the client address from the last `X-Forwarded-For` hop (only behind a trusted proxy).
+    pub trust_forwarded_for: bool,
+    pub tokens: TokenPolicy,
+    pub signin: SignInPolicy,
+    pub limits: Limits,
+}
+
+impl Default for Settings {
+    fn default() -> Self {
+        Self {
+            listen: SocketAddr::from(([127, 0, 0, 1], 7878)),
+            issuer: None,
+            database: None,
+            master_key_file: None,
+            log_format: LogFormat::Text,
+            trust_forwarded_for: false,
+            tokens: TokenPolicy::default(),
+            signin: SignInPolicy::default(),
+            limits: Limits::default(),
+        }
+    }
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct TokenPolicy {
+    pub access_token_ttl_secs: u64,
+    pub id_token_ttl_secs: u64,
+    pub auth_code_ttl_secs: u64,
+    /// Absolute lifetime of a token family; rotation never extends it.
+    pub family_lifetime_secs: u64,
+    /// A family unused for this long expires.
+    pub family_idle_secs: u64,
+    /// How long after a rotation the previous token may be replayed (lost response); 0 = never.
+    pub reuse_grace_secs: u64,
+    /// How many times, at most, one token may be replayed within the grace window.
+    pub reuse_grace_max_replays: u32,
+    /// Past this, signing in again revokes the least recently used session.
+    pub max_sessions_per_user: u32,
+    pub signing_alg: SigningAlg,
+}
+
+impl Default for TokenPolicy {
+    fn default() -> Self {
+        Self {
+            access_token_ttl_secs: 300,
+            id_token_ttl_secs: 300,
+            auth_code_ttl_secs: 60,
+            family_lifetime_secs: 30 * 24 * 3600,
+            family_idle_secs: 14 * 24 * 3600,
+            reuse_grace_secs: 0,
+            reuse_grace_max_replays: 2,
+            max_sessions_per_user: 100,
+            signing_alg: SigningAlg::EdDsa,
+        }
+    }
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct SignInPolicy {
+    pub max_failures_per_account: u32,
+    pub max_failures_per_address: u32,
+    pub failure_window_secs: u64,
+    /// How long a sign-in form stays valid.
+    pub form_ttl_secs: u64,
+}
+
+impl Default for SignInPolicy {
+    fn default() -> Self {
+        Self {
+            max_failures_per_account: 5,
+            max_failures_per_address: 20,
+            failure_window_secs: 15 * 60,
+            form_ttl_secs: 15 * 60,
+        }
+    }
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct Limits {
+    pub request_body_bytes: usize,
+    pub request_timeout_secs: u64,
+}
+
+impl Default for Limits {
+    fn default() -> Self {
+        Self {
+            request_body_bytes: 64 * 1024,
+            request_timeout_secs: 15,
+        }
+    }
+}
+
+impl Settings {
+    pub fn from_file(path: &Path) -> Result<Self, ConfigError> {
+        let shown = path.display().to_string();
+        let text = std::fs::read_to_string(path).map_err(|source| ConfigError::Read {
+            path: shown.clone(),
+            source,
+        })?;
+        toml::from_str(&text).map_err(|e| ConfigError::Parse {
+            path: shown,
+            message: e.message().to_string(),
+        })
+    }
+
+    pub fn data_dir() -> PathBuf {
+        dirs::data_dir()
+            .unwrap_or_else(|| PathBuf::from("."))
+            .join("latchkey")
+    }
+
+    pub fn database_url(&self) -> String {
+        self.database.clone().unwrap_or_else(|| {
+            format!(
+                "sqlite://{}",
+                Self::data_dir().join("latchkey.db").display()
+            )
+        })
+    }
+
+    pub fn master_key_path(&self) -> PathBuf {
+        self.master_key_file
+            .clone()
+            .unwrap_or_else(|| Self::data_dir().join("master.key"))
+    }
+
+    pub fn validate(&self) -> Result<(), ConfigError> {
+        let t = &self.tokens;
+        if t.access_token_ttl_secs == 0 || t.access_token_ttl_secs > 3600 {
+            return Err(ConfigError::Invalid(
+                "tokens.access_token_ttl_secs must be between 1 and 3600".into(),
+            ));
+        }
+        if t.family_idle_secs == 0 || t.family_lifetime_secs == 0 {
+            return Err(ConfigError::Invalid(
+                "token family lifetimes must be positive".into(),
+            ));
+        }
+        if t.max_sessions_per_user == 0 {
+            return Err(ConfigError::Invalid(
+                "tokens.max_sessions_per_user must be at least 1".into(),
+            ));
+        }
+        if let Some(issuer) = &self.issuer {
+            let url = url::Url::parse(issuer)
+                .map_err(|e| ConfigError::Invalid(format!("issuer {issuer:?}: {e}")))?;
+            if !matches!(url.scheme(), "https" | "http")
+                || url.query().is_some()
+                || url.fragment().is_some()
+            {
+                return Err(ConfigError::Invalid(format!(
+                    "issuer {issuer:?} must be an http(s) URL without query or fragment"
+                )));
+            }
+        }
+        Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_config_file_overrides_defaults_and_rejects_typos() {
+        let dir = std::env::temp_dir().join(format!("lk-config-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).unwrap();
+        let path = dir.join("latchkey.toml");
+        std::fs::write(
+            &path,
+            "listen = \"127.0.0.1:9000\"\n[tokens]\nreuse_grace_secs = 5\nsigning_alg = \"ES256\"\n",
+        )
+        .unwrap();
+        let s = Settings::from_file(&path).unwrap();
+        assert_eq!(s.listen.port(), 9000);
+        assert_eq!(s.tokens.reuse_grace_secs, 5);
+        assert_eq!(s.tokens.signing_alg, SigningAlg::Es256);
+        assert_eq!(s.tokens.access_token_ttl_secs, 300);
+
+        std::fs::write(&path, "[tokens]\nacess_token_ttl_secs = 5\n").unwrap();
+        let err = Settings::from_file(&path).unwrap_err().to_string();
+        assert!(err.contains("acess_token_ttl_secs"), "{err}");
+    }
+}

@@ -1,0 +1,411 @@
+//! The authorization endpoint and its sign-in form (RFC 6749 §4.1, RFC 7636, RFC 9207).
+//!
+//! Until client_id and redirect_uri are known good, errors are shown as a page and never
+//! redirected (an open redirector would hand codes to strangers); after that they go back to
+//! the client with `error`, `state` and `iss`.
+
+use askama::Template;
+use axum::extract::{RawQuery, State};
+use axum::http::{header, HeaderMap, HeaderValue, StatusCode};
+use axum::response::{IntoResponse, Redirect, Response};
+use serde_json::json;
+use url::Url;
+
+use super::error::{html_response, PageError};
+use super::origin::RequestOrigin;
+use super::params::Params;
+use super::SCOPES;
+use crate::clock::secs;
+use crate::metrics::Metrics;
+use crate::secret::{new_id, new_token, token_hash, TokenKind};
+use crate::server::AppState;
+use crate::store::clients::Client;
+use crate::store::events::{self, NewEvent, Severity};
+use crate::store::grants::{self, AuthRequest, DeviceInfo};
+use crate::store::throttle::{self, Limited};
+use crate::store::{users, Origin};
+
+const BROWSER_COOKIE: &str = "lk_browser";
+const CSP: &str = "default-src 'none'; style-src 'self'; img-src 'self' data:; base-uri 'none'; frame-ancestors 'none'";
+
+struct ScopeLine {
+    text: &'static str,
+}
+
+fn scope_lines(scope: &str) -> Vec<ScopeLine> {
+    SCOPES
+        .iter()
+        .filter(|s| scope.split_ascii_whitespace().any(|g| g == **s))
+        .map(|s| ScopeLine {
+            text: match *s {
+                "openid" => "Confirm who you are",
+                "profile" => "See your name",
+                "email" => "See your email address",
+                _ => "Stay signed in on this device until you sign out or revoke it",
+            },
+        })
+        .collect()
+}
+
+#[derive(Template)]
+#[template(path = "signin.html")]
+struct SignInPage<'a> {
+    app_name: &'a str,
+    device: &'a DeviceInfo,
+    site: String,
+    return_to: String,
+    scopes: Vec<ScopeLine>,
+    request_id: &'a str,
+    csrf_token: &'a str,
+    email: &'a str,
+    error: Option<String>,
+}
+
+fn site_of(issuer: &str) -> String {
+    Url::parse(issuer)
+        .ok()
+        .and_then(|u| u.host_str().map(|h| match u.port() {
+            Some(p) => format!("{h}:{p}"),
+            None => h.to_string(),
+        }))
+        .unwrap_or_else(|| issuer.to_string())
+}
+
+/// Where the browser goes after sign-in, in words a person can check.
+fn return_to(redirect_uri: &str) -> String {
+    match Url::parse(redirect_uri) {
+        Ok(u) if matches!(u.host_str(), Some("127.0.0.1") | Some("[::1]") | Some("localhost")) => {
+            "the app on this computer".into()
+        }
+        Ok(u) => u.host_str().map(str::to_string).unwrap_or_else(|| u.scheme().to_string()),
+        Err(_) => redirect_uri.to_string(),
+    }
+}
+
+/// Client-supplied device text: printable, trimmed, at most 100 characters.
+fn device_text(value: Option<&str>) -> Option<String> {
+    let cleaned: String = value?
+        .chars()
+        .filter(|c| !c.is_control())
+        .take(100)
+        .collect::<String>()
+        .trim()
+        .to_string();
+    (!cleaned.is_empty()).then_some(cleaned)
+}
+
+fn redirect_with(redirect_uri: &str, pairs: &[(&str, &str)]) -> Response {
+    match Url::parse(redirect_uri) {
+        Ok(mut url) => {
+            url.query_pairs_mut().extend_pairs(pairs);
+            Redirect::to(url.as_str()).into_response()
+        }
+        Err(_) => PageError::internal().into_response(),
+    }
+}
+
+fn redirect_error(state: &AppState, redirect_uri: &str, client_state: Option<&str>, code: &str, description: &str) -> Response {
+    let mut pairs = vec![("error", code), ("error_description", description)];
+    if let Some(s) = client_state {
+        pairs.push(("state", s));
+    }
+    pairs.push(("iss", &state.issuer));
+    redirect_with(redirect_uri, &pairs)
+}
+
+fn cookie_value<'a>(headers: &'a HeaderMap, name: &str) -> Option<&'a str> {
+    headers
+        .get_all(header::COOKIE)
+        .iter()
+        .filter_map(|v| v.to_str().ok())
+        .flat_map(|v| v.split(';'))
+        .filter_map(|pair| pair.trim().split_once('='))
+        .find(|(k, _)| *k == name)
+        .map(|(_, v)| v)
+}
+
+fn page(status: StatusCode, page: &impl Template, set_cookie: Option<String>) -> Response {
+    let mut res = html_response(status, page);
+    let headers = res.headers_mut();
+    headers.insert(header::CONTENT_SECURITY_POLICY, HeaderValue::from_static(CSP));
+    headers.insert(header::X_FRAME_OPTIONS, HeaderValue::from_static("DENY"));
+    if let Some(cookie) = set_cookie.and_then(|c| HeaderValue::from_str(&c).ok()) {
+        headers.insert(header::SET_COOKIE, cookie);
+    }
+    res
+}
+
+/// Checks the client and its redirect URI; failures here are pages, never redirects.
+async fn client_and_redirect(state: &AppState, params: &Params) -> Result<(Client, String), PageError> {
+    let bad = |msg: &str| {
+        PageError::new(StatusCode::BAD_REQUEST, "This sign-in link is not valid", msg)
+            .with_hint("Go back to the app you were signing in to and start again. If it keeps happening, the app is misconfigured.")
+    };
+    let client_id = params.get("client_id").ok_or_else(|| bad("The request does not say which app is asking (client_id is missing)."))?;
+    let client = state
+        .client(client_id)
+        .await?
+        .ok_or_else(|| bad("The app asking to sign in is not registered with this server."))?;
+    let redirect_uri = params
+        .get("redirect_uri")
+        .ok_or_else(|| bad("The request does not say where to return after sign-in (redirect_uri is missing)."))?;
+    if !client.redirect_uri_allowed(redirect_uri) {
+        return Err(bad("The address to return to after sign-in is not registered for this app, so Latchkey will not send you there."));
+    }
+    Ok((client, redirect_uri.to_string()))
+}
+
+pub async fn start(State(state): State<AppState>, headers: HeaderMap, RawQuery(query): RawQuery) -> Response {
+    let params = match Params::parse(query.unwrap_or_default().as_bytes()) {
+        Ok(p) => p,
+        Err(e) => {
+            return PageError::new(StatusCode::BAD_REQUEST, "This sign-in link is not valid", e.to_string())
+                .into_response()
+        }
+    };
+    let (client, redirect_uri) = match client_and_redirect(&state, &params).await {
+        Ok(v) => v,
+        Err(e) => return e.into_response(),
+    };
+    let client_state = params.get("state");
+    let fail = |code: &str, desc: &str| redirect_error(&state, &redirect_uri, client_state, code, desc);
+
+    if params.get("response_type") != Some("code") {
+        return fail("unsupported_response_type", "response_type must be code");
+    }
+    if params.get("request").is_some() || params.get("request_uri").is_some() {
+        return fail("request_not_supported", "request objects are not supported");
+    }
+    // RFC 7636 §4.3: a missing method means plain, which OAuth 2.1 and Latchkey refuse.
+    let challenge = match (params.get("code_challenge"), params.get("code_challenge_method")) {
+        (None, _) => return fail("invalid_request", "PKCE is required: send code_challenge with code_challenge_method=S256"),
+        (Some(_), Some("S256")) => params.get("code_challenge").unwrap_or_default(),
+        (Some(_), _) => return fail("invalid_request", "code_challenge_method must be S256; plain is not supported"),
+    };
+    if challenge.len() != 43 || !challenge.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'_') {
+        return fail("invalid_request", "code_challenge must be a base64url-encoded SHA-256 hash (43 characters)");
+    }
+    let scope = params.get("scope").unwrap_or("openid");
+    let mut granted: Vec<&str> = Vec::new();
+    for s in scope.split_ascii_whitespace() {
+        if !SCOPES.contains(&s) {
+            return fail("invalid_scope", &format!("unknown scope {s:?}"));
+        }
+        if !granted.contains(&s) {
+            granted.push(s);
+        }
+    }
+    if granted.is_empty() {
+        return fail("invalid_scope", "the scope is empty");
+    }
+    if params.get("prompt").is_some_and(|p| p.split_ascii_whitespace().any(|p| p == "none")) {
+        return fail("login_required", "this server always asks the user to sign in");
+    }
+    if client_state.is_some_and(|s| s.len() > 2048) || params.get("nonce").is_some_and(|n| n.len() > 512) {
+        return fail("invalid_request", "state or nonce is too long");
+    }
+
+    let browser = cookie_value(&headers, BROWSER_COOKIE)
+        .filter(|v| v.starts_with(TokenKind::Csrf.prefix()) && v.len() < 100)
+        .map(str::to_string);
+    let (browser, set_cookie) = match browser {
+        Some(b) => (b, None),
+        None => {
+            let b = new_token(TokenKind::Csrf).into_inner();
+            let secure = if state.issuer.starts_with("https://") { "; Secure" } else { "" };
+            let cookie = format!("{BROWSER_COOKIE}={b}; Path=/authorize; HttpOnly; SameSite=Lax; Max-Age=86400{secure}");
+            (b, Some(cookie))
+        }
+    };
+    let csrf = new_token(TokenKind::Csrf);
+    let now = state.now();
+    let request = AuthRequest {
+        id: new_id(),
+        browser_hash: token_hash(&browser),
+        csrf_hash: token_hash(csrf.expose()),
+        client_id: client.client_id.clone(),
+        redirect_uri: redirect_uri.clone(),
+        scope: granted.join(" "),
+        state: client_state.map(str::to_string),
+        nonce: params.get("nonce").map(str::to_string),
+        code_challenge: challenge.to_string(),
+        device: DeviceInfo {
+            name: device_text(params.get("device_name")),
+            platform: device_text(params.get("device_platform")),
+            app_version: device_text(params.get("app_version")),
+        },
+        expires_at: now + secs(state.settings.signin.form_ttl_secs),
+    };
+    if let Err(e) = grants::create_auth_request(&state.db, &request, now).await {
+        return PageError::from(e).into_response();
+    }
+    let view = SignInPage {
+        app_name: &client.name,
+        device: &request.device,
+        site: site_of(&state.issuer),
+        return_to: return_to(&redirect_uri),
+        scopes: scope_lines(&request.scope),
+        request_id: &request.id,
+        csrf_token: csrf.expose(),
+        email: "",
+        error: None,
+    };
+    page(StatusCode::OK, &view, set_cookie)
+}
+
+fn minutes(ms: i64) -> String {
+    let m = (ms + 59_999) / 60_000;
+    if m <= 1 {
+        "a minute".into()
+    } else {
+        format!("{m} minutes")
+    }
+}
+
+pub async fn submit(
+    State(state): State<AppState>,
+    RequestOrigin(origin): RequestOrigin,
+    headers: HeaderMap,
+    body: axum::body::Bytes,
+) -> Response {
+    match submit_inner(&state, &origin, &headers, &body).await {
+        Ok(res) | Err(res) => res,
+    }
+}
+
+async fn submit_inner(state: &AppState, origin: &Origin, headers: &HeaderMap, body: &[u8]) -> Result<Response, Response> {
+    let expired = || {
+        PageError::new(
+            StatusCode::BAD_REQUEST,
+            "This sign-in form has expired",
+            "Sign-in forms are valid for a limited time and only once.",
+        )
+        .with_hint("Go back to the app and start signing in again.")
+        .into_response()
+    };
+    let form = Params::parse(body).map_err(|e| {
+        PageError::new(StatusCode::BAD_REQUEST, "This form could not be read", e.to_string()).into_response()
+    })?;
+    let request_id = form.get("request").ok_or_else(expired)?;
+    let csrf = form.get("csrf_token").ok_or_else(expired)?;
+    let now = state.now();
+    let request = grants::find_auth_request(&state.db, request_id)
+        .await
+        .map_err(|e| PageError::from(e).into_response())?
+        .filter(|r| r.expires_at > now)
+        .ok_or_else(expired)?;
+    let same_browser = cookie_value(headers, BROWSER_COOKIE).is_some_and(|b| token_hash(b) == request.browser_hash);
+    if !same_browser || token_hash(csrf) != request.csrf_hash {
+        return Err(PageError::new(
+            StatusCode::FORBIDDEN,
+            "This sign-in form was not opened in this browser",
+            "For your safety, Latchkey only accepts a sign-in form in the browser that opened it.",
+        )
+        .with_hint("Go back to the app and start signing in again.")
+        .into_response());
+    }
+
+    if form.get("action") == Some("cancel") {
+        grants::delete_auth_request(&state.db, &request.id)
+            .await
+            .map_err(|e| PageError::from(e).into_response())?;
+        return Ok(redirect_error(state, &request.redirect_uri, request.state.as_deref(), "access_denied", "the user cancelled the sign-in"));
+    }
+
+    let client = state
+        .client(&request.client_id)
+        .await
+        .map_err(|e| PageError::from(e).into_response())?
+        .ok_or_else(expired)?;
+    let email = form.get("username").unwrap_or_default().trim();
+    let rerender = |status: StatusCode, message: String| {
+        let view = SignInPage {
+            app_name: &client.name,
+            device: &request.device,
+            site: site_of(&state.issuer),
+            return_to: return_to(&request.redirect_uri),
+            scopes: scope_lines(&request.scope),
+            request_id: &request.id,
+            csrf_token: csrf,
+            email,
+            error: Some(message),
+        };
+        page(status, &view, None)
+    };
+    let Some(password) = form.get("password").filter(|_| !email.is_empty()) else {
+        return Err(rerender(StatusCode::BAD_REQUEST, "Enter your email address and your password.".into()));
+    };
+
+    let internal = |e| PageError::from(e).into_response();
+    let policy = &state.settings.signin;
+    if let Some((which, wait)) = throttle::check(&state.db, policy, email, origin.ip.as_deref(), now)
+        .await
+        .map_err(internal)?
+    {
+        Metrics::outcome(&state.metrics.signins, "throttled");
+        let whose = match which {
+            Limited::Account => "this account",
+            Limited::Address => "your network address",
+        };
+        return Err(rerender(
+            StatusCode::TOO_MANY_REQUESTS,
+            format!(
+                "Too many failed sign-in attempts for {whose}. For your security, try again in {}.",
+                minutes(wait)
+            ),
+        ));
+    }
+
+    let user = users::authenticate(&state.db, email, password).await.map_err(internal)?;
+    let Some(user) = user else {
+        throttle::record_failure(&state.db, email, origin.ip.as_deref(), now)
+            .await
+            .map_err(internal)?;
+        let known = users::find_by_email(&state.db, email).await.map_err(internal)?;
+        events::record(
+            state.db.write(),
+            NewEvent {
+                kind: "signin_failed",
+                severity: Severity::Low,
+                user_id: known.as_ref().map(|u| u.id.as_str()),
+                session_id: None,
+                origin,
+                details: json!({ "client_id": request.client_id }),
+            },
+            now,
+        )
+        .await
+        .map_err(internal)?;
+        Metrics::outcome(&state.metrics.signins, "failed");
+        return Err(rerender(
+            StatusCode::UNAUTHORIZED,
+            "That email address and password do not match an account. Check both and try again.".into(),
+        ));
+    };
+
+    throttle::clear_account(&state.db, email).await.map_err(internal)?;
+    let code = grants::issue_code(&state.db, &request, &user.id, origin, &state.settings.tokens, now)
+        .await
+        .map_err(internal)?;
+    events::record(
+        state.db.write(),
+        NewEvent {
+            kind: "signed_in",
+            severity: Severity::Info,
+            user_id: Some(&user.id),
+            session_id: None,
+            origin,
+            details: json!({ "client_id": request.client_id, "device": request.device }),
+        },
+        now,
+    )
+    .await
+    .map_err(internal)?;
+    Metrics::outcome(&state.metrics.signins, "succeeded");
+    let mut pairs = vec![("code", code.expose().as_str())];
+    if let Some(s) = &request.state {
+        pairs.push(("state", s));
+    }
+    pairs.push(("iss", &state.issuer));
+    Ok(redirect_with(&request.redirect_uri, &pairs))
+}

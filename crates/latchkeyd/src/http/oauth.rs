@@ -1,0 +1,325 @@
+//! The token endpoint (RFC 6749 §3.2), revocation (RFC 7009), introspection (RFC 7662) and
+//! userinfo (OpenID Connect Core §5.3).
+
+use std::time::Instant;
+
+use axum::extract::State;
+use axum::http::{header, HeaderMap, StatusCode};
+use axum::response::{IntoResponse, Response};
+use axum::Json;
+use serde::Serialize;
+use serde_json::json;
+
+use super::client_auth::authenticate;
+use super::error::OAuthError;
+use super::origin::RequestOrigin;
+use super::params::{OAuthForm, Params};
+use crate::metrics::Metrics;
+use crate::server::AppState;
+use crate::store::clients::ClientKind;
+use crate::store::grants::{self, Grant, Refusal};
+use crate::store::{users, Origin};
+use crate::tokens::{self, AccessClaims, AccessTokenInput, IdClaims, Invalid};
+
+#[derive(Serialize)]
+struct TokenResponse {
+    access_token: String,
+    token_type: &'static str,
+    expires_in: u64,
+    refresh_token: String,
+    refresh_token_expires_in: i64,
+    scope: String,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    id_token: Option<String>,
+}
+
+fn no_store(body: impl IntoResponse) -> Response {
+    let mut res = body.into_response();
+    res.headers_mut()
+        .insert(header::CACHE_CONTROL, header::HeaderValue::from_static("no-store"));
+    res
+}
+
+pub async fn token(
+    State(state): State<AppState>,
+    RequestOrigin(origin): RequestOrigin,
+    headers: HeaderMap,
+    OAuthForm(params): OAuthForm,
+) -> Result<Response, OAuthError> {
+    let started = Instant::now();
+    let grant_type = params.require("grant_type")?.to_string();
+    let result = match grant_type.as_str() {
+        "authorization_code" => code_grant(&state, &headers, &params, &origin).await,
+        "refresh_token" => refresh_grant(&state, &headers, &params, &origin).await,
+        _ => Err(OAuthError::new(
+            StatusCode::BAD_REQUEST,
+            "unsupported_grant_type",
+            "grant_type must be authorization_code or refresh_token",
+        )),
+    };
+    let label = if matches!(grant_type.as_str(), "authorization_code" | "refresh_token") {
+        grant_type.as_str()
+    } else {
+        "other"
+    };
+    match &result {
+        Ok(_) => state.metrics.grant(label, "ok"),
+        Err(e) => state.metrics.grant(label, e.code()),
+    }
+    state.metrics.grant_seconds.observe(started.elapsed().as_secs_f64());
+    result
+}
+
+fn refusal(state: &AppState, r: Refusal) -> OAuthError {
+    match r {
+        Refusal::ReuseDetected | Refusal::CodeReused => {
+            Metrics::outcome(&state.metrics.families_revoked, "reuse_detected");
+            tracing::warn!(refusal = ?r, "a used grant was presented again; its session is revoked");
+        }
+        _ => tracing::debug!(refusal = ?r, "grant refused"),
+    }
+    match r {
+        Refusal::ScopeNotGranted => OAuthError::new(StatusCode::BAD_REQUEST, "invalid_scope", r.description()),
+        _ => OAuthError::invalid_grant(r.description()),
+    }
+}
+
+async fn code_grant(state: &AppState, headers: &HeaderMap, params: &Params, origin: &Origin) -> Result<Response, OAuthError> {
+    let client = authenticate(state, headers, params).await?.client;
+    let code = params.require("code")?;
+    let verifier = params.require("code_verifier")?;
+    // RFC 7636 §4.1: 43-128 characters of the unreserved set.
+    let verifier_ok = (43..=128).contains(&verifier.len())
+        && verifier.bytes().all(|b| b.is_ascii_alphanumeric() || b"-._~".contains(&b));
+    if !verifier_ok {
+        return Err(OAuthError::invalid_request(
+            "code_verifier must be 43-128 characters of A-Z a-z 0-9 - . _ ~",
+        ));
+    }
+    let outcome = grants::redeem_code(
+        &state.db,
+        &state.settings.tokens,
+        code,
+        &client.client_id,
+        params.get("redirect_uri"),
+        verifier,
+        origin,
+        state.now(),
+    )
+    .await?;
+    let grant = outcome.map_err(|r| refusal(state, r))?;
+    let id_token = if grant.scope.split_ascii_whitespace().any(|s| s == "openid") {
+        Some(id_token(state, &grant).await?)
+    } else {
+        None
+    };
+    token_response(state, grant, id_token)
+}
+
+async fn id_token(state: &AppState, grant: &Grant) -> Result<String, OAuthError> {
+    let user = users::find(&state.db, &grant.user_id)
+        .await?
+        .ok_or_else(|| OAuthError::invalid_grant("the account no longer exists"))?;
+    let has = |s: &str| grant.scope.split_ascii_whitespace().any(|g| g == s);
+    let iat = state.clock.now_secs();
+    let claims = IdClaims {
+        iss: &state.issuer,
+        sub: &grant.user_id,
+        aud: &grant.client_id,
+        exp: iat + state.settings.tokens.id_token_ttl_secs as i64,
+        iat,
+        auth_time: grant.auth_time.div_euclid(1000),
+        sid: &grant.session_id,
+        nonce: grant.nonce.as_deref(),
+        email: has("email").then_some(user.email.as_str()),
+        email_verified: has("email").then_some(false),
+        name: has("profile").then_some(user.name.as_str()),
+    };
+    Ok(tokens::mint_id_token(&state.keys, &claims)?)
+}
+
+fn token_response(state: &AppState, grant: Grant, id_token: Option<String>) -> Result<Response, OAuthError> {
+    let ttl = state.settings.tokens.access_token_ttl_secs;
+    let now = state.now();
+    let access_token = tokens::mint_access_token(
+        &state.keys,
+        &AccessTokenInput {
+            issuer: &state.issuer,
+            user_id: &grant.user_id,
+            client_id: &grant.client_id,
+            scope: &grant.scope,
+            session_id: &grant.session_id,
+            ttl_secs: ttl,
+        },
+        now,
+    )?;
+    Ok(no_store(Json(TokenResponse {
+        access_token,
+        token_type: "Bearer",
+        expires_in: ttl,
+        refresh_token_expires_in: (grant.refresh_expires_at - now).div_euclid(1000),
+        refresh_token: grant.refresh_token.into_inner(),
+        scope: grant.scope,
+        id_token,
+    })))
+}
+
+async fn refresh_grant(state: &AppState, headers: &HeaderMap, params: &Params, origin: &Origin) -> Result<Response, OAuthError> {
+    let client = authenticate(state, headers, params).await?.client;
+    let refresh_token = params.require("refresh_token")?;
+    let outcome = grants::rotate(
+        &state.db,
+        &state.settings.tokens,
+        refresh_token,
+        &client.client_id,
+        params.get("scope"),
+        origin,
+        state.now(),
+    )
+    .await?;
+    let grant = outcome.map_err(|r| refusal(state, r))?;
+    token_response(state, grant, None)
+}
+
+/// RFC 7009. Revoking a refresh token ends its whole session; an access token is revoked alone.
+pub async fn revoke(
+    State(state): State<AppState>,
+    RequestOrigin(origin): RequestOrigin,
+    headers: HeaderMap,
+    OAuthForm(params): OAuthForm,
+) -> Result<Response, OAuthError> {
+    let client = authenticate(&state, &headers, &params).await?.client;
+    let token = params.require("token")?;
+    let now = state.now();
+    if let Some(info) = grants::refresh_token_info(&state.db, token, now).await? {
+        if info.client_id != client.client_id {
+            return Err(OAuthError::new(
+                StatusCode::BAD_REQUEST,
+                "unauthorized_client",
+                "the token was issued to another client",
+            ));
+        }
+        let by = format!("client:{}", client.client_id);
+        grants::revoke_session(&state.db, &info.session_id, &by, "token_revoked", &origin, now).await?;
+    } else if let Ok(claims) = tokens::verify_access_token(&state.keys, &state.issuer, token) {
+        if claims.client_id != client.client_id {
+            return Err(OAuthError::new(
+                StatusCode::BAD_REQUEST,
+                "unauthorized_client",
+                "the token was issued to another client",
+            ));
+        }
+        grants::revoke_access_token(&state.db, &claims.jti, claims.exp.saturating_mul(1000)).await?;
+    }
+    // §2.2: an unknown or already invalid token is answered with 200 as well.
+    Ok(no_store(StatusCode::OK))
+}
+
+/// Is the access token good right now, as a resource server would need to know?
+async fn access_token_state(state: &AppState, token: &str) -> Result<Result<AccessClaims, &'static str>, OAuthError> {
+    let claims = match tokens::verify_access_token(&state.keys, &state.issuer, token) {
+        Ok(c) => c,
+        Err(Invalid::UnknownKey) => return Ok(Err("the token was signed by an unknown key")),
+        Err(Invalid::WrongType) => return Ok(Err("the token is not an access token")),
+        Err(_) => return Ok(Err("the token is malformed or its signature is invalid")),
+    };
+    if claims.exp <= state.clock.now_secs() {
+        // Never a new token for an expired one: only the refresh grant mints access tokens.
+        return Ok(Err("the access token has expired"));
+    }
+    if !grants::session_active(&state.db, &claims.sid).await? {
+        return Ok(Err("the session of this token was revoked"));
+    }
+    if grants::access_token_revoked(&state.db, &claims.jti).await? {
+        return Ok(Err("the access token was revoked"));
+    }
+    Ok(Ok(claims))
+}
+
+/// RFC 7662, for confidential clients (resource servers).
+pub async fn introspect(State(state): State<AppState>, headers: HeaderMap, OAuthForm(params): OAuthForm) -> Result<Response, OAuthError> {
+    let client = authenticate(&state, &headers, &params).await?.client;
+    if client.kind != ClientKind::Confidential {
+        return Err(OAuthError::invalid_client(
+            "introspection is for confidential clients (resource servers)",
+            false,
+        ));
+    }
+    let token = params.require("token")?;
+    let now = state.now();
+    let inactive = || no_store(Json(json!({ "active": false })));
+    if let Some(info) = grants::refresh_token_info(&state.db, token, now).await? {
+        if !info.active {
+            return Ok(inactive());
+        }
+        return Ok(no_store(Json(json!({
+            "active": true,
+            "token_type": "refresh_token",
+            "client_id": info.client_id,
+            "sub": info.user_id,
+            "scope": info.scope,
+            "sid": info.session_id,
+            "iat": info.issued_at.div_euclid(1000),
+            "exp": info.expires_at.div_euclid(1000),
+            "iss": state.issuer,
+        }))));
+    }
+    match access_token_state(&state, token).await? {
+        Ok(c) => Ok(no_store(Json(json!({
+            "active": true,
+            "token_type": "Bearer",
+            "client_id": c.client_id,
+            "sub": c.sub,
+            "scope": c.scope,
+            "sid": c.sid,
+            "jti": c.jti,
+            "iat": c.iat,
+            "exp": c.exp,
+            "iss": c.iss,
+            "aud": c.aud,
+        })))),
+        Err(_) => Ok(inactive()),
+    }
+}
+
+/// The bearer token of a request (RFC 6750 §2.1), or a 401 that says what is missing.
+pub fn bearer(headers: &HeaderMap) -> Result<&str, OAuthError> {
+    let value = headers
+        .get(header::AUTHORIZATION)
+        .ok_or_else(OAuthError::missing_token)?
+        .to_str()
+        .map_err(|_| OAuthError::invalid_token("the Authorization header is malformed"))?;
+    let (scheme, token) = value
+        .split_once(' ')
+        .ok_or(OAuthError::invalid_token("the Authorization header is malformed"))?;
+    if !scheme.eq_ignore_ascii_case("bearer") || token.trim().is_empty() {
+        return Err(OAuthError::missing_token());
+    }
+    Ok(token.trim())
+}
+
+pub async fn userinfo(State(state): State<AppState>, headers: HeaderMap) -> Result<Response, OAuthError> {
+    let token = bearer(&headers)?;
+    let claims = access_token_state(&state, token)
+        .await?
+        .map_err(OAuthError::invalid_token)?;
+    if !claims.has_scope("openid") {
+        return Err(OAuthError::new(
+            StatusCode::FORBIDDEN,
+            "insufficient_scope",
+            "userinfo needs the openid scope",
+        ));
+    }
+    let user = users::find(&state.db, &claims.sub)
+        .await?
+        .ok_or(OAuthError::invalid_token("the account no longer exists"))?;
+    let mut body = json!({ "sub": user.id });
+    if claims.has_scope("email") {
+        body["email"] = json!(user.email);
+        body["email_verified"] = json!(false);
+    }
+    if claims.has_scope("profile") {
+        body["name"] = json!(user.name);
+    }
+    Ok(no_store(Json(body)))
+}

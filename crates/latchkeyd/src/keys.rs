@@ -1,0 +1,280 @@
+//! Signing keys: kept in the database (private halves encrypted with the master key), loaded
+//! into memory, published in the JWKS until every token they signed has expired.
+
+use std::collections::HashMap;
+use std::sync::{Arc, RwLock};
+
+use ed25519_dalek::pkcs8::EncodePrivateKey as _;
+use jsonwebtoken::jwk::{Jwk, JwkSet, KeyAlgorithm, PublicKeyUse};
+use jsonwebtoken::{Algorithm, DecodingKey, EncodingKey};
+use rand::RngCore;
+use serde::Serialize;
+use sqlx::Row;
+
+use crate::clock::Millis;
+use crate::config::SigningAlg;
+use crate::crypto::MasterKey;
+use crate::db::Db;
+use crate::secret::Secret;
+
+#[derive(Debug, thiserror::Error)]
+pub enum KeyError {
+    #[error("database error: {0}")]
+    Db(#[from] sqlx::Error),
+    #[error("signing key {0} cannot be decrypted: is this the master key it was created with?")]
+    Decrypt(String),
+    #[error("signing key {kid} is unusable: {message}")]
+    Malformed { kid: String, message: String },
+}
+
+/// The key that signs new tokens.
+pub struct ActiveKey {
+    pub kid: String,
+    pub alg: Algorithm,
+    pub encoding: EncodingKey,
+}
+
+struct KeySet {
+    active: Arc<ActiveKey>,
+    verifying: HashMap<String, (Algorithm, DecodingKey)>,
+    jwks: Arc<String>,
+}
+
+/// Keys in memory, reloaded from the database so that `latchkeyd keys rotate` reaches a running
+/// server (and every replica) without a restart.
+pub struct KeyRing {
+    db: Db,
+    master: MasterKey,
+    /// How long a retired key stays published: the longest lifetime of a token it signed.
+    publish_after_retire: Millis,
+    set: RwLock<Arc<KeySet>>,
+}
+
+fn algorithm(alg: &str) -> Option<Algorithm> {
+    match alg {
+        "EdDSA" => Some(Algorithm::EdDSA),
+        "ES256" => Some(Algorithm::ES256),
+        _ => None,
+    }
+}
+
+/// A fresh PKCS#8 private key for `alg`.
+fn generate_pkcs8(alg: SigningAlg) -> Secret<Vec<u8>> {
+    let mut seed = [0u8; 32];
+    loop {
+        rand::rngs::OsRng.fill_bytes(&mut seed);
+        let der = match alg {
+            // PKCS#8 v1 (no embedded public key): the form jsonwebtoken's JWK export expects.
+            SigningAlg::EdDsa => ed25519_dalek::pkcs8::KeypairBytes {
+                secret_key: seed,
+                public_key: None,
+            }
+            .to_pkcs8_der()
+            .ok()
+            .map(|d| d.as_bytes().to_vec()),
+            // A scalar outside the curve order is astronomically rare; draw again if it happens.
+            SigningAlg::Es256 => p256::SecretKey::from_slice(&seed)
+                .ok()
+                .and_then(|k| p256::pkcs8::EncodePrivateKey::to_pkcs8_der(&k).ok())
+                .map(|d| d.as_bytes().to_vec()),
+        };
+        if let Some(der) = der {
+            return Secret::new(der);
+        }
+    }
+}
+
+fn encoding_key(alg: Algorithm, der: &[u8]) -> EncodingKey {
+    match alg {
+        Algorithm::ES256 => EncodingKey::from_ec_der(der),
+        _ => EncodingKey::from_ed_der(der),
+    }
+}
+
+fn public_jwk(kid: &str, alg: Algorithm, key: &EncodingKey) -> Result<Jwk, jsonwebtoken::errors::Error> {
+    let mut jwk = Jwk::from_encoding_key(key, alg)?;
+    jwk.common.key_id = Some(kid.to_string());
+    jwk.common.public_key_use = Some(PublicKeyUse::Signature);
+    jwk.common.key_algorithm = Some(match alg {
+        Algorithm::ES256 => KeyAlgorithm::ES256,
+        _ => KeyAlgorithm::EdDSA,
+    });
+    Ok(jwk)
+}
+
+#[derive(Debug, Clone, Serialize)]
+pub struct KeyInfo {
+    pub kid: String,
+    pub alg: String,
+    pub created_at: Millis,
+    pub retired_at: Option<Millis>,
+}
+
+/// Adds a new signing key and retires the current ones (they stay published for verification).
+pub async fn rotate(db: &Db, master: &MasterKey, alg: SigningAlg, now: Millis) -> Result<KeyInfo, KeyError> {
+    let kid = format!("{}-{}", alg.as_str().to_lowercase(), &uuid::Uuid::new_v4().simple().to_string()[..12]);
+    let der = generate_pkcs8(alg);
+    let jws_alg = algorithm(alg.as_str()).expect("supported algorithm");
+    let jwk = public_jwk(&kid, jws_alg, &encoding_key(jws_alg, der.expose())).map_err(|e| KeyError::Malformed {
+        kid: kid.clone(),
+        message: format!("public key: {e}"),
+    })?;
+    let sealed = master.seal(der.expose(), kid.as_bytes());
+    let mut tx = db.write().begin().await?;
+    sqlx::query("UPDATE signing_keys SET retired_at = $1 WHERE retired_at IS NULL")
+        .bind(now)
+        .execute(&mut *tx)
+        .await?;
+    sqlx::query(
+        "INSERT INTO signing_keys (kid, alg, private_key, public_jwk, created_at) VALUES ($1, $2, $3, $4, $5)",
+    )
+    .bind(&kid)
+    .bind(alg.as_str())
+    .bind(&sealed)
+    .bind(serde_json::to_string(&jwk).expect("a JWK serializes"))
+    .bind(now)
+    .execute(&mut *tx)
+    .await?;
+    tx.commit().await?;
+    Ok(KeyInfo {
+        kid,
+        alg: alg.as_str().into(),
+        created_at: now,
+        retired_at: None,
+    })
+}
+
+pub async fn list(db: &Db) -> Result<Vec<KeyInfo>, KeyError> {
+    let rows = sqlx::query("SELECT kid, alg, created_at, retired_at FROM signing_keys ORDER BY created_at")
+        .fetch_all(db.read())
+        .await?;
+    rows.iter()
+        .map(|r| {
+            Ok(KeyInfo {
+                kid: r.try_get("kid")?,
+                alg: r.try_get("alg")?,
+                created_at: r.try_get("created_at")?,
+                retired_at: r.try_get("retired_at")?,
+            })
+        })
+        .collect()
+}
+
+impl KeyRing {
+    /// Loads the keys, creating the first one if the database has none.
+    pub async fn load(
+        db: Db,
+        master: MasterKey,
+        alg: SigningAlg,
+        publish_after_retire: Millis,
+        now: Millis,
+    ) -> Result<Self, KeyError> {
+        let set = match Self::read_set(&db, &master, publish_after_retire, now).await? {
+            Some(set) => set,
+            None => {
+                rotate(&db, &master, alg, now).await?;
+                Self::read_set(&db, &master, publish_after_retire, now)
+                    .await?
+                    .expect("the key just created is active")
+            }
+        };
+        Ok(Self {
+            db,
+            master,
+            publish_after_retire,
+            set: RwLock::new(Arc::new(set)),
+        })
+    }
+
+    async fn read_set(db: &Db, master: &MasterKey, publish_after_retire: Millis, now: Millis) -> Result<Option<KeySet>, KeyError> {
+        let rows = sqlx::query(
+            "SELECT kid, alg, private_key, public_jwk, retired_at FROM signing_keys \
+             WHERE retired_at IS NULL OR retired_at > $1 ORDER BY created_at DESC, kid DESC",
+        )
+        .bind(now - publish_after_retire)
+        .fetch_all(db.read())
+        .await?;
+        let mut active = None;
+        let mut verifying = HashMap::new();
+        let mut published = Vec::new();
+        for row in rows {
+            let kid: String = row.try_get("kid")?;
+            let malformed = |message: String| KeyError::Malformed {
+                kid: kid.clone(),
+                message,
+            };
+            let alg_name: String = row.try_get("alg")?;
+            let alg = algorithm(&alg_name).ok_or_else(|| malformed(format!("unknown algorithm {alg_name}")))?;
+            let jwk: Jwk = serde_json::from_str(&row.try_get::<String, _>("public_jwk")?)
+                .map_err(|e| malformed(format!("stored JWK: {e}")))?;
+            let decoding = DecodingKey::from_jwk(&jwk).map_err(|e| malformed(format!("verification key: {e}")))?;
+            if active.is_none() && row.try_get::<Option<i64>, _>("retired_at")?.is_none() {
+                let sealed: Vec<u8> = row.try_get("private_key")?;
+                let der = master
+                    .open(&sealed, kid.as_bytes())
+                    .ok_or_else(|| KeyError::Decrypt(kid.clone()))?;
+                active = Some(Arc::new(ActiveKey {
+                    kid: kid.clone(),
+                    alg,
+                    encoding: encoding_key(alg, der.expose()),
+                }));
+            }
+            verifying.insert(kid.clone(), (alg, decoding));
+            published.push(jwk);
+        }
+        Ok(active.map(|active| KeySet {
+            active,
+            verifying,
+            jwks: Arc::new(serde_json::to_string(&JwkSet { keys: published }).expect("a JWK set serializes")),
+        }))
+    }
+
+    /// Re-reads the keys; keeps the current set if the database has no active key.
+    pub async fn reload(&self, now: Millis) -> Result<(), KeyError> {
+        if let Some(set) = Self::read_set(&self.db, &self.master, self.publish_after_retire, now).await? {
+            *self.set.write().expect("key ring lock") = Arc::new(set);
+        }
+        Ok(())
+    }
+
+    fn current(&self) -> Arc<KeySet> {
+        self.set.read().expect("key ring lock").clone()
+    }
+
+    pub fn active(&self) -> Arc<ActiveKey> {
+        self.current().active.clone()
+    }
+
+    pub fn jwks(&self) -> Arc<String> {
+        self.current().jwks.clone()
+    }
+
+    pub fn verifying_key(&self, kid: &str) -> Option<(Algorithm, DecodingKey)> {
+        self.current().verifying.get(kid).cloned()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn generated_keys_sign_and_publish() {
+        for alg in [SigningAlg::EdDsa, SigningAlg::Es256] {
+            let der = generate_pkcs8(alg);
+            let jws_alg = algorithm(alg.as_str()).unwrap();
+            let key = encoding_key(jws_alg, der.expose());
+            let jwk = public_jwk("k1", jws_alg, &key).unwrap_or_else(|e| panic!("{alg:?} {} {e:?}", der.expose().len()));
+            let json = serde_json::to_string(&jwk).unwrap();
+            let jwk: Jwk = serde_json::from_str(&json).unwrap();
+            let decoding = DecodingKey::from_jwk(&jwk).unwrap_or_else(|e| panic!("{json} {e:?}"));
+            let mut header = jsonwebtoken::Header::new(jws_alg);
+            header.kid = Some("k1".into());
+            let token = jsonwebtoken::encode(&header, &serde_json::json!({"sub": "x"}), &key).unwrap();
+            let mut v = jsonwebtoken::Validation::new(jws_alg);
+            v.required_spec_claims.clear();
+            v.validate_exp = false;
+            jsonwebtoken::decode::<serde_json::Value>(&token, &decoding, &v).unwrap();
+        }
+    }
+}

@@ -1,0 +1,21 @@
+//! latchkeyd: an OAuth 2.1 / OpenID Connect authorization server whose refresh tokens rotate on
+//! every use, grouped in families that are revoked as a whole when a retired token is replayed.
+
+#![forbid(unsafe_code)]
+
+pub mod cli;
+pub mod clock;
+pub mod config;
+pub mod crypto;
+pub mod db;
+pub mod http;
+pub mod keys;
+pub mod metrics;
+pub mod secret;
+pub mod server;
+pub mod store;
+pub mod tokens;
+
+pub use clock::{Clock, ManualClock, SystemClock};
+pub use config::Settings;
+pub use server::Server;

@@ -1,0 +1,226 @@
+//! The running server: shared state, the listener, background upkeep and graceful shutdown.
+
+use std::future::Future;
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::time::Duration;
+
+use anyhow::Context;
+use tokio::net::TcpListener;
+
+use crate::clock::{secs, Clock};
+use crate::config::Settings;
+use crate::crypto::MasterKey;
+use crate::db::Db;
+use crate::keys::KeyRing;
+use crate::metrics::Metrics;
+use crate::store::{self, clients::Client};
+
+/// Everything a request handler needs; cheap to clone.
+#[derive(Clone)]
+pub struct AppState(Arc<Inner>);
+
+pub struct Inner {
+    pub settings: Settings,
+    pub issuer: String,
+    pub db: Db,
+    pub clock: Arc<dyn Clock>,
+    pub keys: KeyRing,
+    pub metrics: Metrics,
+    pub discovery: String,
+    clients: moka_lite::Cache<Client>,
+}
+
+impl std::ops::Deref for AppState {
+    type Target = Inner;
+
+    fn deref(&self) -> &Inner {
+        &self.0
+    }
+}
+
+impl AppState {
+    pub fn now(&self) -> i64 {
+        self.clock.now_ms()
+    }
+
+    pub fn endpoint(&self, path: &str) -> String {
+        format!("{}{}", self.issuer, path)
+    }
+
+    /// Clients change rarely (through the CLI): a few seconds of caching saves a query per grant.
+    pub async fn client(&self, client_id: &str) -> Result<Option<Client>, store::StoreError> {
+        if let Some(hit) = self.clients.get(client_id) {
+            return Ok(hit);
+        }
+        let found = store::clients::find(&self.db, client_id).await?;
+        self.clients.put(client_id, found.clone());
+        Ok(found)
+    }
+}
+
+/// A tiny time-bounded cache; entries older than the TTL are read as misses.
+mod moka_lite {
+    use std::collections::HashMap;
+    use std::sync::RwLock;
+    use std::time::{Duration, Instant};
+
+    pub struct Cache<T> {
+        ttl: Duration,
+        entries: RwLock<HashMap<String, (Instant, Option<T>)>>,
+    }
+
+    impl<T: Clone> Cache<T> {
+        pub fn new(ttl: Duration) -> Self {
+            Self {
+                ttl,
+                entries: RwLock::new(HashMap::new()),
+            }
+        }
+
+        pub fn get(&self, key: &str) -> Option<Option<T>> {
+            let entries = self.entries.read().expect("cache lock");
+            entries
+                .get(key)
+                .filter(|(at, _)| at.elapsed() < self.ttl)
+                .map(|(_, v)| v.clone())
+        }
+
+        pub fn put(&self, key: &str, value: Option<T>) {
+            let mut entries = self.entries.write().expect("cache lock");
+            if entries.len() > 10_000 {
+                entries.retain(|_, (at, _)| at.elapsed() < self.ttl);
+            }
+            entries.insert(key.to_string(), (Instant::now(), value));
+        }
+    }
+}
+
+/// The master key: `LATCHKEY_MASTER_KEY` (base64) if set, else the key file.
+pub fn master_key(settings: &Settings) -> anyhow::Result<MasterKey> {
+    match std::env::var("LATCHKEY_MASTER_KEY") {
+        Ok(value) if !value.trim().is_empty() => {
+            MasterKey::from_base64(&value).context("LATCHKEY_MASTER_KEY is not usable")
+        }
+        _ => Ok(MasterKey::load_or_create(&settings.master_key_path())?),
+    }
+}
+
+/// Opens and migrates the database named by the settings.
+pub async fn open_db(settings: &Settings) -> anyhow::Result<Db> {
+    let db = Db::connect(&settings.database_url()).await?;
+    db.migrate().await?;
+    Ok(db)
+}
+
+pub struct Server {
+    state: AppState,
+    listener: TcpListener,
+}
+
+impl Server {
+    /// Validates the settings, opens the database, loads keys and binds the listener; every
+    /// failure here is a clear startup error, not a panic.
+    pub async fn bind(settings: Settings, clock: Arc<dyn Clock>) -> anyhow::Result<Self> {
+        settings.validate()?;
+        let listener = TcpListener::bind(settings.listen)
+            .await
+            .with_context(|| format!("cannot listen on {}", settings.listen))?;
+        let addr = listener.local_addr()?;
+        let master = master_key(&settings)?;
+        let db = open_db(&settings).await?;
+        let now = clock.now_ms();
+        store::clients::ensure_builtin(&db, now).await?;
+        let t = &settings.tokens;
+        // A retired key stays published as long as any token it signed can still be presented.
+        let publish = secs(t.access_token_ttl_secs.max(t.id_token_ttl_secs) + 300);
+        let keys = KeyRing::load(db.clone(), master, t.signing_alg, publish, now).await?;
+        let issuer = settings
+            .issuer
+            .clone()
+            .unwrap_or_else(|| format!("http://{addr}"))
+            .trim_end_matches('/')
+            .to_string();
+        let discovery = crate::http::discovery_document(&issuer);
+        let state = AppState(Arc::new(Inner {
+            settings,
+            issuer,
+            db,
+            clock,
+            keys,
+            metrics: Metrics::default(),
+            discovery,
+            clients: moka_lite::Cache::new(Duration::from_secs(5)),
+        }));
+        Ok(Self { state, listener })
+    }
+
+    pub fn local_addr(&self) -> SocketAddr {
+        self.listener.local_addr().expect("a bound listener has an address")
+    }
+
+    pub fn issuer(&self) -> &str {
+        &self.state.issuer
+    }
+
+    pub fn db(&self) -> &Db {
+        &self.state.db
+    }
+
+    /// Serves until `shutdown` resolves, then finishes in-flight requests and closes the database.
+    pub async fn run(self, shutdown: impl Future<Output = ()> + Send + 'static) -> anyhow::Result<()> {
+        let state = self.state.clone();
+        let upkeep = tokio::spawn(upkeep(state.clone()));
+        let app = crate::http::router(state.clone());
+        axum::serve(
+            self.listener,
+            app.into_make_service_with_connect_info::<SocketAddr>(),
+        )
+        .with_graceful_shutdown(shutdown)
+        .await
+        .context("the HTTP server stopped")?;
+        upkeep.abort();
+        state.db.close().await;
+        Ok(())
+    }
+}
+
+/// Reloads signing keys (rotation by another process or replica) and prunes dead rows.
+async fn upkeep(state: AppState) {
+    let mut tick = tokio::time::interval(Duration::from_secs(30));
+    tick.tick().await;
+    loop {
+        tick.tick().await;
+        let now = state.now();
+        if let Err(e) = state.keys.reload(now).await {
+            tracing::warn!(error = %e, "cannot reload signing keys; keeping the current ones");
+        }
+        let window = secs(state.settings.signin.failure_window_secs);
+        if let Err(e) = store::grants::prune(&state.db, now, window).await {
+            tracing::warn!(error = %e, "cannot prune expired records");
+        }
+    }
+}
+
+/// Resolves on Ctrl-C or SIGTERM.
+pub async fn shutdown_signal() {
+    let ctrl_c = async {
+        let _ = tokio::signal::ctrl_c().await;
+    };
+    #[cfg(unix)]
+    let term = async {
+        match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
+            Ok(mut s) => {
+                s.recv().await;
+            }
+            Err(_) => std::future::pending::<()>().await,
+        }
+    };
+    #[cfg(not(unix))]
+    let term = std::future::pending::<()>();
+    tokio::select! {
+        _ = ctrl_c => {},
+        _ = term => {},
+    }
+    tracing::info!("shutting down: finishing requests in flight");
+}

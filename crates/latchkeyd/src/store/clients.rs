@@ -1,0 +1,276 @@
+use sqlx::Row;
+use url::{Host, Url};
+
+use super::{conflict_on_unique, Result, StoreError};
+use crate::clock::Millis;
+use crate::db::Db;
+use crate::secret::{constant_time_eq, new_token, token_hash, Secret, TokenKind};
+
+/// The desktop app and CLI: a public native client on loopback redirects (RFC 8252 §7.3).
+pub const DESKTOP_CLIENT_ID: &str = "latchkey-desktop";
+const DESKTOP_REDIRECTS: [&str; 2] = ["http://127.0.0.1/callback", "http://[::1]/callback"];
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize, clap::ValueEnum)]
+#[serde(rename_all = "lowercase")]
+pub enum ClientKind {
+    /// A native or browser app that cannot keep a secret: PKCE is mandatory.
+    Public,
+    /// A server-side app with a client secret; may introspect tokens.
+    Confidential,
+}
+
+impl ClientKind {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            ClientKind::Public => "public",
+            ClientKind::Confidential => "confidential",
+        }
+    }
+}
+
+#[derive(Clone, serde::Serialize)]
+pub struct Client {
+    pub client_id: String,
+    pub name: String,
+    pub kind: ClientKind,
+    pub redirect_uris: Vec<String>,
+    pub builtin: bool,
+    pub created_at: Millis,
+    #[serde(skip)]
+    secret_hash: Option<Vec<u8>>,
+}
+
+impl std::fmt::Debug for Client {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Client")
+            .field("client_id", &self.client_id)
+            .field("kind", &self.kind)
+            .field("redirect_uris", &self.redirect_uris)
+            .finish_non_exhaustive()
+    }
+}
+
+impl Client {
+    pub fn verify_secret(&self, secret: &str) -> bool {
+        match &self.secret_hash {
+            Some(hash) => constant_time_eq(hash, &token_hash(secret)),
+            None => false,
+        }
+    }
+
+    /// Exact match, except that a registered loopback IP literal accepts any port (RFC 8252 §7.3).
+    pub fn redirect_uri_allowed(&self, requested: &str) -> bool {
+        let Ok(req) = Url::parse(requested) else {
+            return false;
+        };
+        if req.fragment().is_some() {
+            return false;
+        }
+        self.redirect_uris.iter().any(|registered| {
+            if registered == requested {
+                return true;
+            }
+            let Ok(reg) = Url::parse(registered) else {
+                return false;
+            };
+            is_loopback_ip(&reg)
+                && reg.scheme() == req.scheme()
+                && reg.host() == req.host()
+                && reg.path() == req.path()
+                && reg.query() == req.query()
+                && req.username().is_empty()
+                && req.password().is_none()
+        })
+    }
+}
+
+fn is_loopback_ip(url: &Url) -> bool {
+    url.scheme() == "http"
+        && match url.host() {
+            Some(Host::Ipv4(ip)) => ip.is_loopback(),
+            Some(Host::Ipv6(ip)) => ip.is_loopback(),
+            _ => false,
+        }
+}
+
+/// Redirect URIs a client may register: https, http on loopback, or a private-use scheme with a
+/// dot (RFC 8252 §7.1); never a fragment.
+pub fn validate_redirect_uri(uri: &str) -> Result<()> {
+    let url = Url::parse(uri).map_err(|e| StoreError::Invalid(format!("redirect URI {uri:?}: {e}")))?;
+    if url.fragment().is_some() {
+        return Err(StoreError::Invalid(format!("redirect URI {uri:?} must not have a fragment")));
+    }
+    let ok = match url.scheme() {
+        "https" => url.host().is_some(),
+        "http" => is_loopback_ip(&url) || url.host_str() == Some("localhost"),
+        scheme => scheme.contains('.'),
+    };
+    if ok {
+        Ok(())
+    } else {
+        Err(StoreError::Invalid(format!(
+            "redirect URI {uri:?} must be https, http on a loopback address, or a private-use scheme like com.example.app:/callback"
+        )))
+    }
+}
+
+fn client_from_row(row: &sqlx::any::AnyRow) -> Result<Client> {
+    let uris: String = row.try_get("redirect_uris")?;
+    Ok(Client {
+        client_id: row.try_get("client_id")?,
+        name: row.try_get("name")?,
+        kind: if row.try_get::<String, _>("kind")? == "confidential" {
+            ClientKind::Confidential
+        } else {
+            ClientKind::Public
+        },
+        redirect_uris: serde_json::from_str(&uris).unwrap_or_default(),
+        builtin: row.try_get::<i64, _>("builtin")? != 0,
+        created_at: row.try_get("created_at")?,
+        secret_hash: row.try_get("secret_hash")?,
+    })
+}
+
+const COLUMNS: &str = "client_id, name, kind, secret_hash, redirect_uris, builtin, created_at";
+
+/// Present from first start; re-created if someone deleted it from the database by hand.
+pub async fn ensure_builtin(db: &Db, now: Millis) -> Result<()> {
+    let uris = serde_json::to_string(&DESKTOP_REDIRECTS).expect("static list serializes");
+    sqlx::query(
+        "INSERT INTO clients (client_id, name, kind, redirect_uris, builtin, created_at) \
+         VALUES ($1, $2, 'public', $3, 1, $4) ON CONFLICT (client_id) DO NOTHING",
+    )
+    .bind(DESKTOP_CLIENT_ID)
+    .bind("Latchkey Desktop")
+    .bind(&uris)
+    .bind(now)
+    .execute(db.write())
+    .await?;
+    Ok(())
+}
+
+pub async fn find(db: &Db, client_id: &str) -> Result<Option<Client>> {
+    let row = sqlx::query(&format!("SELECT {COLUMNS} FROM clients WHERE client_id = $1"))
+        .bind(client_id)
+        .fetch_optional(db.read())
+        .await?;
+    row.as_ref().map(client_from_row).transpose()
+}
+
+pub async fn list(db: &Db) -> Result<Vec<Client>> {
+    let rows = sqlx::query(&format!("SELECT {COLUMNS} FROM clients ORDER BY client_id"))
+        .fetch_all(db.read())
+        .await?;
+    rows.iter().map(client_from_row).collect()
+}
+
+/// Registers a client; for a confidential one, returns its secret (shown once, stored hashed).
+pub async fn add(
+    db: &Db,
+    client_id: &str,
+    name: &str,
+    kind: ClientKind,
+    redirect_uris: &[String],
+    now: Millis,
+) -> Result<Option<Secret<String>>> {
+    let id_ok = !client_id.is_empty()
+        && client_id.len() <= 128
+        && client_id
+            .chars()
+            .all(|c| c.is_ascii_alphanumeric() || "-._~".contains(c));
+    if !id_ok {
+        return Err(StoreError::Invalid(
+            "a client id is 1-128 characters of letters, digits and - . _ ~".into(),
+        ));
+    }
+    if redirect_uris.is_empty() {
+        return Err(StoreError::Invalid("a client needs at least one redirect URI".into()));
+    }
+    for uri in redirect_uris {
+        validate_redirect_uri(uri)?;
+    }
+    let secret = (kind == ClientKind::Confidential).then(|| new_token(TokenKind::ClientSecret));
+    let uris = serde_json::to_string(redirect_uris).expect("strings serialize");
+    sqlx::query(
+        "INSERT INTO clients (client_id, name, kind, secret_hash, redirect_uris, builtin, created_at) \
+         VALUES ($1, $2, $3, $4, $5, 0, $6)",
+    )
+    .bind(client_id)
+    .bind(name)
+    .bind(kind.as_str())
+    .bind(secret.as_ref().map(|s| token_hash(s.expose())))
+    .bind(&uris)
+    .bind(now)
+    .execute(db.write())
+    .await
+    .map_err(|e| conflict_on_unique(e, format!("a client with id {client_id} already exists")))?;
+    Ok(secret)
+}
+
+pub async fn remove(db: &Db, client_id: &str) -> Result<()> {
+    match find(db, client_id).await? {
+        None => Err(StoreError::NotFound(format!("no client with id {client_id}"))),
+        Some(c) if c.builtin => Err(StoreError::Invalid(format!(
+            "{client_id} is built in: the desktop app and CLI sign in with it"
+        ))),
+        Some(_) => {
+            sqlx::query("DELETE FROM clients WHERE client_id = $1")
+                .bind(client_id)
+                .execute(db.write())
+                .await?;
+            Ok(())
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn desktop() -> Client {
+        Client {
+            client_id: DESKTOP_CLIENT_ID.into(),
+            name: "d".into(),
+            kind: ClientKind::Public,
+            redirect_uris: DESKTOP_REDIRECTS.iter().map(|s| s.to_string()).collect(),
+            builtin: true,
+            created_at: 0,
+            secret_hash: None,
+        }
+    }
+
+    #[test]
+    fn loopback_redirects_accept_any_port_and_nothing_else() {
+        let c = desktop();
+        assert!(c.redirect_uri_allowed("http://127.0.0.1:53124/callback"));
+        assert!(c.redirect_uri_allowed("http://127.0.0.1/callback"));
+        assert!(c.redirect_uri_allowed("http://[::1]:8080/callback"));
+        assert!(!c.redirect_uri_allowed("http://localhost:53124/callback"));
+        assert!(!c.redirect_uri_allowed("http://127.0.0.1:53124/callback/x"));
+        assert!(!c.redirect_uri_allowed("http://127.0.0.1:53124/callback?x=1"));
+        assert!(!c.redirect_uri_allowed("https://127.0.0.1:53124/callback"));
+        assert!(!c.redirect_uri_allowed("http://127.0.0.2:53124/callback"));
+        assert!(!c.redirect_uri_allowed("http://evil@127.0.0.1:5/callback"));
+        assert!(!c.redirect_uri_allowed("http://127.0.0.1:5/callback#frag"));
+        assert!(!c.redirect_uri_allowed("not a url"));
+    }
+
+    #[test]
+    fn https_redirects_match_exactly() {
+        let mut c = desktop();
+        c.redirect_uris = vec!["https://app.example.com/cb".into()];
+        assert!(c.redirect_uri_allowed("https://app.example.com/cb"));
+        assert!(!c.redirect_uri_allowed("https://app.example.com:444/cb"));
+        assert!(!c.redirect_uri_allowed("https://app.example.com/cb/"));
+    }
+
+    #[test]
+    fn registrable_redirects() {
+        assert!(validate_redirect_uri("https://app.example.com/cb").is_ok());
+        assert!(validate_redirect_uri("http://127.0.0.1/cb").is_ok());
+        assert!(validate_redirect_uri("com.example.app:/cb").is_ok());
+        assert!(validate_redirect_uri("http://app.example.com/cb").is_err());
+        assert!(validate_redirect_uri("https://app.example.com/cb#x").is_err());
+        assert!(validate_redirect_uri("javascript:alert(1)").is_err());
+    }
+}

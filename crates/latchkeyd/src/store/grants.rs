@@ -1,0 +1,820 @@
+//! Authorization requests, codes, sessions and their refresh-token families.
+//!
+//! A session is one sign-in on one device; its refresh tokens form one family. Rotation and
+//! reuse detection each run in one transaction, so they stay correct across replicas: the
+//! conditional `UPDATE … WHERE state = 'active'` lets exactly one concurrent refresh win, and a
+//! partial unique index keeps a family from ever holding two live tokens.
+
+use serde::Serialize;
+use serde_json::json;
+use sqlx::any::AnyRow;
+use sqlx::{Any, Row, Transaction};
+
+use super::events::{self, NewEvent, Severity};
+use super::{Origin, Result};
+use crate::clock::{secs, Millis};
+use crate::config::TokenPolicy;
+use crate::db::Db;
+use crate::secret::{new_id, new_token, pkce_s256_matches, token_hash, Secret, TokenKind};
+
+/// What the client said about the device, from the authorization request.
+#[derive(Debug, Clone, Default, Serialize)]
+pub struct DeviceInfo {
+    pub name: Option<String>,
+    pub platform: Option<String>,
+    pub app_version: Option<String>,
+}
+
+#[derive(Debug, Clone)]
+pub struct AuthRequest {
+    pub id: String,
+    pub browser_hash: Vec<u8>,
+    pub csrf_hash: Vec<u8>,
+    pub client_id: String,
+    pub redirect_uri: String,
+    pub scope: String,
+    pub state: Option<String>,
+    pub nonce: Option<String>,
+    pub code_challenge: String,
+    pub device: DeviceInfo,
+    pub expires_at: Millis,
+}
+
+pub async fn create_auth_request(db: &Db, req: &AuthRequest, now: Millis) -> Result<()> {
+    sqlx::query(
+        "INSERT INTO auth_requests (id, browser_hash, csrf_hash, client_id, redirect_uri, scope, state, nonce, \
+         code_challenge, device_name, device_platform, app_version, created_at, expires_at) \
+         VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14)",
+    )
+    .bind(&req.id)
+    .bind(&req.browser_hash)
+    .bind(&req.csrf_hash)
+    .bind(&req.client_id)
+    .bind(&req.redirect_uri)
+    .bind(&req.scope)
+    .bind(req.state.as_deref())
+    .bind(req.nonce.as_deref())
+    .bind(&req.code_challenge)
+    .bind(req.device.name.as_deref())
+    .bind(req.device.platform.as_deref())
+    .bind(req.device.app_version.as_deref())
+    .bind(now)
+    .bind(req.expires_at)
+    .execute(db.write())
+    .await?;
+    Ok(())
+}
+
+pub async fn find_auth_request(db: &Db, id: &str) -> Result<Option<AuthRequest>> {
+    let row = sqlx::query(
+        "SELECT id, browser_hash, csrf_hash, client_id, redirect_uri, scope, state, nonce, code_challenge, \
+         device_name, device_platform, app_version, expires_at FROM auth_requests WHERE id = $1",
+    )
+    .bind(id)
+    .fetch_optional(db.read())
+    .await?;
+    let Some(row) = row else { return Ok(None) };
+    Ok(Some(AuthRequest {
+        id: row.try_get("id")?,
+        browser_hash: row.try_get("browser_hash")?,
+        csrf_hash: row.try_get("csrf_hash")?,
+        client_id: row.try_get("client_id")?,
+        redirect_uri: row.try_get("redirect_uri")?,
+        scope: row.try_get("scope")?,
+        state: row.try_get("state")?,
+        nonce: row.try_get("nonce")?,
+        code_challenge: row.try_get("code_challenge")?,
+        device: device_from_row(&row)?,
+        expires_at: row.try_get("expires_at")?,
+    }))
+}
+
+fn device_from_row(row: &AnyRow) -> Result<DeviceInfo> {
+    Ok(DeviceInfo {
+        name: row.try_get("device_name")?,
+        platform: row.try_get("device_platform")?,
+        app_version: row.try_get("app_version")?,
+    })
+}
+
+pub async fn delete_auth_request(db: &Db, id: &str) -> Result<()> {
+    sqlx::query("DELETE FROM auth_requests WHERE id = $1")
+        .bind(id)
+        .execute(db.write())
+        .await?;
+    Ok(())
+}
+
+/// Turns a completed sign-in into a single-use authorization code (stored as a hash).
+pub async fn issue_code(
+    db: &Db,
+    req: &AuthRequest,
+    user_id: &str,
+    origin: &Origin,
+    policy: &TokenPolicy,
+    now: Millis,
+) -> Result<Secret<String>> {
+    let code = new_token(TokenKind::AuthorizationCode);
+    let mut tx = db.write().begin().await?;
+    sqlx::query(
+        "INSERT INTO auth_codes (code_hash, client_id, redirect_uri, user_id, scope, nonce, code_challenge, \
+         device_name, device_platform, app_version, auth_time, ip, user_agent, created_at, expires_at) \
+         VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15)",
+    )
+    .bind(token_hash(code.expose()))
+    .bind(&req.client_id)
+    .bind(&req.redirect_uri)
+    .bind(user_id)
+    .bind(&req.scope)
+    .bind(req.nonce.as_deref())
+    .bind(&req.code_challenge)
+    .bind(req.device.name.as_deref())
+    .bind(req.device.platform.as_deref())
+    .bind(req.device.app_version.as_deref())
+    .bind(now)
+    .bind(origin.ip.as_deref())
+    .bind(origin.user_agent.as_deref())
+    .bind(now)
+    .bind(now + secs(policy.auth_code_ttl_secs))
+    .execute(&mut *tx)
+    .await?;
+    sqlx::query("DELETE FROM auth_requests WHERE id = $1")
+        .bind(&req.id)
+        .execute(&mut *tx)
+        .await?;
+    tx.commit().await?;
+    Ok(code)
+}
+
+/// A session with a fresh refresh token, as the token endpoint answers it.
+#[derive(Debug)]
+pub struct Grant {
+    pub session_id: String,
+    pub user_id: String,
+    pub client_id: String,
+    pub scope: String,
+    pub auth_time: Millis,
+    pub nonce: Option<String>,
+    pub refresh_token: Secret<String>,
+    pub refresh_expires_at: Millis,
+}
+
+/// Why a code or refresh token was refused; each becomes `invalid_grant` (or `invalid_scope`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Refusal {
+    Unknown,
+    Expired,
+    /// The family was revoked earlier; nothing new was learned.
+    Revoked,
+    /// A retired token came back: the family has just been revoked.
+    ReuseDetected,
+    /// A used authorization code came back: what it issued has just been revoked.
+    CodeReused,
+    WrongClient,
+    WrongRedirectUri,
+    PkceFailed,
+    ScopeNotGranted,
+    /// Another request for the same token won the race (grace-window replays only).
+    Concurrent,
+}
+
+impl Refusal {
+    pub fn description(self) -> &'static str {
+        match self {
+            Refusal::Unknown => "the grant is not recognised",
+            Refusal::Expired => "the grant has expired",
+            Refusal::Revoked => "the session of this refresh token was revoked",
+            Refusal::ReuseDetected => {
+                "this refresh token was already used; its session has been revoked to protect the account"
+            }
+            Refusal::CodeReused => {
+                "this authorization code was already used; the tokens it issued have been revoked"
+            }
+            Refusal::WrongClient => "the grant was issued to another client",
+            Refusal::WrongRedirectUri => "redirect_uri does not match the authorization request",
+            Refusal::PkceFailed => "code_verifier does not match the code_challenge",
+            Refusal::ScopeNotGranted => "the requested scope exceeds the scope originally granted",
+            Refusal::Concurrent => "the refresh token is being used by another request",
+        }
+    }
+}
+
+pub type Outcome = std::result::Result<Grant, Refusal>;
+
+/// RFC 6749 §4.1.3 with PKCE; a second redemption revokes what the first issued (§4.1.2).
+pub async fn redeem_code(
+    db: &Db,
+    policy: &TokenPolicy,
+    code: &str,
+    client_id: &str,
+    redirect_uri: Option<&str>,
+    code_verifier: &str,
+    origin: &Origin,
+    now: Millis,
+) -> Result<Outcome> {
+    let hash = token_hash(code);
+    let mut tx = db.write().begin().await?;
+    let row = sqlx::query(
+        "UPDATE auth_codes SET redeemed_at = $1 WHERE code_hash = $2 AND redeemed_at IS NULL AND expires_at > $1 \
+         RETURNING client_id, redirect_uri, user_id, scope, nonce, code_challenge, device_name, device_platform, \
+         app_version, auth_time, ip, user_agent",
+    )
+    .bind(now)
+    .bind(&hash)
+    .fetch_optional(&mut *tx)
+    .await?;
+
+    let Some(row) = row else {
+        let used = sqlx::query("SELECT redeemed_at, session_id, user_id FROM auth_codes WHERE code_hash = $1")
+            .bind(&hash)
+            .fetch_optional(&mut *tx)
+            .await?;
+        let Some(used) = used else { return Ok(Err(Refusal::Unknown)) };
+        if used.try_get::<Option<i64>, _>("redeemed_at")?.is_none() {
+            return Ok(Err(Refusal::Expired));
+        }
+        let session_id: Option<String> = used.try_get("session_id")?;
+        let user_id: String = used.try_get("user_id")?;
+        if let Some(sid) = &session_id {
+            revoke_session_in(&mut tx, sid, "system", "authorization_code_reused", now).await?;
+        }
+        events::record(
+            &mut *tx,
+            NewEvent {
+                kind: "code_reuse_detected",
+                severity: Severity::High,
+                user_id: Some(&user_id),
+                session_id: session_id.as_deref(),
+                origin,
+                details: json!({ "revoked_session": session_id }),
+            },
+            now,
+        )
+        .await?;
+        tx.commit().await?;
+        return Ok(Err(Refusal::CodeReused));
+    };
+
+    // The code is spent from here on, whatever the checks below decide (no verifier guessing).
+    let refusal = if row.try_get::<String, _>("client_id")? != client_id {
+        Some(Refusal::WrongClient)
+    } else if redirect_uri != Some(row.try_get::<String, _>("redirect_uri")?.as_str()) {
+        Some(Refusal::WrongRedirectUri)
+    } else if !pkce_s256_matches(code_verifier, &row.try_get::<String, _>("code_challenge")?) {
+        Some(Refusal::PkceFailed)
+    } else {
+        None
+    };
+    if let Some(refusal) = refusal {
+        tx.commit().await?;
+        return Ok(Err(refusal));
+    }
+
+    let user_id: String = row.try_get("user_id")?;
+    let scope: String = row.try_get("scope")?;
+    let auth_time: i64 = row.try_get("auth_time")?;
+    let device = device_from_row(&row)?;
+    let session_id = new_id();
+
+    enforce_session_limit(&mut tx, policy, &user_id, origin, now).await?;
+
+    let expires_at = now + secs(policy.family_lifetime_secs);
+    sqlx::query(
+        "INSERT INTO sessions (id, user_id, client_id, scope, device_name, device_platform, app_version, auth_time, \
+         created_at, expires_at, last_used_at, first_ip, first_user_agent, last_ip, last_user_agent, generation) \
+         VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $9, $11, $12, $11, $12, 1)",
+    )
+    .bind(&session_id)
+    .bind(&user_id)
+    .bind(client_id)
+    .bind(&scope)
+    .bind(device.name.as_deref())
+    .bind(device.platform.as_deref())
+    .bind(device.app_version.as_deref())
+    .bind(auth_time)
+    .bind(now)
+    .bind(expires_at)
+    .bind(origin.ip.as_deref())
+    .bind(origin.user_agent.as_deref())
+    .execute(&mut *tx)
+    .await?;
+    let (refresh_token, refresh_expires_at) =
+        insert_refresh_token(&mut tx, policy, &session_id, 1, None, expires_at, origin, now).await?;
+    sqlx::query("UPDATE auth_codes SET session_id = $1 WHERE code_hash = $2")
+        .bind(&session_id)
+        .bind(&hash)
+        .execute(&mut *tx)
+        .await?;
+    events::record(
+        &mut *tx,
+        NewEvent {
+            kind: "session_created",
+            severity: Severity::Info,
+            user_id: Some(&user_id),
+            session_id: Some(&session_id),
+            origin,
+            details: json!({ "client_id": client_id, "device": device }),
+        },
+        now,
+    )
+    .await?;
+    tx.commit().await?;
+    Ok(Ok(Grant {
+        session_id,
+        user_id,
+        client_id: client_id.to_string(),
+        scope,
+        auth_time,
+        nonce: row.try_get("nonce")?,
+        refresh_token,
+        refresh_expires_at,
+    }))
+}
+
+/// Revokes the least recently used sessions so that one more fits under the limit.
+async fn enforce_session_limit(
+    tx: &mut Transaction<'static, Any>,
+    policy: &TokenPolicy,
+    user_id: &str,
+    origin: &Origin,
+    now: Millis,
+) -> Result<()> {
+    let rows = sqlx::query(
+        "SELECT id FROM sessions WHERE user_id = $1 AND revoked_at IS NULL AND expires_at > $2 \
+         AND last_used_at > $3 ORDER BY last_used_at ASC, id ASC",
+    )
+    .bind(user_id)
+    .bind(now)
+    .bind(now - secs(policy.family_idle_secs))
+    .fetch_all(&mut **tx)
+    .await?;
+    let max = policy.max_sessions_per_user as usize;
+    if rows.len() < max {
+        return Ok(());
+    }
+    for row in &rows[..rows.len() + 1 - max] {
+        let sid: String = row.try_get("id")?;
+        revoke_session_in(tx, &sid, "system", "session_limit", now).await?;
+        events::record(
+            &mut **tx,
+            NewEvent {
+                kind: "session_evicted",
+                severity: Severity::Low,
+                user_id: Some(user_id),
+                session_id: Some(&sid),
+                origin,
+                details: json!({ "reason": "session_limit", "max_sessions_per_user": max }),
+            },
+            now,
+        )
+        .await?;
+    }
+    Ok(())
+}
+
+#[allow(clippy::too_many_arguments)]
+async fn insert_refresh_token(
+    tx: &mut Transaction<'static, Any>,
+    policy: &TokenPolicy,
+    session_id: &str,
+    generation: i64,
+    parent_generation: Option<i64>,
+    session_expires_at: Millis,
+    origin: &Origin,
+    now: Millis,
+) -> Result<(Secret<String>, Millis)> {
+    let token = new_token(TokenKind::RefreshToken);
+    // Idle lifetime, capped by the family's absolute lifetime: rotation never extends the latter.
+    let expires_at = (now + secs(policy.family_idle_secs)).min(session_expires_at);
+    sqlx::query(
+        "INSERT INTO refresh_tokens (token_hash, session_id, generation, parent_generation, state, issued_at, \
+         expires_at, issued_ip, issued_user_agent) VALUES ($1, $2, $3, $4, 'active', $5, $6, $7, $8)",
+    )
+    .bind(token_hash(token.expose()))
+    .bind(session_id)
+    .bind(generation)
+    .bind(parent_generation)
+    .bind(now)
+    .bind(expires_at)
+    .bind(origin.ip.as_deref())
+    .bind(origin.user_agent.as_deref())
+    .execute(&mut **tx)
+    .await?;
+    Ok((token, expires_at))
+}
+
+/// Is every scope in `requested` part of `granted`?
+fn scope_within(requested: &str, granted: &str) -> bool {
+    requested
+        .split_ascii_whitespace()
+        .all(|s| granted.split_ascii_whitespace().any(|g| g == s))
+}
+
+/// The refresh grant: retire the presented token and issue its successor, or detect reuse.
+pub async fn rotate(
+    db: &Db,
+    policy: &TokenPolicy,
+    token: &str,
+    client_id: &str,
+    requested_scope: Option<&str>,
+    origin: &Origin,
+    now: Millis,
+) -> Result<Outcome> {
+    let hash = token_hash(token);
+    let mut tx = db.write().begin().await?;
+    let retired = sqlx::query(
+        "UPDATE refresh_tokens SET state = 'rotated', retired_reason = 'rotated', used_at = $1, used_ip = $2, \
+         used_user_agent = $3 WHERE token_hash = $4 AND state = 'active' AND expires_at > $1 \
+         RETURNING session_id, generation",
+    )
+    .bind(now)
+    .bind(origin.ip.as_deref())
+    .bind(origin.user_agent.as_deref())
+    .bind(&hash)
+    .fetch_optional(&mut *tx)
+    .await?;
+    let Some(retired) = retired else {
+        return refuse_or_grace(tx, policy, &hash, client_id, requested_scope, origin, now).await;
+    };
+    let session_id: String = retired.try_get("session_id")?;
+    let parent: i64 = retired.try_get("generation")?;
+    successor(tx, policy, &session_id, parent, client_id, requested_scope, origin, now).await
+}
+
+/// Advances the session and issues the next token of the family, then commits.
+#[allow(clippy::too_many_arguments)]
+async fn successor(
+    mut tx: Transaction<'static, Any>,
+    policy: &TokenPolicy,
+    session_id: &str,
+    parent: i64,
+    client_id: &str,
+    requested_scope: Option<&str>,
+    origin: &Origin,
+    now: Millis,
+) -> Result<Outcome> {
+    let session = sqlx::query(
+        "UPDATE sessions SET last_used_at = $1, last_ip = $2, last_user_agent = $3, generation = generation + 1 \
+         WHERE id = $4 AND revoked_at IS NULL \
+         RETURNING user_id, client_id, scope, auth_time, expires_at, generation",
+    )
+    .bind(now)
+    .bind(origin.ip.as_deref())
+    .bind(origin.user_agent.as_deref())
+    .bind(session_id)
+    .fetch_optional(&mut *tx)
+    .await?;
+    let Some(session) = session else {
+        return Ok(Err(Refusal::Revoked));
+    };
+    if session.try_get::<String, _>("client_id")? != client_id {
+        return Ok(Err(Refusal::WrongClient)); // dropping `tx` rolls the rotation back
+    }
+    let granted: String = session.try_get("scope")?;
+    let scope = match requested_scope {
+        Some(req) if !scope_within(req, &granted) => return Ok(Err(Refusal::ScopeNotGranted)),
+        Some(req) => req.split_ascii_whitespace().collect::<Vec<_>>().join(" "),
+        None => granted,
+    };
+    let generation: i64 = session.try_get("generation")?;
+    let session_expires: i64 = session.try_get("expires_at")?;
+    let (refresh_token, refresh_expires_at) = insert_refresh_token(
+        &mut tx,
+        policy,
+        session_id,
+        generation,
+        Some(parent),
+        session_expires,
+        origin,
+        now,
+    )
+    .await?;
+    tx.commit().await?;
+    Ok(Ok(Grant {
+        session_id: session_id.to_string(),
+        user_id: session.try_get("user_id")?,
+        client_id: client_id.to_string(),
+        scope,
+        auth_time: session.try_get("auth_time")?,
+        nonce: None,
+        refresh_token,
+        refresh_expires_at,
+    }))
+}
+
+/// The presented token is not live: tell why, and revoke the family if it was retired.
+#[allow(clippy::too_many_arguments)]
+async fn refuse_or_grace(
+    mut tx: Transaction<'static, Any>,
+    policy: &TokenPolicy,
+    hash: &[u8],
+    client_id: &str,
+    requested_scope: Option<&str>,
+    origin: &Origin,
+    now: Millis,
+) -> Result<Outcome> {
+    let row = sqlx::query(
+        "SELECT t.session_id, t.generation, t.state, t.used_at, t.used_ip, t.used_user_agent, t.grace_replays, \
+         s.user_id, s.generation AS current_generation, s.revoked_at, s.revoke_reason \
+         FROM refresh_tokens t JOIN sessions s ON s.id = t.session_id WHERE t.token_hash = $1",
+    )
+    .bind(hash)
+    .fetch_optional(&mut *tx)
+    .await?;
+    let Some(row) = row else { return Ok(Err(Refusal::Unknown)) };
+    let state: String = row.try_get("state")?;
+    let session_id: String = row.try_get("session_id")?;
+    let user_id: String = row.try_get("user_id")?;
+    let generation: i64 = row.try_get("generation")?;
+    let used_at: Option<i64> = row.try_get("used_at")?;
+    match state.as_str() {
+        "active" => return Ok(Err(Refusal::Expired)),
+        "revoked" => {
+            // Someone still holds a token of a dead family: worth recording, nothing to revoke.
+            events::record(
+                &mut *tx,
+                NewEvent {
+                    kind: "revoked_token_used",
+                    severity: Severity::Medium,
+                    user_id: Some(&user_id),
+                    session_id: Some(&session_id),
+                    origin,
+                    details: json!({
+                        "presented_generation": generation,
+                        "revoke_reason": row.try_get::<Option<String>, _>("revoke_reason")?,
+                    }),
+                },
+                now,
+            )
+            .await?;
+            tx.commit().await?;
+            return Ok(Err(Refusal::Revoked));
+        }
+        _ => {}
+    }
+
+    // A retired token. Within the grace window, the immediately previous token may be replayed
+    // by a client that lost the response: its unused successor is retired and replaced, so the
+    // family still has exactly one live token.
+    if policy.reuse_grace_secs > 0 {
+        if let Some(used_at) = used_at.filter(|u| now - u <= secs(policy.reuse_grace_secs)) {
+            let replays: i64 = row.try_get("grace_replays")?;
+            if replays < i64::from(policy.reuse_grace_max_replays) {
+                let superseded = sqlx::query(
+                    "UPDATE refresh_tokens SET state = 'rotated', retired_reason = 'superseded' \
+                     WHERE session_id = $1 AND parent_generation = $2 AND state = 'active' AND used_at IS NULL",
+                )
+                .bind(&session_id)
+                .bind(generation)
+                .execute(&mut *tx)
+                .await?;
+                if superseded.rows_affected() == 1 {
+                    sqlx::query("UPDATE refresh_tokens SET grace_replays = grace_replays + 1 WHERE token_hash = $1")
+                        .bind(hash)
+                        .execute(&mut *tx)
+                        .await?;
+                    events::record(
+                        &mut *tx,
+                        NewEvent {
+                            kind: "grace_replay",
+                            severity: Severity::Info,
+                            user_id: Some(&user_id),
+                            session_id: Some(&session_id),
+                            origin,
+                            details: json!({ "replayed_generation": generation, "first_used_at": used_at }),
+                        },
+                        now,
+                    )
+                    .await?;
+                    return successor(tx, policy, &session_id, generation, client_id, requested_scope, origin, now)
+                        .await;
+                }
+            }
+        }
+    }
+
+    // RFC 9700 §4.14.2: a replayed refresh token revokes the whole family.
+    revoke_session_in(&mut tx, &session_id, "system", "reuse_detected", now).await?;
+    events::record(
+        &mut *tx,
+        NewEvent {
+            kind: "reuse_detected",
+            severity: Severity::High,
+            user_id: Some(&user_id),
+            session_id: Some(&session_id),
+            origin,
+            details: json!({
+                "replayed_generation": generation,
+                "current_generation": row.try_get::<i64, _>("current_generation")?,
+                "retired_at": used_at,
+                "retired_by_ip": row.try_get::<Option<String>, _>("used_ip")?,
+                "retired_by_user_agent": row.try_get::<Option<String>, _>("used_user_agent")?,
+                "presented_by_client": client_id,
+            }),
+        },
+        now,
+    )
+    .await?;
+    tx.commit().await?;
+    Ok(Err(Refusal::ReuseDetected))
+}
+
+/// Revokes a session and its live refresh token inside `tx`. Tokens are locked before the
+/// session row, in the same order rotation takes them, so the two never deadlock.
+pub(crate) async fn revoke_session_in(
+    tx: &mut Transaction<'static, Any>,
+    session_id: &str,
+    by: &str,
+    reason: &str,
+    now: Millis,
+) -> Result<bool> {
+    sqlx::query(
+        "UPDATE refresh_tokens SET state = 'revoked', retired_reason = $1 WHERE session_id = $2 AND state = 'active'",
+    )
+    .bind(reason)
+    .bind(session_id)
+    .execute(&mut **tx)
+    .await?;
+    let done = sqlx::query(
+        "UPDATE sessions SET revoked_at = $1, revoked_by = $2, revoke_reason = $3 WHERE id = $4 AND revoked_at IS NULL",
+    )
+    .bind(now)
+    .bind(by)
+    .bind(reason)
+    .bind(session_id)
+    .execute(&mut **tx)
+    .await?;
+    Ok(done.rows_affected() == 1)
+}
+
+/// Revokes a session (and so its family) and records who did it and why.
+pub async fn revoke_session(
+    db: &Db,
+    session_id: &str,
+    by: &str,
+    reason: &str,
+    origin: &Origin,
+    now: Millis,
+) -> Result<bool> {
+    let mut tx = db.write().begin().await?;
+    let revoked = revoke_session_in(&mut tx, session_id, by, reason, now).await?;
+    if revoked {
+        let user_id: Option<String> = sqlx::query("SELECT user_id FROM sessions WHERE id = $1")
+            .bind(session_id)
+            .fetch_optional(&mut *tx)
+            .await?
+            .map(|r| r.try_get("user_id"))
+            .transpose()?;
+        events::record(
+            &mut *tx,
+            NewEvent {
+                kind: "session_revoked",
+                severity: Severity::Info,
+                user_id: user_id.as_deref(),
+                session_id: Some(session_id),
+                origin,
+                details: json!({ "revoked_by": by, "reason": reason }),
+            },
+            now,
+        )
+        .await?;
+    }
+    tx.commit().await?;
+    Ok(revoked)
+}
+
+/// What a refresh token is, for revocation and introspection.
+#[derive(Debug, Clone)]
+pub struct RefreshTokenInfo {
+    pub session_id: String,
+    pub user_id: String,
+    pub client_id: String,
+    pub scope: String,
+    pub issued_at: Millis,
+    pub expires_at: Millis,
+    pub active: bool,
+}
+
+pub async fn refresh_token_info(db: &Db, token: &str, now: Millis) -> Result<Option<RefreshTokenInfo>> {
+    let row = sqlx::query(
+        "SELECT t.session_id, t.state, t.issued_at, t.expires_at, s.user_id, s.client_id, s.scope, s.revoked_at \
+         FROM refresh_tokens t JOIN sessions s ON s.id = t.session_id WHERE t.token_hash = $1",
+    )
+    .bind(token_hash(token))
+    .fetch_optional(db.read())
+    .await?;
+    let Some(row) = row else { return Ok(None) };
+    let expires_at: i64 = row.try_get("expires_at")?;
+    let active = row.try_get::<String, _>("state")? == "active"
+        && expires_at > now
+        && row.try_get::<Option<i64>, _>("revoked_at")?.is_none();
+    Ok(Some(RefreshTokenInfo {
+        session_id: row.try_get("session_id")?,
+        user_id: row.try_get("user_id")?,
+        client_id: row.try_get("client_id")?,
+        scope: row.try_get("scope")?,
+        issued_at: row.try_get("issued_at")?,
+        expires_at,
+        active,
+    }))
+}
+
+/// Is the session live? Access tokens are worth nothing once their session is revoked.
+pub async fn session_active(db: &Db, session_id: &str) -> Result<bool> {
+    let row = sqlx::query("SELECT revoked_at FROM sessions WHERE id = $1")
+        .bind(session_id)
+        .fetch_optional(db.read())
+        .await?;
+    Ok(match row {
+        Some(row) => row.try_get::<Option<i64>, _>("revoked_at")?.is_none(),
+        None => false,
+    })
+}
+
+pub async fn revoke_access_token(db: &Db, jti: &str, expires_at: Millis) -> Result<()> {
+    sqlx::query("INSERT INTO revoked_access_tokens (jti, expires_at) VALUES ($1, $2) ON CONFLICT (jti) DO NOTHING")
+        .bind(jti)
+        .bind(expires_at)
+        .execute(db.write())
+        .await?;
+    Ok(())
+}
+
+pub async fn access_token_revoked(db: &Db, jti: &str) -> Result<bool> {
+    Ok(sqlx::query("SELECT jti FROM revoked_access_tokens WHERE jti = $1")
+        .bind(jti)
+        .fetch_optional(db.read())
+        .await?
+        .is_some())
+}
+
+/// One generation of a family, for the rotation chain.
+#[derive(Debug, Clone, Serialize)]
+pub struct ChainLink {
+    pub generation: i64,
+    pub parent_generation: Option<i64>,
+    pub state: String,
+    pub retired_reason: Option<String>,
+    pub issued_at: Millis,
+    pub expires_at: Millis,
+    pub issued_ip: Option<String>,
+    pub issued_user_agent: Option<String>,
+    pub used_at: Option<Millis>,
+    pub used_ip: Option<String>,
+    pub used_user_agent: Option<String>,
+    pub grace_replays: i64,
+}
+
+pub async fn chain(db: &Db, session_id: &str) -> Result<Vec<ChainLink>> {
+    let rows = sqlx::query(
+        "SELECT generation, parent_generation, state, retired_reason, issued_at, expires_at, issued_ip, \
+         issued_user_agent, used_at, used_ip, used_user_agent, grace_replays \
+         FROM refresh_tokens WHERE session_id = $1 ORDER BY generation",
+    )
+    .bind(session_id)
+    .fetch_all(db.read())
+    .await?;
+    rows.iter()
+        .map(|r| {
+            Ok(ChainLink {
+                generation: r.try_get("generation")?,
+                parent_generation: r.try_get("parent_generation")?,
+                state: r.try_get("state")?,
+                retired_reason: r.try_get("retired_reason")?,
+                issued_at: r.try_get("issued_at")?,
+                expires_at: r.try_get("expires_at")?,
+                issued_ip: r.try_get("issued_ip")?,
+                issued_user_agent: r.try_get("issued_user_agent")?,
+                used_at: r.try_get("used_at")?,
+                used_ip: r.try_get("used_ip")?,
+                used_user_agent: r.try_get("used_user_agent")?,
+                grace_replays: r.try_get("grace_replays")?,
+            })
+        })
+        .collect()
+}
+
+/// Deletes what has no use any more: expired forms and codes, old throttle entries.
+pub async fn prune(db: &Db, now: Millis, failure_window: Millis) -> Result<()> {
+    let day = secs(24 * 3600);
+    let mut tx = db.write().begin().await?;
+    sqlx::query("DELETE FROM auth_requests WHERE expires_at < $1")
+        .bind(now)
+        .execute(&mut *tx)
+        .await?;
+    // Used codes are kept a day so that a late second redemption is still recognised as reuse.
+    sqlx::query("DELETE FROM auth_codes WHERE expires_at < $1")
+        .bind(now - day)
+        .execute(&mut *tx)
+        .await?;
+    sqlx::query("DELETE FROM signin_failures WHERE at < $1")
+        .bind(now - failure_window)
+        .execute(&mut *tx)
+        .await?;
+    sqlx::query("DELETE FROM revoked_access_tokens WHERE expires_at < $1")
+        .bind(now)
+        .execute(&mut *tx)
+        .await?;
+    tx.commit().await?;
+    Ok(())
+}

@@ -1,0 +1,129 @@
+//! JWTs: access tokens (RFC 9068 profile) and OpenID Connect ID tokens.
+
+use std::collections::HashSet;
+
+use jsonwebtoken::{Header, Validation};
+use serde::{Deserialize, Serialize};
+
+use crate::clock::Millis;
+use crate::keys::KeyRing;
+use crate::secret::new_id;
+
+pub const ACCESS_TOKEN_TYP: &str = "at+jwt";
+
+/// The claims of an access token. `sid` names the session, so revoking the session revokes the
+/// token for every check that consults the database.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct AccessClaims {
+    pub iss: String,
+    pub sub: String,
+    pub aud: String,
+    pub exp: i64,
+    pub iat: i64,
+    pub jti: String,
+    pub client_id: String,
+    pub scope: String,
+    pub sid: String,
+}
+
+impl AccessClaims {
+    pub fn has_scope(&self, scope: &str) -> bool {
+        self.scope.split_ascii_whitespace().any(|s| s == scope)
+    }
+}
+
+#[derive(Debug, Serialize)]
+pub struct IdClaims<'a> {
+    pub iss: &'a str,
+    pub sub: &'a str,
+    pub aud: &'a str,
+    pub exp: i64,
+    pub iat: i64,
+    pub auth_time: i64,
+    pub sid: &'a str,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub nonce: Option<&'a str>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub email: Option<&'a str>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub email_verified: Option<bool>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub name: Option<&'a str>,
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum TokenError {
+    #[error("cannot sign a token: {0}")]
+    Sign(#[from] jsonwebtoken::errors::Error),
+}
+
+/// Why a presented access token is refused.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Invalid {
+    Malformed,
+    UnknownKey,
+    BadSignature,
+    WrongType,
+}
+
+pub struct AccessTokenInput<'a> {
+    pub issuer: &'a str,
+    pub user_id: &'a str,
+    pub client_id: &'a str,
+    pub scope: &'a str,
+    pub session_id: &'a str,
+    pub ttl_secs: u64,
+}
+
+pub fn mint_access_token(keys: &KeyRing, input: &AccessTokenInput<'_>, now: Millis) -> Result<String, TokenError> {
+    let key = keys.active();
+    let iat = now.div_euclid(1000);
+    let claims = AccessClaims {
+        iss: input.issuer.to_string(),
+        sub: input.user_id.to_string(),
+        aud: input.issuer.to_string(),
+        exp: iat + input.ttl_secs as i64,
+        iat,
+        jti: new_id(),
+        client_id: input.client_id.to_string(),
+        scope: input.scope.to_string(),
+        sid: input.session_id.to_string(),
+    };
+    let mut header = Header::new(key.alg);
+    header.kid = Some(key.kid.clone());
+    header.typ = Some(ACCESS_TOKEN_TYP.into());
+    Ok(jsonwebtoken::encode(&header, &claims, &key.encoding)?)
+}
+
+pub fn mint_id_token(keys: &KeyRing, claims: &IdClaims<'_>) -> Result<String, TokenError> {
+    let key = keys.active();
+    let mut header = Header::new(key.alg);
+    header.kid = Some(key.kid.clone());
+    Ok(jsonwebtoken::encode(&header, claims, &key.encoding)?)
+}
+
+/// Checks type, signature and issuer. Expiry is the caller's to judge against its clock, so
+/// introspection can still say *why* a token is inactive.
+pub fn verify_access_token(keys: &KeyRing, issuer: &str, token: &str) -> Result<AccessClaims, Invalid> {
+    let header = jsonwebtoken::decode_header(token).map_err(|_| Invalid::Malformed)?;
+    if header.typ.as_deref() != Some(ACCESS_TOKEN_TYP) {
+        return Err(Invalid::WrongType);
+    }
+    let kid = header.kid.ok_or(Invalid::UnknownKey)?;
+    let (alg, key) = keys.verifying_key(&kid).ok_or(Invalid::UnknownKey)?;
+    if alg != header.alg {
+        return Err(Invalid::BadSignature);
+    }
+    let mut validation = Validation::new(alg);
+    validation.validate_exp = false;
+    validation.validate_nbf = false;
+    validation.validate_aud = false;
+    validation.required_spec_claims = HashSet::new();
+    validation.set_issuer(&[issuer]);
+    jsonwebtoken::decode::<AccessClaims>(token, &key, &validation)
+        .map(|data| data.claims)
+        .map_err(|e| match e.kind() {
+            jsonwebtoken::errors::ErrorKind::InvalidSignature => Invalid::BadSignature,
+            _ => Invalid::Malformed,
+        })
+}
