@@ -17,7 +17,12 @@ use crate::store::clients::{self, ClientKind};
 use crate::store::users::{self, Role};
 
 #[derive(Debug, Parser)]
-#[command(name = "latchkeyd", version, about = "Latchkey's OAuth 2.1 / OpenID Connect authorization server", long_about = "Latchkey's OAuth 2.1 / OpenID Connect authorization server: short-lived JWT access tokens and refresh tokens that rotate on every use, in families that die when a retired token is replayed.\n\nSettings come from built-in defaults, then the config file, then LATCHKEY_* environment variables, then flags.")]
+#[command(
+    name = "latchkeyd",
+    version,
+    about = "Latchkey's OAuth 2.1 / OpenID Connect authorization server",
+    long_about = "Latchkey's OAuth 2.1 / OpenID Connect authorization server: short-lived JWT access tokens and refresh tokens that rotate on every use, in families that die when a retired token is replayed.\n\nSettings come from built-in defaults, then the config file, then LATCHKEY_* environment variables, then flags."
+)]
 pub struct Cli {
     /// TOML config file.
     #[arg(long, global = true, env = "LATCHKEY_CONFIG", value_name = "FILE")]
@@ -26,7 +31,12 @@ pub struct Cli {
     #[arg(long, global = true, env = "LATCHKEY_DATABASE", value_name = "URL")]
     database: Option<String>,
     /// File holding the master key that encrypts signing keys (LATCHKEY_MASTER_KEY overrides).
-    #[arg(long, global = true, env = "LATCHKEY_MASTER_KEY_FILE", value_name = "FILE")]
+    #[arg(
+        long,
+        global = true,
+        env = "LATCHKEY_MASTER_KEY_FILE",
+        value_name = "FILE"
+    )]
     master_key_file: Option<PathBuf>,
     #[command(subcommand)]
     command: Command,
@@ -114,7 +124,10 @@ enum KeysCommand {
 
 pub fn main() -> ExitCode {
     let cli = Cli::parse();
-    let runtime = match tokio::runtime::Builder::new_multi_thread().enable_all().build() {
+    let runtime = match tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+    {
         Ok(rt) => rt,
         Err(e) => {
             eprintln!("latchkeyd: error: cannot start the async runtime: {e}");
@@ -147,7 +160,10 @@ fn settings(cli: &Cli) -> anyhow::Result<Settings> {
 fn init_logging(format: LogFormat) {
     let filter = tracing_subscriber::EnvFilter::try_from_default_env()
         .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info,sqlx=warn,tower_http=warn"));
-    let builder = tracing_subscriber::fmt().with_env_filter(filter).with_writer(std::io::stderr);
+    let builder = tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()))
+        .with_writer(std::io::stderr);
     match format {
         LogFormat::Json => builder.json().init(),
         LogFormat::Text => builder.init(),
@@ -174,7 +190,10 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
             println!("latchkeyd is running at {}", server.issuer());
             println!("  listening on  {}", server.local_addr());
             println!("  database      {database}");
-            println!("  discovery     {}/.well-known/openid-configuration", server.issuer());
+            println!(
+                "  discovery     {}/.well-known/openid-configuration",
+                server.issuer()
+            );
             if args.demo {
                 let password = demo_account(server.db(), clock.now_ms()).await?;
                 println!();
@@ -188,10 +207,28 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
         Command::User(cmd) => {
             let db = server::open_db(&settings).await?;
             match cmd {
-                UserCommand::Add { email, role, name, password_stdin: _ } => {
+                UserCommand::Add {
+                    email,
+                    role,
+                    name,
+                    password_stdin: _,
+                } => {
                     let password = read_password()?;
-                    let user = users::add(&db, &email, name.as_deref(), role, &password, clock.now_ms()).await?;
-                    println!("created {} {} ({})", user.role.as_str(), user.email, user.id);
+                    let user = users::add(
+                        &db,
+                        &email,
+                        name.as_deref(),
+                        role,
+                        &password,
+                        clock.now_ms(),
+                    )
+                    .await?;
+                    println!(
+                        "created {} {} ({})",
+                        user.role.as_str(),
+                        user.email,
+                        user.id
+                    );
                 }
                 UserCommand::List => {
                     for u in users::list(&db).await? {
@@ -205,17 +242,32 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
             let db = server::open_db(&settings).await?;
             clients::ensure_builtin(&db, clock.now_ms()).await?;
             match cmd {
-                ClientCommand::Add { client_id, name, kind, redirect_uris } => {
-                    let secret = clients::add(&db, &client_id, &name, kind, &redirect_uris, clock.now_ms()).await?;
+                ClientCommand::Add {
+                    client_id,
+                    name,
+                    kind,
+                    redirect_uris,
+                } => {
+                    let secret =
+                        clients::add(&db, &client_id, &name, kind, &redirect_uris, clock.now_ms())
+                            .await?;
                     println!("registered {} client {client_id}", kind.as_str());
                     if let Some(secret) = secret {
-                        println!("client secret (shown once, store it now): {}", secret.expose());
+                        println!(
+                            "client secret (shown once, store it now): {}",
+                            secret.expose()
+                        );
                     }
                 }
                 ClientCommand::List => {
                     for c in clients::list(&db).await? {
                         let builtin = if c.builtin { " (built in)" } else { "" };
-                        println!("{:<24} {:<12} {}{builtin}", c.client_id, c.kind.as_str(), c.redirect_uris.join(" "));
+                        println!(
+                            "{:<24} {:<12} {}{builtin}",
+                            c.client_id,
+                            c.kind.as_str(),
+                            c.redirect_uris.join(" ")
+                        );
                     }
                 }
                 ClientCommand::Remove { client_id } => {
@@ -232,11 +284,15 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
                     let master = server::master_key(&settings)?;
                     let alg = alg.unwrap_or(settings.tokens.signing_alg);
                     let key = crate::keys::rotate(&db, &master, alg, clock.now_ms()).await?;
-                    println!("new signing key {} ({}); running servers pick it up within 30 s", key.kid, key.alg);
+                    println!("new signing key {} ({}); running servers pick it up at their next upkeep (30 s by default)", key.kid, key.alg);
                 }
                 KeysCommand::List => {
                     for k in crate::keys::list(&db).await? {
-                        let state = if k.retired_at.is_some() { "retired" } else { "active" };
+                        let state = if k.retired_at.is_some() {
+                            "retired"
+                        } else {
+                            "active"
+                        };
                         println!("{:<28} {:<6} {state}", k.kid, k.alg);
                     }
                 }
@@ -253,7 +309,9 @@ fn read_password() -> anyhow::Result<String> {
         .context("cannot read the password from standard input")?;
     let password = input.lines().next().unwrap_or_default().to_string();
     if password.is_empty() {
-        bail!("no password on standard input (try: printf '%s' \"$PASSWORD\" | latchkeyd user add …)");
+        bail!(
+            "no password on standard input (try: printf '%s' \"$PASSWORD\" | latchkeyd user add …)"
+        );
     }
     Ok(password)
 }
@@ -265,13 +323,25 @@ async fn demo_account(db: &crate::db::Db, now: i64) -> anyhow::Result<String> {
     const ALPHABET: &[u8] = b"abcdefghjkmnpqrstuvwxyz23456789";
     let mut rng = rand::rngs::OsRng;
     let password: String = (0..3)
-        .map(|_| (0..4).map(|_| ALPHABET[rng.gen_range(0..ALPHABET.len())] as char).collect::<String>())
+        .map(|_| {
+            (0..4)
+                .map(|_| ALPHABET[rng.gen_range(0..ALPHABET.len())] as char)
+                .collect::<String>()
+        })
         .collect::<Vec<_>>()
         .join("-");
     if users::find_by_email(db, DEMO_EMAIL).await?.is_some() {
         users::set_password(db, DEMO_EMAIL, &password).await?;
     } else {
-        users::add(db, DEMO_EMAIL, Some("Demo User"), Role::User, &password, now).await?;
+        users::add(
+            db,
+            DEMO_EMAIL,
+            Some("Demo User"),
+            Role::User,
+            &password,
+            now,
+        )
+        .await?;
     }
     Ok(password)
 }

@@ -9,7 +9,10 @@ use serde::Deserialize;
 #[derive(Debug, thiserror::Error)]
 pub enum ConfigError {
     #[error("cannot read config file {path}: {source}")]
-    Read { path: String, source: std::io::Error },
+    Read {
+        path: String,
+        source: std::io::Error,
+    },
     #[error("invalid config file {path}: {message}")]
     Parse { path: String, message: String },
     #[error("invalid setting: {0}")]
@@ -67,6 +70,8 @@ pub struct Settings {
     pub log_format: LogFormat,
     /// Take the client address from the last `X-Forwarded-For` hop (only behind a trusted proxy).
     pub trust_forwarded_for: bool,
+    /// How often signing keys are reloaded (to pick up `keys rotate`) and dead rows pruned.
+    pub upkeep_interval_secs: u64,
     pub tokens: TokenPolicy,
     pub signin: SignInPolicy,
     pub limits: Limits,
@@ -81,6 +86,7 @@ impl Default for Settings {
             master_key_file: None,
             log_format: LogFormat::Text,
             trust_forwarded_for: false,
+            upkeep_interval_secs: 30,
             tokens: TokenPolicy::default(),
             signin: SignInPolicy::default(),
             limits: Limits::default(),

@@ -4,7 +4,9 @@ use std::fs;
 use std::io::Write;
 use std::path::Path;
 
-use argon2::password_hash::{rand_core::OsRng, PasswordHash, PasswordHasher, PasswordVerifier, SaltString};
+use argon2::password_hash::{
+    rand_core::OsRng, PasswordHash, PasswordHasher, PasswordVerifier, SaltString,
+};
 use argon2::Argon2;
 use base64::engine::general_purpose::STANDARD;
 use base64::Engine;
@@ -17,9 +19,15 @@ use crate::secret::Secret;
 #[derive(Debug, thiserror::Error)]
 pub enum MasterKeyError {
     #[error("cannot read the master key file {path}: {source}")]
-    Read { path: String, source: std::io::Error },
+    Read {
+        path: String,
+        source: std::io::Error,
+    },
     #[error("cannot create the master key file {path}: {source}")]
-    Create { path: String, source: std::io::Error },
+    Create {
+        path: String,
+        source: std::io::Error,
+    },
     #[error("the master key must be 32 bytes, base64-encoded ({0})")]
     Malformed(&'static str),
 }
@@ -69,15 +77,24 @@ impl MasterKey {
                 options.write(true).create_new(true);
                 #[cfg(unix)]
                 std::os::unix::fs::OpenOptionsExt::mode(&mut options, 0o600);
-                let mut file = options.open(path).map_err(|source| MasterKeyError::Create {
-                    path: shown.clone(),
-                    source,
+                let mut file = options
+                    .open(path)
+                    .map_err(|source| MasterKeyError::Create {
+                        path: shown.clone(),
+                        source,
+                    })?;
+                writeln!(file, "{}", STANDARD.encode(key.0.expose())).map_err(|source| {
+                    MasterKeyError::Create {
+                        path: shown,
+                        source,
+                    }
                 })?;
-                writeln!(file, "{}", STANDARD.encode(key.0.expose()))
-                    .map_err(|source| MasterKeyError::Create { path: shown, source })?;
                 Ok(key)
             }
-            Err(source) => Err(MasterKeyError::Read { path: shown, source }),
+            Err(source) => Err(MasterKeyError::Read {
+                path: shown,
+                source,
+            }),
         }
     }
 
@@ -91,7 +108,13 @@ impl MasterKey {
         rand::rngs::OsRng.fill_bytes(&mut nonce);
         let sealed = self
             .cipher()
-            .encrypt(XNonce::from_slice(&nonce), Payload { msg: plaintext, aad: context })
+            .encrypt(
+                XNonce::from_slice(&nonce),
+                Payload {
+                    msg: plaintext,
+                    aad: context,
+                },
+            )
             .expect("XChaCha20-Poly1305 encryption of an in-memory buffer cannot fail");
         let mut out = nonce.to_vec();
         out.extend_from_slice(&sealed);
@@ -104,7 +127,13 @@ impl MasterKey {
         }
         let (nonce, body) = sealed.split_at(24);
         self.cipher()
-            .decrypt(XNonce::from_slice(nonce), Payload { msg: body, aad: context })
+            .decrypt(
+                XNonce::from_slice(nonce),
+                Payload {
+                    msg: body,
+                    aad: context,
+                },
+            )
             .ok()
             .map(Secret::new)
     }
@@ -143,7 +172,10 @@ mod tests {
     fn sealed_data_opens_only_with_its_key_and_context() {
         let key = MasterKey::generate();
         let sealed = key.seal(b"private key", b"kid-1");
-        assert_eq!(key.open(&sealed, b"kid-1").unwrap().expose(), b"private key");
+        assert_eq!(
+            key.open(&sealed, b"kid-1").unwrap().expose(),
+            b"private key"
+        );
         assert!(key.open(&sealed, b"kid-2").is_none());
         assert!(MasterKey::generate().open(&sealed, b"kid-1").is_none());
         assert!(!sealed.windows(11).any(|w| w == b"private key"));

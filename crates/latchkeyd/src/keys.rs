@@ -91,7 +91,11 @@ fn encoding_key(alg: Algorithm, der: &[u8]) -> EncodingKey {
     }
 }
 
-fn public_jwk(kid: &str, alg: Algorithm, key: &EncodingKey) -> Result<Jwk, jsonwebtoken::errors::Error> {
+fn public_jwk(
+    kid: &str,
+    alg: Algorithm,
+    key: &EncodingKey,
+) -> Result<Jwk, jsonwebtoken::errors::Error> {
     let mut jwk = Jwk::from_encoding_key(key, alg)?;
     jwk.common.key_id = Some(kid.to_string());
     jwk.common.public_key_use = Some(PublicKeyUse::Signature);
@@ -111,13 +115,24 @@ pub struct KeyInfo {
 }
 
 /// Adds a new signing key and retires the current ones (they stay published for verification).
-pub async fn rotate(db: &Db, master: &MasterKey, alg: SigningAlg, now: Millis) -> Result<KeyInfo, KeyError> {
-    let kid = format!("{}-{}", alg.as_str().to_lowercase(), &uuid::Uuid::new_v4().simple().to_string()[..12]);
+pub async fn rotate(
+    db: &Db,
+    master: &MasterKey,
+    alg: SigningAlg,
+    now: Millis,
+) -> Result<KeyInfo, KeyError> {
+    let kid = format!(
+        "{}-{}",
+        alg.as_str().to_lowercase(),
+        &uuid::Uuid::new_v4().simple().to_string()[..12]
+    );
     let der = generate_pkcs8(alg);
     let jws_alg = algorithm(alg.as_str()).expect("supported algorithm");
-    let jwk = public_jwk(&kid, jws_alg, &encoding_key(jws_alg, der.expose())).map_err(|e| KeyError::Malformed {
-        kid: kid.clone(),
-        message: format!("public key: {e}"),
+    let jwk = public_jwk(&kid, jws_alg, &encoding_key(jws_alg, der.expose())).map_err(|e| {
+        KeyError::Malformed {
+            kid: kid.clone(),
+            message: format!("public key: {e}"),
+        }
     })?;
     let sealed = master.seal(der.expose(), kid.as_bytes());
     let mut tx = db.write().begin().await?;
@@ -145,9 +160,11 @@ pub async fn rotate(db: &Db, master: &MasterKey, alg: SigningAlg, now: Millis) -
 }
 
 pub async fn list(db: &Db) -> Result<Vec<KeyInfo>, KeyError> {
-    let rows = sqlx::query("SELECT kid, alg, created_at, retired_at FROM signing_keys ORDER BY created_at")
-        .fetch_all(db.read())
-        .await?;
+    let rows = sqlx::query(
+        "SELECT kid, alg, created_at, retired_at FROM signing_keys ORDER BY created_at",
+    )
+    .fetch_all(db.read())
+    .await?;
     rows.iter()
         .map(|r| {
             Ok(KeyInfo {
@@ -186,7 +203,12 @@ impl KeyRing {
         })
     }
 
-    async fn read_set(db: &Db, master: &MasterKey, publish_after_retire: Millis, now: Millis) -> Result<Option<KeySet>, KeyError> {
+    async fn read_set(
+        db: &Db,
+        master: &MasterKey,
+        publish_after_retire: Millis,
+        now: Millis,
+    ) -> Result<Option<KeySet>, KeyError> {
         let rows = sqlx::query(
             "SELECT kid, alg, private_key, public_jwk, retired_at FROM signing_keys \
              WHERE retired_at IS NULL OR retired_at > $1 ORDER BY created_at DESC, kid DESC",
@@ -204,10 +226,12 @@ impl KeyRing {
                 message,
             };
             let alg_name: String = row.try_get("alg")?;
-            let alg = algorithm(&alg_name).ok_or_else(|| malformed(format!("unknown algorithm {alg_name}")))?;
+            let alg = algorithm(&alg_name)
+                .ok_or_else(|| malformed(format!("unknown algorithm {alg_name}")))?;
             let jwk: Jwk = serde_json::from_str(&row.try_get::<String, _>("public_jwk")?)
                 .map_err(|e| malformed(format!("stored JWK: {e}")))?;
-            let decoding = DecodingKey::from_jwk(&jwk).map_err(|e| malformed(format!("verification key: {e}")))?;
+            let decoding = DecodingKey::from_jwk(&jwk)
+                .map_err(|e| malformed(format!("verification key: {e}")))?;
             if active.is_none() && row.try_get::<Option<i64>, _>("retired_at")?.is_none() {
                 let sealed: Vec<u8> = row.try_get("private_key")?;
                 let der = master
@@ -225,13 +249,17 @@ impl KeyRing {
         Ok(active.map(|active| KeySet {
             active,
             verifying,
-            jwks: Arc::new(serde_json::to_string(&JwkSet { keys: published }).expect("a JWK set serializes")),
+            jwks: Arc::new(
+                serde_json::to_string(&JwkSet { keys: published }).expect("a JWK set serializes"),
+            ),
         }))
     }
 
     /// Re-reads the keys; keeps the current set if the database has no active key.
     pub async fn reload(&self, now: Millis) -> Result<(), KeyError> {
-        if let Some(set) = Self::read_set(&self.db, &self.master, self.publish_after_retire, now).await? {
+        if let Some(set) =
+            Self::read_set(&self.db, &self.master, self.publish_after_retire, now).await?
+        {
             *self.set.write().expect("key ring lock") = Arc::new(set);
         }
         Ok(())
@@ -264,13 +292,15 @@ mod tests {
             let der = generate_pkcs8(alg);
             let jws_alg = algorithm(alg.as_str()).unwrap();
             let key = encoding_key(jws_alg, der.expose());
-            let jwk = public_jwk("k1", jws_alg, &key).unwrap_or_else(|e| panic!("{alg:?} {} {e:?}", der.expose().len()));
+            let jwk = public_jwk("k1", jws_alg, &key)
+                .unwrap_or_else(|e| panic!("{alg:?} {} {e:?}", der.expose().len()));
             let json = serde_json::to_string(&jwk).unwrap();
             let jwk: Jwk = serde_json::from_str(&json).unwrap();
             let decoding = DecodingKey::from_jwk(&jwk).unwrap_or_else(|e| panic!("{json} {e:?}"));
             let mut header = jsonwebtoken::Header::new(jws_alg);
             header.kid = Some("k1".into());
-            let token = jsonwebtoken::encode(&header, &serde_json::json!({"sub": "x"}), &key).unwrap();
+            let token =
+                jsonwebtoken::encode(&header, &serde_json::json!({"sub": "x"}), &key).unwrap();
             let mut v = jsonwebtoken::Validation::new(jws_alg);
             v.required_spec_claims.clear();
             v.validate_exp = false;

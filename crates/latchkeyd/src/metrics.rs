@@ -29,7 +29,11 @@ impl Default for Metrics {
     fn default() -> Self {
         let mut registry = Registry::with_prefix("latchkey");
         let grants = Family::<GrantLabels, Counter>::default();
-        registry.register("token_grants", "Token endpoint grants by type and outcome", grants.clone());
+        registry.register(
+            "token_grants",
+            "Token endpoint grants by type and outcome",
+            grants.clone(),
+        );
         let grant_seconds = Histogram::new(exponential_buckets(0.0002, 2.0, 14));
         registry.register(
             "token_grant_duration_seconds",
@@ -37,7 +41,11 @@ impl Default for Metrics {
             grant_seconds.clone(),
         );
         let signins = Family::<OutcomeLabels, Counter>::default();
-        registry.register("signins", "Sign-in form submissions by outcome", signins.clone());
+        registry.register(
+            "signins",
+            "Sign-in form submissions by outcome",
+            signins.clone(),
+        );
         let families_revoked = Family::<OutcomeLabels, Counter>::default();
         registry.register(
             "families_revoked",
@@ -66,7 +74,9 @@ impl Metrics {
 
     pub fn outcome(family: &Family<OutcomeLabels, Counter>, outcome: &str) {
         family
-            .get_or_create(&OutcomeLabels { outcome: outcome.into() })
+            .get_or_create(&OutcomeLabels {
+                outcome: outcome.into(),
+            })
             .inc();
     }
 

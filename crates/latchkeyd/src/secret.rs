@@ -56,7 +56,11 @@ impl TokenKind {
 pub fn new_token(kind: TokenKind) -> Secret<String> {
     let mut bytes = [0u8; 32];
     rand::rngs::OsRng.fill_bytes(&mut bytes);
-    Secret(format!("{}{}", kind.prefix(), URL_SAFE_NO_PAD.encode(bytes)))
+    Secret(format!(
+        "{}{}",
+        kind.prefix(),
+        URL_SAFE_NO_PAD.encode(bytes)
+    ))
 }
 
 /// The form in which a token is stored and looked up. Tokens carry 256 bits of entropy, so a

@@ -156,7 +156,9 @@ impl Server {
     }
 
     pub fn local_addr(&self) -> SocketAddr {
-        self.listener.local_addr().expect("a bound listener has an address")
+        self.listener
+            .local_addr()
+            .expect("a bound listener has an address")
     }
 
     pub fn issuer(&self) -> &str {
@@ -168,7 +170,10 @@ impl Server {
     }
 
     /// Serves until `shutdown` resolves, then finishes in-flight requests and closes the database.
-    pub async fn run(self, shutdown: impl Future<Output = ()> + Send + 'static) -> anyhow::Result<()> {
+    pub async fn run(
+        self,
+        shutdown: impl Future<Output = ()> + Send + 'static,
+    ) -> anyhow::Result<()> {
         let state = self.state.clone();
         let upkeep = tokio::spawn(upkeep(state.clone()));
         let app = crate::http::router(state.clone());
@@ -187,7 +192,8 @@ impl Server {
 
 /// Reloads signing keys (rotation by another process or replica) and prunes dead rows.
 async fn upkeep(state: AppState) {
-    let mut tick = tokio::time::interval(Duration::from_secs(30));
+    let every = state.settings.upkeep_interval_secs.max(1);
+    let mut tick = tokio::time::interval(Duration::from_secs(every));
     tick.tick().await;
     loop {
         tick.tick().await;

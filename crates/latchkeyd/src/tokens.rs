@@ -75,7 +75,11 @@ pub struct AccessTokenInput<'a> {
     pub ttl_secs: u64,
 }
 
-pub fn mint_access_token(keys: &KeyRing, input: &AccessTokenInput<'_>, now: Millis) -> Result<String, TokenError> {
+pub fn mint_access_token(
+    keys: &KeyRing,
+    input: &AccessTokenInput<'_>,
+    now: Millis,
+) -> Result<String, TokenError> {
     let key = keys.active();
     let iat = now.div_euclid(1000);
     let claims = AccessClaims {
@@ -104,7 +108,11 @@ pub fn mint_id_token(keys: &KeyRing, claims: &IdClaims<'_>) -> Result<String, To
 
 /// Checks type, signature and issuer. Expiry is the caller's to judge against its clock, so
 /// introspection can still say *why* a token is inactive.
-pub fn verify_access_token(keys: &KeyRing, issuer: &str, token: &str) -> Result<AccessClaims, Invalid> {
+pub fn verify_access_token(
+    keys: &KeyRing,
+    issuer: &str,
+    token: &str,
+) -> Result<AccessClaims, Invalid> {
     let header = jsonwebtoken::decode_header(token).map_err(|_| Invalid::Malformed)?;
     if header.typ.as_deref() != Some(ACCESS_TOKEN_TYP) {
         return Err(Invalid::WrongType);

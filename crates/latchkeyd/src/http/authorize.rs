@@ -64,20 +64,30 @@ struct SignInPage<'a> {
 fn site_of(issuer: &str) -> String {
     Url::parse(issuer)
         .ok()
-        .and_then(|u| u.host_str().map(|h| match u.port() {
-            Some(p) => format!("{h}:{p}"),
-            None => h.to_string(),
-        }))
+        .and_then(|u| {
+            u.host_str().map(|h| match u.port() {
+                Some(p) => format!("{h}:{p}"),
+                None => h.to_string(),
+            })
+        })
         .unwrap_or_else(|| issuer.to_string())
 }
 
 /// Where the browser goes after sign-in, in words a person can check.
 fn return_to(redirect_uri: &str) -> String {
     match Url::parse(redirect_uri) {
-        Ok(u) if matches!(u.host_str(), Some("127.0.0.1") | Some("[::1]") | Some("localhost")) => {
+        Ok(u)
+            if matches!(
+                u.host_str(),
+                Some("127.0.0.1") | Some("[::1]") | Some("localhost")
+            ) =>
+        {
             "the app on this computer".into()
         }
-        Ok(u) => u.host_str().map(str::to_string).unwrap_or_else(|| u.scheme().to_string()),
+        Ok(u) => u
+            .host_str()
+            .map(str::to_string)
+            .unwrap_or_else(|| u.scheme().to_string()),
         Err(_) => redirect_uri.to_string(),
     }
 }
@@ -104,7 +114,13 @@ fn redirect_with(redirect_uri: &str, pairs: &[(&str, &str)]) -> Response {
     }
 }
 
-fn redirect_error(state: &AppState, redirect_uri: &str, client_state: Option<&str>, code: &str, description: &str) -> Response {
+fn redirect_error(
+    state: &AppState,
+    redirect_uri: &str,
+    client_state: Option<&str>,
+    code: &str,
+    description: &str,
+) -> Response {
     let mut pairs = vec![("error", code), ("error_description", description)];
     if let Some(s) = client_state {
         pairs.push(("state", s));
@@ -127,7 +143,10 @@ fn cookie_value<'a>(headers: &'a HeaderMap, name: &str) -> Option<&'a str> {
 fn page(status: StatusCode, page: &impl Template, set_cookie: Option<String>) -> Response {
     let mut res = html_response(status, page);
     let headers = res.headers_mut();
-    headers.insert(header::CONTENT_SECURITY_POLICY, HeaderValue::from_static(CSP));
+    headers.insert(
+        header::CONTENT_SECURITY_POLICY,
+        HeaderValue::from_static(CSP),
+    );
     headers.insert(header::X_FRAME_OPTIONS, HeaderValue::from_static("DENY"));
     if let Some(cookie) = set_cookie.and_then(|c| HeaderValue::from_str(&c).ok()) {
         headers.insert(header::SET_COOKIE, cookie);
@@ -136,31 +155,44 @@ fn page(status: StatusCode, page: &impl Template, set_cookie: Option<String>) ->
 }
 
 /// Checks the client and its redirect URI; failures here are pages, never redirects.
-async fn client_and_redirect(state: &AppState, params: &Params) -> Result<(Client, String), PageError> {
+async fn client_and_redirect(
+    state: &AppState,
+    params: &Params,
+) -> Result<(Client, String), PageError> {
     let bad = |msg: &str| {
         PageError::new(StatusCode::BAD_REQUEST, "This sign-in link is not valid", msg)
             .with_hint("Go back to the app you were signing in to and start again. If it keeps happening, the app is misconfigured.")
     };
-    let client_id = params.get("client_id").ok_or_else(|| bad("The request does not say which app is asking (client_id is missing)."))?;
+    let client_id = params.get("client_id").ok_or_else(|| {
+        bad("The request does not say which app is asking (client_id is missing).")
+    })?;
     let client = state
         .client(client_id)
         .await?
         .ok_or_else(|| bad("The app asking to sign in is not registered with this server."))?;
-    let redirect_uri = params
-        .get("redirect_uri")
-        .ok_or_else(|| bad("The request does not say where to return after sign-in (redirect_uri is missing)."))?;
+    let redirect_uri = params.get("redirect_uri").ok_or_else(|| {
+        bad("The request does not say where to return after sign-in (redirect_uri is missing).")
+    })?;
     if !client.redirect_uri_allowed(redirect_uri) {
         return Err(bad("The address to return to after sign-in is not registered for this app, so Latchkey will not send you there."));
     }
     Ok((client, redirect_uri.to_string()))
 }
 
-pub async fn start(State(state): State<AppState>, headers: HeaderMap, RawQuery(query): RawQuery) -> Response {
+pub async fn start(
+    State(state): State<AppState>,
+    headers: HeaderMap,
+    RawQuery(query): RawQuery,
+) -> Response {
     let params = match Params::parse(query.unwrap_or_default().as_bytes()) {
         Ok(p) => p,
         Err(e) => {
-            return PageError::new(StatusCode::BAD_REQUEST, "This sign-in link is not valid", e.to_string())
-                .into_response()
+            return PageError::new(
+                StatusCode::BAD_REQUEST,
+                "This sign-in link is not valid",
+                e.to_string(),
+            )
+            .into_response()
         }
     };
     let (client, redirect_uri) = match client_and_redirect(&state, &params).await {
@@ -168,7 +200,8 @@ pub async fn start(State(state): State<AppState>, headers: HeaderMap, RawQuery(q
         Err(e) => return e.into_response(),
     };
     let client_state = params.get("state");
-    let fail = |code: &str, desc: &str| redirect_error(&state, &redirect_uri, client_state, code, desc);
+    let fail =
+        |code: &str, desc: &str| redirect_error(&state, &redirect_uri, client_state, code, desc);
 
     if params.get("response_type") != Some("code") {
         return fail("unsupported_response_type", "response_type must be code");
@@ -177,13 +210,33 @@ pub async fn start(State(state): State<AppState>, headers: HeaderMap, RawQuery(q
         return fail("request_not_supported", "request objects are not supported");
     }
     // RFC 7636 §4.3: a missing method means plain, which OAuth 2.1 and Latchkey refuse.
-    let challenge = match (params.get("code_challenge"), params.get("code_challenge_method")) {
-        (None, _) => return fail("invalid_request", "PKCE is required: send code_challenge with code_challenge_method=S256"),
+    let challenge = match (
+        params.get("code_challenge"),
+        params.get("code_challenge_method"),
+    ) {
+        (None, _) => {
+            return fail(
+                "invalid_request",
+                "PKCE is required: send code_challenge with code_challenge_method=S256",
+            )
+        }
         (Some(_), Some("S256")) => params.get("code_challenge").unwrap_or_default(),
-        (Some(_), _) => return fail("invalid_request", "code_challenge_method must be S256; plain is not supported"),
+        (Some(_), _) => {
+            return fail(
+                "invalid_request",
+                "code_challenge_method must be S256; plain is not supported",
+            )
+        }
     };
-    if challenge.len() != 43 || !challenge.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'_') {
-        return fail("invalid_request", "code_challenge must be a base64url-encoded SHA-256 hash (43 characters)");
+    if challenge.len() != 43
+        || !challenge
+            .bytes()
+            .all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'_')
+    {
+        return fail(
+            "invalid_request",
+            "code_challenge must be a base64url-encoded SHA-256 hash (43 characters)",
+        );
     }
     let scope = params.get("scope").unwrap_or("openid");
     let mut granted: Vec<&str> = Vec::new();
@@ -198,10 +251,18 @@ pub async fn start(State(state): State<AppState>, headers: HeaderMap, RawQuery(q
     if granted.is_empty() {
         return fail("invalid_scope", "the scope is empty");
     }
-    if params.get("prompt").is_some_and(|p| p.split_ascii_whitespace().any(|p| p == "none")) {
-        return fail("login_required", "this server always asks the user to sign in");
+    if params
+        .get("prompt")
+        .is_some_and(|p| p.split_ascii_whitespace().any(|p| p == "none"))
+    {
+        return fail(
+            "login_required",
+            "this server always asks the user to sign in",
+        );
     }
-    if client_state.is_some_and(|s| s.len() > 2048) || params.get("nonce").is_some_and(|n| n.len() > 512) {
+    if client_state.is_some_and(|s| s.len() > 2048)
+        || params.get("nonce").is_some_and(|n| n.len() > 512)
+    {
         return fail("invalid_request", "state or nonce is too long");
     }
 
@@ -212,7 +273,11 @@ pub async fn start(State(state): State<AppState>, headers: HeaderMap, RawQuery(q
         Some(b) => (b, None),
         None => {
             let b = new_token(TokenKind::Csrf).into_inner();
-            let secure = if state.issuer.starts_with("https://") { "; Secure" } else { "" };
+            let secure = if state.issuer.starts_with("https://") {
+                "; Secure"
+            } else {
+                ""
+            };
             let cookie = format!("{BROWSER_COOKIE}={b}; Path=/authorize; HttpOnly; SameSite=Lax; Max-Age=86400{secure}");
             (b, Some(cookie))
         }
@@ -273,7 +338,12 @@ pub async fn submit(
     }
 }
 
-async fn submit_inner(state: &AppState, origin: &Origin, headers: &HeaderMap, body: &[u8]) -> Result<Response, Response> {
+async fn submit_inner(
+    state: &AppState,
+    origin: &Origin,
+    headers: &HeaderMap,
+    body: &[u8],
+) -> Result<Response, Response> {
     let expired = || {
         PageError::new(
             StatusCode::BAD_REQUEST,
@@ -284,7 +354,12 @@ async fn submit_inner(state: &AppState, origin: &Origin, headers: &HeaderMap, bo
         .into_response()
     };
     let form = Params::parse(body).map_err(|e| {
-        PageError::new(StatusCode::BAD_REQUEST, "This form could not be read", e.to_string()).into_response()
+        PageError::new(
+            StatusCode::BAD_REQUEST,
+            "This form could not be read",
+            e.to_string(),
+        )
+        .into_response()
     })?;
     let request_id = form.get("request").ok_or_else(expired)?;
     let csrf = form.get("csrf_token").ok_or_else(expired)?;
@@ -294,7 +369,8 @@ async fn submit_inner(state: &AppState, origin: &Origin, headers: &HeaderMap, bo
         .map_err(|e| PageError::from(e).into_response())?
         .filter(|r| r.expires_at > now)
         .ok_or_else(expired)?;
-    let same_browser = cookie_value(headers, BROWSER_COOKIE).is_some_and(|b| token_hash(b) == request.browser_hash);
+    let same_browser = cookie_value(headers, BROWSER_COOKIE)
+        .is_some_and(|b| token_hash(b) == request.browser_hash);
     if !same_browser || token_hash(csrf) != request.csrf_hash {
         return Err(PageError::new(
             StatusCode::FORBIDDEN,
@@ -309,7 +385,13 @@ async fn submit_inner(state: &AppState, origin: &Origin, headers: &HeaderMap, bo
         grants::delete_auth_request(&state.db, &request.id)
             .await
             .map_err(|e| PageError::from(e).into_response())?;
-        return Ok(redirect_error(state, &request.redirect_uri, request.state.as_deref(), "access_denied", "the user cancelled the sign-in"));
+        return Ok(redirect_error(
+            state,
+            &request.redirect_uri,
+            request.state.as_deref(),
+            "access_denied",
+            "the user cancelled the sign-in",
+        ));
     }
 
     let client = state
@@ -333,14 +415,18 @@ async fn submit_inner(state: &AppState, origin: &Origin, headers: &HeaderMap, bo
         page(status, &view, None)
     };
     let Some(password) = form.get("password").filter(|_| !email.is_empty()) else {
-        return Err(rerender(StatusCode::BAD_REQUEST, "Enter your email address and your password.".into()));
+        return Err(rerender(
+            StatusCode::BAD_REQUEST,
+            "Enter your email address and your password.".into(),
+        ));
     };
 
     let internal = |e| PageError::from(e).into_response();
     let policy = &state.settings.signin;
-    if let Some((which, wait)) = throttle::check(&state.db, policy, email, origin.ip.as_deref(), now)
-        .await
-        .map_err(internal)?
+    if let Some((which, wait)) =
+        throttle::check(&state.db, policy, email, origin.ip.as_deref(), now)
+            .await
+            .map_err(internal)?
     {
         Metrics::outcome(&state.metrics.signins, "throttled");
         let whose = match which {
@@ -356,12 +442,16 @@ async fn submit_inner(state: &AppState, origin: &Origin, headers: &HeaderMap, bo
         ));
     }
 
-    let user = users::authenticate(&state.db, email, password).await.map_err(internal)?;
+    let user = users::authenticate(&state.db, email, password)
+        .await
+        .map_err(internal)?;
     let Some(user) = user else {
         throttle::record_failure(&state.db, email, origin.ip.as_deref(), now)
             .await
             .map_err(internal)?;
-        let known = users::find_by_email(&state.db, email).await.map_err(internal)?;
+        let known = users::find_by_email(&state.db, email)
+            .await
+            .map_err(internal)?;
         events::record(
             state.db.write(),
             NewEvent {
@@ -379,14 +469,24 @@ async fn submit_inner(state: &AppState, origin: &Origin, headers: &HeaderMap, bo
         Metrics::outcome(&state.metrics.signins, "failed");
         return Err(rerender(
             StatusCode::UNAUTHORIZED,
-            "That email address and password do not match an account. Check both and try again.".into(),
+            "That email address and password do not match an account. Check both and try again."
+                .into(),
         ));
     };
 
-    throttle::clear_account(&state.db, email).await.map_err(internal)?;
-    let code = grants::issue_code(&state.db, &request, &user.id, origin, &state.settings.tokens, now)
+    throttle::clear_account(&state.db, email)
         .await
         .map_err(internal)?;
+    let code = grants::issue_code(
+        &state.db,
+        &request,
+        &user.id,
+        origin,
+        &state.settings.tokens,
+        now,
+    )
+    .await
+    .map_err(internal)?;
     events::record(
         state.db.write(),
         NewEvent {

@@ -14,7 +14,11 @@ pub struct Authenticated {
 }
 
 /// `client_secret_basic`, `client_secret_post`, or `none` for public clients.
-pub async fn authenticate(state: &AppState, headers: &HeaderMap, params: &Params) -> Result<Authenticated, OAuthError> {
+pub async fn authenticate(
+    state: &AppState,
+    headers: &HeaderMap,
+    params: &Params,
+) -> Result<Authenticated, OAuthError> {
     let basic = headers
         .get(header::AUTHORIZATION)
         .and_then(|v| v.to_str().ok())
@@ -42,7 +46,10 @@ pub async fn authenticate(state: &AppState, headers: &HeaderMap, params: &Params
                 ));
             }
             if params.get("client_id").is_some_and(|p| p != decode(id)) {
-                return Err(OAuthError::invalid_client("client_id does not match the credentials", true));
+                return Err(OAuthError::invalid_client(
+                    "client_id does not match the credentials",
+                    true,
+                ));
             }
             (decode(id), Some(decode(secret)), true)
         }
@@ -62,7 +69,9 @@ pub async fn authenticate(state: &AppState, headers: &HeaderMap, params: &Params
             "this is a public client: it has no secret",
             used_basic,
         )),
-        (ClientKind::Confidential, Some(secret)) if client.verify_secret(&secret) => Ok(Authenticated { client }),
+        (ClientKind::Confidential, Some(secret)) if client.verify_secret(&secret) => {
+            Ok(Authenticated { client })
+        }
         (ClientKind::Confidential, _) => Err(OAuthError::invalid_client(
             "client authentication failed",
             used_basic,

@@ -28,7 +28,11 @@ struct OAuthErrorBody<'a> {
 }
 
 impl OAuthError {
-    pub fn new(status: StatusCode, code: &'static str, description: impl Into<Cow<'static, str>>) -> Self {
+    pub fn new(
+        status: StatusCode,
+        code: &'static str,
+        description: impl Into<Cow<'static, str>>,
+    ) -> Self {
         Self {
             status,
             code,
@@ -67,7 +71,11 @@ impl OAuthError {
 
     /// 401 without an error code: no credentials were presented at all (RFC 6750 §3.1).
     pub fn missing_token() -> Self {
-        let mut e = Self::new(StatusCode::UNAUTHORIZED, "invalid_token", "an access token is required");
+        let mut e = Self::new(
+            StatusCode::UNAUTHORIZED,
+            "invalid_token",
+            "an access token is required",
+        );
         e.challenge = Some("Bearer realm=\"latchkey\"".into());
         e
     }

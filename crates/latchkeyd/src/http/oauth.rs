@@ -35,8 +35,10 @@ struct TokenResponse {
 
 fn no_store(body: impl IntoResponse) -> Response {
     let mut res = body.into_response();
-    res.headers_mut()
-        .insert(header::CACHE_CONTROL, header::HeaderValue::from_static("no-store"));
+    res.headers_mut().insert(
+        header::CACHE_CONTROL,
+        header::HeaderValue::from_static("no-store"),
+    );
     res
 }
 
@@ -66,7 +68,10 @@ pub async fn token(
         Ok(_) => state.metrics.grant(label, "ok"),
         Err(e) => state.metrics.grant(label, e.code()),
     }
-    state.metrics.grant_seconds.observe(started.elapsed().as_secs_f64());
+    state
+        .metrics
+        .grant_seconds
+        .observe(started.elapsed().as_secs_f64());
     result
 }
 
@@ -74,23 +79,32 @@ fn refusal(state: &AppState, r: Refusal) -> OAuthError {
     match r {
         Refusal::ReuseDetected | Refusal::CodeReused => {
             Metrics::outcome(&state.metrics.families_revoked, "reuse_detected");
-            tracing::warn!(refusal = ?r, "a used grant was presented again; its session is revoked");
+            tracing::warn!(refusal = ?r, "reuse detected: a used grant was presented again and its session is revoked");
         }
         _ => tracing::debug!(refusal = ?r, "grant refused"),
     }
     match r {
-        Refusal::ScopeNotGranted => OAuthError::new(StatusCode::BAD_REQUEST, "invalid_scope", r.description()),
+        Refusal::ScopeNotGranted => {
+            OAuthError::new(StatusCode::BAD_REQUEST, "invalid_scope", r.description())
+        }
         _ => OAuthError::invalid_grant(r.description()),
     }
 }
 
-async fn code_grant(state: &AppState, headers: &HeaderMap, params: &Params, origin: &Origin) -> Result<Response, OAuthError> {
+async fn code_grant(
+    state: &AppState,
+    headers: &HeaderMap,
+    params: &Params,
+    origin: &Origin,
+) -> Result<Response, OAuthError> {
     let client = authenticate(state, headers, params).await?.client;
     let code = params.require("code")?;
     let verifier = params.require("code_verifier")?;
     // RFC 7636 §4.1: 43-128 characters of the unreserved set.
     let verifier_ok = (43..=128).contains(&verifier.len())
-        && verifier.bytes().all(|b| b.is_ascii_alphanumeric() || b"-._~".contains(&b));
+        && verifier
+            .bytes()
+            .all(|b| b.is_ascii_alphanumeric() || b"-._~".contains(&b));
     if !verifier_ok {
         return Err(OAuthError::invalid_request(
             "code_verifier must be 43-128 characters of A-Z a-z 0-9 - . _ ~",
@@ -99,10 +113,12 @@ async fn code_grant(state: &AppState, headers: &HeaderMap, params: &Params, orig
     let outcome = grants::redeem_code(
         &state.db,
         &state.settings.tokens,
-        code,
-        &client.client_id,
-        params.get("redirect_uri"),
-        verifier,
+        &grants::CodeExchange {
+            code,
+            client_id: &client.client_id,
+            redirect_uri: params.get("redirect_uri"),
+            code_verifier: verifier,
+        },
         origin,
         state.now(),
     )
@@ -138,7 +154,11 @@ async fn id_token(state: &AppState, grant: &Grant) -> Result<String, OAuthError>
     Ok(tokens::mint_id_token(&state.keys, &claims)?)
 }
 
-fn token_response(state: &AppState, grant: Grant, id_token: Option<String>) -> Result<Response, OAuthError> {
+fn token_response(
+    state: &AppState,
+    grant: Grant,
+    id_token: Option<String>,
+) -> Result<Response, OAuthError> {
     let ttl = state.settings.tokens.access_token_ttl_secs;
     let now = state.now();
     let access_token = tokens::mint_access_token(
@@ -164,7 +184,12 @@ fn token_response(state: &AppState, grant: Grant, id_token: Option<String>) -> R
     })))
 }
 
-async fn refresh_grant(state: &AppState, headers: &HeaderMap, params: &Params, origin: &Origin) -> Result<Response, OAuthError> {
+async fn refresh_grant(
+    state: &AppState,
+    headers: &HeaderMap,
+    params: &Params,
+    origin: &Origin,
+) -> Result<Response, OAuthError> {
     let client = authenticate(state, headers, params).await?.client;
     let refresh_token = params.require("refresh_token")?;
     let outcome = grants::rotate(
@@ -200,7 +225,15 @@ pub async fn revoke(
             ));
         }
         let by = format!("client:{}", client.client_id);
-        grants::revoke_session(&state.db, &info.session_id, &by, "token_revoked", &origin, now).await?;
+        grants::revoke_session(
+            &state.db,
+            &info.session_id,
+            &by,
+            "token_revoked",
+            &origin,
+            now,
+        )
+        .await?;
     } else if let Ok(claims) = tokens::verify_access_token(&state.keys, &state.issuer, token) {
         if claims.client_id != client.client_id {
             return Err(OAuthError::new(
@@ -209,14 +242,18 @@ pub async fn revoke(
                 "the token was issued to another client",
             ));
         }
-        grants::revoke_access_token(&state.db, &claims.jti, claims.exp.saturating_mul(1000)).await?;
+        grants::revoke_access_token(&state.db, &claims.jti, claims.exp.saturating_mul(1000))
+            .await?;
     }
     // §2.2: an unknown or already invalid token is answered with 200 as well.
     Ok(no_store(StatusCode::OK))
 }
 
 /// Is the access token good right now, as a resource server would need to know?
-async fn access_token_state(state: &AppState, token: &str) -> Result<Result<AccessClaims, &'static str>, OAuthError> {
+async fn access_token_state(
+    state: &AppState,
+    token: &str,
+) -> Result<Result<AccessClaims, &'static str>, OAuthError> {
     let claims = match tokens::verify_access_token(&state.keys, &state.issuer, token) {
         Ok(c) => c,
         Err(Invalid::UnknownKey) => return Ok(Err("the token was signed by an unknown key")),
@@ -237,7 +274,11 @@ async fn access_token_state(state: &AppState, token: &str) -> Result<Result<Acce
 }
 
 /// RFC 7662, for confidential clients (resource servers).
-pub async fn introspect(State(state): State<AppState>, headers: HeaderMap, OAuthForm(params): OAuthForm) -> Result<Response, OAuthError> {
+pub async fn introspect(
+    State(state): State<AppState>,
+    headers: HeaderMap,
+    OAuthForm(params): OAuthForm,
+) -> Result<Response, OAuthError> {
     let client = authenticate(&state, &headers, &params).await?.client;
     if client.kind != ClientKind::Confidential {
         return Err(OAuthError::invalid_client(
@@ -289,16 +330,19 @@ pub fn bearer(headers: &HeaderMap) -> Result<&str, OAuthError> {
         .ok_or_else(OAuthError::missing_token)?
         .to_str()
         .map_err(|_| OAuthError::invalid_token("the Authorization header is malformed"))?;
-    let (scheme, token) = value
-        .split_once(' ')
-        .ok_or(OAuthError::invalid_token("the Authorization header is malformed"))?;
+    let (scheme, token) = value.split_once(' ').ok_or(OAuthError::invalid_token(
+        "the Authorization header is malformed",
+    ))?;
     if !scheme.eq_ignore_ascii_case("bearer") || token.trim().is_empty() {
         return Err(OAuthError::missing_token());
     }
     Ok(token.trim())
 }
 
-pub async fn userinfo(State(state): State<AppState>, headers: HeaderMap) -> Result<Response, OAuthError> {
+pub async fn userinfo(
+    State(state): State<AppState>,
+    headers: HeaderMap,
+) -> Result<Response, OAuthError> {
     let token = bearer(&headers)?;
     let claims = access_token_state(&state, token)
         .await?

@@ -3,8 +3,8 @@
 use std::net::SocketAddr;
 
 use axum::extract::{ConnectInfo, FromRequestParts};
-use axum::http::request::Parts;
 use axum::http::header;
+use axum::http::request::Parts;
 
 use crate::server::AppState;
 use crate::store::Origin;
@@ -16,7 +16,10 @@ pub struct RequestOrigin(pub Origin);
 impl FromRequestParts<AppState> for RequestOrigin {
     type Rejection = std::convert::Infallible;
 
-    async fn from_request_parts(parts: &mut Parts, state: &AppState) -> Result<Self, Self::Rejection> {
+    async fn from_request_parts(
+        parts: &mut Parts,
+        state: &AppState,
+    ) -> Result<Self, Self::Rejection> {
         let forwarded = state
             .settings
             .trust_forwarded_for
@@ -36,7 +39,12 @@ impl FromRequestParts<AppState> for RequestOrigin {
             .headers
             .get(header::USER_AGENT)
             .and_then(|v| v.to_str().ok())
-            .map(|ua| ua.chars().filter(|c| !c.is_control()).take(MAX_USER_AGENT).collect());
+            .map(|ua| {
+                ua.chars()
+                    .filter(|c| !c.is_control())
+                    .take(MAX_USER_AGENT)
+                    .collect()
+            });
         Ok(RequestOrigin(Origin { ip, user_agent }))
     }
 }

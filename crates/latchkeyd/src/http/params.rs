@@ -37,7 +37,10 @@ impl Params {
 
     /// A parameter, with an empty value treated as absent (RFC 6749 §3.1).
     pub fn get(&self, name: &str) -> Option<&str> {
-        self.0.get(name).map(String::as_str).filter(|v| !v.is_empty())
+        self.0
+            .get(name)
+            .map(String::as_str)
+            .filter(|v| !v.is_empty())
     }
 
     pub fn require(&self, name: &str) -> Result<&str, OAuthError> {
@@ -58,15 +61,18 @@ impl<S: Send + Sync> FromRequest<S> for OAuthForm {
             .get(header::CONTENT_TYPE)
             .and_then(|v| v.to_str().ok())
             .and_then(|v| v.split(';').next())
-            .is_some_and(|v| v.trim().eq_ignore_ascii_case("application/x-www-form-urlencoded"));
+            .is_some_and(|v| {
+                v.trim()
+                    .eq_ignore_ascii_case("application/x-www-form-urlencoded")
+            });
         if !is_form {
             return Err(OAuthError::invalid_request(
                 "the request body must be application/x-www-form-urlencoded",
             ));
         }
-        let body = Bytes::from_request(req, state)
-            .await
-            .map_err(|e| OAuthError::invalid_request(format!("the request body cannot be read: {e}")))?;
+        let body = Bytes::from_request(req, state).await.map_err(|e| {
+            OAuthError::invalid_request(format!("the request body cannot be read: {e}"))
+        })?;
         Params::parse(&body)
             .map(OAuthForm)
             .map_err(|e| OAuthError::invalid_request(e.to_string()))

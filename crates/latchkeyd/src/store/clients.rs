@@ -96,9 +96,12 @@ fn is_loopback_ip(url: &Url) -> bool {
 /// Redirect URIs a client may register: https, http on loopback, or a private-use scheme with a
 /// dot (RFC 8252 §7.1); never a fragment.
 pub fn validate_redirect_uri(uri: &str) -> Result<()> {
-    let url = Url::parse(uri).map_err(|e| StoreError::Invalid(format!("redirect URI {uri:?}: {e}")))?;
+    let url =
+        Url::parse(uri).map_err(|e| StoreError::Invalid(format!("redirect URI {uri:?}: {e}")))?;
     if url.fragment().is_some() {
-        return Err(StoreError::Invalid(format!("redirect URI {uri:?} must not have a fragment")));
+        return Err(StoreError::Invalid(format!(
+            "redirect URI {uri:?} must not have a fragment"
+        )));
     }
     let ok = match url.scheme() {
         "https" => url.host().is_some(),
@@ -150,10 +153,12 @@ pub async fn ensure_builtin(db: &Db, now: Millis) -> Result<()> {
 }
 
 pub async fn find(db: &Db, client_id: &str) -> Result<Option<Client>> {
-    let row = sqlx::query(&format!("SELECT {COLUMNS} FROM clients WHERE client_id = $1"))
-        .bind(client_id)
-        .fetch_optional(db.read())
-        .await?;
+    let row = sqlx::query(&format!(
+        "SELECT {COLUMNS} FROM clients WHERE client_id = $1"
+    ))
+    .bind(client_id)
+    .fetch_optional(db.read())
+    .await?;
     row.as_ref().map(client_from_row).transpose()
 }
 
@@ -184,7 +189,9 @@ pub async fn add(
         ));
     }
     if redirect_uris.is_empty() {
-        return Err(StoreError::Invalid("a client needs at least one redirect URI".into()));
+        return Err(StoreError::Invalid(
+            "a client needs at least one redirect URI".into(),
+        ));
     }
     for uri in redirect_uris {
         validate_redirect_uri(uri)?;
@@ -209,7 +216,9 @@ pub async fn add(
 
 pub async fn remove(db: &Db, client_id: &str) -> Result<()> {
     match find(db, client_id).await? {
-        None => Err(StoreError::NotFound(format!("no client with id {client_id}"))),
+        None => Err(StoreError::NotFound(format!(
+            "no client with id {client_id}"
+        ))),
         Some(c) if c.builtin => Err(StoreError::Invalid(format!(
             "{client_id} is built in: the desktop app and CLI sign in with it"
         ))),

@@ -202,16 +202,27 @@ impl Refusal {
 pub type Outcome = std::result::Result<Grant, Refusal>;
 
 /// RFC 6749 §4.1.3 with PKCE; a second redemption revokes what the first issued (§4.1.2).
+/// What the client presents at the token endpoint to redeem a code.
+pub struct CodeExchange<'a> {
+    pub code: &'a str,
+    pub client_id: &'a str,
+    pub redirect_uri: Option<&'a str>,
+    pub code_verifier: &'a str,
+}
+
 pub async fn redeem_code(
     db: &Db,
     policy: &TokenPolicy,
-    code: &str,
-    client_id: &str,
-    redirect_uri: Option<&str>,
-    code_verifier: &str,
+    exchange: &CodeExchange<'_>,
     origin: &Origin,
     now: Millis,
 ) -> Result<Outcome> {
+    let CodeExchange {
+        code,
+        client_id,
+        redirect_uri,
+        code_verifier,
+    } = *exchange;
     let hash = token_hash(code);
     let mut tx = db.write().begin().await?;
     let row = sqlx::query(
@@ -225,11 +236,15 @@ pub async fn redeem_code(
     .await?;
 
     let Some(row) = row else {
-        let used = sqlx::query("SELECT redeemed_at, session_id, user_id FROM auth_codes WHERE code_hash = $1")
-            .bind(&hash)
-            .fetch_optional(&mut *tx)
-            .await?;
-        let Some(used) = used else { return Ok(Err(Refusal::Unknown)) };
+        let used = sqlx::query(
+            "SELECT redeemed_at, session_id, user_id FROM auth_codes WHERE code_hash = $1",
+        )
+        .bind(&hash)
+        .fetch_optional(&mut *tx)
+        .await?;
+        let Some(used) = used else {
+            return Ok(Err(Refusal::Unknown));
+        };
         if used.try_get::<Option<i64>, _>("redeemed_at")?.is_none() {
             return Ok(Err(Refusal::Expired));
         }
@@ -298,8 +313,17 @@ pub async fn redeem_code(
     .bind(origin.user_agent.as_deref())
     .execute(&mut *tx)
     .await?;
-    let (refresh_token, refresh_expires_at) =
-        insert_refresh_token(&mut tx, policy, &session_id, 1, None, expires_at, origin, now).await?;
+    let (refresh_token, refresh_expires_at) = insert_refresh_token(
+        &mut tx,
+        policy,
+        &session_id,
+        1,
+        None,
+        expires_at,
+        origin,
+        now,
+    )
+    .await?;
     sqlx::query("UPDATE auth_codes SET session_id = $1 WHERE code_hash = $2")
         .bind(&session_id)
         .bind(&hash)
@@ -438,7 +462,17 @@ pub async fn rotate(
     };
     let session_id: String = retired.try_get("session_id")?;
     let parent: i64 = retired.try_get("generation")?;
-    successor(tx, policy, &session_id, parent, client_id, requested_scope, origin, now).await
+    successor(
+        tx,
+        policy,
+        &session_id,
+        parent,
+        client_id,
+        requested_scope,
+        origin,
+        now,
+    )
+    .await
 }
 
 /// Advances the session and issues the next token of the family, then commits.
@@ -521,7 +555,9 @@ async fn refuse_or_grace(
     .bind(hash)
     .fetch_optional(&mut *tx)
     .await?;
-    let Some(row) = row else { return Ok(Err(Refusal::Unknown)) };
+    let Some(row) = row else {
+        return Ok(Err(Refusal::Unknown));
+    };
     let state: String = row.try_get("state")?;
     let session_id: String = row.try_get("session_id")?;
     let user_id: String = row.try_get("user_id")?;
@@ -586,8 +622,17 @@ async fn refuse_or_grace(
                         now,
                     )
                     .await?;
-                    return successor(tx, policy, &session_id, generation, client_id, requested_scope, origin, now)
-                        .await;
+                    return successor(
+                        tx,
+                        policy,
+                        &session_id,
+                        generation,
+                        client_id,
+                        requested_scope,
+                        origin,
+                        now,
+                    )
+                    .await;
                 }
             }
         }
@@ -695,7 +740,11 @@ pub struct RefreshTokenInfo {
     pub active: bool,
 }
 
-pub async fn refresh_token_info(db: &Db, token: &str, now: Millis) -> Result<Option<RefreshTokenInfo>> {
+pub async fn refresh_token_info(
+    db: &Db,
+    token: &str,
+    now: Millis,
+) -> Result<Option<RefreshTokenInfo>> {
     let row = sqlx::query(
         "SELECT t.session_id, t.state, t.issued_at, t.expires_at, s.user_id, s.client_id, s.scope, s.revoked_at \
          FROM refresh_tokens t JOIN sessions s ON s.id = t.session_id WHERE t.token_hash = $1",
@@ -741,11 +790,13 @@ pub async fn revoke_access_token(db: &Db, jti: &str, expires_at: Millis) -> Resu
 }
 
 pub async fn access_token_revoked(db: &Db, jti: &str) -> Result<bool> {
-    Ok(sqlx::query("SELECT jti FROM revoked_access_tokens WHERE jti = $1")
-        .bind(jti)
-        .fetch_optional(db.read())
-        .await?
-        .is_some())
+    Ok(
+        sqlx::query("SELECT jti FROM revoked_access_tokens WHERE jti = $1")
+            .bind(jti)
+            .fetch_optional(db.read())
+            .await?
+            .is_some(),
+    )
 }
 
 /// One generation of a family, for the rotation chain.

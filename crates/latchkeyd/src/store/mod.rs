@@ -33,7 +33,9 @@ pub struct Origin {
 /// Turns a unique-constraint violation into a readable conflict.
 pub(crate) fn conflict_on_unique(e: sqlx::Error, message: impl Into<String>) -> StoreError {
     match &e {
-        sqlx::Error::Database(db) if db.is_unique_violation() => StoreError::Conflict(message.into()),
+        sqlx::Error::Database(db) if db.is_unique_violation() => {
+            StoreError::Conflict(message.into())
+        }
         _ => StoreError::Db(e),
     }
 }

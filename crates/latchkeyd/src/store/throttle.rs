@@ -23,11 +23,25 @@ fn address_key(ip: &str) -> String {
 }
 
 /// If a limit is reached: which one and how many milliseconds until the next attempt is allowed.
-pub async fn check(db: &Db, policy: &SignInPolicy, email: &str, ip: Option<&str>, now: Millis) -> Result<Option<(Limited, Millis)>> {
+pub async fn check(
+    db: &Db,
+    policy: &SignInPolicy,
+    email: &str,
+    ip: Option<&str>,
+    now: Millis,
+) -> Result<Option<(Limited, Millis)>> {
     let window = secs(policy.failure_window_secs);
-    let mut subjects = vec![(Limited::Account, account_key(email), policy.max_failures_per_account)];
+    let mut subjects = vec![(
+        Limited::Account,
+        account_key(email),
+        policy.max_failures_per_account,
+    )];
     if let Some(ip) = ip {
-        subjects.push((Limited::Address, address_key(ip), policy.max_failures_per_address));
+        subjects.push((
+            Limited::Address,
+            address_key(ip),
+            policy.max_failures_per_address,
+        ));
     }
     for (which, key, max) in subjects {
         let row = sqlx::query("SELECT COUNT(*) AS n, MIN(at) AS oldest FROM signin_failures WHERE subject = $1 AND at > $2")

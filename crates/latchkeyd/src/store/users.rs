@@ -52,7 +52,9 @@ pub fn normalize_email(email: &str) -> Result<String> {
     if valid {
         Ok(email)
     } else {
-        Err(StoreError::Invalid(format!("{email:?} is not an email address")))
+        Err(StoreError::Invalid(format!(
+            "{email:?} is not an email address"
+        )))
     }
 }
 
@@ -79,7 +81,14 @@ fn user_from_row(row: &sqlx::any::AnyRow) -> Result<User> {
     })
 }
 
-pub async fn add(db: &Db, email: &str, name: Option<&str>, role: Role, password: &str, now: Millis) -> Result<User> {
+pub async fn add(
+    db: &Db,
+    email: &str,
+    name: Option<&str>,
+    role: Role,
+    password: &str,
+    now: Millis,
+) -> Result<User> {
     let email = normalize_email(email)?;
     check_password(password)?;
     let name = name
@@ -136,25 +145,31 @@ pub async fn find_by_email(db: &Db, email: &str) -> Result<Option<User>> {
     let Ok(email) = normalize_email(email) else {
         return Ok(None);
     };
-    let row = sqlx::query("SELECT id, email, name, role, created_at, disabled_at FROM users WHERE email = $1")
-        .bind(&email)
-        .fetch_optional(db.read())
-        .await?;
+    let row = sqlx::query(
+        "SELECT id, email, name, role, created_at, disabled_at FROM users WHERE email = $1",
+    )
+    .bind(&email)
+    .fetch_optional(db.read())
+    .await?;
     row.as_ref().map(user_from_row).transpose()
 }
 
 pub async fn find(db: &Db, id: &str) -> Result<Option<User>> {
-    let row = sqlx::query("SELECT id, email, name, role, created_at, disabled_at FROM users WHERE id = $1")
-        .bind(id)
-        .fetch_optional(db.read())
-        .await?;
+    let row = sqlx::query(
+        "SELECT id, email, name, role, created_at, disabled_at FROM users WHERE id = $1",
+    )
+    .bind(id)
+    .fetch_optional(db.read())
+    .await?;
     row.as_ref().map(user_from_row).transpose()
 }
 
 pub async fn list(db: &Db) -> Result<Vec<User>> {
-    let rows = sqlx::query("SELECT id, email, name, role, created_at, disabled_at FROM users ORDER BY email")
-        .fetch_all(db.read())
-        .await?;
+    let rows = sqlx::query(
+        "SELECT id, email, name, role, created_at, disabled_at FROM users ORDER BY email",
+    )
+    .fetch_all(db.read())
+    .await?;
     rows.iter().map(user_from_row).collect()
 }
 
@@ -170,7 +185,10 @@ pub async fn authenticate(db: &Db, email: &str, password: &str) -> Result<Option
         Err(_) => None,
     };
     let found = match &row {
-        Some(row) => Some((user_from_row(row)?, row.try_get::<String, _>("password_hash")?)),
+        Some(row) => Some((
+            user_from_row(row)?,
+            row.try_get::<String, _>("password_hash")?,
+        )),
         None => None,
     };
     let password = password.to_string();

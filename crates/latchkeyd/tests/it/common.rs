@@ -1,0 +1,365 @@
+//! A real latchkeyd on 127.0.0.1:0 over a real SQLite file or a fresh PostgreSQL database, with
+//! a manual clock, and a scripted browser that walks the sign-in form like a person would.
+
+use std::path::PathBuf;
+use std::sync::Arc;
+
+use base64::engine::general_purpose::URL_SAFE_NO_PAD;
+use base64::Engine;
+use latchkeyd::db::Db;
+use latchkeyd::store::users::{self, Role};
+use latchkeyd::{ManualClock, Server, Settings};
+use rand::RngCore;
+use serde_json::Value;
+use sha2::{Digest, Sha256};
+use sqlx::Connection;
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Backend {
+    Sqlite,
+    Postgres,
+}
+
+pub const PASSWORD: &str = "correct horse battery";
+pub const REDIRECT: &str = "http://127.0.0.1:61234/callback";
+
+pub struct TestServer {
+    pub base: String,
+    pub clock: Arc<ManualClock>,
+    pub db: Db,
+    pub dir: tempfile::TempDir,
+    pub http: reqwest::Client,
+    shutdown: Option<tokio::sync::oneshot::Sender<()>>,
+}
+
+/// A PostgreSQL database of its own for one test, on the cluster the test command started.
+async fn fresh_postgres() -> String {
+    let base = std::env::var("LATCHKEY_TEST_POSTGRES").expect(
+        "LATCHKEY_TEST_POSTGRES is not set: run ./scripts/test, which starts a throwaway PostgreSQL",
+    );
+    sqlx::any::install_default_drivers();
+    let mut admin = sqlx::AnyConnection::connect(&base)
+        .await
+        .expect("connect to the test PostgreSQL");
+    let name = format!("lk_{}", uuid::Uuid::new_v4().simple());
+    sqlx::query(&format!("CREATE DATABASE {name}"))
+        .execute(&mut admin)
+        .await
+        .expect("create a test database");
+    let (prefix, _) = base
+        .rsplit_once('/')
+        .expect("a database URL ends in /DBNAME");
+    format!("{prefix}/{name}")
+}
+
+impl TestServer {
+    pub async fn start(backend: Backend) -> Self {
+        Self::with(backend, |_| {}).await
+    }
+
+    pub async fn with(backend: Backend, tweak: impl FnOnce(&mut Settings)) -> Self {
+        let dir = tempfile::tempdir().expect("temp dir");
+        let database = match backend {
+            Backend::Sqlite => format!("sqlite://{}", dir.path().join("latchkey.db").display()),
+            Backend::Postgres => fresh_postgres().await,
+        };
+        let mut settings = Settings {
+            listen: "127.0.0.1:0".parse().unwrap(),
+            master_key_file: Some(dir.path().join("master.key")),
+            database: Some(database),
+            ..Settings::default()
+        };
+        tweak(&mut settings);
+        let clock = Arc::new(ManualClock::starting_now());
+        let server = Server::bind(settings, clock.clone())
+            .await
+            .expect("server starts");
+        let base = server.issuer().to_string();
+        let db = server.db().clone();
+        let (tx, rx) = tokio::sync::oneshot::channel();
+        tokio::spawn(server.run(async {
+            let _ = rx.await;
+        }));
+        Self {
+            base,
+            clock,
+            db,
+            dir,
+            http: reqwest::Client::builder()
+                .redirect(reqwest::redirect::Policy::none())
+                .build()
+                .unwrap(),
+            shutdown: Some(tx),
+        }
+    }
+
+    pub fn url(&self, path: &str) -> String {
+        format!("{}{path}", self.base)
+    }
+
+    pub fn sqlite_path(&self) -> PathBuf {
+        self.dir.path().join("latchkey.db")
+    }
+
+    pub async fn add_user(&self, email: &str, role: Role) -> users::User {
+        users::add(&self.db, email, None, role, PASSWORD, self.clock.now_ms())
+            .await
+            .expect("add user")
+    }
+
+    /// POSTs a form to an endpoint and returns status and JSON body.
+    pub async fn post_form(&self, path: &str, form: &[(&str, &str)]) -> (u16, Value) {
+        let res = self
+            .http
+            .post(self.url(path))
+            .form(form)
+            .send()
+            .await
+            .unwrap();
+        let status = res.status().as_u16();
+        (status, res.json().await.unwrap_or(Value::Null))
+    }
+
+    pub async fn refresh(&self, refresh_token: &str) -> (u16, Value) {
+        self.post_form(
+            "/token",
+            &[
+                ("grant_type", "refresh_token"),
+                ("client_id", "latchkey-desktop"),
+                ("refresh_token", refresh_token),
+            ],
+        )
+        .await
+    }
+}
+
+impl Drop for TestServer {
+    fn drop(&mut self) {
+        if let Some(tx) = self.shutdown.take() {
+            let _ = tx.send(());
+        }
+    }
+}
+
+pub use latchkeyd::Clock;
+
+pub struct Pkce {
+    pub verifier: String,
+    pub challenge: String,
+}
+
+impl Pkce {
+    pub fn new() -> Self {
+        let mut bytes = [0u8; 32];
+        rand::rngs::OsRng.fill_bytes(&mut bytes);
+        let verifier = URL_SAFE_NO_PAD.encode(bytes);
+        let challenge = URL_SAFE_NO_PAD.encode(Sha256::digest(verifier.as_bytes()));
+        Self {
+            verifier,
+            challenge,
+        }
+    }
+}
+
+/// A browser: keeps cookies, never follows redirects (the test reads each one).
+pub fn browser() -> reqwest::Client {
+    reqwest::Client::builder()
+        .cookie_store(true)
+        .redirect(reqwest::redirect::Policy::none())
+        .user_agent("Mozilla/5.0 (X11; Linux x86_64) LatchkeyTest/1.0")
+        .build()
+        .unwrap()
+}
+
+/// The value of a hidden input in a page.
+pub fn hidden(html: &str, name: &str) -> Option<String> {
+    let marker = format!("name=\"{name}\" value=\"");
+    let start = html.find(&marker)? + marker.len();
+    let end = html[start..].find('"')?;
+    Some(html[start..start + end].to_string())
+}
+
+pub fn query_param(url: &str, name: &str) -> Option<String> {
+    url::Url::parse(url)
+        .ok()?
+        .query_pairs()
+        .find(|(k, _)| k == name)
+        .map(|(_, v)| v.into_owned())
+}
+
+pub struct SignIn {
+    pub params: Vec<(String, String)>,
+    pub pkce: Pkce,
+    pub state: String,
+}
+
+impl SignIn {
+    pub fn new() -> Self {
+        let pkce = Pkce::new();
+        let state = URL_SAFE_NO_PAD.encode(uuid::Uuid::new_v4().as_bytes());
+        let params = [
+            ("response_type", "code"),
+            ("client_id", "latchkey-desktop"),
+            ("redirect_uri", REDIRECT),
+            ("scope", "openid profile email offline_access"),
+            ("code_challenge", pkce.challenge.as_str()),
+            ("code_challenge_method", "S256"),
+            ("state", state.as_str()),
+            ("nonce", "n-0S6_WzA2Mj"),
+            ("device_name", "Alice's laptop"),
+            ("device_platform", "Linux"),
+            ("app_version", "0.1.0"),
+        ]
+        .iter()
+        .map(|(k, v)| (k.to_string(), v.to_string()))
+        .collect();
+        Self {
+            params,
+            pkce,
+            state,
+        }
+    }
+
+    pub fn set(mut self, name: &str, value: Option<&str>) -> Self {
+        self.params.retain(|(k, _)| k != name);
+        if let Some(v) = value {
+            self.params.push((name.into(), v.into()));
+        }
+        self
+    }
+
+    pub fn authorize_url(&self, server: &TestServer) -> String {
+        let mut url = url::Url::parse(&server.url("/authorize")).unwrap();
+        url.query_pairs_mut().extend_pairs(&self.params);
+        url.to_string()
+    }
+}
+
+/// Opens the sign-in page; returns the browser with its cookie and the page.
+pub async fn open_form(server: &TestServer, signin: &SignIn) -> (reqwest::Client, String) {
+    let browser = browser();
+    let res = browser
+        .get(signin.authorize_url(server))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(res.status(), 200, "the sign-in page opens");
+    (browser.clone(), res.text().await.unwrap())
+}
+
+/// Submits the sign-in form; returns the response (a redirect on success).
+pub async fn submit_form(
+    server: &TestServer,
+    browser: &reqwest::Client,
+    page: &str,
+    email: &str,
+    password: &str,
+) -> reqwest::Response {
+    browser
+        .post(server.url("/authorize"))
+        .form(&[
+            (
+                "request",
+                hidden(page, "request")
+                    .expect("form has a request id")
+                    .as_str(),
+            ),
+            (
+                "csrf_token",
+                hidden(page, "csrf_token")
+                    .expect("form has a CSRF token")
+                    .as_str(),
+            ),
+            ("username", email),
+            ("password", password),
+            ("action", "signin"),
+        ])
+        .send()
+        .await
+        .unwrap()
+}
+
+/// Signs in through the form and returns the callback URL the browser was sent to.
+pub async fn callback(server: &TestServer, signin: &SignIn, email: &str) -> String {
+    let (browser, page) = open_form(server, signin).await;
+    let res = submit_form(server, &browser, &page, email, PASSWORD).await;
+    assert_eq!(res.status(), 303, "sign-in redirects back to the app");
+    res.headers()["location"].to_str().unwrap().to_string()
+}
+
+pub async fn exchange(server: &TestServer, code: &str, verifier: &str) -> (u16, Value) {
+    server
+        .post_form(
+            "/token",
+            &[
+                ("grant_type", "authorization_code"),
+                ("client_id", "latchkey-desktop"),
+                ("code", code),
+                ("redirect_uri", REDIRECT),
+                ("code_verifier", verifier),
+            ],
+        )
+        .await
+}
+
+/// The whole sign-in: form, code, token response.
+pub async fn sign_in(server: &TestServer, email: &str) -> Value {
+    let signin = SignIn::new();
+    let cb = callback(server, &signin, email).await;
+    let code = query_param(&cb, "code").expect("callback carries a code");
+    let (status, body) = exchange(server, &code, &signin.pkce.verifier).await;
+    assert_eq!(status, 200, "{body}");
+    body
+}
+
+/// A confidential client (a resource server) that may introspect.
+pub async fn resource_server(server: &TestServer) -> (String, String) {
+    let secret = latchkeyd::store::clients::add(
+        &server.db,
+        "api-gateway",
+        "API gateway",
+        latchkeyd::store::clients::ClientKind::Confidential,
+        &["https://api.example.com/cb".to_string()],
+        server.clock.now_ms(),
+    )
+    .await
+    .unwrap()
+    .unwrap();
+    ("api-gateway".into(), secret.into_inner())
+}
+
+pub async fn introspect(server: &TestServer, creds: &(String, String), token: &str) -> Value {
+    let res = server
+        .http
+        .post(server.url("/introspect"))
+        .basic_auth(&creds.0, Some(&creds.1))
+        .form(&[("token", token)])
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(res.status(), 200);
+    res.json().await.unwrap()
+}
+
+/// Runs each named test against SQLite and against PostgreSQL.
+#[macro_export]
+macro_rules! both_backends {
+    ($($name:ident),* $(,)?) => {
+        mod sqlite {
+            $(
+                #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+                async fn $name() {
+                    super::$name($crate::common::Backend::Sqlite).await
+                }
+            )*
+        }
+        mod postgres {
+            $(
+                #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+                async fn $name() {
+                    super::$name($crate::common::Backend::Postgres).await
+                }
+            )*
+        }
+    };
+}

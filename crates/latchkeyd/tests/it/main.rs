@@ -1,0 +1,9 @@
+//! latchkeyd end to end: one test binary (each extra binary costs a link on 2 cores), every
+//! test against a real server on 127.0.0.1:0, on SQLite and on PostgreSQL.
+
+mod common;
+
+mod authorize;
+mod cli;
+mod refresh;
+mod token;

@@ -1,0 +1,455 @@
+//! Rotation, families, reuse detection, the grace window, lifetimes and the session limit.
+
+use std::collections::HashSet;
+use std::time::Duration;
+
+use latchkeyd::store::users::Role;
+use latchkeyd::store::{events, grants};
+use serde_json::Value;
+use sqlx::Row;
+
+use crate::both_backends;
+use crate::common::*;
+
+fn session_of(tokens: &Value) -> String {
+    let claims =
+        jsonwebtoken::dangerous::insecure_decode::<Value>(tokens["access_token"].as_str().unwrap())
+            .unwrap()
+            .claims;
+    claims["sid"].as_str().unwrap().to_string()
+}
+
+async fn live_tokens(server: &TestServer, session: &str) -> i64 {
+    sqlx::query(
+        "SELECT COUNT(*) AS n FROM refresh_tokens WHERE session_id = $1 AND state = 'active'",
+    )
+    .bind(session)
+    .fetch_one(server.db.read())
+    .await
+    .unwrap()
+    .try_get("n")
+    .unwrap()
+}
+
+async fn every_refresh_rotates_and_the_chain_is_kept(backend: Backend) {
+    let server = TestServer::start(backend).await;
+    server.add_user("ann@example.com", Role::User).await;
+    let tokens = sign_in(&server, "ann@example.com").await;
+    let session = session_of(&tokens);
+    let mut seen = HashSet::new();
+    let mut current = tokens["refresh_token"].as_str().unwrap().to_string();
+    seen.insert(current.clone());
+    for _ in 0..5 {
+        server.clock.advance(Duration::from_secs(60));
+        let (status, body) = server.refresh(&current).await;
+        assert_eq!(status, 200, "{body}");
+        assert!(body.get("id_token").is_none());
+        assert_eq!(session_of(&body), session, "the same session and family");
+        current = body["refresh_token"].as_str().unwrap().to_string();
+        assert!(
+            seen.insert(current.clone()),
+            "every refresh returns a new token"
+        );
+        assert_eq!(live_tokens(&server, &session).await, 1);
+    }
+    let chain = grants::chain(&server.db, &session).await.unwrap();
+    assert_eq!(chain.len(), 6);
+    for (i, link) in chain.iter().enumerate() {
+        assert_eq!(link.generation, i as i64 + 1);
+        assert_eq!(link.parent_generation, (i > 0).then_some(i as i64));
+        assert_eq!(link.issued_ip.as_deref(), Some("127.0.0.1"));
+        if i < 5 {
+            assert_eq!(link.state, "rotated");
+            assert!(link.used_at.is_some());
+            assert_eq!(link.used_ip.as_deref(), Some("127.0.0.1"));
+        } else {
+            assert_eq!(link.state, "active");
+        }
+    }
+    // A narrower scope may be asked for; a wider one may not.
+    let (status, body) = server
+        .post_form(
+            "/token",
+            &[
+                ("grant_type", "refresh_token"),
+                ("client_id", "latchkey-desktop"),
+                ("refresh_token", &current),
+                ("scope", "openid"),
+            ],
+        )
+        .await;
+    assert_eq!(status, 200);
+    assert_eq!(body["scope"], "openid");
+    let current = body["refresh_token"].as_str().unwrap();
+    let (status, body) = server
+        .post_form(
+            "/token",
+            &[
+                ("grant_type", "refresh_token"),
+                ("client_id", "latchkey-desktop"),
+                ("refresh_token", current),
+                ("scope", "openid admin"),
+            ],
+        )
+        .await;
+    assert_eq!(
+        (status, body["error"].as_str()),
+        (400, Some("invalid_scope"))
+    );
+    let (status, _) = server.refresh(current).await;
+    assert_eq!(status, 200, "a refused scope does not spend the token");
+}
+
+async fn a_replayed_token_revokes_the_whole_family(backend: Backend) {
+    let server = TestServer::start(backend).await;
+    server.add_user("ben@example.com", Role::User).await;
+    let creds = resource_server(&server).await;
+    let tokens = sign_in(&server, "ben@example.com").await;
+    let session = session_of(&tokens);
+    let first = tokens["refresh_token"].as_str().unwrap();
+    let (_, second) = server.refresh(first).await;
+    let (status, third) = server
+        .refresh(second["refresh_token"].as_str().unwrap())
+        .await;
+    assert_eq!(status, 200);
+
+    // The thief replays the first token.
+    let (status, body) = server.refresh(first).await;
+    assert_eq!(
+        (status, body["error"].as_str()),
+        (400, Some("invalid_grant"))
+    );
+    assert!(body["error_description"]
+        .as_str()
+        .unwrap()
+        .contains("already used"));
+    // The whole family is dead: the newest token, and its access tokens as far as we answer.
+    let (status, _) = server
+        .refresh(third["refresh_token"].as_str().unwrap())
+        .await;
+    assert_eq!(status, 400);
+    assert_eq!(live_tokens(&server, &session).await, 0);
+    assert_eq!(
+        introspect(&server, &creds, third["access_token"].as_str().unwrap()).await["active"],
+        false
+    );
+    let res = server
+        .http
+        .get(server.url("/userinfo"))
+        .bearer_auth(third["access_token"].as_str().unwrap())
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(res.status(), 401);
+
+    let events = events::for_session(&server.db, &session).await.unwrap();
+    let reuse = events
+        .iter()
+        .find(|e| e.kind == "reuse_detected")
+        .expect("a reuse_detected event");
+    assert_eq!(reuse.severity, "high");
+    assert_eq!(reuse.details["replayed_generation"], 1);
+    assert_eq!(reuse.details["current_generation"], 3);
+    assert_eq!(reuse.details["retired_by_ip"], "127.0.0.1");
+    assert!(reuse.details["retired_at"].is_i64());
+    let revoked = sqlx::query("SELECT revoked_by, revoke_reason FROM sessions WHERE id = $1")
+        .bind(&session)
+        .fetch_one(server.db.read())
+        .await
+        .unwrap();
+    assert_eq!(
+        revoked.try_get::<String, _>("revoke_reason").unwrap(),
+        "reuse_detected"
+    );
+    // Other sessions of the same account are untouched.
+    let other = sign_in(&server, "ben@example.com").await;
+    assert_eq!(
+        server
+            .refresh(other["refresh_token"].as_str().unwrap())
+            .await
+            .0,
+        200
+    );
+}
+
+async fn a_hundred_concurrent_refreshes_give_one_success(backend: Backend) {
+    let server = TestServer::start(backend).await;
+    server.add_user("cat@example.com", Role::User).await;
+    let tokens = sign_in(&server, "cat@example.com").await;
+    let token = tokens["refresh_token"].as_str().unwrap().to_string();
+    let mut tasks = tokio::task::JoinSet::new();
+    for _ in 0..100 {
+        let http = server.http.clone();
+        let url = server.url("/token");
+        let token = token.clone();
+        tasks.spawn(async move {
+            http.post(url)
+                .form(&[
+                    ("grant_type", "refresh_token"),
+                    ("client_id", "latchkey-desktop"),
+                    ("refresh_token", token.as_str()),
+                ])
+                .send()
+                .await
+                .unwrap()
+                .status()
+                .as_u16()
+        });
+    }
+    let mut statuses = Vec::new();
+    while let Some(status) = tasks.join_next().await {
+        statuses.push(status.unwrap());
+    }
+    assert_eq!(
+        statuses.iter().filter(|s| **s == 200).count(),
+        1,
+        "{statuses:?}"
+    );
+    assert_eq!(
+        statuses.iter().filter(|s| **s == 400).count(),
+        99,
+        "{statuses:?}"
+    );
+    assert!(live_tokens(&server, &session_of(&tokens)).await <= 1);
+}
+
+async fn the_grace_window_forgives_one_lost_response(backend: Backend) {
+    let server = TestServer::with(backend, |s| {
+        s.tokens.reuse_grace_secs = 10;
+        s.tokens.reuse_grace_max_replays = 2;
+    })
+    .await;
+    server.add_user("dan@example.com", Role::User).await;
+    let tokens = sign_in(&server, "dan@example.com").await;
+    let session = session_of(&tokens);
+    let a = tokens["refresh_token"].as_str().unwrap().to_string();
+    let (_, lost) = server.refresh(&a).await; // the response never reached the client
+    let lost = lost["refresh_token"].as_str().unwrap().to_string();
+
+    server.clock.advance(Duration::from_secs(3));
+    let (status, retry) = server.refresh(&a).await;
+    assert_eq!(
+        status, 200,
+        "the immediately previous token is accepted in the window"
+    );
+    assert_eq!(
+        live_tokens(&server, &session).await,
+        1,
+        "never two live tokens"
+    );
+    let (status, _) = server.refresh(&a).await;
+    assert_eq!(status, 200, "a second replay within the bound");
+    assert_eq!(live_tokens(&server, &session).await, 1);
+    let (status, _) = server.refresh(&a).await;
+    assert_eq!(status, 400, "past the bound, a replay is reuse");
+    assert_eq!(live_tokens(&server, &session).await, 0);
+    let (status, _) = server
+        .refresh(retry["refresh_token"].as_str().unwrap())
+        .await;
+    assert_eq!(status, 400);
+    let _ = lost;
+
+    // After the window, the first replay already kills the family.
+    let tokens = sign_in(&server, "dan@example.com").await;
+    let session = session_of(&tokens);
+    let a = tokens["refresh_token"].as_str().unwrap().to_string();
+    server.refresh(&a).await;
+    server.clock.advance(Duration::from_secs(11));
+    assert_eq!(server.refresh(&a).await.0, 400);
+    assert_eq!(live_tokens(&server, &session).await, 0);
+
+    // A replay of an older generation than the immediately previous one is reuse at once.
+    let tokens = sign_in(&server, "dan@example.com").await;
+    let a = tokens["refresh_token"].as_str().unwrap().to_string();
+    let (_, b) = server.refresh(&a).await;
+    let (_, c) = server.refresh(b["refresh_token"].as_str().unwrap()).await;
+    assert_eq!(server.refresh(&a).await.0, 400);
+    assert_eq!(
+        server.refresh(c["refresh_token"].as_str().unwrap()).await.0,
+        400
+    );
+}
+
+async fn families_expire_when_idle_and_at_their_absolute_lifetime(backend: Backend) {
+    let server = TestServer::start(backend).await;
+    server.add_user("eve@example.com", Role::User).await;
+    let day = Duration::from_secs(24 * 3600);
+
+    // Idle for 14 days and a second: expired.
+    let tokens = sign_in(&server, "eve@example.com").await;
+    server.clock.advance(day * 14 + Duration::from_secs(1));
+    let (status, body) = server
+        .refresh(tokens["refresh_token"].as_str().unwrap())
+        .await;
+    assert_eq!(
+        (status, body["error"].as_str()),
+        (400, Some("invalid_grant"))
+    );
+    assert!(body["error_description"]
+        .as_str()
+        .unwrap()
+        .contains("expired"));
+
+    // Used every 10 days: rotation never extends the 30-day absolute lifetime.
+    let tokens = sign_in(&server, "eve@example.com").await;
+    let mut current = tokens["refresh_token"].as_str().unwrap().to_string();
+    for _ in 0..2 {
+        server.clock.advance(day * 10);
+        let (status, body) = server.refresh(&current).await;
+        assert_eq!(status, 200);
+        current = body["refresh_token"].as_str().unwrap().to_string();
+        assert!(body["refresh_token_expires_in"].as_i64().unwrap() <= 30 * 24 * 3600);
+    }
+    server.clock.advance(day * 10 + Duration::from_secs(1));
+    let (status, _) = server.refresh(&current).await;
+    assert_eq!(status, 400, "30 days after sign-in the family is over");
+}
+
+async fn the_session_limit_evicts_the_least_recently_used(backend: Backend) {
+    let server = TestServer::with(backend, |s| s.tokens.max_sessions_per_user = 2).await;
+    let user = server.add_user("fay@example.com", Role::User).await;
+    let first = sign_in(&server, "fay@example.com").await;
+    server.clock.advance(Duration::from_secs(1));
+    let second = sign_in(&server, "fay@example.com").await;
+    server.clock.advance(Duration::from_secs(1));
+    // Using the first makes the second the least recently used.
+    let (status, first) = server
+        .refresh(first["refresh_token"].as_str().unwrap())
+        .await;
+    assert_eq!(status, 200);
+    server.clock.advance(Duration::from_secs(1));
+    let _third = sign_in(&server, "fay@example.com").await;
+    assert_eq!(
+        server
+            .refresh(second["refresh_token"].as_str().unwrap())
+            .await
+            .0,
+        400
+    );
+    assert_eq!(
+        server
+            .refresh(first["refresh_token"].as_str().unwrap())
+            .await
+            .0,
+        200
+    );
+    let evicted = events::for_session(&server.db, &session_of(&second))
+        .await
+        .unwrap();
+    let event = evicted
+        .iter()
+        .find(|e| e.kind == "session_evicted")
+        .expect("the eviction is recorded");
+    assert_eq!(event.user_id.as_deref(), Some(user.id.as_str()));
+}
+
+async fn refresh_tokens_belong_to_their_client(backend: Backend) {
+    let server = TestServer::start(backend).await;
+    server.add_user("gus@example.com", Role::User).await;
+    latchkeyd::store::clients::add(
+        &server.db,
+        "other-app",
+        "Other app",
+        latchkeyd::store::clients::ClientKind::Public,
+        &["http://127.0.0.1/callback".into()],
+        server.clock.now_ms(),
+    )
+    .await
+    .unwrap();
+    let tokens = sign_in(&server, "gus@example.com").await;
+    let token = tokens["refresh_token"].as_str().unwrap();
+    let (status, body) = server
+        .post_form(
+            "/token",
+            &[
+                ("grant_type", "refresh_token"),
+                ("client_id", "other-app"),
+                ("refresh_token", token),
+            ],
+        )
+        .await;
+    assert_eq!(
+        (status, body["error"].as_str()),
+        (400, Some("invalid_grant"))
+    );
+    assert_eq!(
+        server.refresh(token).await.0,
+        200,
+        "the wrong client did not spend the token"
+    );
+}
+
+/// After a full flow, neither the database file nor its WAL holds any token, code or secret.
+async fn nothing_secret_is_stored_in_the_clear(backend: Backend) {
+    let server = TestServer::start(backend).await;
+    server.add_user("hal@example.com", Role::User).await;
+    let creds = resource_server(&server).await;
+    let mut secrets = vec![creds.1.clone(), PASSWORD.to_string()];
+    let signin = SignIn::new();
+    let (browser, page) = open_form(&server, &signin).await;
+    secrets.push(hidden(&page, "csrf_token").unwrap());
+    let res = submit_form(&server, &browser, &page, "hal@example.com", PASSWORD).await;
+    let code = query_param(res.headers()["location"].to_str().unwrap(), "code").unwrap();
+    secrets.push(code.clone());
+    let (_, tokens) = exchange(&server, &code, &signin.pkce.verifier).await;
+    secrets.push(signin.pkce.verifier.clone());
+    let mut current = tokens["refresh_token"].as_str().unwrap().to_string();
+    secrets.push(current.clone());
+    secrets.push(tokens["access_token"].as_str().unwrap().to_string());
+    for _ in 0..3 {
+        let (_, body) = server.refresh(&current).await;
+        current = body["refresh_token"].as_str().unwrap().to_string();
+        secrets.push(current.clone());
+        secrets.push(body["access_token"].as_str().unwrap().to_string());
+    }
+    let dump: Vec<u8> = match backend {
+        Backend::Sqlite => {
+            let mut bytes = Vec::new();
+            for suffix in ["", "-wal", "-shm"] {
+                let path = format!("{}{suffix}", server.sqlite_path().display());
+                bytes.extend(std::fs::read(&path).unwrap_or_default());
+            }
+            assert!(bytes.len() > 10_000, "the database was read");
+            bytes
+        }
+        Backend::Postgres => {
+            // Every text and bytea value of every table, as PostgreSQL stores it.
+            let tables = sqlx::query("SELECT CAST(tablename AS TEXT) AS tablename FROM pg_tables WHERE schemaname = 'public'")
+                .fetch_all(server.db.read())
+                .await
+                .unwrap();
+            let mut bytes = Vec::new();
+            for t in tables {
+                let name: String = t.try_get("tablename").unwrap();
+                let rows = sqlx::query(&format!("SELECT CAST(t AS TEXT) AS row FROM {name} t"))
+                    .fetch_all(server.db.read())
+                    .await
+                    .unwrap();
+                for r in rows {
+                    bytes.extend(r.try_get::<String, _>("row").unwrap().into_bytes());
+                }
+            }
+            bytes
+        }
+    };
+    for secret in &secrets {
+        // Check the token body without its prefix too: no encoding of it may be stored.
+        let core = secret.get(5..).unwrap_or(secret);
+        assert!(
+            !dump.windows(core.len()).any(|w| w == core.as_bytes()),
+            "a secret was found in the database: {}…",
+            &secret[..8]
+        );
+    }
+}
+
+both_backends!(
+    every_refresh_rotates_and_the_chain_is_kept,
+    a_replayed_token_revokes_the_whole_family,
+    a_hundred_concurrent_refreshes_give_one_success,
+    the_grace_window_forgives_one_lost_response,
+    families_expire_when_idle_and_at_their_absolute_lifetime,
+    the_session_limit_evicts_the_least_recently_used,
+    refresh_tokens_belong_to_their_client,
+    nothing_secret_is_stored_in_the_clear,
+);
