@@ -66,6 +66,8 @@ impl Db {
                         .max_connections(max)
                         .min_connections(1)
                         .acquire_timeout(Duration::from_secs(10))
+                        // A local file needs no liveness ping; it would cost a hand-off per use.
+                        .test_before_acquire(false)
                         .after_connect(|conn, _| {
                             Box::pin(async move {
                                 // WAL lets readers proceed while the writer commits; NORMAL

@@ -28,6 +28,8 @@ pub struct Inner {
     pub keys: KeyRing,
     pub metrics: Metrics,
     pub discovery: String,
+    /// Group commit of refreshes (SQLite only; see `store::batch`).
+    pub rotator: Option<store::batch::Rotator>,
     clients: moka_lite::Cache<Client>,
 }
 
@@ -142,6 +144,9 @@ impl Server {
             .trim_end_matches('/')
             .to_string();
         let discovery = crate::http::discovery_document(&issuer);
+        let rotator = (db.backend() == crate::db::Backend::Sqlite).then(|| {
+            store::batch::Rotator::spawn(db.clone(), settings.tokens.clone(), clock.clone())
+        });
         let state = AppState(Arc::new(Inner {
             settings,
             issuer,
@@ -150,6 +155,7 @@ impl Server {
             keys,
             metrics: Metrics::default(),
             discovery,
+            rotator,
             clients: moka_lite::Cache::new(Duration::from_secs(5)),
         }));
         Ok(Self { state, listener })

@@ -15,7 +15,9 @@ use super::error::OAuthError;
 use super::origin::RequestOrigin;
 use super::params::{OAuthForm, Params};
 use crate::metrics::Metrics;
+use crate::secret::token_hash;
 use crate::server::AppState;
+use crate::store::batch;
 use crate::store::clients::ClientKind;
 use crate::store::grants::{self, Grant, Refusal};
 use crate::store::{users, Origin};
@@ -192,6 +194,17 @@ async fn refresh_grant(
 ) -> Result<Response, OAuthError> {
     let client = authenticate(state, headers, params).await?.client;
     let refresh_token = params.require("refresh_token")?;
+    if let Some(rotator) = &state.rotator {
+        let request = batch::Request {
+            token_hash: token_hash(refresh_token),
+            client_id: client.client_id.clone(),
+            requested_scope: params.get("scope").map(str::to_string),
+            origin: origin.clone(),
+        };
+        if let Some(grant) = rotator.rotate(request).await {
+            return token_response(state, grant, None);
+        }
+    }
     let outcome = grants::rotate(
         &state.db,
         &state.settings.tokens,

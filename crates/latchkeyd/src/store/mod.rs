@@ -1,6 +1,7 @@
 //! Everything latchkeyd keeps, one module per kind of record. Each function is one unit of work
 //! (often one transaction) and takes "now" from its caller.
 
+pub mod batch;
 pub mod clients;
 pub mod events;
 pub mod grants;

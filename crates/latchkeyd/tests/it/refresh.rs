@@ -443,7 +443,64 @@ async fn nothing_secret_is_stored_in_the_clear(backend: Backend) {
     }
 }
 
+/// Many families refreshing at once (on SQLite they are committed in batches): each family
+/// advances by exactly one generation per refresh and keeps exactly one live token.
+async fn concurrent_families_each_rotate_correctly(backend: Backend) {
+    let server = TestServer::start(backend).await;
+    server.add_user("ida@example.com", Role::User).await;
+    let mut families = Vec::new();
+    for _ in 0..12 {
+        let t = sign_in(&server, "ida@example.com").await;
+        families.push((
+            session_of(&t),
+            t["refresh_token"].as_str().unwrap().to_string(),
+        ));
+    }
+    let mut seen = HashSet::new();
+    for _ in 0..4 {
+        let mut tasks = tokio::task::JoinSet::new();
+        for (i, (_, token)) in families.iter().enumerate() {
+            let http = server.http.clone();
+            let url = server.url("/token");
+            let token = token.clone();
+            tasks.spawn(async move {
+                let res = http
+                    .post(url)
+                    .form(&[
+                        ("grant_type", "refresh_token"),
+                        ("client_id", "latchkey-desktop"),
+                        ("refresh_token", token.as_str()),
+                    ])
+                    .send()
+                    .await
+                    .unwrap();
+                assert_eq!(res.status(), 200);
+                (i, res.json::<Value>().await.unwrap())
+            });
+        }
+        while let Some(done) = tasks.join_next().await {
+            let (i, body) = done.unwrap();
+            assert_eq!(
+                session_of(&body),
+                families[i].0,
+                "the successor belongs to the same family"
+            );
+            let next = body["refresh_token"].as_str().unwrap().to_string();
+            assert!(seen.insert(next.clone()));
+            families[i].1 = next;
+        }
+    }
+    for (session, token) in &families {
+        assert_eq!(live_tokens(&server, session).await, 1);
+        let chain = grants::chain(&server.db, session).await.unwrap();
+        let generations: Vec<i64> = chain.iter().map(|l| l.generation).collect();
+        assert_eq!(generations, vec![1, 2, 3, 4, 5]);
+        assert_eq!(server.refresh(token).await.0, 200);
+    }
+}
+
 both_backends!(
+    concurrent_families_each_rotate_correctly,
     every_refresh_rotates_and_the_chain_is_kept,
     a_replayed_token_revokes_the_whole_family,
     a_hundred_concurrent_refreshes_give_one_success,
