@@ -229,13 +229,17 @@ pub async fn revoke(
     let client = authenticate(&state, &headers, &params).await?.client;
     let token = params.require("token")?;
     let now = state.now();
+    // RFC 7009 §2.1: a client may revoke only its own tokens.
+    let not_yours = || {
+        OAuthError::new(
+            StatusCode::BAD_REQUEST,
+            "unauthorized_client",
+            "the token was issued to another client",
+        )
+    };
     if let Some(info) = grants::refresh_token_info(&state.db, token, now).await? {
         if info.client_id != client.client_id {
-            return Err(OAuthError::new(
-                StatusCode::BAD_REQUEST,
-                "unauthorized_client",
-                "the token was issued to another client",
-            ));
+            return Err(not_yours());
         }
         let by = format!("client:{}", client.client_id);
         grants::revoke_session(
@@ -249,11 +253,7 @@ pub async fn revoke(
         .await?;
     } else if let Ok(claims) = tokens::verify_access_token(&state.keys, &state.issuer, token) {
         if claims.client_id != client.client_id {
-            return Err(OAuthError::new(
-                StatusCode::BAD_REQUEST,
-                "unauthorized_client",
-                "the token was issued to another client",
-            ));
+            return Err(not_yours());
         }
         grants::revoke_access_token(&state.db, &claims.jti, claims.exp.saturating_mul(1000))
             .await?;

@@ -14,7 +14,7 @@ use std::collections::{HashMap, HashSet};
 use sqlx::Row;
 use tokio::sync::{mpsc, oneshot};
 
-use super::grants::Grant;
+use super::grants::{scope_within, Grant};
 use super::{Origin, Result};
 use crate::clock::{secs, Clock, Millis};
 use crate::config::TokenPolicy;
@@ -94,12 +94,6 @@ struct Eligible<'a> {
     parent_generation: i64,
     scope: String,
     successor: Secret<String>,
-}
-
-fn scope_within(requested: &str, granted: &str) -> bool {
-    requested
-        .split_ascii_whitespace()
-        .all(|s| granted.split_ascii_whitespace().any(|g| g == s))
 }
 
 async fn rotate_batch(

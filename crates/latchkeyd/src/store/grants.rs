@@ -428,7 +428,7 @@ async fn insert_refresh_token(
 }
 
 /// Is every scope in `requested` part of `granted`?
-fn scope_within(requested: &str, granted: &str) -> bool {
+pub(crate) fn scope_within(requested: &str, granted: &str) -> bool {
     requested
         .split_ascii_whitespace()
         .all(|s| granted.split_ascii_whitespace().any(|g| g == s))
