@@ -372,10 +372,18 @@ async fn refresh_tokens_belong_to_their_client(backend: Backend) {
         (status, body["error"].as_str()),
         (400, Some("invalid_grant"))
     );
+    // Nor may another client revoke it (RFC 7009 §2.1).
+    let (status, body) = server
+        .post_form("/revoke", &[("client_id", "other-app"), ("token", token)])
+        .await;
+    assert_eq!(
+        (status, body["error"].as_str()),
+        (400, Some("unauthorized_client"))
+    );
     assert_eq!(
         server.refresh(token).await.0,
         200,
-        "the wrong client did not spend the token"
+        "the wrong client did not spend or revoke the token"
     );
 }
 
