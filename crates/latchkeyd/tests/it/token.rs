@@ -249,18 +249,20 @@ async fn revocation_ends_the_session(backend: Backend) {
         "refresh_token"
     );
 
-    let res = server
-        .http
-        .post(server.url("/revoke"))
-        .form(&[
-            ("client_id", "latchkey-desktop"),
-            ("token", refresh),
-            ("token_type_hint", "refresh_token"),
-        ])
-        .send()
-        .await
-        .unwrap();
-    assert_eq!(res.status(), 200);
+    assert_eq!(
+        server
+            .post_form(
+                "/revoke",
+                &[
+                    ("client_id", "latchkey-desktop"),
+                    ("token", refresh),
+                    ("token_type_hint", "refresh_token"),
+                ]
+            )
+            .await
+            .0,
+        200
+    );
     let (status, _) = server.refresh(refresh).await;
     assert_eq!(status, 400);
     assert_eq!(introspect(&server, &creds, access).await["active"], false);
@@ -275,26 +277,30 @@ async fn revocation_ends_the_session(backend: Backend) {
     assert_eq!(res.status(), 401);
 
     // Unknown tokens are answered 200 too (RFC 7009 §2.2).
-    let res = server
-        .http
-        .post(server.url("/revoke"))
-        .form(&[("client_id", "latchkey-desktop"), ("token", "lkrt_nothing")])
-        .send()
-        .await
-        .unwrap();
-    assert_eq!(res.status(), 200);
+    assert_eq!(
+        server
+            .post_form(
+                "/revoke",
+                &[("client_id", "latchkey-desktop"), ("token", "lkrt_nothing")]
+            )
+            .await
+            .0,
+        200
+    );
 
     // Revoking an access token alone leaves the session alive.
     let tokens = sign_in(&server, "ivy@example.com").await;
     let access = tokens["access_token"].as_str().unwrap();
-    let res = server
-        .http
-        .post(server.url("/revoke"))
-        .form(&[("client_id", "latchkey-desktop"), ("token", access)])
-        .send()
-        .await
-        .unwrap();
-    assert_eq!(res.status(), 200);
+    assert_eq!(
+        server
+            .post_form(
+                "/revoke",
+                &[("client_id", "latchkey-desktop"), ("token", access)]
+            )
+            .await
+            .0,
+        200
+    );
     assert_eq!(introspect(&server, &creds, access).await["active"], false);
     let (status, _) = server
         .refresh(tokens["refresh_token"].as_str().unwrap())
