@@ -41,6 +41,7 @@ pub struct Db {
     read: AnyPool,
     write: AnyPool,
     backend: Backend,
+    sqlite_path: Option<std::path::PathBuf>,
 }
 
 impl Db {
@@ -60,6 +61,7 @@ impl Db {
         match backend {
             Backend::Sqlite => {
                 let url = sqlite_url_with_create(url)?;
+                let path = path_of_sqlite_url(&url);
                 let options = AnyConnectOptions::from_str(&url).map_err(connect_err)?;
                 let pool = |max: u32| {
                     AnyPoolOptions::new()
@@ -88,6 +90,7 @@ impl Db {
                     read,
                     write,
                     backend,
+                    sqlite_path: Some(path),
                 })
             }
             Backend::Postgres => {
@@ -102,6 +105,7 @@ impl Db {
                     read: pool.clone(),
                     write: pool,
                     backend,
+                    sqlite_path: None,
                 })
             }
         }
@@ -118,6 +122,11 @@ impl Db {
 
     pub fn backend(&self) -> Backend {
         self.backend
+    }
+
+    /// The database file, on SQLite.
+    pub fn sqlite_path(&self) -> Option<&Path> {
+        self.sqlite_path.as_deref()
     }
 
     pub fn read(&self) -> &AnyPool {
@@ -163,6 +172,11 @@ fn sqlite_url_with_create(url: &str) -> Result<String, DbError> {
         query.push_str("mode=rwc");
     }
     Ok(format!("sqlite://{path}?{query}"))
+}
+
+fn path_of_sqlite_url(url: &str) -> std::path::PathBuf {
+    let rest = url.strip_prefix("sqlite://").unwrap_or(url);
+    std::path::PathBuf::from(rest.split_once('?').map_or(rest, |(p, _)| p))
 }
 
 /// Hides a password in a database URL before it is shown anywhere.

@@ -27,11 +27,51 @@ pub enum KeyError {
     Malformed { kid: String, message: String },
 }
 
-/// The key that signs new tokens.
+/// The key that signs new tokens, parsed once: `jsonwebtoken::encode` would re-parse the
+/// PKCS#8 document and re-derive the public key for every token, which doubled the cost of
+/// each refresh (docs/BENCHMARKS.md). Verification stays with jsonwebtoken.
 pub struct ActiveKey {
     pub kid: String,
     pub alg: Algorithm,
-    pub encoding: EncodingKey,
+    signer: Signer,
+}
+
+enum Signer {
+    Ed25519(ed25519_dalek::SigningKey),
+    P256(p256::ecdsa::SigningKey),
+}
+
+impl ActiveKey {
+    fn parse(kid: String, alg: Algorithm, der: &[u8]) -> Result<Self, KeyError> {
+        use p256::pkcs8::DecodePrivateKey;
+        let malformed = |e: String| KeyError::Malformed {
+            kid: kid.clone(),
+            message: format!("private key: {e}"),
+        };
+        let signer = match alg {
+            Algorithm::ES256 => Signer::P256(
+                p256::ecdsa::SigningKey::from_pkcs8_der(der)
+                    .map_err(|e| malformed(e.to_string()))?,
+            ),
+            _ => Signer::Ed25519(
+                ed25519_dalek::SigningKey::from_pkcs8_der(der)
+                    .map_err(|e| malformed(e.to_string()))?,
+            ),
+        };
+        Ok(Self { kid, alg, signer })
+    }
+
+    /// The JWS signature of `message` (RFC 7515), raw: 64 bytes for EdDSA and for ES256 (r || s).
+    pub fn sign(&self, message: &[u8]) -> Vec<u8> {
+        use ed25519_dalek::Signer as _;
+        match &self.signer {
+            Signer::Ed25519(key) => key.sign(message).to_bytes().to_vec(),
+            Signer::P256(key) => {
+                let signature: p256::ecdsa::Signature = key.sign(message);
+                signature.to_bytes().to_vec()
+            }
+        }
+    }
 }
 
 struct KeySet {
@@ -237,11 +277,7 @@ impl KeyRing {
                 let der = master
                     .open(&sealed, kid.as_bytes())
                     .ok_or_else(|| KeyError::Decrypt(kid.clone()))?;
-                active = Some(Arc::new(ActiveKey {
-                    kid: kid.clone(),
-                    alg,
-                    encoding: encoding_key(alg, der.expose()),
-                }));
+                active = Some(Arc::new(ActiveKey::parse(kid.clone(), alg, der.expose())?));
             }
             verifying.insert(kid.clone(), (alg, decoding));
             published.push(jwk);

@@ -144,9 +144,13 @@ impl Server {
             .trim_end_matches('/')
             .to_string();
         let discovery = crate::http::discovery_document(&issuer);
-        let rotator = (db.backend() == crate::db::Backend::Sqlite).then(|| {
-            store::batch::Rotator::spawn(db.clone(), settings.tokens.clone(), clock.clone())
-        });
+        let rotator = match db.sqlite_path() {
+            Some(path) => Some(
+                store::batch::Rotator::spawn(path, settings.tokens.clone(), clock.clone())
+                    .context("cannot start the SQLite rotation writer")?,
+            ),
+            None => None,
+        };
         let state = AppState(Arc::new(Inner {
             settings,
             issuer,
