@@ -69,6 +69,49 @@ pub fn token_hash(token: &str) -> Vec<u8> {
     Sha256::digest(token.as_bytes()).to_vec()
 }
 
+/// A refresh token names its row and proves possession: `lkrt_` + base64url(row id as 8
+/// bytes big-endian, then 32 random bytes). Only the SHA-256 of the random part is stored. The
+/// row id lets the server find the row by primary key; a random-keyed hash index instead cost
+/// a B-tree page write on every rotation (docs/BENCHMARKS.md).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct RefreshTokenRef {
+    pub id: i64,
+    pub secret_hash: Vec<u8>,
+}
+
+/// 256 random bits for a new refresh token, and the hash to store.
+pub fn new_refresh_secret() -> (Secret<[u8; 32]>, Vec<u8>) {
+    let mut bytes = [0u8; 32];
+    rand::rngs::OsRng.fill_bytes(&mut bytes);
+    let hash = Sha256::digest(bytes).to_vec();
+    (Secret(bytes), hash)
+}
+
+pub fn refresh_token(id: i64, secret: &Secret<[u8; 32]>) -> Secret<String> {
+    let mut raw = Vec::with_capacity(40);
+    raw.extend_from_slice(&id.to_be_bytes());
+    raw.extend_from_slice(secret.expose());
+    Secret(format!(
+        "{}{}",
+        TokenKind::RefreshToken.prefix(),
+        URL_SAFE_NO_PAD.encode(raw)
+    ))
+}
+
+/// `None` for anything that is not a well-formed refresh token.
+pub fn parse_refresh_token(token: &str) -> Option<RefreshTokenRef> {
+    let body = token.strip_prefix(TokenKind::RefreshToken.prefix())?;
+    let raw = URL_SAFE_NO_PAD.decode(body).ok()?;
+    if raw.len() != 40 {
+        return None;
+    }
+    let (id, secret) = raw.split_at(8);
+    Some(RefreshTokenRef {
+        id: i64::from_be_bytes(id.try_into().ok()?),
+        secret_hash: Sha256::digest(secret).to_vec(),
+    })
+}
+
 /// A random identifier that is not a secret (sessions, requests, events): UUIDv7 sorts by time.
 pub fn new_id() -> String {
     uuid::Uuid::now_v7().to_string()
@@ -106,6 +149,29 @@ mod tests {
         let raw = URL_SAFE_NO_PAD.decode(&t[5..]).unwrap();
         assert_eq!(raw.len(), 32);
         assert_ne!(t, new_token(TokenKind::RefreshToken).into_inner());
+    }
+
+    #[test]
+    fn refresh_tokens_carry_their_row_and_256_secret_bits() {
+        let (secret, hash) = new_refresh_secret();
+        let token = refresh_token(42, &secret);
+        assert!(token.expose().starts_with("lkrt_"));
+        let parsed = parse_refresh_token(token.expose()).unwrap();
+        assert_eq!(
+            parsed,
+            RefreshTokenRef {
+                id: 42,
+                secret_hash: hash
+            }
+        );
+        assert_eq!(parse_refresh_token("lkrt_short"), None);
+        assert_eq!(parse_refresh_token("lkac_AAAA"), None);
+        let mut forged = token.expose().clone();
+        forged.replace_range(20..21, if &forged[20..21] == "A" { "B" } else { "A" });
+        assert_ne!(
+            parse_refresh_token(&forged).unwrap().secret_hash,
+            parsed.secret_hash
+        );
     }
 
     #[test]

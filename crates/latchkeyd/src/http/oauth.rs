@@ -15,7 +15,7 @@ use super::error::OAuthError;
 use super::origin::RequestOrigin;
 use super::params::{OAuthForm, Params};
 use crate::metrics::Metrics;
-use crate::secret::token_hash;
+use crate::secret::parse_refresh_token;
 use crate::server::AppState;
 use crate::store::batch;
 use crate::store::clients::ClientKind;
@@ -194,9 +194,9 @@ async fn refresh_grant(
 ) -> Result<Response, OAuthError> {
     let client = authenticate(state, headers, params).await?.client;
     let refresh_token = params.require("refresh_token")?;
-    if let Some(rotator) = &state.rotator {
+    if let (Some(rotator), Some(token)) = (&state.rotator, parse_refresh_token(refresh_token)) {
         let request = batch::Request {
-            token_hash: token_hash(refresh_token),
+            token,
             client_id: client.client_id.clone(),
             requested_scope: params.get("scope").map(str::to_string),
             origin: origin.clone(),

@@ -25,12 +25,12 @@ use super::grants::{scope_within, Grant};
 use super::Origin;
 use crate::clock::{secs, Clock, Millis};
 use crate::config::TokenPolicy;
-use crate::secret::{new_token, token_hash, TokenKind};
+use crate::secret::{new_refresh_secret, refresh_token, RefreshTokenRef};
 
 const MAX_BATCH: usize = 256;
 
 pub struct Request {
-    pub token_hash: Vec<u8>,
+    pub token: RefreshTokenRef,
     pub client_id: String,
     pub requested_scope: Option<String>,
     pub origin: Origin,
@@ -125,10 +125,16 @@ fn rotate_one(
         .prepare_cached(
             "SELECT t.session_id, t.generation, s.client_id, s.scope FROM refresh_tokens t \
              JOIN sessions s ON s.id = t.session_id \
-             WHERE t.token_hash = ?1 AND t.state = 'active' AND t.expires_at > ?2 AND s.revoked_at IS NULL",
+             WHERE t.id = ?1 AND t.secret_hash = ?2 AND t.state = 'active' AND t.expires_at > ?3 \
+             AND s.revoked_at IS NULL",
         )?
-        .query_row(params![r.token_hash, now], |row| {
-            Ok((row.get::<_, String>(0)?, row.get::<_, i64>(1)?, row.get::<_, String>(2)?, row.get::<_, String>(3)?))
+        .query_row(params![r.token.id, r.token.secret_hash, now], |row| {
+            Ok((
+                row.get::<_, String>(0)?,
+                row.get::<_, i64>(1)?,
+                row.get::<_, String>(2)?,
+                row.get::<_, String>(3)?,
+            ))
         })
         .optional()?;
     let Some((session_id, parent, client_id, granted)) = live else {
@@ -145,9 +151,9 @@ fn rotate_one(
     let (ip, ua) = (r.origin.ip.as_deref(), r.origin.user_agent.as_deref());
     tx.prepare_cached(
         "UPDATE refresh_tokens SET state = 'rotated', retired_reason = 'rotated', used_at = ?1, used_ip = ?2, \
-         used_user_agent = ?3 WHERE token_hash = ?4",
+         used_user_agent = ?3 WHERE id = ?4",
     )?
-    .execute(params![now, ip, ua, r.token_hash])?;
+    .execute(params![now, ip, ua, r.token.id])?;
     let (user_id, auth_time, session_expires, generation) = tx
         .prepare_cached(
             "UPDATE sessions SET last_used_at = ?1, last_ip = ?2, last_user_agent = ?3, generation = generation + 1 \
@@ -158,12 +164,14 @@ fn rotate_one(
         })?;
     // Idle lifetime, capped by the family's absolute lifetime: rotation never extends the latter.
     let expires = (now + secs(policy.family_idle_secs)).min(session_expires);
-    let successor = new_token(TokenKind::RefreshToken);
-    tx.prepare_cached(
-        "INSERT INTO refresh_tokens (token_hash, session_id, generation, parent_generation, state, issued_at, \
-         expires_at, issued_ip, issued_user_agent) VALUES (?1, ?2, ?3, ?4, 'active', ?5, ?6, ?7, ?8)",
-    )?
-    .execute(params![token_hash(successor.expose()), session_id, generation, parent, now, expires, ip, ua])?;
+    let (secret, secret_hash) = new_refresh_secret();
+    let id: i64 = tx
+        .prepare_cached(
+            "INSERT INTO refresh_tokens (secret_hash, session_id, generation, parent_generation, state, issued_at, \
+             expires_at, issued_ip, issued_user_agent) VALUES (?1, ?2, ?3, ?4, 'active', ?5, ?6, ?7, ?8) RETURNING id",
+        )?
+        .query_row(params![secret_hash, session_id, generation, parent, now, expires, ip, ua], |row| row.get(0))?;
+    let successor = refresh_token(id, &secret);
     Ok(Some(Grant {
         session_id,
         user_id,

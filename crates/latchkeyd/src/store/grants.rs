@@ -15,7 +15,10 @@ use super::{Origin, Result};
 use crate::clock::{secs, Millis};
 use crate::config::TokenPolicy;
 use crate::db::Db;
-use crate::secret::{new_id, new_token, pkce_s256_matches, token_hash, Secret, TokenKind};
+use crate::secret::{
+    new_id, new_refresh_secret, new_token, parse_refresh_token, pkce_s256_matches, refresh_token,
+    token_hash, RefreshTokenRef, Secret, TokenKind,
+};
 
 /// What the client said about the device, from the authorization request.
 #[derive(Debug, Clone, Default, Serialize)]
@@ -407,14 +410,14 @@ async fn insert_refresh_token(
     origin: &Origin,
     now: Millis,
 ) -> Result<(Secret<String>, Millis)> {
-    let token = new_token(TokenKind::RefreshToken);
+    let (secret, secret_hash) = new_refresh_secret();
     // Idle lifetime, capped by the family's absolute lifetime: rotation never extends the latter.
     let expires_at = (now + secs(policy.family_idle_secs)).min(session_expires_at);
-    sqlx::query(
-        "INSERT INTO refresh_tokens (token_hash, session_id, generation, parent_generation, state, issued_at, \
-         expires_at, issued_ip, issued_user_agent) VALUES ($1, $2, $3, $4, 'active', $5, $6, $7, $8)",
+    let id: i64 = sqlx::query(
+        "INSERT INTO refresh_tokens (secret_hash, session_id, generation, parent_generation, state, issued_at, \
+         expires_at, issued_ip, issued_user_agent) VALUES ($1, $2, $3, $4, 'active', $5, $6, $7, $8) RETURNING id",
     )
-    .bind(token_hash(token.expose()))
+    .bind(secret_hash)
     .bind(session_id)
     .bind(generation)
     .bind(parent_generation)
@@ -422,8 +425,10 @@ async fn insert_refresh_token(
     .bind(expires_at)
     .bind(origin.ip.as_deref())
     .bind(origin.user_agent.as_deref())
-    .execute(&mut **tx)
-    .await?;
+    .fetch_one(&mut **tx)
+    .await?
+    .try_get("id")?;
+    let token = refresh_token(id, &secret);
     Ok((token, expires_at))
 }
 
@@ -444,21 +449,33 @@ pub async fn rotate(
     origin: &Origin,
     now: Millis,
 ) -> Result<Outcome> {
-    let hash = token_hash(token);
+    let Some(presented) = parse_refresh_token(token) else {
+        return Ok(Err(Refusal::Unknown));
+    };
     let mut tx = db.write().begin().await?;
     let retired = sqlx::query(
         "UPDATE refresh_tokens SET state = 'rotated', retired_reason = 'rotated', used_at = $1, used_ip = $2, \
-         used_user_agent = $3 WHERE token_hash = $4 AND state = 'active' AND expires_at > $1 \
+         used_user_agent = $3 WHERE id = $4 AND secret_hash = $5 AND state = 'active' AND expires_at > $1 \
          RETURNING session_id, generation",
     )
     .bind(now)
     .bind(origin.ip.as_deref())
     .bind(origin.user_agent.as_deref())
-    .bind(&hash)
+    .bind(presented.id)
+    .bind(&presented.secret_hash)
     .fetch_optional(&mut *tx)
     .await?;
     let Some(retired) = retired else {
-        return refuse_or_grace(tx, policy, &hash, client_id, requested_scope, origin, now).await;
+        return refuse_or_grace(
+            tx,
+            policy,
+            &presented,
+            client_id,
+            requested_scope,
+            origin,
+            now,
+        )
+        .await;
     };
     let session_id: String = retired.try_get("session_id")?;
     let parent: i64 = retired.try_get("generation")?;
@@ -541,7 +558,7 @@ async fn successor(
 async fn refuse_or_grace(
     mut tx: Transaction<'static, Any>,
     policy: &TokenPolicy,
-    hash: &[u8],
+    presented: &RefreshTokenRef,
     client_id: &str,
     requested_scope: Option<&str>,
     origin: &Origin,
@@ -550,9 +567,10 @@ async fn refuse_or_grace(
     let row = sqlx::query(
         "SELECT t.session_id, t.generation, t.state, t.used_at, t.used_ip, t.used_user_agent, t.grace_replays, \
          s.user_id, s.generation AS current_generation, s.revoked_at, s.revoke_reason \
-         FROM refresh_tokens t JOIN sessions s ON s.id = t.session_id WHERE t.token_hash = $1",
+         FROM refresh_tokens t JOIN sessions s ON s.id = t.session_id WHERE t.id = $1 AND t.secret_hash = $2",
     )
-    .bind(hash)
+    .bind(presented.id)
+    .bind(&presented.secret_hash)
     .fetch_optional(&mut *tx)
     .await?;
     let Some(row) = row else {
@@ -605,10 +623,12 @@ async fn refuse_or_grace(
                 .execute(&mut *tx)
                 .await?;
                 if superseded.rows_affected() == 1 {
-                    sqlx::query("UPDATE refresh_tokens SET grace_replays = grace_replays + 1 WHERE token_hash = $1")
-                        .bind(hash)
-                        .execute(&mut *tx)
-                        .await?;
+                    sqlx::query(
+                        "UPDATE refresh_tokens SET grace_replays = grace_replays + 1 WHERE id = $1",
+                    )
+                    .bind(presented.id)
+                    .execute(&mut *tx)
+                    .await?;
                     events::record(
                         &mut *tx,
                         NewEvent {
@@ -745,11 +765,15 @@ pub async fn refresh_token_info(
     token: &str,
     now: Millis,
 ) -> Result<Option<RefreshTokenInfo>> {
+    let Some(presented) = parse_refresh_token(token) else {
+        return Ok(None);
+    };
     let row = sqlx::query(
         "SELECT t.session_id, t.state, t.issued_at, t.expires_at, s.user_id, s.client_id, s.scope, s.revoked_at \
-         FROM refresh_tokens t JOIN sessions s ON s.id = t.session_id WHERE t.token_hash = $1",
+         FROM refresh_tokens t JOIN sessions s ON s.id = t.session_id WHERE t.id = $1 AND t.secret_hash = $2",
     )
-    .bind(token_hash(token))
+    .bind(presented.id)
+    .bind(&presented.secret_hash)
     .fetch_optional(db.read())
     .await?;
     let Some(row) = row else { return Ok(None) };

@@ -507,7 +507,48 @@ async fn concurrent_families_each_rotate_correctly(backend: Backend) {
     }
 }
 
+/// A token carries its row id; knowing (or guessing) the id of someone's retired token without
+/// its secret must not let anyone trigger reuse detection and kill their family.
+async fn a_forged_secret_is_unknown_and_revokes_nothing(backend: Backend) {
+    use base64::Engine;
+    let server = TestServer::start(backend).await;
+    server.add_user("jay@example.com", Role::User).await;
+    let tokens = sign_in(&server, "jay@example.com").await;
+    let first = tokens["refresh_token"].as_str().unwrap().to_string();
+    let (_, second) = server.refresh(&first).await;
+    let engine = base64::engine::general_purpose::URL_SAFE_NO_PAD;
+    for victim in [&first, second["refresh_token"].as_str().unwrap()] {
+        let mut raw = engine.decode(&victim[5..]).unwrap();
+        raw[8..].copy_from_slice(&[7u8; 32]); // same row id, another secret
+        let forged = format!("lkrt_{}", engine.encode(raw));
+        let (status, body) = server.refresh(&forged).await;
+        assert_eq!(
+            (status, body["error_description"].as_str()),
+            (400, Some("the grant is not recognised"))
+        );
+    }
+    let session = session_of(&tokens);
+    assert_eq!(
+        live_tokens(&server, &session).await,
+        1,
+        "the family is untouched"
+    );
+    assert!(events::for_session(&server.db, &session)
+        .await
+        .unwrap()
+        .iter()
+        .all(|e| e.kind != "reuse_detected"));
+    assert_eq!(
+        server
+            .refresh(second["refresh_token"].as_str().unwrap())
+            .await
+            .0,
+        200
+    );
+}
+
 both_backends!(
+    a_forged_secret_is_unknown_and_revokes_nothing,
     concurrent_families_each_rotate_correctly,
     every_refresh_rotates_and_the_chain_is_kept,
     a_replayed_token_revokes_the_whole_family,
