@@ -30,7 +30,7 @@ pub struct Inner {
     pub discovery: String,
     /// Group commit of refreshes (SQLite only; see `store::batch`).
     pub rotator: Option<store::batch::Rotator>,
-    clients: moka_lite::Cache<Client>,
+    clients: moka_lite::Cache<Arc<Client>>,
 }
 
 impl std::ops::Deref for AppState {
@@ -51,11 +51,13 @@ impl AppState {
     }
 
     /// Clients change rarely (through the CLI): a few seconds of caching saves a query per grant.
-    pub async fn client(&self, client_id: &str) -> Result<Option<Client>, store::StoreError> {
+    pub async fn client(&self, client_id: &str) -> Result<Option<Arc<Client>>, store::StoreError> {
         if let Some(hit) = self.clients.get(client_id) {
             return Ok(hit);
         }
-        let found = store::clients::find(&self.db, client_id).await?;
+        let found = store::clients::find(&self.db, client_id)
+            .await?
+            .map(Arc::new);
         self.clients.put(client_id, found.clone());
         Ok(found)
     }

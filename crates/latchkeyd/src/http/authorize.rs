@@ -4,6 +4,8 @@
 //! redirected (an open redirector would hand codes to strangers); after that they go back to
 //! the client with `error`, `state` and `iss`.
 
+use std::sync::Arc;
+
 use askama::Template;
 use axum::extract::{RawQuery, State};
 use axum::http::{header, HeaderMap, HeaderValue, StatusCode};
@@ -158,7 +160,7 @@ fn page(status: StatusCode, page: &impl Template, set_cookie: Option<String>) ->
 async fn client_and_redirect(
     state: &AppState,
     params: &Params,
-) -> Result<(Client, String), PageError> {
+) -> Result<(Arc<Client>, String), PageError> {
     let bad = |msg: &str| {
         PageError::new(StatusCode::BAD_REQUEST, "This sign-in link is not valid", msg)
             .with_hint("Go back to the app you were signing in to and start again. If it keeps happening, the app is misconfigured.")

@@ -1,5 +1,7 @@
 //! Client authentication at the token, revocation and introspection endpoints (RFC 6749 §2.3).
 
+use std::sync::Arc;
+
 use axum::http::{header, HeaderMap};
 use base64::engine::general_purpose::STANDARD;
 use base64::Engine;
@@ -10,7 +12,7 @@ use crate::server::AppState;
 use crate::store::clients::{Client, ClientKind};
 
 pub struct Authenticated {
-    pub client: Client,
+    pub client: Arc<Client>,
 }
 
 /// `client_secret_basic`, `client_secret_post`, or `none` for public clients.
