@@ -58,7 +58,10 @@ impl AppState {
         let found = store::clients::find(&self.db, client_id)
             .await?
             .map(Arc::new);
-        self.clients.put(client_id, found.clone());
+        // Only hits are cached: random client ids must not grow the cache.
+        if found.is_some() {
+            self.clients.put(client_id, found.clone());
+        }
         Ok(found)
     }
 }

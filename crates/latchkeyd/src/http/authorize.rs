@@ -488,7 +488,8 @@ async fn submit_inner(
         now,
     )
     .await
-    .map_err(internal)?;
+    .map_err(internal)?
+    .ok_or_else(expired)?;
     events::record(
         state.db.write(),
         NewEvent {

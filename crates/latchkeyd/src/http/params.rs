@@ -8,18 +8,28 @@ use axum::http::header;
 
 use super::error::OAuthError;
 
-#[derive(Debug, Default)]
+/// Holds passwords, codes and tokens in the clear, so its `Debug` shows names only.
+#[derive(Default)]
 pub struct Params(HashMap<String, String>);
+
+impl std::fmt::Debug for Params {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_set().entries(self.0.keys()).finish()
+    }
+}
 
 #[derive(Debug, PartialEq, Eq)]
 pub enum ParamError {
     Repeated(String),
+    /// No OAuth parameter contains NUL, and PostgreSQL refuses it in text.
+    Nul(String),
 }
 
 impl std::fmt::Display for ParamError {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         match self {
             ParamError::Repeated(name) => write!(f, "the parameter {name} is repeated"),
+            ParamError::Nul(name) => write!(f, "the parameter {name} contains a NUL character"),
         }
     }
 }
@@ -28,6 +38,9 @@ impl Params {
     pub fn parse(input: &[u8]) -> Result<Self, ParamError> {
         let mut map = HashMap::new();
         for (k, v) in form_urlencoded::parse(input) {
+            if k.contains('\0') || v.contains('\0') {
+                return Err(ParamError::Nul(k.replace('\0', "")));
+            }
             if map.insert(k.to_string(), v.to_string()).is_some() {
                 return Err(ParamError::Repeated(k.into_owned()));
             }
@@ -89,7 +102,12 @@ mod tests {
             Params::parse(b"a=1&b=2&a=3").unwrap_err(),
             ParamError::Repeated("a".into())
         );
+        assert_eq!(
+            Params::parse(b"a=x%00y").unwrap_err(),
+            ParamError::Nul("a".into())
+        );
         let p = Params::parse(b"a=1&b=&c=x%20y").unwrap();
+        assert!(!format!("{p:?}").contains('1'), "values never print");
         assert_eq!(p.get("a"), Some("1"));
         assert_eq!(p.get("b"), None);
         assert_eq!(p.get("c"), Some("x y"));

@@ -109,6 +109,12 @@ fn rotate_batch(
     let tx = conn.transaction_with_behavior(TransactionBehavior::Immediate)?;
     let mut replies = Vec::with_capacity(batch.len());
     for pending in batch {
+        // A request abandoned (timed out, client gone) before its turn is not rotated: its
+        // client would never learn the successor and its retry would look like reuse.
+        if pending.reply.is_closed() {
+            replies.push(None);
+            continue;
+        }
         replies.push(rotate_one(&tx, policy, &pending.request, now)?);
     }
     tx.commit()?;

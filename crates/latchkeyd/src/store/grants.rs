@@ -108,7 +108,8 @@ pub async fn delete_auth_request(db: &Db, id: &str) -> Result<()> {
     Ok(())
 }
 
-/// Turns a completed sign-in into a single-use authorization code (stored as a hash).
+/// Turns a completed sign-in into a single-use authorization code (stored as a hash);
+/// `None` if the form was already used.
 pub async fn issue_code(
     db: &Db,
     req: &AuthRequest,
@@ -116,7 +117,7 @@ pub async fn issue_code(
     origin: &Origin,
     policy: &TokenPolicy,
     now: Millis,
-) -> Result<Secret<String>> {
+) -> Result<Option<Secret<String>>> {
     let code = new_token(TokenKind::AuthorizationCode);
     let mut tx = db.write().begin().await?;
     sqlx::query(
@@ -141,12 +142,16 @@ pub async fn issue_code(
     .bind(now + secs(policy.auth_code_ttl_secs))
     .execute(&mut *tx)
     .await?;
-    sqlx::query("DELETE FROM auth_requests WHERE id = $1")
+    // A form yields one code: of two concurrent submissions, the second finds it gone.
+    let consumed = sqlx::query("DELETE FROM auth_requests WHERE id = $1")
         .bind(&req.id)
         .execute(&mut *tx)
         .await?;
+    if consumed.rows_affected() != 1 {
+        return Ok(None);
+    }
     tx.commit().await?;
-    Ok(code)
+    Ok(Some(code))
 }
 
 /// A session with a fresh refresh token, as the token endpoint answers it.
@@ -177,8 +182,6 @@ pub enum Refusal {
     WrongRedirectUri,
     PkceFailed,
     ScopeNotGranted,
-    /// Another request for the same token won the race (grace-window replays only).
-    Concurrent,
 }
 
 impl Refusal {
@@ -197,7 +200,6 @@ impl Refusal {
             Refusal::WrongRedirectUri => "redirect_uri does not match the authorization request",
             Refusal::PkceFailed => "code_verifier does not match the code_challenge",
             Refusal::ScopeNotGranted => "the requested scope exceeds the scope originally granted",
-            Refusal::Concurrent => "the refresh token is being used by another request",
         }
     }
 }
@@ -240,7 +242,7 @@ pub async fn redeem_code(
 
     let Some(row) = row else {
         let used = sqlx::query(
-            "SELECT redeemed_at, session_id, user_id FROM auth_codes WHERE code_hash = $1",
+            "SELECT redeemed_at, session_id, user_id, client_id FROM auth_codes WHERE code_hash = $1",
         )
         .bind(&hash)
         .fetch_optional(&mut *tx)
@@ -250,6 +252,11 @@ pub async fn redeem_code(
         };
         if used.try_get::<Option<i64>, _>("redeemed_at")?.is_none() {
             return Ok(Err(Refusal::Expired));
+        }
+        // Only the client the code was issued to can prove a replay; anyone else holding an
+        // old code must not be able to end the session it started.
+        if used.try_get::<String, _>("client_id")? != client_id {
+            return Ok(Err(Refusal::WrongClient));
         }
         let session_id: Option<String> = used.try_get("session_id")?;
         let user_id: String = used.try_get("user_id")?;
@@ -506,7 +513,7 @@ async fn successor(
 ) -> Result<Outcome> {
     let session = sqlx::query(
         "UPDATE sessions SET last_used_at = $1, last_ip = $2, last_user_agent = $3, generation = generation + 1 \
-         WHERE id = $4 AND revoked_at IS NULL \
+         WHERE id = $4 AND revoked_at IS NULL AND expires_at > $1 \
          RETURNING user_id, client_id, scope, auth_time, expires_at, generation",
     )
     .bind(now)
@@ -581,9 +588,9 @@ async fn refuse_or_grace(
     let user_id: String = row.try_get("user_id")?;
     let generation: i64 = row.try_get("generation")?;
     let used_at: Option<i64> = row.try_get("used_at")?;
+    let family_revoked = row.try_get::<Option<i64>, _>("revoked_at")?.is_some();
     match state.as_str() {
-        "active" => return Ok(Err(Refusal::Expired)),
-        "revoked" => {
+        _ if state == "revoked" || family_revoked => {
             // Someone still holds a token of a dead family: worth recording, nothing to revoke.
             events::record(
                 &mut *tx,
@@ -604,6 +611,7 @@ async fn refuse_or_grace(
             tx.commit().await?;
             return Ok(Err(Refusal::Revoked));
         }
+        "active" => return Ok(Err(Refusal::Expired)),
         _ => {}
     }
 
@@ -612,48 +620,53 @@ async fn refuse_or_grace(
     // family still has exactly one live token.
     if policy.reuse_grace_secs > 0 {
         if let Some(used_at) = used_at.filter(|u| now - u <= secs(policy.reuse_grace_secs)) {
-            let replays: i64 = row.try_get("grace_replays")?;
-            if replays < i64::from(policy.reuse_grace_max_replays) {
-                let superseded = sqlx::query(
+            // Counting the replay first locks the presented token's row, so concurrent replays
+            // of one token take turns (on PostgreSQL too) and the bound holds.
+            let counted = sqlx::query(
+                "UPDATE refresh_tokens SET grace_replays = grace_replays + 1 WHERE id = $1 AND grace_replays < $2",
+            )
+            .bind(presented.id)
+            .bind(i64::from(policy.reuse_grace_max_replays))
+            .execute(&mut *tx)
+            .await?;
+            let superseded = if counted.rows_affected() == 1 {
+                sqlx::query(
                     "UPDATE refresh_tokens SET state = 'rotated', retired_reason = 'superseded' \
                      WHERE session_id = $1 AND parent_generation = $2 AND state = 'active' AND used_at IS NULL",
                 )
                 .bind(&session_id)
                 .bind(generation)
                 .execute(&mut *tx)
-                .await?;
-                if superseded.rows_affected() == 1 {
-                    sqlx::query(
-                        "UPDATE refresh_tokens SET grace_replays = grace_replays + 1 WHERE id = $1",
-                    )
-                    .bind(presented.id)
-                    .execute(&mut *tx)
-                    .await?;
-                    events::record(
-                        &mut *tx,
-                        NewEvent {
-                            kind: "grace_replay",
-                            severity: Severity::Info,
-                            user_id: Some(&user_id),
-                            session_id: Some(&session_id),
-                            origin,
-                            details: json!({ "replayed_generation": generation, "first_used_at": used_at }),
-                        },
-                        now,
-                    )
-                    .await?;
-                    return successor(
-                        tx,
-                        policy,
-                        &session_id,
-                        generation,
-                        client_id,
-                        requested_scope,
+                .await?
+                .rows_affected()
+            } else {
+                0
+            };
+            if superseded == 1 {
+                events::record(
+                    &mut *tx,
+                    NewEvent {
+                        kind: "grace_replay",
+                        severity: Severity::Info,
+                        user_id: Some(&user_id),
+                        session_id: Some(&session_id),
                         origin,
-                        now,
-                    )
-                    .await;
-                }
+                        details: json!({ "replayed_generation": generation, "first_used_at": used_at }),
+                    },
+                    now,
+                )
+                .await?;
+                return successor(
+                    tx,
+                    policy,
+                    &session_id,
+                    generation,
+                    client_id,
+                    requested_scope,
+                    origin,
+                    now,
+                )
+                .await;
             }
         }
     }

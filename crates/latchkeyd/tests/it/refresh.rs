@@ -152,6 +152,14 @@ async fn a_replayed_token_revokes_the_whole_family(backend: Backend) {
     assert_eq!(reuse.details["current_generation"], 3);
     assert_eq!(reuse.details["retired_by_ip"], "127.0.0.1");
     assert!(reuse.details["retired_at"].is_i64());
+    // Replaying into the dead family again is recorded as such, not as a second theft.
+    assert_eq!(server.refresh(first).await.0, 400);
+    let events = events::for_session(&server.db, &session).await.unwrap();
+    assert_eq!(
+        events.iter().filter(|e| e.kind == "reuse_detected").count(),
+        1
+    );
+    assert!(events.iter().any(|e| e.kind == "revoked_token_used"));
     let revoked = sqlx::query("SELECT revoked_by, revoke_reason FROM sessions WHERE id = $1")
         .bind(&session)
         .fetch_one(server.db.read())

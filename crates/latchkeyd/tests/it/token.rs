@@ -444,6 +444,13 @@ async fn bad_input_gets_standard_errors_never_500(backend: Backend) {
             "invalid_request",
         ),
         (
+            "/token",
+            "grant_type=refresh_token&client_id=latchkey%00desktop&refresh_token=x".into(),
+            form,
+            400,
+            "invalid_request",
+        ),
+        (
             "/introspect",
             "token=x".into(),
             form,
@@ -469,6 +476,19 @@ async fn bad_input_gets_standard_errors_never_500(backend: Backend) {
     let res = server.http.get(server.url("/token")).send().await.unwrap();
     assert_eq!(res.status(), 405);
     assert!(res.json::<Value>().await.unwrap()["error"].is_string());
+    let nul = SignIn::new().set("state", Some("a\0b"));
+    let res = server
+        .http
+        .get(nul.authorize_url(&server))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(
+        res.status(),
+        400,
+        "NUL in a parameter is refused with a page"
+    );
+    assert!(res.headers().get("location").is_none());
     let res = server
         .http
         .post(server.url("/authorize"))
@@ -601,7 +621,51 @@ async fn rotated_signing_keys_stay_published_until_their_tokens_expire(backend: 
     );
 }
 
+/// Only the client a code was issued to can prove its replay; anyone else holding an old code
+/// gets invalid_grant and ends nothing.
+async fn a_used_code_from_another_client_revokes_nothing(backend: Backend) {
+    let server = TestServer::start(backend).await;
+    server.add_user("kay@example.com", Role::User).await;
+    latchkeyd::store::clients::add(
+        &server.db,
+        "other-app",
+        "Other app",
+        latchkeyd::store::clients::ClientKind::Public,
+        &["http://127.0.0.1/callback".into()],
+        server.clock.now_ms(),
+    )
+    .await
+    .unwrap();
+    let signin = SignIn::new();
+    let code = query_param(&callback(&server, &signin, "kay@example.com").await, "code").unwrap();
+    let (_, tokens) = exchange(&server, &code, &signin.pkce.verifier).await;
+    let (status, body) = server
+        .post_form(
+            "/token",
+            &[
+                ("grant_type", "authorization_code"),
+                ("client_id", "other-app"),
+                ("code", &code),
+                ("redirect_uri", REDIRECT),
+                ("code_verifier", &signin.pkce.verifier),
+            ],
+        )
+        .await;
+    assert_eq!(
+        (status, body["error"].as_str()),
+        (400, Some("invalid_grant"))
+    );
+    assert_eq!(
+        server
+            .refresh(tokens["refresh_token"].as_str().unwrap())
+            .await
+            .0,
+        200
+    );
+}
+
 both_backends!(
+    a_used_code_from_another_client_revokes_nothing,
     the_code_grant_issues_signed_tokens,
     es256_keys_sign_when_configured,
     codes_are_single_use_and_a_second_redemption_revokes,
