@@ -425,32 +425,32 @@ async fn submit_inner(
 
     let internal = |e| PageError::from(e).into_response();
     let policy = &state.settings.signin;
-    if let Some((which, wait)) =
-        throttle::check(&state.db, policy, email, origin.ip.as_deref(), now)
-            .await
-            .map_err(internal)?
-    {
-        Metrics::outcome(&state.metrics.signins, "throttled");
-        let whose = match which {
-            Limited::Account => "this account",
-            Limited::Address => "your network address",
-        };
-        return Err(rerender(
-            StatusCode::TOO_MANY_REQUESTS,
-            format!(
+    let attempt = throttle::attempt(&state.db, policy, email, origin.ip.as_deref(), now)
+        .await
+        .map_err(internal)?;
+    let attempt = match attempt {
+        Ok(attempt) => attempt,
+        Err((which, wait)) => {
+            Metrics::outcome(&state.metrics.signins, "throttled");
+            let whose = match which {
+                Limited::Account => "this account",
+                Limited::Address => "your network address",
+            };
+            return Err(rerender(
+                StatusCode::TOO_MANY_REQUESTS,
+                format!(
                 "Too many failed sign-in attempts for {whose}. For your security, try again in {}.",
                 minutes(wait)
             ),
-        ));
-    }
+            ));
+        }
+    };
 
     let user = users::authenticate(&state.db, email, password)
         .await
         .map_err(internal)?;
     let Some(user) = user else {
-        throttle::record_failure(&state.db, email, origin.ip.as_deref(), now)
-            .await
-            .map_err(internal)?;
+        // The recorded attempt stays: it is this failure.
         let known = users::find_by_email(&state.db, email)
             .await
             .map_err(internal)?;
@@ -476,7 +476,7 @@ async fn submit_inner(
         ));
     };
 
-    throttle::clear_account(&state.db, email)
+    throttle::succeeded(&state.db, attempt)
         .await
         .map_err(internal)?;
     let code = grants::issue_code(

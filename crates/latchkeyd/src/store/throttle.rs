@@ -1,5 +1,6 @@
-//! Sign-in throttling per account and per address. Failures live in the database so the limits
-//! hold across replicas and restarts.
+//! Sign-in throttling per account and per address. Attempts live in the database so the limits
+//! hold across replicas and restarts, and every attempt is recorded *before* its password is
+//! checked: parallel guesses each see the others, so a burst cannot slip past the limit.
 
 use sqlx::Row;
 
@@ -7,6 +8,7 @@ use super::Result;
 use crate::clock::{secs, Millis};
 use crate::config::SignInPolicy;
 use crate::db::Db;
+use crate::secret::new_id;
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Limited {
@@ -22,15 +24,25 @@ fn address_key(ip: &str) -> String {
     format!("address:{ip}")
 }
 
-/// If a limit is reached: which one and how many milliseconds until the next attempt is allowed.
-pub async fn check(
+/// A recorded sign-in attempt; it stays a failure unless `succeeded` or `withdraw` removes it.
+pub struct Attempt {
+    id: String,
+    email: String,
+}
+
+/// Records the attempt, then counts. If a limit is exceeded the attempt is withdrawn and the
+/// answer says which limit and how many milliseconds until the next attempt is allowed.
+pub async fn attempt(
     db: &Db,
     policy: &SignInPolicy,
     email: &str,
     ip: Option<&str>,
     now: Millis,
-) -> Result<Option<(Limited, Millis)>> {
-    let window = secs(policy.failure_window_secs);
+) -> Result<std::result::Result<Attempt, (Limited, Millis)>> {
+    let attempt = Attempt {
+        id: new_id(),
+        email: email.to_string(),
+    };
     let mut subjects = vec![(
         Limited::Account,
         account_key(email),
@@ -43,40 +55,55 @@ pub async fn check(
             policy.max_failures_per_address,
         ));
     }
-    for (which, key, max) in subjects {
-        let row = sqlx::query("SELECT COUNT(*) AS n, MIN(at) AS oldest FROM signin_failures WHERE subject = $1 AND at > $2")
-            .bind(&key)
-            .bind(now - window)
-            .fetch_one(db.read())
-            .await?;
-        let n: i64 = row.try_get("n")?;
-        if n >= i64::from(max) {
-            let oldest: Option<i64> = row.try_get("oldest")?;
-            let wait = oldest.map_or(window, |o| (o + window - now).max(1000));
-            return Ok(Some((which, wait)));
-        }
-    }
-    Ok(None)
-}
-
-pub async fn record_failure(db: &Db, email: &str, ip: Option<&str>, now: Millis) -> Result<()> {
     let mut tx = db.write().begin().await?;
-    for key in std::iter::once(account_key(email)).chain(ip.map(address_key)) {
-        sqlx::query("INSERT INTO signin_failures (subject, at) VALUES ($1, $2)")
+    for (_, key, _) in &subjects {
+        sqlx::query("INSERT INTO signin_failures (subject, at, attempt_id) VALUES ($1, $2, $3)")
             .bind(key)
             .bind(now)
+            .bind(&attempt.id)
             .execute(&mut *tx)
             .await?;
     }
     tx.commit().await?;
+
+    let window = secs(policy.failure_window_secs);
+    for (which, key, max) in subjects {
+        let row = sqlx::query(
+            "SELECT COUNT(*) AS n, MIN(at) AS oldest FROM signin_failures WHERE subject = $1 AND at > $2",
+        )
+        .bind(&key)
+        .bind(now - window)
+        .fetch_one(db.read())
+        .await?;
+        let n: i64 = row.try_get("n")?;
+        // `n` includes this attempt: the first `max` attempts in a window are allowed.
+        if n > i64::from(max) {
+            withdraw(db, &attempt).await?;
+            let oldest: Option<i64> = row.try_get("oldest")?;
+            let wait = oldest.map_or(window, |o| (o + window - now).max(1000));
+            return Ok(Err((which, wait)));
+        }
+    }
+    Ok(Ok(attempt))
+}
+
+async fn withdraw(db: &Db, attempt: &Attempt) -> Result<()> {
+    sqlx::query("DELETE FROM signin_failures WHERE attempt_id = $1")
+        .bind(&attempt.id)
+        .execute(db.write())
+        .await?;
     Ok(())
 }
 
-/// A successful sign-in forgives the account's earlier failures (not the address's).
-pub async fn clear_account(db: &Db, email: &str) -> Result<()> {
-    sqlx::query("DELETE FROM signin_failures WHERE subject = $1")
-        .bind(account_key(email))
-        .execute(db.write())
+/// The password was right: the attempt does not count, and the account's earlier failures are
+/// forgiven (the address's are not).
+pub async fn succeeded(db: &Db, attempt: Attempt) -> Result<()> {
+    let mut tx = db.write().begin().await?;
+    sqlx::query("DELETE FROM signin_failures WHERE attempt_id = $1 OR subject = $2")
+        .bind(&attempt.id)
+        .bind(account_key(&attempt.email))
+        .execute(&mut *tx)
         .await?;
+    tx.commit().await?;
     Ok(())
 }

@@ -363,7 +363,55 @@ async fn pkce_is_required_and_plain_refused(backend: Backend) {
     assert!(res.headers().get("location").is_none());
 }
 
+/// Every attempt is recorded before its password is checked, so a burst of parallel guesses
+/// cannot slip past the limit.
+async fn parallel_guesses_are_throttled_too(backend: Backend) {
+    let server = TestServer::start(backend).await;
+    server.add_user("lou@example.com", Role::User).await;
+    let signin = SignIn::new();
+    let (browser, page) = open_form(&server, &signin).await;
+    let mut tasks = tokio::task::JoinSet::new();
+    for i in 0..20 {
+        let browser = browser.clone();
+        let url = server.url("/authorize");
+        let fields = [
+            ("request".to_string(), hidden(&page, "request").unwrap()),
+            (
+                "csrf_token".to_string(),
+                hidden(&page, "csrf_token").unwrap(),
+            ),
+            ("username".to_string(), "lou@example.com".to_string()),
+            ("password".to_string(), format!("guess-{i}")),
+        ];
+        tasks.spawn(async move {
+            browser
+                .post(url)
+                .form(&fields)
+                .send()
+                .await
+                .unwrap()
+                .status()
+                .as_u16()
+        });
+    }
+    let mut statuses = Vec::new();
+    while let Some(s) = tasks.join_next().await {
+        statuses.push(s.unwrap());
+    }
+    let guessed = statuses.iter().filter(|s| **s == 401).count();
+    assert!(
+        guessed <= 5,
+        "at most 5 passwords were checked: {statuses:?}"
+    );
+    assert_eq!(
+        statuses.iter().filter(|s| **s == 429).count(),
+        20 - guessed,
+        "{statuses:?}"
+    );
+}
+
 both_backends!(
+    parallel_guesses_are_throttled_too,
     discovery_advertises_every_endpoint,
     the_signin_page_names_the_app_and_device,
     signing_in_returns_code_state_and_iss,
