@@ -283,17 +283,24 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
                 KeysCommand::Rotate { alg } => {
                     let master = server::master_key(&settings)?;
                     let alg = alg.unwrap_or(settings.tokens.signing_alg);
-                    let key = crate::keys::rotate(&db, &master, alg, clock.now_ms()).await?;
-                    println!("new signing key {} ({}); running servers pick it up at their next upkeep (30 s by default)", key.kid, key.alg);
+                    let delay = settings.tokens.key_activation_delay_secs;
+                    let key = crate::keys::rotate(
+                        &db,
+                        &master,
+                        alg,
+                        clock.now_ms(),
+                        crate::clock::secs(delay),
+                    )
+                    .await?;
+                    println!(
+                        "new signing key {} ({}): published now, signs new tokens in {delay} s \
+                         (running servers reload keys every {} s)",
+                        key.kid, key.alg, settings.upkeep_interval_secs
+                    );
                 }
                 KeysCommand::List => {
-                    for k in crate::keys::list(&db).await? {
-                        let state = if k.retired_at.is_some() {
-                            "retired"
-                        } else {
-                            "active"
-                        };
-                        println!("{:<28} {:<6} {state}", k.kid, k.alg);
+                    for k in crate::keys::list(&db, clock.now_ms()).await? {
+                        println!("{:<28} {:<6} {}", k.kid, k.alg, k.state);
                     }
                 }
             }

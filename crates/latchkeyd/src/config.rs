@@ -111,6 +111,9 @@ pub struct TokenPolicy {
     /// Past this, signing in again revokes the least recently used session.
     pub max_sessions_per_user: u32,
     pub signing_alg: SigningAlg,
+    /// After `keys rotate`, how long the new key is only published before it signs: longer
+    /// than every replica's key reload and every relying party's JWKS cache.
+    pub key_activation_delay_secs: u64,
 }
 
 impl Default for TokenPolicy {
@@ -125,6 +128,7 @@ impl Default for TokenPolicy {
             reuse_grace_max_replays: 2,
             max_sessions_per_user: 100,
             signing_alg: SigningAlg::EdDsa,
+            key_activation_delay_secs: 90,
         }
     }
 }

@@ -152,14 +152,21 @@ pub struct KeyInfo {
     pub alg: String,
     pub created_at: Millis,
     pub retired_at: Option<Millis>,
+    /// `active` (signs new tokens), `next` (published, signs once the active one retires) or
+    /// `retired` (verifies only, until its tokens have expired).
+    pub state: &'static str,
 }
 
-/// Adds a new signing key and retires the current ones (they stay published for verification).
+/// Adds a new signing key. It is published at once but signs only after `activation_delay`:
+/// until then the current key goes on signing, so every replica (reloading keys on its own
+/// schedule) and every relying party (caching the JWKS) knows the new key before its first
+/// token. The current keys retire then and stay published until their tokens have expired.
 pub async fn rotate(
     db: &Db,
     master: &MasterKey,
     alg: SigningAlg,
     now: Millis,
+    activation_delay: Millis,
 ) -> Result<KeyInfo, KeyError> {
     let kid = format!(
         "{}-{}",
@@ -176,10 +183,12 @@ pub async fn rotate(
     })?;
     let sealed = master.seal(der.expose(), kid.as_bytes());
     let mut tx = db.write().begin().await?;
-    sqlx::query("UPDATE signing_keys SET retired_at = $1 WHERE retired_at IS NULL")
-        .bind(now)
-        .execute(&mut *tx)
-        .await?;
+    sqlx::query(
+        "UPDATE signing_keys SET retired_at = $1 WHERE retired_at IS NULL OR retired_at > $1",
+    )
+    .bind(now + activation_delay)
+    .execute(&mut *tx)
+    .await?;
     sqlx::query(
         "INSERT INTO signing_keys (kid, alg, private_key, public_jwk, created_at) VALUES ($1, $2, $3, $4, $5)",
     )
@@ -196,22 +205,34 @@ pub async fn rotate(
         alg: alg.as_str().into(),
         created_at: now,
         retired_at: None,
+        state: "next",
     })
 }
 
-pub async fn list(db: &Db) -> Result<Vec<KeyInfo>, KeyError> {
+pub async fn list(db: &Db, now: Millis) -> Result<Vec<KeyInfo>, KeyError> {
     let rows = sqlx::query(
-        "SELECT kid, alg, created_at, retired_at FROM signing_keys ORDER BY created_at",
+        "SELECT kid, alg, created_at, retired_at FROM signing_keys \
+         ORDER BY CASE WHEN retired_at IS NULL THEN 1 ELSE 0 END, retired_at, created_at, kid",
     )
     .fetch_all(db.read())
     .await?;
+    let mut seen_active = false;
     rows.iter()
         .map(|r| {
+            let retired_at: Option<i64> = r.try_get("retired_at")?;
+            let in_service = retired_at.is_none_or(|t| t > now);
+            let state = match (in_service, seen_active) {
+                (false, _) => "retired",
+                (true, false) => "active",
+                (true, true) => "next",
+            };
+            seen_active |= in_service;
             Ok(KeyInfo {
                 kid: r.try_get("kid")?,
                 alg: r.try_get("alg")?,
                 created_at: r.try_get("created_at")?,
-                retired_at: r.try_get("retired_at")?,
+                retired_at,
+                state,
             })
         })
         .collect()
@@ -229,7 +250,7 @@ impl KeyRing {
         let set = match Self::read_set(&db, &master, publish_after_retire, now).await? {
             Some(set) => set,
             None => {
-                rotate(&db, &master, alg, now).await?;
+                rotate(&db, &master, alg, now, 0).await?;
                 Self::read_set(&db, &master, publish_after_retire, now)
                     .await?
                     .expect("the key just created is active")
@@ -251,7 +272,8 @@ impl KeyRing {
     ) -> Result<Option<KeySet>, KeyError> {
         let rows = sqlx::query(
             "SELECT kid, alg, private_key, public_jwk, retired_at FROM signing_keys \
-             WHERE retired_at IS NULL OR retired_at > $1 ORDER BY created_at DESC, kid DESC",
+             WHERE retired_at IS NULL OR retired_at > $1 \
+             ORDER BY CASE WHEN retired_at IS NULL THEN 1 ELSE 0 END, retired_at, created_at, kid",
         )
         .bind(now - publish_after_retire)
         .fetch_all(db.read())
@@ -272,7 +294,11 @@ impl KeyRing {
                 .map_err(|e| malformed(format!("stored JWK: {e}")))?;
             let decoding = DecodingKey::from_jwk(&jwk)
                 .map_err(|e| malformed(format!("verification key: {e}")))?;
-            if active.is_none() && row.try_get::<Option<i64>, _>("retired_at")?.is_none() {
+            // Of the keys still in service, the one retiring first signs; the next waits for it.
+            let in_service = row
+                .try_get::<Option<i64>, _>("retired_at")?
+                .is_none_or(|t| t > now);
+            if active.is_none() && in_service {
                 let sealed: Vec<u8> = row.try_get("private_key")?;
                 let der = master
                     .open(&sealed, kid.as_bytes())

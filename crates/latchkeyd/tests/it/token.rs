@@ -557,10 +557,38 @@ async fn rotated_signing_keys_stay_published_until_their_tokens_expire(backend: 
         &master,
         latchkeyd::config::SigningAlg::EdDsa,
         server.clock.now_ms(),
+        90_000,
     )
     .await
     .unwrap();
     tokio::time::sleep(Duration::from_millis(2500)).await; // the server's upkeep reloads keys
+
+    // Published at once, but the old key signs until the activation delay has passed.
+    let jwks: Value = server
+        .http
+        .get(server.url("/jwks.json"))
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    assert!(jwks["keys"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .any(|k| k["kid"] == new.kid.as_str()));
+    let during = sign_in(&server, "lee@example.com").await;
+    let kid = jsonwebtoken::decode_header(during["access_token"].as_str().unwrap())
+        .unwrap()
+        .kid
+        .unwrap();
+    assert_eq!(
+        kid, old_kid,
+        "the old key signs during the activation delay"
+    );
+    server.clock.advance(Duration::from_secs(91));
+    tokio::time::sleep(Duration::from_millis(2500)).await;
 
     let after = sign_in(&server, "lee@example.com").await;
     let kid = jsonwebtoken::decode_header(after["access_token"].as_str().unwrap())
