@@ -30,7 +30,7 @@ pub struct Inner {
     pub discovery: String,
     /// Group commit of refreshes (SQLite only; see `store::batch`).
     pub rotator: Option<store::batch::Rotator>,
-    clients: moka_lite::Cache<Arc<Client>>,
+    clients: ttl_cache::Cache<Arc<Client>>,
 }
 
 impl std::ops::Deref for AppState {
@@ -67,7 +67,7 @@ impl AppState {
 }
 
 /// A tiny time-bounded cache; entries older than the TTL are read as misses.
-mod moka_lite {
+mod ttl_cache {
     use std::collections::HashMap;
     use std::sync::RwLock;
     use std::time::{Duration, Instant};
@@ -165,7 +165,7 @@ impl Server {
             metrics: Metrics::default(),
             discovery,
             rotator,
-            clients: moka_lite::Cache::new(Duration::from_secs(5)),
+            clients: ttl_cache::Cache::new(Duration::from_secs(5)),
         }));
         Ok(Self { state, listener })
     }

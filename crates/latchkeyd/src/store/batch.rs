@@ -21,9 +21,9 @@ use std::time::Duration;
 use rusqlite::{params, Connection, OptionalExtension, TransactionBehavior};
 use tokio::sync::{mpsc, oneshot};
 
-use super::grants::{scope_within, Grant};
+use super::grants::{refresh_expiry, refreshed_scope, Grant};
 use super::Origin;
-use crate::clock::{secs, Clock, Millis};
+use crate::clock::{Clock, Millis};
 use crate::config::TokenPolicy;
 use crate::secret::{new_refresh_secret, refresh_token, RefreshTokenRef};
 
@@ -149,10 +149,8 @@ fn rotate_one(
     if client_id != r.client_id {
         return Ok(None);
     }
-    let scope = match &r.requested_scope {
-        Some(req) if !scope_within(req, &granted) => return Ok(None),
-        Some(req) => req.split_ascii_whitespace().collect::<Vec<_>>().join(" "),
-        None => granted,
+    let Some(scope) = refreshed_scope(r.requested_scope.as_deref(), granted) else {
+        return Ok(None);
     };
     let (ip, ua) = (r.origin.ip.as_deref(), r.origin.user_agent.as_deref());
     tx.prepare_cached(
@@ -168,8 +166,7 @@ fn rotate_one(
         .query_row(params![now, ip, ua, session_id], |row| {
             Ok((row.get::<_, String>(0)?, row.get::<_, i64>(1)?, row.get::<_, i64>(2)?, row.get::<_, i64>(3)?))
         })?;
-    // Idle lifetime, capped by the family's absolute lifetime: rotation never extends the latter.
-    let expires = (now + secs(policy.family_idle_secs)).min(session_expires);
+    let expires = refresh_expiry(policy, now, session_expires);
     let (secret, secret_hash) = new_refresh_secret();
     let id: i64 = tx
         .prepare_cached(

@@ -418,8 +418,7 @@ async fn insert_refresh_token(
     now: Millis,
 ) -> Result<(Secret<String>, Millis)> {
     let (secret, secret_hash) = new_refresh_secret();
-    // Idle lifetime, capped by the family's absolute lifetime: rotation never extends the latter.
-    let expires_at = (now + secs(policy.family_idle_secs)).min(session_expires_at);
+    let expires_at = refresh_expiry(policy, now, session_expires_at);
     let id: i64 = sqlx::query(
         "INSERT INTO refresh_tokens (secret_hash, session_id, generation, parent_generation, state, issued_at, \
          expires_at, issued_ip, issued_user_agent) VALUES ($1, $2, $3, $4, 'active', $5, $6, $7, $8) RETURNING id",
@@ -439,11 +438,31 @@ async fn insert_refresh_token(
     Ok((token, expires_at))
 }
 
-/// Is every scope in `requested` part of `granted`?
-pub(crate) fn scope_within(requested: &str, granted: &str) -> bool {
-    requested
+/// The scope of a refresh: the granted one, or a narrower one asked for; `None` if the request
+/// asks for anything not granted.
+pub(crate) fn refreshed_scope(requested: Option<&str>, granted: String) -> Option<String> {
+    let Some(requested) = requested else {
+        return Some(granted);
+    };
+    let within = requested
         .split_ascii_whitespace()
-        .all(|s| granted.split_ascii_whitespace().any(|g| g == s))
+        .all(|s| granted.split_ascii_whitespace().any(|g| g == s));
+    within.then(|| {
+        requested
+            .split_ascii_whitespace()
+            .collect::<Vec<_>>()
+            .join(" ")
+    })
+}
+
+/// When a new refresh token expires: its idle lifetime, capped by the family's absolute
+/// lifetime, which rotation never extends.
+pub(crate) fn refresh_expiry(
+    policy: &TokenPolicy,
+    now: Millis,
+    session_expires_at: Millis,
+) -> Millis {
+    (now + secs(policy.family_idle_secs)).min(session_expires_at)
 }
 
 /// The refresh grant: retire the presented token and issue its successor, or detect reuse.
@@ -529,10 +548,8 @@ async fn successor(
         return Ok(Err(Refusal::WrongClient)); // dropping `tx` rolls the rotation back
     }
     let granted: String = session.try_get("scope")?;
-    let scope = match requested_scope {
-        Some(req) if !scope_within(req, &granted) => return Ok(Err(Refusal::ScopeNotGranted)),
-        Some(req) => req.split_ascii_whitespace().collect::<Vec<_>>().join(" "),
-        None => granted,
+    let Some(scope) = refreshed_scope(requested_scope, granted) else {
+        return Ok(Err(Refusal::ScopeNotGranted));
     };
     let generation: i64 = session.try_get("generation")?;
     let session_expires: i64 = session.try_get("expires_at")?;

@@ -12,15 +12,7 @@ async fn discovery_advertises_every_endpoint(backend: Backend) {
         "/.well-known/openid-configuration",
         "/.well-known/oauth-authorization-server",
     ] {
-        let meta: Value = server
-            .http
-            .get(server.url(path))
-            .send()
-            .await
-            .unwrap()
-            .json()
-            .await
-            .unwrap();
+        let meta: Value = server.get_json(path).await;
         assert_eq!(meta["issuer"], server.base);
         assert_eq!(
             meta["code_challenge_methods_supported"],
@@ -44,15 +36,7 @@ async fn discovery_advertises_every_endpoint(backend: Backend) {
                 .contains(&scope.into()));
         }
     }
-    let jwks: Value = server
-        .http
-        .get(server.url("/jwks.json"))
-        .send()
-        .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap();
+    let jwks: Value = server.get_json("/jwks.json").await;
     let key = &jwks["keys"][0];
     assert_eq!(key["alg"], "EdDSA");
     assert_eq!(key["kty"], "OKP");

@@ -120,6 +120,32 @@ impl TestServer {
         (status, res.json().await.unwrap_or(Value::Null))
     }
 
+    /// GETs an endpoint and decodes its JSON body.
+    pub async fn get_json<T: serde::de::DeserializeOwned>(&self, path: &str) -> T {
+        self.http
+            .get(self.url(path))
+            .send()
+            .await
+            .unwrap()
+            .json()
+            .await
+            .unwrap()
+    }
+
+    /// Registers a second public native client, "other-app", on the loopback redirect.
+    pub async fn add_other_app(&self) {
+        latchkeyd::store::clients::add(
+            &self.db,
+            "other-app",
+            "Other app",
+            latchkeyd::store::clients::ClientKind::Public,
+            &["http://127.0.0.1/callback".into()],
+            self.clock.now_ms(),
+        )
+        .await
+        .unwrap();
+    }
+
     pub async fn refresh(&self, refresh_token: &str) -> (u16, Value) {
         self.post_form(
             "/token",

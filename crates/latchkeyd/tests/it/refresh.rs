@@ -354,16 +354,7 @@ async fn the_session_limit_evicts_the_least_recently_used(backend: Backend) {
 async fn refresh_tokens_belong_to_their_client(backend: Backend) {
     let server = TestServer::start(backend).await;
     server.add_user("gus@example.com", Role::User).await;
-    latchkeyd::store::clients::add(
-        &server.db,
-        "other-app",
-        "Other app",
-        latchkeyd::store::clients::ClientKind::Public,
-        &["http://127.0.0.1/callback".into()],
-        server.clock.now_ms(),
-    )
-    .await
-    .unwrap();
+    server.add_other_app().await;
     let tokens = sign_in(&server, "gus@example.com").await;
     let token = tokens["refresh_token"].as_str().unwrap();
     let (status, body) = server

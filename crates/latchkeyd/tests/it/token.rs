@@ -13,15 +13,7 @@ use crate::common::*;
 
 /// Verifies a JWT with the server's published JWKS, the way a resource server would.
 async fn verify(server: &TestServer, token: &str, audience: &str) -> (jsonwebtoken::Header, Value) {
-    let jwks: JwkSet = server
-        .http
-        .get(server.url("/jwks.json"))
-        .send()
-        .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap();
+    let jwks: JwkSet = server.get_json("/jwks.json").await;
     let header = jsonwebtoken::decode_header(token).unwrap();
     let jwk = jwks
         .find(header.kid.as_deref().expect("kid"))
@@ -510,15 +502,7 @@ async fn operations_endpoints_answer(backend: Backend) {
     server
         .refresh(tokens["refresh_token"].as_str().unwrap())
         .await;
-    let health: Value = server
-        .http
-        .get(server.url("/healthz"))
-        .send()
-        .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap();
+    let health: Value = server.get_json("/healthz").await;
     assert_eq!(health["status"], "ok");
     let metrics = server
         .http
@@ -564,15 +548,7 @@ async fn rotated_signing_keys_stay_published_until_their_tokens_expire(backend: 
     tokio::time::sleep(Duration::from_millis(2500)).await; // the server's upkeep reloads keys
 
     // Published at once, but the old key signs until the activation delay has passed.
-    let jwks: Value = server
-        .http
-        .get(server.url("/jwks.json"))
-        .send()
-        .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap();
+    let jwks: Value = server.get_json("/jwks.json").await;
     assert!(jwks["keys"]
         .as_array()
         .unwrap()
@@ -596,15 +572,7 @@ async fn rotated_signing_keys_stay_published_until_their_tokens_expire(backend: 
         .kid
         .unwrap();
     assert_eq!(kid, new.kid, "new tokens are signed with the new key");
-    let jwks: Value = server
-        .http
-        .get(server.url("/jwks.json"))
-        .send()
-        .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap();
+    let jwks: Value = server.get_json("/jwks.json").await;
     let kids: Vec<&str> = jwks["keys"]
         .as_array()
         .unwrap()
@@ -627,15 +595,7 @@ async fn rotated_signing_keys_stay_published_until_their_tokens_expire(backend: 
 
     server.clock.advance(Duration::from_secs(301 + 300));
     tokio::time::sleep(Duration::from_millis(2500)).await;
-    let jwks: Value = server
-        .http
-        .get(server.url("/jwks.json"))
-        .send()
-        .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap();
+    let jwks: Value = server.get_json("/jwks.json").await;
     let kids: Vec<&str> = jwks["keys"]
         .as_array()
         .unwrap()
@@ -654,16 +614,7 @@ async fn rotated_signing_keys_stay_published_until_their_tokens_expire(backend: 
 async fn a_used_code_from_another_client_revokes_nothing(backend: Backend) {
     let server = TestServer::start(backend).await;
     server.add_user("kay@example.com", Role::User).await;
-    latchkeyd::store::clients::add(
-        &server.db,
-        "other-app",
-        "Other app",
-        latchkeyd::store::clients::ClientKind::Public,
-        &["http://127.0.0.1/callback".into()],
-        server.clock.now_ms(),
-    )
-    .await
-    .unwrap();
+    server.add_other_app().await;
     let signin = SignIn::new();
     let code = query_param(&callback(&server, &signin, "kay@example.com").await, "code").unwrap();
     let (_, tokens) = exchange(&server, &code, &signin.pkce.verifier).await;
