@@ -55,6 +55,21 @@ enum Command {
     /// Manage token signing keys.
     #[command(subcommand)]
     Keys(KeysCommand),
+    /// Check or export the audit log.
+    #[command(subcommand)]
+    Audit(AuditCommand),
+}
+
+#[derive(Debug, Subcommand)]
+enum AuditCommand {
+    /// Recompute the hash chain; fails if any record was edited or removed.
+    Verify,
+    /// Print records as JSON lines, oldest first.
+    Export {
+        /// Only records after this sequence number.
+        #[arg(long, default_value_t = 0, value_name = "SEQ")]
+        after: i64,
+    },
 }
 
 #[derive(Debug, Args)]
@@ -68,7 +83,8 @@ struct ServeArgs {
     /// Log format.
     #[arg(long, env = "LATCHKEY_LOG_FORMAT", value_enum)]
     log_format: Option<LogFormat>,
-    /// Create (or reset) the demo account demo@latchkey.local and print its password.
+    /// Create (or reset) the demo accounts demo@latchkey.local and support@latchkey.local
+    /// (support role) and print their passwords.
     #[arg(long)]
     demo: bool,
 }
@@ -195,11 +211,19 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
                 server.issuer()
             );
             if args.demo {
-                let password = demo_account(server.db(), clock.now_ms()).await?;
+                let password =
+                    demo_account(server.db(), DEMO_EMAIL, Role::User, clock.now_ms()).await?;
+                let staff = demo_account(
+                    server.db(),
+                    DEMO_SUPPORT_EMAIL,
+                    Role::Support,
+                    clock.now_ms(),
+                )
+                .await?;
                 println!();
-                println!("Demo account (for trying Latchkey on this machine):");
-                println!("  email         {DEMO_EMAIL}");
-                println!("  password      {password}");
+                println!("Demo accounts (for trying Latchkey on this machine):");
+                println!("  user          {DEMO_EMAIL}  password {password}");
+                println!("  support staff {DEMO_SUPPORT_EMAIL}  password {staff}");
             }
             tracing::info!(issuer = server.issuer(), "latchkeyd started");
             server.run(server::shutdown_signal()).await
@@ -277,6 +301,30 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
             }
             Ok(())
         }
+        Command::Audit(cmd) => {
+            let db = server::open_db(&settings).await?;
+            match cmd {
+                AuditCommand::Verify => match crate::store::audit::verify(&db).await? {
+                    crate::store::audit::Verdict::Intact { records, head } => {
+                        println!("audit log intact: {records} records, head {head}");
+                    }
+                    crate::store::audit::Verdict::Broken { seq, problem } => {
+                        bail!("audit log tampered with at record {seq}: {problem}");
+                    }
+                },
+                AuditCommand::Export { after } => {
+                    let stdout = std::io::stdout();
+                    let mut out = std::io::BufWriter::new(stdout.lock());
+                    crate::store::audit::export(&db, after, |record| {
+                        serde_json::to_writer(&mut out, record)?;
+                        std::io::Write::write_all(&mut out, b"\n")
+                    })
+                    .await?;
+                    std::io::Write::flush(&mut out)?;
+                }
+            }
+            Ok(())
+        }
         Command::Keys(cmd) => {
             let db = server::open_db(&settings).await?;
             match cmd {
@@ -324,9 +372,15 @@ fn read_password() -> anyhow::Result<String> {
 }
 
 pub const DEMO_EMAIL: &str = "demo@latchkey.local";
+pub const DEMO_SUPPORT_EMAIL: &str = "support@latchkey.local";
 
-/// Creates the demo account, or gives it a fresh password, and returns the password.
-async fn demo_account(db: &crate::db::Db, now: i64) -> anyhow::Result<String> {
+/// Creates a demo account, or gives it a fresh password, and returns the password.
+async fn demo_account(
+    db: &crate::db::Db,
+    email: &str,
+    role: Role,
+    now: i64,
+) -> anyhow::Result<String> {
     const ALPHABET: &[u8] = b"abcdefghjkmnpqrstuvwxyz23456789";
     let mut rng = rand::rngs::OsRng;
     let password: String = (0..3)
@@ -337,18 +391,14 @@ async fn demo_account(db: &crate::db::Db, now: i64) -> anyhow::Result<String> {
         })
         .collect::<Vec<_>>()
         .join("-");
-    if users::find_by_email(db, DEMO_EMAIL).await?.is_some() {
-        users::set_password(db, DEMO_EMAIL, &password).await?;
+    if users::find_by_email(db, email).await?.is_some() {
+        users::set_password(db, email, &password).await?;
     } else {
-        users::add(
-            db,
-            DEMO_EMAIL,
-            Some("Demo User"),
-            Role::User,
-            &password,
-            now,
-        )
-        .await?;
+        let name = match role {
+            Role::User => "Demo User",
+            Role::Support => "Demo Support",
+        };
+        users::add(db, email, Some(name), role, &password, now).await?;
     }
     Ok(password)
 }

@@ -74,6 +74,7 @@ pub struct Settings {
     pub upkeep_interval_secs: u64,
     pub tokens: TokenPolicy,
     pub signin: SignInPolicy,
+    pub signals: SignalPolicy,
     pub limits: Limits,
 }
 
@@ -89,6 +90,7 @@ impl Default for Settings {
             upkeep_interval_secs: 30,
             tokens: TokenPolicy::default(),
             signin: SignInPolicy::default(),
+            signals: SignalPolicy::default(),
             limits: Limits::default(),
         }
     }
@@ -150,6 +152,35 @@ impl Default for SignInPolicy {
             max_failures_per_address: 20,
             failure_window_secs: 15 * 60,
             form_ttl_secs: 15 * 60,
+        }
+    }
+}
+
+/// When a family's use looks like someone else holds its token (see `signals`).
+#[derive(Debug, Clone, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct SignalPolicy {
+    /// Addresses in the same IPv4 network of this prefix length count as the same place.
+    pub ipv4_prefix_len: u8,
+    pub ipv6_prefix_len: u8,
+    /// Two networks using one family within this many seconds is `concurrent_use`; further
+    /// apart it is only `address_changed`.
+    pub concurrent_window_secs: u64,
+    /// More refreshes than this in one minute is a `refresh_storm` (an honest client refreshes
+    /// about once per access-token lifetime).
+    pub storm_refreshes_per_minute: u32,
+    /// Revoke a family as soon as it raises a high-severity signal.
+    pub auto_revoke_high: bool,
+}
+
+impl Default for SignalPolicy {
+    fn default() -> Self {
+        Self {
+            ipv4_prefix_len: 24,
+            ipv6_prefix_len: 48,
+            concurrent_window_secs: 120,
+            storm_refreshes_per_minute: 30,
+            auto_revoke_high: false,
         }
     }
 }
@@ -219,6 +250,12 @@ impl Settings {
         if t.max_sessions_per_user == 0 {
             return Err(ConfigError::Invalid(
                 "tokens.max_sessions_per_user must be at least 1".into(),
+            ));
+        }
+        let g = &self.signals;
+        if g.ipv4_prefix_len > 32 || g.ipv6_prefix_len > 128 || g.storm_refreshes_per_minute == 0 {
+            return Err(ConfigError::Invalid(
+                "signals: prefix lengths must fit the address (<= 32, <= 128) and storm_refreshes_per_minute must be positive".into(),
             ));
         }
         if let Some(issuer) = &self.issuer {

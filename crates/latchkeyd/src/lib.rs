@@ -13,6 +13,7 @@ pub mod keys;
 pub mod metrics;
 pub mod secret;
 pub mod server;
+pub mod signals;
 pub mod store;
 pub mod tokens;
 

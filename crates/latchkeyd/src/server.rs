@@ -1,17 +1,20 @@
 //! The running server: shared state, the listener, background upkeep and graceful shutdown.
 
+use std::collections::HashSet;
 use std::future::Future;
 use std::net::SocketAddr;
-use std::sync::Arc;
+use std::sync::{Arc, RwLock};
 use std::time::Duration;
 
 use anyhow::Context;
 use tokio::net::TcpListener;
+use tokio::sync::watch;
 
 use crate::clock::{secs, Clock};
 use crate::config::Settings;
 use crate::crypto::MasterKey;
 use crate::db::Db;
+use crate::http::api::stream::EventHub;
 use crate::keys::KeyRing;
 use crate::metrics::Metrics;
 use crate::store::{self, clients::Client};
@@ -30,7 +33,14 @@ pub struct Inner {
     pub discovery: String,
     /// Group commit of refreshes (SQLite only; see `store::batch`).
     pub rotator: Option<store::batch::Rotator>,
+    /// Fans security events out to the live streams of the account API.
+    pub events: EventHub,
+    /// Turns true when the server starts shutting down (ends the live streams).
+    pub shutdown: watch::Sender<bool>,
     clients: ttl_cache::Cache<Arc<Client>>,
+    /// Sessions known to be revoked. Revocation is final, so this cache can never be wrong;
+    /// live sessions are always checked in the database (another replica may revoke them).
+    revoked_sessions: RwLock<HashSet<String>>,
 }
 
 impl std::ops::Deref for AppState {
@@ -44,6 +54,38 @@ impl std::ops::Deref for AppState {
 impl AppState {
     pub fn now(&self) -> i64 {
         self.clock.now_ms()
+    }
+
+    /// A session's idle lifetime, in milliseconds.
+    pub fn idle(&self) -> i64 {
+        secs(self.settings.tokens.family_idle_secs)
+    }
+
+    /// Is the session live? Cheap for revoked sessions (cached), correct for all.
+    pub async fn session_live(&self, session_id: &str) -> Result<bool, store::StoreError> {
+        if self
+            .revoked_sessions
+            .read()
+            .expect("cache lock")
+            .contains(session_id)
+        {
+            return Ok(false);
+        }
+        let live = store::grants::session_active(&self.db, session_id).await?;
+        if !live {
+            self.forget_session(session_id);
+        }
+        Ok(live)
+    }
+
+    /// Remembers that a session is revoked.
+    pub fn forget_session(&self, session_id: &str) {
+        let mut revoked = self.revoked_sessions.write().expect("cache lock");
+        // Bounded: past this size the set starts over (the database stays the authority).
+        if revoked.len() >= 100_000 {
+            revoked.clear();
+        }
+        revoked.insert(session_id.to_string());
     }
 
     pub fn endpoint(&self, path: &str) -> String {
@@ -165,7 +207,10 @@ impl Server {
             metrics: Metrics::default(),
             discovery,
             rotator,
+            events: EventHub::default(),
+            shutdown: watch::channel(false).0,
             clients: ttl_cache::Cache::new(Duration::from_secs(5)),
+            revoked_sessions: RwLock::new(HashSet::new()),
         }));
         Ok(Self { state, listener })
     }
@@ -191,7 +236,19 @@ impl Server {
     ) -> anyhow::Result<()> {
         let state = self.state.clone();
         let upkeep = tokio::spawn(upkeep(state.clone()));
+        let hub = tokio::spawn(
+            state
+                .events
+                .clone()
+                .run(state.clone(), state.shutdown.subscribe()),
+        );
         let app = crate::http::router(state.clone());
+        let stopping = state.clone();
+        let shutdown = async move {
+            shutdown.await;
+            // Live event streams would otherwise hold graceful shutdown open forever.
+            stopping.shutdown.send_replace(true);
+        };
         axum::serve(
             self.listener,
             app.into_make_service_with_connect_info::<SocketAddr>(),
@@ -200,6 +257,7 @@ impl Server {
         .await
         .context("the HTTP server stopped")?;
         upkeep.abort();
+        hub.abort();
         state.db.close().await;
         Ok(())
     }

@@ -21,8 +21,9 @@ use crate::clock::secs;
 use crate::metrics::Metrics;
 use crate::secret::{new_id, new_token, token_hash, TokenKind};
 use crate::server::AppState;
+use crate::store::audit::Actor;
 use crate::store::clients::Client;
-use crate::store::events::{self, NewEvent, Severity};
+use crate::store::events::{self, Audit, NewEvent, Severity};
 use crate::store::grants::{self, AuthRequest, DeviceInfo};
 use crate::store::throttle::{self, Limited};
 use crate::store::{users, Origin};
@@ -43,6 +44,7 @@ fn scope_lines(scope: &str) -> Vec<ScopeLine> {
                 "openid" => "Confirm who you are",
                 "profile" => "See your name",
                 "email" => "See your email address",
+                "account" => "See and sign out your devices and sessions",
                 _ => "Stay signed in on this device until you sign out or revoke it",
             },
         })
@@ -432,10 +434,28 @@ async fn submit_inner(
         Ok(attempt) => attempt,
         Err((which, wait)) => {
             Metrics::outcome(&state.metrics.signins, "throttled");
-            let whose = match which {
-                Limited::Account => "this account",
-                Limited::Address => "your network address",
+            let (whose, limited) = match which {
+                Limited::Account => ("this account", "account"),
+                Limited::Address => ("your network address", "address"),
             };
+            let known = users::find_by_email(&state.db, email)
+                .await
+                .map_err(internal)?;
+            events::record_alone(
+                &state.db,
+                NewEvent {
+                    kind: "signin_throttled",
+                    severity: Severity::Medium,
+                    user_id: known.as_ref().map(|u| u.id.as_str()),
+                    session_id: None,
+                    origin,
+                    details: json!({ "client_id": request.client_id, "limited": limited }),
+                    audit: Audit::As(Actor::System),
+                },
+                now,
+            )
+            .await
+            .map_err(internal)?;
             return Err(rerender(
                 StatusCode::TOO_MANY_REQUESTS,
                 format!(
@@ -454,8 +474,8 @@ async fn submit_inner(
         let known = users::find_by_email(&state.db, email)
             .await
             .map_err(internal)?;
-        events::record(
-            state.db.write(),
+        events::record_alone(
+            &state.db,
             NewEvent {
                 kind: "signin_failed",
                 severity: Severity::Low,
@@ -463,6 +483,8 @@ async fn submit_inner(
                 session_id: None,
                 origin,
                 details: json!({ "client_id": request.client_id }),
+                // Whoever typed the password is unknown; the record keeps their address.
+                audit: Audit::As(Actor::System),
             },
             now,
         )
@@ -490,8 +512,8 @@ async fn submit_inner(
     .await
     .map_err(internal)?
     .ok_or_else(expired)?;
-    events::record(
-        state.db.write(),
+    events::record_alone(
+        &state.db,
         NewEvent {
             kind: "signed_in",
             severity: Severity::Info,
@@ -499,6 +521,7 @@ async fn submit_inner(
             session_id: None,
             origin,
             details: json!({ "client_id": request.client_id, "device": request.device }),
+            audit: Audit::As(Actor::User(&user.id)),
         },
         now,
     )

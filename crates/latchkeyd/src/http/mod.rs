@@ -1,5 +1,6 @@
 //! HTTP: the OAuth / OpenID Connect endpoints, the sign-in pages and operations endpoints.
 
+pub mod api;
 mod authorize;
 mod client_auth;
 pub mod error;
@@ -23,11 +24,21 @@ use tower_http::trace::TraceLayer;
 use crate::server::AppState;
 use error::OAuthError;
 
-pub const SCOPES: [&str; 4] = ["openid", "profile", "email", "offline_access"];
+pub const SCOPES: [&str; 5] = [
+    "openid",
+    "profile",
+    "email",
+    "offline_access",
+    api::ACCOUNT_SCOPE,
+];
 
 pub fn router(state: AppState) -> Router {
     let limits = &state.settings.limits;
+    let (api_routes, openapi) = api::routes();
+    let openapi = openapi.to_json().expect("the OpenAPI document serializes");
     Router::new()
+        .merge(api_routes)
+        .route("/openapi.json", get(move || async move { json_body(openapi.clone(), "no-cache") }))
         .route("/.well-known/openid-configuration", get(discovery))
         .route("/.well-known/oauth-authorization-server", get(discovery))
         .route("/jwks.json", get(jwks))

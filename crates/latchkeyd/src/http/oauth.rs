@@ -17,9 +17,11 @@ use super::params::{OAuthForm, Params};
 use crate::metrics::Metrics;
 use crate::secret::parse_refresh_token;
 use crate::server::AppState;
-use crate::store::batch;
+use crate::signals;
+use crate::store::audit::Actor;
 use crate::store::clients::ClientKind;
 use crate::store::grants::{self, Grant, Refusal};
+use crate::store::{batch, sessions};
 use crate::store::{users, Origin};
 use crate::tokens::{self, AccessClaims, AccessTokenInput, IdClaims, Invalid};
 
@@ -202,7 +204,7 @@ async fn refresh_grant(
             origin: origin.clone(),
         };
         if let Some(grant) = rotator.rotate(request).await {
-            return token_response(state, grant, None);
+            return refreshed(state, grant, origin).await;
         }
     }
     let outcome = grants::rotate(
@@ -216,6 +218,37 @@ async fn refresh_grant(
     )
     .await?;
     let grant = outcome.map_err(|r| refusal(state, r))?;
+    refreshed(state, grant, origin).await
+}
+
+/// Answers a successful rotation, after checking it for suspicion signals.
+async fn refreshed(
+    state: &AppState,
+    grant: Grant,
+    origin: &Origin,
+) -> Result<Response, OAuthError> {
+    if let Some(used) = &grant.used {
+        let policy = &state.settings.signals;
+        let found = signals::assess(policy, used, origin, state.now());
+        if !found.is_empty() {
+            let revoked = sessions::record_signals(
+                &state.db,
+                &grant,
+                &found,
+                policy.auto_revoke_high,
+                origin,
+                state.now(),
+            )
+            .await?;
+            if revoked {
+                state.forget_session(&grant.session_id);
+                Metrics::outcome(&state.metrics.families_revoked, "auto_revoked");
+                return Err(OAuthError::invalid_grant(
+                    "this session was revoked because its use looked like someone else holds its token",
+                ));
+            }
+        }
+    }
     token_response(state, grant, None)
 }
 
@@ -241,16 +274,16 @@ pub async fn revoke(
         if info.client_id != client.client_id {
             return Err(not_yours());
         }
-        let by = format!("client:{}", client.client_id);
         grants::revoke_session(
             &state.db,
             &info.session_id,
-            &by,
+            Actor::Client(&client.client_id),
             "token_revoked",
             &origin,
             now,
         )
         .await?;
+        state.forget_session(&info.session_id);
     } else if let Ok(claims) = tokens::verify_access_token(&state.keys, &state.issuer, token) {
         if claims.client_id != client.client_id {
             return Err(not_yours());
@@ -263,7 +296,7 @@ pub async fn revoke(
 }
 
 /// Is the access token good right now, as a resource server would need to know?
-async fn access_token_state(
+pub(crate) async fn access_token_state(
     state: &AppState,
     token: &str,
 ) -> Result<Result<AccessClaims, &'static str>, OAuthError> {
@@ -277,7 +310,7 @@ async fn access_token_state(
         // Never a new token for an expired one: only the refresh grant mints access tokens.
         return Ok(Err("the access token has expired"));
     }
-    if !grants::session_active(&state.db, &claims.sid).await? {
+    if !state.session_live(&claims.sid).await? {
         return Ok(Err("the session of this token was revoked"));
     }
     if grants::access_token_revoked(&state.db, &claims.jti).await? {

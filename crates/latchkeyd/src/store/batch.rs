@@ -21,13 +21,23 @@ use std::time::Duration;
 use rusqlite::{params, Connection, OptionalExtension, TransactionBehavior};
 use tokio::sync::{mpsc, oneshot};
 
-use super::grants::{refresh_expiry, refreshed_scope, Grant};
+use super::grants::{refresh_expiry, refreshed_scope, Grant, RATE_WINDOW_SET};
 use super::Origin;
 use crate::clock::{Clock, Millis};
 use crate::config::TokenPolicy;
 use crate::secret::{new_refresh_secret, refresh_token, RefreshTokenRef};
+use crate::signals::{PriorUse, Use};
 
 const MAX_BATCH: usize = 256;
+
+/// The session update of `grants::successor`, in rusqlite's parameter syntax.
+static ADVANCE_SESSION: std::sync::LazyLock<String> = std::sync::LazyLock::new(|| {
+    format!(
+        "UPDATE sessions SET last_used_at = ?1, last_ip = ?2, last_user_agent = ?3, generation = generation + 1, \
+         {} WHERE id = ?4 RETURNING user_id, auth_time, expires_at, generation, rate_window_count",
+        RATE_WINDOW_SET.replace("$1", "?1")
+    )
+});
 
 pub struct Request {
     pub token: RefreshTokenRef,
@@ -129,7 +139,8 @@ fn rotate_one(
 ) -> rusqlite::Result<Reply> {
     let live = tx
         .prepare_cached(
-            "SELECT t.session_id, t.generation, s.client_id, s.scope FROM refresh_tokens t \
+            "SELECT t.session_id, t.generation, s.client_id, s.scope, t.issued_at, t.issued_ip, \
+             t.issued_user_agent FROM refresh_tokens t \
              JOIN sessions s ON s.id = t.session_id \
              WHERE t.id = ?1 AND t.secret_hash = ?2 AND t.state = 'active' AND t.expires_at > ?3 \
              AND s.revoked_at IS NULL",
@@ -140,10 +151,15 @@ fn rotate_one(
                 row.get::<_, i64>(1)?,
                 row.get::<_, String>(2)?,
                 row.get::<_, String>(3)?,
+                PriorUse {
+                    at: row.get(4)?,
+                    ip: row.get(5)?,
+                    user_agent: row.get(6)?,
+                },
             ))
         })
         .optional()?;
-    let Some((session_id, parent, client_id, granted)) = live else {
+    let Some((session_id, parent, client_id, granted, prior)) = live else {
         return Ok(None);
     };
     if client_id != r.client_id {
@@ -158,13 +174,16 @@ fn rotate_one(
          used_user_agent = ?3 WHERE id = ?4",
     )?
     .execute(params![now, ip, ua, r.token.id])?;
-    let (user_id, auth_time, session_expires, generation) = tx
-        .prepare_cached(
-            "UPDATE sessions SET last_used_at = ?1, last_ip = ?2, last_user_agent = ?3, generation = generation + 1 \
-             WHERE id = ?4 RETURNING user_id, auth_time, expires_at, generation",
-        )?
+    let (user_id, auth_time, session_expires, generation, in_window) = tx
+        .prepare_cached(&ADVANCE_SESSION)?
         .query_row(params![now, ip, ua, session_id], |row| {
-            Ok((row.get::<_, String>(0)?, row.get::<_, i64>(1)?, row.get::<_, i64>(2)?, row.get::<_, i64>(3)?))
+            Ok((
+                row.get::<_, String>(0)?,
+                row.get::<_, i64>(1)?,
+                row.get::<_, i64>(2)?,
+                row.get::<_, i64>(3)?,
+                row.get::<_, i64>(4)?,
+            ))
         })?;
     let expires = refresh_expiry(policy, now, session_expires);
     let (secret, secret_hash) = new_refresh_secret();
@@ -184,5 +203,10 @@ fn rotate_one(
         nonce: None,
         refresh_token: successor,
         refresh_expires_at: expires,
+        used: Some(Use {
+            prior,
+            in_window,
+            generation,
+        }),
     }))
 }

@@ -1,12 +1,17 @@
 //! Security events: what happened to a session or account, with its evidence.
 
 use serde::Serialize;
-use sqlx::{Any, Executor, Row};
+use serde_json::json;
+use sqlx::any::AnyRow;
+use sqlx::{AnyConnection, Row};
+use utoipa::ToSchema;
 
+use super::audit::{self, Actor};
 use super::{Origin, Result};
 use crate::clock::Millis;
 use crate::db::Db;
 use crate::secret::new_id;
+use crate::signals;
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
 #[serde(rename_all = "lowercase")]
@@ -18,7 +23,7 @@ pub enum Severity {
 }
 
 impl Severity {
-    fn as_str(self) -> &'static str {
+    pub fn as_str(self) -> &'static str {
         match self {
             Severity::Info => "info",
             Severity::Low => "low",
@@ -26,6 +31,16 @@ impl Severity {
             Severity::High => "high",
         }
     }
+}
+
+/// How an event reaches the audit log.
+#[derive(Debug, Clone, Copy)]
+pub enum Audit<'a> {
+    /// As its own record, acted by this actor.
+    As(Actor<'a>),
+    /// Not separately: the caller appends one record for the whole action (a staff call
+    /// leaves exactly one audit record, with its reason, however many events it causes).
+    Covered,
 }
 
 #[derive(Debug, Clone)]
@@ -36,12 +51,11 @@ pub struct NewEvent<'a> {
     pub session_id: Option<&'a str>,
     pub origin: &'a Origin,
     pub details: serde_json::Value,
+    pub audit: Audit<'a>,
 }
 
-pub async fn record<'c, E>(exec: E, event: NewEvent<'_>, now: Millis) -> Result<()>
-where
-    E: Executor<'c, Database = Any>,
-{
+/// Records a security event, and its audit record, inside the caller's transaction.
+pub async fn record(conn: &mut AnyConnection, event: NewEvent<'_>, now: Millis) -> Result<()> {
     sqlx::query(
         "INSERT INTO security_events (id, at, kind, severity, user_id, session_id, ip, user_agent, details) \
          VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9)",
@@ -55,47 +69,186 @@ where
     .bind(event.origin.ip.as_deref())
     .bind(event.origin.user_agent.as_deref())
     .bind(event.details.to_string())
-    .execute(exec)
+    .execute(&mut *conn)
     .await?;
+    if let Audit::As(actor) = event.audit {
+        let reason = event.details.get("reason").and_then(|r| r.as_str());
+        audit::append(
+            conn,
+            audit::Entry {
+                actor,
+                action: &format!("event.{}", event.kind),
+                target_user_id: event.user_id,
+                target_session_id: event.session_id,
+                reason,
+                origin: event.origin,
+                details: json!({ "severity": event.severity.as_str(), "event": event.details }),
+            },
+            now,
+        )
+        .await?;
+    }
     Ok(())
 }
 
-#[derive(Debug, Clone, Serialize)]
+/// Records a security event in a transaction of its own.
+pub async fn record_alone(db: &Db, event: NewEvent<'_>, now: Millis) -> Result<()> {
+    let mut tx = db.write().begin().await?;
+    record(&mut tx, event, now).await?;
+    tx.commit().await?;
+    Ok(())
+}
+
+#[derive(Debug, Clone, Serialize, ToSchema)]
 pub struct Event {
     pub id: String,
+    #[serde(with = "crate::http::api::time_format")]
+    #[schema(value_type = String, format = DateTime)]
     pub at: Millis,
     pub kind: String,
+    /// `info`, `low`, `medium` or `high`.
     pub severity: String,
+    /// What happened, in plain words.
+    pub summary: String,
     pub user_id: Option<String>,
     pub session_id: Option<String>,
+    /// The generation of the family the event concerns, when it concerns one.
+    pub generation: Option<i64>,
     pub ip: Option<String>,
     pub user_agent: Option<String>,
+    /// The evidence, as recorded.
+    #[schema(value_type = Object)]
     pub details: serde_json::Value,
+    #[serde(with = "crate::http::api::time_format::option")]
+    #[schema(value_type = Option<String>, format = DateTime)]
+    pub acknowledged_at: Option<Millis>,
+}
+
+impl Event {
+    /// A signal is an event that says the family may be in someone else's hands.
+    pub fn is_signal(&self) -> bool {
+        signals::is_signal(&self.kind)
+    }
+
+    /// Does it make its family suspicious (until acknowledged)?
+    pub fn is_alarming(&self) -> bool {
+        self.is_signal()
+            && self.acknowledged_at.is_none()
+            && matches!(self.severity.as_str(), "medium" | "high")
+    }
+}
+
+const COLUMNS: &str =
+    "id, at, kind, severity, user_id, session_id, ip, user_agent, details, acknowledged_at";
+
+fn from_row(row: &AnyRow) -> Result<Event> {
+    let kind: String = row.try_get("kind")?;
+    let details: serde_json::Value =
+        serde_json::from_str(&row.try_get::<String, _>("details")?).unwrap_or_default();
+    let generation = ["generation", "replayed_generation", "presented_generation"]
+        .iter()
+        .find_map(|k| details.get(k).and_then(|g| g.as_i64()));
+    Ok(Event {
+        id: row.try_get("id")?,
+        at: row.try_get("at")?,
+        summary: signals::describe(&kind, &details),
+        kind,
+        severity: row.try_get("severity")?,
+        user_id: row.try_get("user_id")?,
+        session_id: row.try_get("session_id")?,
+        generation,
+        ip: row.try_get("ip")?,
+        user_agent: row.try_get("user_agent")?,
+        details,
+        acknowledged_at: row.try_get("acknowledged_at")?,
+    })
 }
 
 /// Events of one session, oldest first.
 pub async fn for_session(db: &Db, session_id: &str) -> Result<Vec<Event>> {
-    let rows = sqlx::query(
-        "SELECT id, at, kind, severity, user_id, session_id, ip, user_agent, details \
-         FROM security_events WHERE session_id = $1 ORDER BY at, id",
-    )
+    let rows = sqlx::query(&format!(
+        "SELECT {COLUMNS} FROM security_events WHERE session_id = $1 ORDER BY at, id"
+    ))
     .bind(session_id)
     .fetch_all(db.read())
     .await?;
-    rows.iter()
-        .map(|row| {
-            Ok(Event {
-                id: row.try_get("id")?,
-                at: row.try_get("at")?,
-                kind: row.try_get("kind")?,
-                severity: row.try_get("severity")?,
-                user_id: row.try_get("user_id")?,
-                session_id: row.try_get("session_id")?,
-                ip: row.try_get("ip")?,
-                user_agent: row.try_get("user_agent")?,
-                details: serde_json::from_str(&row.try_get::<String, _>("details")?)
-                    .unwrap_or_default(),
-            })
-        })
-        .collect()
+    rows.iter().map(from_row).collect()
+}
+
+/// Which events to list, newest first.
+#[derive(Debug, Clone, Default)]
+pub struct Filter {
+    pub user_id: Option<String>,
+    pub session_id: Option<String>,
+    pub kind: Option<String>,
+    pub severity: Option<String>,
+    pub since: Option<Millis>,
+    /// The paging cursor: only events before this one (time, id).
+    pub before: Option<(Millis, String)>,
+    pub limit: i64,
+}
+
+pub async fn list(db: &Db, f: &Filter) -> Result<Vec<Event>> {
+    let (before_at, before_id) = match &f.before {
+        Some((at, id)) => (Some(*at), Some(id.as_str())),
+        None => (None, None),
+    };
+    let rows = sqlx::query(&format!(
+        "SELECT {COLUMNS} FROM security_events WHERE ($1 IS NULL OR user_id = $1)          AND ($2 IS NULL OR session_id = $2) AND ($3 IS NULL OR kind = $3) AND ($4 IS NULL OR severity = $4)          AND ($5 IS NULL OR at >= $5) AND ($6 IS NULL OR at < $6 OR (at = $6 AND id < $7))          ORDER BY at DESC, id DESC LIMIT $8"
+    ))
+    .bind(f.user_id.as_deref())
+    .bind(f.session_id.as_deref())
+    .bind(f.kind.as_deref())
+    .bind(f.severity.as_deref())
+    .bind(f.since)
+    .bind(before_at)
+    .bind(before_id)
+    .bind(f.limit)
+    .fetch_all(db.read())
+    .await?;
+    rows.iter().map(from_row).collect()
+}
+
+/// Events at or after `since`, oldest first (the live stream's poll).
+pub async fn since(db: &Db, since: Millis, limit: i64) -> Result<Vec<Event>> {
+    let rows = sqlx::query(&format!(
+        "SELECT {COLUMNS} FROM security_events WHERE at >= $1 ORDER BY at, id LIMIT $2"
+    ))
+    .bind(since)
+    .bind(limit)
+    .fetch_all(db.read())
+    .await?;
+    rows.iter().map(from_row).collect()
+}
+
+/// Unacknowledged signals of a user's sessions, oldest first.
+pub async fn open_signals(db: &Db, user_id: &str) -> Result<Vec<Event>> {
+    let rows = sqlx::query(&format!(
+        "SELECT {COLUMNS} FROM security_events WHERE user_id = $1 AND session_id IS NOT NULL          AND acknowledged_at IS NULL AND kind IN ({}) ORDER BY at, id",
+        signals::SQL_KINDS
+    ))
+    .bind(user_id)
+    .fetch_all(db.read())
+    .await?;
+    rows.iter().map(from_row).collect()
+}
+
+/// "This was me": marks the session's open signals acknowledged; how many there were.
+pub async fn acknowledge(
+    conn: &mut AnyConnection,
+    session_id: &str,
+    by: &str,
+    now: Millis,
+) -> Result<u64> {
+    let done = sqlx::query(&format!(
+        "UPDATE security_events SET acknowledged_at = $1, acknowledged_by = $2 \
+         WHERE session_id = $3 AND acknowledged_at IS NULL AND kind IN ({})",
+        signals::SQL_KINDS
+    ))
+    .bind(now)
+    .bind(by)
+    .bind(session_id)
+    .execute(&mut *conn)
+    .await?;
+    Ok(done.rows_affected())
 }

@@ -10,7 +10,8 @@ use serde_json::json;
 use sqlx::any::AnyRow;
 use sqlx::{Any, Row, Transaction};
 
-use super::events::{self, NewEvent, Severity};
+use super::audit::Actor;
+use super::events::{self, Audit, NewEvent, Severity};
 use super::{Origin, Result};
 use crate::clock::{secs, Millis};
 use crate::config::TokenPolicy;
@@ -19,6 +20,7 @@ use crate::secret::{
     new_id, new_refresh_secret, new_token, parse_refresh_token, pkce_s256_matches, refresh_token,
     token_hash, RefreshTokenRef, Secret, TokenKind,
 };
+use crate::signals::{PriorUse, Use};
 
 /// What the client said about the device, from the authorization request.
 #[derive(Debug, Clone, Default, Serialize)]
@@ -165,6 +167,8 @@ pub struct Grant {
     pub nonce: Option<String>,
     pub refresh_token: Secret<String>,
     pub refresh_expires_at: Millis,
+    /// For a refresh: the use it follows, for the suspicion signals.
+    pub used: Option<Use>,
 }
 
 /// Why a code or refresh token was refused; each becomes `invalid_grant` (or `invalid_scope`).
@@ -264,7 +268,7 @@ pub async fn redeem_code(
             revoke_session_in(&mut tx, sid, "system", "authorization_code_reused", now).await?;
         }
         events::record(
-            &mut *tx,
+            &mut tx,
             NewEvent {
                 kind: "code_reuse_detected",
                 severity: Severity::High,
@@ -272,6 +276,7 @@ pub async fn redeem_code(
                 session_id: session_id.as_deref(),
                 origin,
                 details: json!({ "revoked_session": session_id }),
+                audit: Audit::As(Actor::System),
             },
             now,
         )
@@ -302,6 +307,7 @@ pub async fn redeem_code(
     let session_id = new_id();
 
     enforce_session_limit(&mut tx, policy, &user_id, origin, now).await?;
+    let new_device = is_new_device(&mut tx, &user_id, &device).await?;
 
     let expires_at = now + secs(policy.family_lifetime_secs);
     sqlx::query(
@@ -340,7 +346,7 @@ pub async fn redeem_code(
         .execute(&mut *tx)
         .await?;
     events::record(
-        &mut *tx,
+        &mut tx,
         NewEvent {
             kind: "session_created",
             severity: Severity::Info,
@@ -348,10 +354,27 @@ pub async fn redeem_code(
             session_id: Some(&session_id),
             origin,
             details: json!({ "client_id": client_id, "device": device }),
+            audit: Audit::As(Actor::User(&user_id)),
         },
         now,
     )
     .await?;
+    if new_device {
+        events::record(
+            &mut tx,
+            NewEvent {
+                kind: "new_device",
+                severity: Severity::Low,
+                user_id: Some(&user_id),
+                session_id: Some(&session_id),
+                origin,
+                details: json!({ "generation": 1, "device": device, "client_id": client_id }),
+                audit: Audit::As(Actor::System),
+            },
+            now,
+        )
+        .await?;
+    }
     tx.commit().await?;
     Ok(Ok(Grant {
         session_id,
@@ -362,7 +385,34 @@ pub async fn redeem_code(
         nonce: row.try_get("nonce")?,
         refresh_token,
         refresh_expires_at,
+        used: None,
     }))
+}
+
+/// A device (name and platform as the app reported them) this account has not signed in
+/// from before; the very first sign-in of an account is not news.
+async fn is_new_device(
+    tx: &mut Transaction<'static, Any>,
+    user_id: &str,
+    device: &DeviceInfo,
+) -> Result<bool> {
+    let any = sqlx::query("SELECT 1 FROM sessions WHERE user_id = $1 LIMIT 1")
+        .bind(user_id)
+        .fetch_optional(&mut **tx)
+        .await?;
+    if any.is_none() {
+        return Ok(false);
+    }
+    let seen = sqlx::query(
+        "SELECT 1 FROM sessions WHERE user_id = $1 AND device_name IS NOT DISTINCT FROM $2 \
+         AND device_platform IS NOT DISTINCT FROM $3 LIMIT 1",
+    )
+    .bind(user_id)
+    .bind(device.name.as_deref())
+    .bind(device.platform.as_deref())
+    .fetch_optional(&mut **tx)
+    .await?;
+    Ok(seen.is_none())
 }
 
 /// Revokes the least recently used sessions so that one more fits under the limit.
@@ -390,7 +440,7 @@ async fn enforce_session_limit(
         let sid: String = row.try_get("id")?;
         revoke_session_in(tx, &sid, "system", "session_limit", now).await?;
         events::record(
-            &mut **tx,
+            tx,
             NewEvent {
                 kind: "session_evicted",
                 severity: Severity::Low,
@@ -398,6 +448,7 @@ async fn enforce_session_limit(
                 session_id: Some(&sid),
                 origin,
                 details: json!({ "reason": "session_limit", "max_sessions_per_user": max }),
+                audit: Audit::As(Actor::System),
             },
             now,
         )
@@ -482,7 +533,7 @@ pub async fn rotate(
     let retired = sqlx::query(
         "UPDATE refresh_tokens SET state = 'rotated', retired_reason = 'rotated', used_at = $1, used_ip = $2, \
          used_user_agent = $3 WHERE id = $4 AND secret_hash = $5 AND state = 'active' AND expires_at > $1 \
-         RETURNING session_id, generation",
+         RETURNING session_id, generation, issued_at, issued_ip, issued_user_agent",
     )
     .bind(now)
     .bind(origin.ip.as_deref())
@@ -505,11 +556,17 @@ pub async fn rotate(
     };
     let session_id: String = retired.try_get("session_id")?;
     let parent: i64 = retired.try_get("generation")?;
+    let prior = PriorUse {
+        at: retired.try_get("issued_at")?,
+        ip: retired.try_get("issued_ip")?,
+        user_agent: retired.try_get("issued_user_agent")?,
+    };
     successor(
         tx,
         policy,
         &session_id,
         parent,
+        Some(prior),
         client_id,
         requested_scope,
         origin,
@@ -518,6 +575,12 @@ pub async fn rotate(
     .await
 }
 
+/// The session UPDATE of a rotation counts refreshes in a one-minute window (for
+/// `refresh_storm`): every right-hand side reads the row as it was before the update.
+pub(crate) const RATE_WINDOW_SET: &str = "rate_window_count = CASE WHEN rate_window_start > $1 - 60000 \
+     THEN rate_window_count + 1 ELSE 1 END, \
+     rate_window_start = CASE WHEN rate_window_start > $1 - 60000 THEN rate_window_start ELSE $1 END";
+
 /// Advances the session and issues the next token of the family, then commits.
 #[allow(clippy::too_many_arguments)]
 async fn successor(
@@ -525,16 +588,17 @@ async fn successor(
     policy: &TokenPolicy,
     session_id: &str,
     parent: i64,
+    prior: Option<PriorUse>,
     client_id: &str,
     requested_scope: Option<&str>,
     origin: &Origin,
     now: Millis,
 ) -> Result<Outcome> {
-    let session = sqlx::query(
-        "UPDATE sessions SET last_used_at = $1, last_ip = $2, last_user_agent = $3, generation = generation + 1 \
-         WHERE id = $4 AND revoked_at IS NULL AND expires_at > $1 \
-         RETURNING user_id, client_id, scope, auth_time, expires_at, generation",
-    )
+    let session = sqlx::query(&format!(
+        "UPDATE sessions SET last_used_at = $1, last_ip = $2, last_user_agent = $3, generation = generation + 1, \
+         {RATE_WINDOW_SET} WHERE id = $4 AND revoked_at IS NULL AND expires_at > $1 \
+         RETURNING user_id, client_id, scope, auth_time, expires_at, generation, rate_window_count"
+    ))
     .bind(now)
     .bind(origin.ip.as_deref())
     .bind(origin.user_agent.as_deref())
@@ -574,6 +638,14 @@ async fn successor(
         nonce: None,
         refresh_token,
         refresh_expires_at,
+        used: match prior {
+            Some(prior) => Some(Use {
+                prior,
+                in_window: session.try_get("rate_window_count")?,
+                generation,
+            }),
+            None => None,
+        },
     }))
 }
 
@@ -610,7 +682,7 @@ async fn refuse_or_grace(
         _ if state == "revoked" || family_revoked => {
             // Someone still holds a token of a dead family: worth recording, nothing to revoke.
             events::record(
-                &mut *tx,
+                &mut tx,
                 NewEvent {
                     kind: "revoked_token_used",
                     severity: Severity::Medium,
@@ -621,6 +693,7 @@ async fn refuse_or_grace(
                         "presented_generation": generation,
                         "revoke_reason": row.try_get::<Option<String>, _>("revoke_reason")?,
                     }),
+                    audit: Audit::As(Actor::System),
                 },
                 now,
             )
@@ -661,7 +734,7 @@ async fn refuse_or_grace(
             };
             if superseded == 1 {
                 events::record(
-                    &mut *tx,
+                    &mut tx,
                     NewEvent {
                         kind: "grace_replay",
                         severity: Severity::Info,
@@ -669,6 +742,7 @@ async fn refuse_or_grace(
                         session_id: Some(&session_id),
                         origin,
                         details: json!({ "replayed_generation": generation, "first_used_at": used_at }),
+                        audit: Audit::As(Actor::System),
                     },
                     now,
                 )
@@ -678,6 +752,7 @@ async fn refuse_or_grace(
                     policy,
                     &session_id,
                     generation,
+                    None,
                     client_id,
                     requested_scope,
                     origin,
@@ -691,7 +766,7 @@ async fn refuse_or_grace(
     // RFC 9700 §4.14.2: a replayed refresh token revokes the whole family.
     revoke_session_in(&mut tx, &session_id, "system", "reuse_detected", now).await?;
     events::record(
-        &mut *tx,
+        &mut tx,
         NewEvent {
             kind: "reuse_detected",
             severity: Severity::High,
@@ -706,6 +781,7 @@ async fn refuse_or_grace(
                 "retired_by_user_agent": row.try_get::<Option<String>, _>("used_user_agent")?,
                 "presented_by_client": client_id,
             }),
+            audit: Audit::As(Actor::System),
         },
         now,
     )
@@ -746,35 +822,59 @@ pub(crate) async fn revoke_session_in(
 pub async fn revoke_session(
     db: &Db,
     session_id: &str,
-    by: &str,
+    actor: Actor<'_>,
     reason: &str,
     origin: &Origin,
     now: Millis,
 ) -> Result<bool> {
     let mut tx = db.write().begin().await?;
-    let revoked = revoke_session_in(&mut tx, session_id, by, reason, now).await?;
+    let revoked = revoke_and_record(
+        &mut tx,
+        session_id,
+        actor,
+        reason,
+        origin,
+        now,
+        Audit::As(actor),
+    )
+    .await?;
+    tx.commit().await?;
+    Ok(revoked)
+}
+
+/// Revokes a session inside `tx` and records a `session_revoked` event if it was live.
+pub(crate) async fn revoke_and_record(
+    tx: &mut Transaction<'static, Any>,
+    session_id: &str,
+    actor: Actor<'_>,
+    reason: &str,
+    origin: &Origin,
+    now: Millis,
+    audit: Audit<'_>,
+) -> Result<bool> {
+    let revoked = revoke_session_in(tx, session_id, &actor.revoked_by(), reason, now).await?;
     if revoked {
         let user_id: Option<String> = sqlx::query("SELECT user_id FROM sessions WHERE id = $1")
             .bind(session_id)
-            .fetch_optional(&mut *tx)
+            .fetch_optional(&mut **tx)
             .await?
             .map(|r| r.try_get("user_id"))
             .transpose()?;
         events::record(
-            &mut *tx,
+            tx,
             NewEvent {
                 kind: "session_revoked",
                 severity: Severity::Info,
                 user_id: user_id.as_deref(),
                 session_id: Some(session_id),
                 origin,
-                details: json!({ "revoked_by": by, "reason": reason }),
+                details: json!({ "revoked_by": actor.kind(), "reason": reason }),
+                audit,
             },
             now,
         )
         .await?;
     }
-    tx.commit().await?;
     Ok(revoked)
 }
 
@@ -870,15 +970,41 @@ pub struct ChainLink {
     pub grace_replays: i64,
 }
 
+const CHAIN_COLUMNS: &str =
+    "generation, parent_generation, state, retired_reason, issued_at, expires_at, \
+     issued_ip, issued_user_agent, used_at, used_ip, used_user_agent, grace_replays";
+
+/// The whole chain, oldest first.
 pub async fn chain(db: &Db, session_id: &str) -> Result<Vec<ChainLink>> {
-    let rows = sqlx::query(
-        "SELECT generation, parent_generation, state, retired_reason, issued_at, expires_at, issued_ip, \
-         issued_user_agent, used_at, used_ip, used_user_agent, grace_replays \
-         FROM refresh_tokens WHERE session_id = $1 ORDER BY generation",
-    )
+    let rows = sqlx::query(&format!(
+        "SELECT {CHAIN_COLUMNS} FROM refresh_tokens WHERE session_id = $1 ORDER BY generation"
+    ))
     .bind(session_id)
     .fetch_all(db.read())
     .await?;
+    chain_links(&rows)
+}
+
+/// Up to `limit` generations before `before` (or the newest), newest first.
+pub async fn chain_page(
+    db: &Db,
+    session_id: &str,
+    before: Option<i64>,
+    limit: i64,
+) -> Result<Vec<ChainLink>> {
+    let rows = sqlx::query(&format!(
+        "SELECT {CHAIN_COLUMNS} FROM refresh_tokens WHERE session_id = $1 AND ($2 IS NULL OR generation < $2) \
+         ORDER BY generation DESC LIMIT $3"
+    ))
+    .bind(session_id)
+    .bind(before)
+    .bind(limit)
+    .fetch_all(db.read())
+    .await?;
+    chain_links(&rows)
+}
+
+fn chain_links(rows: &[AnyRow]) -> Result<Vec<ChainLink>> {
     rows.iter()
         .map(|r| {
             Ok(ChainLink {

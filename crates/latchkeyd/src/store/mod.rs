@@ -1,10 +1,12 @@
 //! Everything latchkeyd keeps, one module per kind of record. Each function is one unit of work
 //! (often one transaction) and takes "now" from its caller.
 
+pub mod audit;
 pub mod batch;
 pub mod clients;
 pub mod events;
 pub mod grants;
+pub mod sessions;
 pub mod throttle;
 pub mod users;
 

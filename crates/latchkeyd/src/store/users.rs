@@ -205,3 +205,55 @@ pub async fn authenticate(db: &Db, email: &str, password: &str) -> Result<Option
     .await
     .map_err(|e| StoreError::Invalid(format!("password check failed: {e}")))
 }
+
+/// An account as support staff find it.
+#[derive(Debug, Clone, serde::Serialize, utoipa::ToSchema)]
+pub struct UserSummary {
+    pub id: String,
+    pub email: String,
+    pub name: String,
+    #[schema(value_type = String)]
+    pub role: Role,
+    #[serde(with = "crate::http::api::time_format")]
+    #[schema(value_type = String, format = DateTime)]
+    pub created_at: Millis,
+    pub disabled: bool,
+    /// Sessions not revoked (some may have expired).
+    pub live_sessions: i64,
+}
+
+/// Accounts whose email contains `q` (case-insensitive) or whose id is `q`, by email.
+pub async fn search(db: &Db, q: &str, limit: i64, offset: i64) -> Result<Vec<UserSummary>> {
+    let needle = q.trim().to_lowercase();
+    let escaped: String = needle
+        .chars()
+        .flat_map(|c| match c {
+            '%' | '_' | '\\' => vec!['\\', c],
+            c => vec![c],
+        })
+        .collect();
+    let rows = sqlx::query(
+        "SELECT u.id, u.email, u.name, u.role, u.created_at, u.disabled_at, \
+         (SELECT COUNT(*) FROM sessions s WHERE s.user_id = u.id AND s.revoked_at IS NULL) AS live_sessions \
+         FROM users u WHERE u.email LIKE $1 ESCAPE '\\' OR u.id = $2 ORDER BY u.email LIMIT $3 OFFSET $4",
+    )
+    .bind(format!("%{escaped}%"))
+    .bind(q.trim())
+    .bind(limit)
+    .bind(offset)
+    .fetch_all(db.read())
+    .await?;
+    rows.iter()
+        .map(|r| {
+            Ok(UserSummary {
+                id: r.try_get("id")?,
+                email: r.try_get("email")?,
+                name: r.try_get("name")?,
+                role: Role::parse(&r.try_get::<String, _>("role")?),
+                created_at: r.try_get("created_at")?,
+                disabled: r.try_get::<Option<i64>, _>("disabled_at")?.is_some(),
+                live_sessions: r.try_get("live_sessions")?,
+            })
+        })
+        .collect()
+}

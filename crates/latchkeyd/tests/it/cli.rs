@@ -227,9 +227,11 @@ async fn serve_demo_signs_in_logs_no_secrets_and_stops_gracefully() {
         if let Some(url) = line.strip_prefix("latchkeyd is running at ") {
             issuer = url.trim().to_string();
         }
-        if let Some(pw) = line.trim().strip_prefix("password") {
-            password = pw.trim().to_string();
-            break;
+        if line.contains("demo@latchkey.local") {
+            if let Some((_, pw)) = line.split_once("password ") {
+                password = pw.trim().to_string();
+                break;
+            }
         }
     }
     assert!(issuer.starts_with("http://127.0.0.1:"), "prints its URL");

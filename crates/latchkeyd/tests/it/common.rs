@@ -29,6 +29,8 @@ pub struct TestServer {
     pub db: Db,
     pub dir: tempfile::TempDir,
     pub http: reqwest::Client,
+    /// The database URL, for running the `latchkeyd` binary against the same database.
+    pub database: String,
     shutdown: Option<tokio::sync::oneshot::Sender<()>>,
 }
 
@@ -66,7 +68,7 @@ impl TestServer {
         let mut settings = Settings {
             listen: "127.0.0.1:0".parse().unwrap(),
             master_key_file: Some(dir.path().join("master.key")),
-            database: Some(database),
+            database: Some(database.clone()),
             ..Settings::default()
         };
         tweak(&mut settings);
@@ -85,6 +87,7 @@ impl TestServer {
             clock,
             db,
             dir,
+            database,
             http: reqwest::Client::builder()
                 .redirect(reqwest::redirect::Policy::none())
                 .build()

@@ -3,6 +3,7 @@
 
 mod common;
 
+mod api;
 mod authorize;
 mod cli;
 mod refresh;

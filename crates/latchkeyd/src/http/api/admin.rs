@@ -1,0 +1,369 @@
+//! The support-staff API. Every successful call leaves exactly one audit record: reads name
+//! whose data was read, actions carry the staff member's mandatory reason.
+
+use axum::extract::{Path, State};
+use axum::Json;
+use serde::{Deserialize, Serialize};
+use serde_json::json;
+use time::format_description::well_known::Rfc3339;
+use time::OffsetDateTime;
+use utoipa::{IntoParams, ToSchema};
+
+use super::me::{
+    chain_limit, event_list, parse_cursor, session_page, ChainQuery, EventList, Revoked,
+    SessionList, SessionQuery,
+};
+use super::{not_found, ApiErrorBody, ApiJson, ApiQuery, Paging, ReasonBody, Staff};
+use crate::http::error::OAuthError;
+use crate::http::origin::RequestOrigin;
+use crate::server::AppState;
+use crate::store::audit::{self, Actor, Record};
+use crate::store::events;
+use crate::store::sessions::{self, Family, SessionView};
+use crate::store::users::{self, UserSummary};
+use crate::store::Origin;
+
+/// Appends the audit record of a staff read.
+async fn audited_read(
+    state: &AppState,
+    staff: &Staff,
+    origin: &Origin,
+    action: &str,
+    target_user_id: Option<&str>,
+    target_session_id: Option<&str>,
+    details: serde_json::Value,
+) -> Result<(), OAuthError> {
+    audit::append_alone(
+        &state.db,
+        audit::Entry {
+            actor: Actor::Support(&staff.0.user.id),
+            action,
+            target_user_id,
+            target_session_id,
+            reason: None,
+            origin,
+            details,
+        },
+        state.now(),
+    )
+    .await?;
+    Ok(())
+}
+
+fn parse_time(name: &str, value: Option<&str>) -> Result<Option<i64>, OAuthError> {
+    value
+        .map(|v| {
+            OffsetDateTime::parse(v, &Rfc3339)
+                .map(|t| (t.unix_timestamp_nanos() / 1_000_000) as i64)
+                .map_err(|_| {
+                    OAuthError::invalid_request(format!(
+                        "{name} must be an RFC 3339 time such as 2026-11-29T12:00:00Z"
+                    ))
+                })
+        })
+        .transpose()
+}
+
+#[derive(Debug, Deserialize, IntoParams)]
+#[into_params(parameter_in = Query)]
+pub struct UserQuery {
+    /// Part of an email address, or an exact account id; empty lists every account.
+    pub q: Option<String>,
+    pub limit: Option<i64>,
+    pub offset: Option<i64>,
+}
+
+#[derive(Serialize, ToSchema)]
+pub struct UserList {
+    pub users: Vec<UserSummary>,
+    pub next_offset: Option<i64>,
+}
+
+/// Finds accounts by email or id.
+#[utoipa::path(get, path = "/api/v1/admin/users", tag = "support", security(("bearer" = [])),
+    params(UserQuery),
+    responses((status = 200, body = UserList), (status = 403, body = ApiErrorBody)))]
+pub async fn search_users(
+    State(state): State<AppState>,
+    RequestOrigin(origin): RequestOrigin,
+    staff: Staff,
+    ApiQuery(q): ApiQuery<UserQuery>,
+) -> Result<Json<UserList>, OAuthError> {
+    let paging = Paging {
+        limit: q.limit,
+        offset: q.offset,
+    };
+    let needle = q.q.unwrap_or_default();
+    let users = users::search(&state.db, &needle, paging.limit(), paging.offset()).await?;
+    audited_read(
+        &state,
+        &staff,
+        &origin,
+        "admin.users.search",
+        None,
+        None,
+        json!({ "q": needle, "results": users.len() }),
+    )
+    .await?;
+    Ok(Json(UserList {
+        next_offset: paging.next(users.len(), None),
+        users,
+    }))
+}
+
+#[derive(Serialize, ToSchema)]
+pub struct UserSessions {
+    pub user: UserSummary,
+    #[serde(flatten)]
+    pub sessions: SessionList,
+}
+
+async fn user_summary(state: &AppState, id: &str) -> Result<UserSummary, OAuthError> {
+    users::search(&state.db, id, 1, 0)
+        .await?
+        .into_iter()
+        .find(|u| u.id == id)
+        .ok_or_else(|| not_found("there is no such account"))
+}
+
+/// An account's sessions grouped by device.
+#[utoipa::path(get, path = "/api/v1/admin/users/{id}/sessions", tag = "support", security(("bearer" = [])),
+    params(("id" = String, Path, description = "Account id"), SessionQuery),
+    responses((status = 200, body = UserSessions), (status = 404, body = ApiErrorBody)))]
+pub async fn user_sessions(
+    State(state): State<AppState>,
+    RequestOrigin(origin): RequestOrigin,
+    staff: Staff,
+    Path(id): Path<String>,
+    ApiQuery(q): ApiQuery<SessionQuery>,
+) -> Result<Json<UserSessions>, OAuthError> {
+    let user = user_summary(&state, &id).await?;
+    let all = sessions::for_user(&state.db, &id, state.idle(), state.now()).await?;
+    let list = session_page(all, &q, None);
+    audited_read(
+        &state,
+        &staff,
+        &origin,
+        "admin.user.sessions.read",
+        Some(&id),
+        None,
+        json!({ "sessions": list.total }),
+    )
+    .await?;
+    Ok(Json(UserSessions {
+        user,
+        sessions: list,
+    }))
+}
+
+async fn any_session(state: &AppState, id: &str) -> Result<SessionView, OAuthError> {
+    sessions::find(&state.db, id, state.idle(), state.now())
+        .await?
+        .ok_or_else(|| not_found("there is no such session"))
+}
+
+/// Any session's rotation chain and events.
+#[utoipa::path(get, path = "/api/v1/admin/sessions/{id}/family", tag = "support", security(("bearer" = [])),
+    params(("id" = String, Path, description = "Session id"), ChainQuery),
+    responses((status = 200, body = Family), (status = 404, body = ApiErrorBody)))]
+pub async fn session_family(
+    State(state): State<AppState>,
+    RequestOrigin(origin): RequestOrigin,
+    staff: Staff,
+    Path(id): Path<String>,
+    ApiQuery(q): ApiQuery<ChainQuery>,
+) -> Result<Json<Family>, OAuthError> {
+    let session = any_session(&state, &id).await?;
+    let user_id = session.user_id.clone();
+    let family = sessions::family(&state.db, session, q.before, chain_limit(&q)).await?;
+    audited_read(
+        &state,
+        &staff,
+        &origin,
+        "admin.session.family.read",
+        Some(&user_id),
+        Some(&id),
+        json!({ "generations": family.generations.len() }),
+    )
+    .await?;
+    Ok(Json(family))
+}
+
+#[derive(Debug, Deserialize, IntoParams)]
+#[into_params(parameter_in = Query)]
+pub struct AdminEventQuery {
+    pub user_id: Option<String>,
+    pub session_id: Option<String>,
+    pub kind: Option<String>,
+    /// `info`, `low`, `medium` or `high`.
+    pub severity: Option<String>,
+    /// Only events at or after this RFC 3339 time.
+    pub since: Option<String>,
+    /// The `next_before` of the previous page.
+    pub before: Option<String>,
+    pub limit: Option<i64>,
+}
+
+/// Security events across accounts.
+#[utoipa::path(get, path = "/api/v1/admin/events", tag = "support", security(("bearer" = [])),
+    params(AdminEventQuery),
+    responses((status = 200, body = EventList), (status = 400, body = ApiErrorBody)))]
+pub async fn events(
+    State(state): State<AppState>,
+    RequestOrigin(origin): RequestOrigin,
+    staff: Staff,
+    ApiQuery(q): ApiQuery<AdminEventQuery>,
+) -> Result<Json<EventList>, OAuthError> {
+    let limit = Paging {
+        limit: q.limit,
+        offset: None,
+    }
+    .limit();
+    let filter = events::Filter {
+        user_id: q.user_id.clone(),
+        session_id: q.session_id.clone(),
+        kind: q.kind.clone(),
+        severity: q.severity.clone(),
+        since: parse_time("since", q.since.as_deref())?,
+        before: parse_cursor(q.before.as_deref())?,
+        limit,
+    };
+    let found = events::list(&state.db, &filter).await?;
+    audited_read(
+        &state,
+        &staff,
+        &origin,
+        "admin.events.read",
+        q.user_id.as_deref(),
+        q.session_id.as_deref(),
+        json!({ "kind": q.kind, "severity": q.severity, "results": found.len() }),
+    )
+    .await?;
+    Ok(Json(event_list(found, limit)))
+}
+
+/// Revokes any session, with a reason.
+#[utoipa::path(post, path = "/api/v1/admin/sessions/{id}/revoke", tag = "support", security(("bearer" = [])),
+    params(("id" = String, Path, description = "Session id")),
+    request_body = ReasonBody,
+    responses((status = 200, body = SessionView), (status = 400, body = ApiErrorBody), (status = 404, body = ApiErrorBody)))]
+pub async fn revoke_session(
+    State(state): State<AppState>,
+    RequestOrigin(origin): RequestOrigin,
+    staff: Staff,
+    Path(id): Path<String>,
+    ApiJson(body): ApiJson<ReasonBody>,
+) -> Result<Json<SessionView>, OAuthError> {
+    let reason = body.require()?;
+    sessions::staff_revoke(
+        &state.db,
+        &staff.0.user.id,
+        &id,
+        &reason,
+        &origin,
+        state.now(),
+    )
+    .await?
+    .ok_or_else(|| not_found("there is no such session"))?;
+    state.forget_session(&id);
+    Ok(Json(any_session(&state, &id).await?))
+}
+
+/// Revokes every session of an account, with a reason.
+#[utoipa::path(post, path = "/api/v1/admin/users/{id}/revoke-all", tag = "support", security(("bearer" = [])),
+    params(("id" = String, Path, description = "Account id")),
+    request_body = ReasonBody,
+    responses((status = 200, body = Revoked), (status = 400, body = ApiErrorBody), (status = 404, body = ApiErrorBody)))]
+pub async fn revoke_all(
+    State(state): State<AppState>,
+    RequestOrigin(origin): RequestOrigin,
+    staff: Staff,
+    Path(id): Path<String>,
+    ApiJson(body): ApiJson<ReasonBody>,
+) -> Result<Json<Revoked>, OAuthError> {
+    let reason = body.require()?;
+    user_summary(&state, &id).await?;
+    let revoked = sessions::staff_revoke_all(
+        &state.db,
+        &staff.0.user.id,
+        &id,
+        &reason,
+        &origin,
+        state.now(),
+    )
+    .await?;
+    for sid in &revoked {
+        state.forget_session(sid);
+    }
+    Ok(Json(Revoked { revoked }))
+}
+
+#[derive(Debug, Deserialize, IntoParams)]
+#[into_params(parameter_in = Query)]
+pub struct AuditQuery {
+    /// Only records by this actor (an account id).
+    pub actor_id: Option<String>,
+    /// Only records about this account.
+    pub target_user_id: Option<String>,
+    /// Only records about this session.
+    pub session_id: Option<String>,
+    /// An exact action (`admin.session.revoke`) or a prefix ending in `.` (`admin.`).
+    pub action: Option<String>,
+    /// RFC 3339 times.
+    pub since: Option<String>,
+    pub until: Option<String>,
+    /// Only records before this sequence number (the `next_before` of the previous page).
+    pub before: Option<i64>,
+    pub limit: Option<i64>,
+}
+
+#[derive(Serialize, ToSchema)]
+pub struct AuditPage {
+    /// Newest first.
+    pub records: Vec<Record>,
+    pub next_before: Option<i64>,
+}
+
+/// The audit log, newest first.
+#[utoipa::path(get, path = "/api/v1/admin/audit", tag = "support", security(("bearer" = [])),
+    params(AuditQuery),
+    responses((status = 200, body = AuditPage), (status = 400, body = ApiErrorBody)))]
+pub async fn audit_log(
+    State(state): State<AppState>,
+    RequestOrigin(origin): RequestOrigin,
+    staff: Staff,
+    ApiQuery(q): ApiQuery<AuditQuery>,
+) -> Result<Json<AuditPage>, OAuthError> {
+    let limit = Paging {
+        limit: q.limit,
+        offset: None,
+    }
+    .limit();
+    let filter = audit::Filter {
+        actor_id: q.actor_id.clone(),
+        target_user_id: q.target_user_id.clone(),
+        target_session_id: q.session_id.clone(),
+        action: q.action.clone(),
+        since: parse_time("since", q.since.as_deref())?,
+        until: parse_time("until", q.until.as_deref())?,
+        before_seq: q.before,
+        limit,
+    };
+    let records = audit::list(&state.db, &filter).await?;
+    audited_read(
+        &state,
+        &staff,
+        &origin,
+        "admin.audit.read",
+        q.target_user_id.as_deref(),
+        q.session_id.as_deref(),
+        json!({ "action": q.action, "actor_id": q.actor_id, "results": records.len() }),
+    )
+    .await?;
+    Ok(Json(AuditPage {
+        next_before: (records.len() as i64 == limit)
+            .then(|| records.last().map(|r| r.seq))
+            .flatten(),
+        records,
+    }))
+}

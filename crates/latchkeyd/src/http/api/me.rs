@@ -1,0 +1,347 @@
+//! The account API: the signed-in user's sessions, families and security events.
+
+use axum::extract::{Path, State};
+use axum::http::{header, HeaderMap};
+use axum::response::{IntoResponse, Response};
+use axum::Json;
+use serde::{Deserialize, Serialize};
+use utoipa::{IntoParams, ToSchema};
+
+use super::{not_found, ApiErrorBody, ApiQuery, Caller, Paging};
+use crate::http::error::OAuthError;
+use crate::http::origin::RequestOrigin;
+use crate::server::AppState;
+use crate::store::audit::Actor;
+use crate::store::events::{self, Event};
+use crate::store::grants;
+use crate::store::sessions::{self, Device, Family, SessionState, SessionView};
+
+#[derive(Serialize, ToSchema)]
+pub struct Profile {
+    pub id: String,
+    pub email: String,
+    pub name: String,
+    /// `user` or `support`.
+    pub role: String,
+    /// The session of the calling access token.
+    pub session_id: String,
+}
+
+/// Who the access token belongs to.
+#[utoipa::path(get, path = "/api/v1/me", tag = "account", security(("bearer" = [])),
+    responses((status = 200, body = Profile), (status = 401, body = ApiErrorBody)))]
+pub async fn profile(caller: Caller) -> Json<Profile> {
+    Json(Profile {
+        id: caller.user.id,
+        email: caller.user.email,
+        name: caller.user.name,
+        role: caller.user.role.as_str().into(),
+        session_id: caller.claims.sid,
+    })
+}
+
+#[derive(Debug, Clone, Copy, Default, Deserialize, ToSchema)]
+pub enum SessionSort {
+    /// Most recently used first (the default).
+    #[default]
+    #[serde(rename = "-last_used")]
+    NewestUse,
+    #[serde(rename = "last_used")]
+    OldestUse,
+}
+
+#[derive(Debug, Deserialize, IntoParams)]
+#[into_params(parameter_in = Query)]
+pub struct SessionQuery {
+    /// Only sessions in this state.
+    pub state: Option<SessionState>,
+    /// Only suspicious (`true`) or only unsuspicious (`false`) sessions.
+    pub suspicious: Option<bool>,
+    /// `-last_used` (default) or `last_used`.
+    pub sort: Option<SessionSort>,
+    /// At most this many sessions (1–200, default 50).
+    pub limit: Option<i64>,
+    pub offset: Option<i64>,
+}
+
+/// The sessions of one device.
+#[derive(Serialize, ToSchema)]
+pub struct DeviceGroup {
+    pub device: Device,
+    /// This device holds the calling session.
+    pub current: bool,
+    pub sessions: Vec<SessionView>,
+}
+
+#[derive(Serialize, ToSchema)]
+pub struct SessionList {
+    /// Devices in the order of their first session in this page.
+    pub devices: Vec<DeviceGroup>,
+    /// Sessions matching the filters, across all pages.
+    pub total: usize,
+    pub next_offset: Option<i64>,
+}
+
+/// Filters, sorts and pages sessions, then groups the page by device.
+pub(super) fn session_page(
+    mut all: Vec<SessionView>,
+    q: &SessionQuery,
+    current: Option<&str>,
+) -> SessionList {
+    for s in &mut all {
+        s.current = Some(s.id.as_str()) == current;
+    }
+    all.retain(|s| q.state.is_none_or(|st| s.state == st));
+    all.retain(|s| q.suspicious.is_none_or(|want| s.suspicious == want));
+    if let Some(SessionSort::OldestUse) = q.sort {
+        all.reverse();
+    }
+    let paging = Paging {
+        limit: q.limit,
+        offset: q.offset,
+    };
+    let total = all.len();
+    let page: Vec<SessionView> = all
+        .into_iter()
+        .skip(paging.offset() as usize)
+        .take(paging.limit() as usize)
+        .collect();
+    let next_offset = paging.next(page.len(), Some(total));
+    let mut devices: Vec<DeviceGroup> = Vec::new();
+    for s in page {
+        let same = |g: &&mut DeviceGroup| {
+            g.device.name == s.device.name && g.device.platform == s.device.platform
+        };
+        match devices.iter_mut().find(|g| same(g)) {
+            Some(group) => {
+                group.current |= s.current;
+                group.sessions.push(s);
+            }
+            None => devices.push(DeviceGroup {
+                device: Device {
+                    name: s.device.name.clone(),
+                    platform: s.device.platform.clone(),
+                    app_version: s.device.app_version.clone(),
+                },
+                current: s.current,
+                sessions: vec![s],
+            }),
+        }
+    }
+    SessionList {
+        devices,
+        total,
+        next_offset,
+    }
+}
+
+/// The user's sessions grouped by device.
+#[utoipa::path(get, path = "/api/v1/me/sessions", tag = "account", security(("bearer" = [])),
+    params(SessionQuery),
+    responses((status = 200, body = SessionList), (status = 400, body = ApiErrorBody), (status = 401, body = ApiErrorBody)))]
+pub async fn list_sessions(
+    State(state): State<AppState>,
+    caller: Caller,
+    ApiQuery(q): ApiQuery<SessionQuery>,
+) -> Result<Json<SessionList>, OAuthError> {
+    let all = sessions::for_user(&state.db, &caller.user.id, state.idle(), state.now()).await?;
+    Ok(Json(session_page(all, &q, Some(&caller.claims.sid))))
+}
+
+/// The caller's own session, or 404 (never 403: another account's ids are not confirmed).
+async fn own_session(
+    state: &AppState,
+    caller: &Caller,
+    id: &str,
+) -> Result<SessionView, OAuthError> {
+    let mut session = sessions::find(&state.db, id, state.idle(), state.now())
+        .await?
+        .filter(|s| s.user_id == caller.user.id)
+        .ok_or_else(|| not_found("there is no such session on this account"))?;
+    session.current = session.id == caller.claims.sid;
+    Ok(session)
+}
+
+/// Revokes one session: its refresh token fails from now on, and its access tokens too.
+#[utoipa::path(delete, path = "/api/v1/me/sessions/{id}", tag = "account", security(("bearer" = [])),
+    params(("id" = String, Path, description = "Session id")),
+    responses((status = 200, body = SessionView), (status = 404, body = ApiErrorBody)))]
+pub async fn revoke_session(
+    State(state): State<AppState>,
+    RequestOrigin(origin): RequestOrigin,
+    caller: Caller,
+    Path(id): Path<String>,
+) -> Result<Json<SessionView>, OAuthError> {
+    own_session(&state, &caller, &id).await?;
+    let actor = Actor::User(&caller.user.id);
+    grants::revoke_session(
+        &state.db,
+        &id,
+        actor,
+        "revoked_by_user",
+        &origin,
+        state.now(),
+    )
+    .await?;
+    state.forget_session(&id);
+    Ok(Json(own_session(&state, &caller, &id).await?))
+}
+
+#[derive(Serialize, ToSchema)]
+pub struct Revoked {
+    /// The sessions revoked by this call.
+    pub revoked: Vec<String>,
+}
+
+/// Signs out every other device (every session but the caller's).
+#[utoipa::path(post, path = "/api/v1/me/sessions/revoke-others", tag = "account", security(("bearer" = [])),
+    responses((status = 200, body = Revoked), (status = 401, body = ApiErrorBody)))]
+pub async fn revoke_others(
+    State(state): State<AppState>,
+    RequestOrigin(origin): RequestOrigin,
+    caller: Caller,
+) -> Result<Json<Revoked>, OAuthError> {
+    let revoked = sessions::revoke_others(
+        &state.db,
+        &caller.user.id,
+        &caller.claims.sid,
+        &origin,
+        state.now(),
+    )
+    .await?;
+    for id in &revoked {
+        state.forget_session(id);
+    }
+    Ok(Json(Revoked { revoked }))
+}
+
+#[derive(Debug, Deserialize, IntoParams)]
+#[into_params(parameter_in = Query)]
+pub struct ChainQuery {
+    /// Only generations older than this one (the `next_before` of the previous page).
+    pub before: Option<i64>,
+    /// At most this many generations (1–200, default 50).
+    pub limit: Option<i64>,
+}
+
+pub(super) fn chain_limit(q: &ChainQuery) -> i64 {
+    Paging {
+        limit: q.limit,
+        offset: None,
+    }
+    .limit()
+}
+
+/// The rotation chain of a session's family, newest generation first, with its events.
+#[utoipa::path(get, path = "/api/v1/me/sessions/{id}/family", tag = "account", security(("bearer" = [])),
+    params(("id" = String, Path, description = "Session id"), ChainQuery),
+    responses((status = 200, body = Family), (status = 404, body = ApiErrorBody)))]
+pub async fn family(
+    State(state): State<AppState>,
+    caller: Caller,
+    Path(id): Path<String>,
+    ApiQuery(q): ApiQuery<ChainQuery>,
+) -> Result<Json<Family>, OAuthError> {
+    let session = own_session(&state, &caller, &id).await?;
+    Ok(Json(
+        sessions::family(&state.db, session, q.before, chain_limit(&q)).await?,
+    ))
+}
+
+/// "This was me": clears the session's signals (recorded in the audit log).
+#[utoipa::path(post, path = "/api/v1/me/sessions/{id}/acknowledge", tag = "account", security(("bearer" = [])),
+    params(("id" = String, Path, description = "Session id")),
+    responses((status = 200, body = SessionView), (status = 404, body = ApiErrorBody)))]
+pub async fn acknowledge(
+    State(state): State<AppState>,
+    RequestOrigin(origin): RequestOrigin,
+    caller: Caller,
+    Path(id): Path<String>,
+) -> Result<Json<SessionView>, OAuthError> {
+    own_session(&state, &caller, &id).await?;
+    sessions::acknowledge(&state.db, &caller.user.id, &id, &origin, state.now()).await?;
+    Ok(Json(own_session(&state, &caller, &id).await?))
+}
+
+#[derive(Debug, Deserialize, IntoParams)]
+#[into_params(parameter_in = Query)]
+pub struct EventQuery {
+    /// Only events of this session.
+    pub session_id: Option<String>,
+    /// Only events of this kind (`reuse_detected`, `session_revoked`, …).
+    pub kind: Option<String>,
+    /// The `next_before` of the previous page.
+    pub before: Option<String>,
+    /// At most this many events (1–200, default 50).
+    pub limit: Option<i64>,
+}
+
+#[derive(Serialize, ToSchema)]
+pub struct EventList {
+    /// Newest first.
+    pub events: Vec<Event>,
+    pub next_before: Option<String>,
+}
+
+pub(super) fn parse_cursor(before: Option<&str>) -> Result<Option<(i64, String)>, OAuthError> {
+    before
+        .map(|b| {
+            b.split_once('.')
+                .and_then(|(at, id)| Some((at.parse().ok()?, id.to_string())))
+                .ok_or(OAuthError::invalid_request(
+                    "before is not a cursor this API returned",
+                ))
+        })
+        .transpose()
+}
+
+pub(super) fn event_list(events: Vec<Event>, limit: i64) -> EventList {
+    let next_before = (events.len() as i64 == limit)
+        .then(|| events.last().map(|e| format!("{}.{}", e.at, e.id)))
+        .flatten();
+    EventList {
+        events,
+        next_before,
+    }
+}
+
+/// The user's security events: a live stream with `Accept: text/event-stream` (each SSE
+/// event is named by its kind and carries the event as JSON; the stream ends when the access
+/// token expires or its session is revoked), otherwise a page of past events.
+#[utoipa::path(get, path = "/api/v1/me/events", tag = "account", security(("bearer" = [])),
+    params(EventQuery),
+    responses((status = 200, description = "Events (JSON) or a live stream (SSE)",
+        content((EventList = "application/json"), (String = "text/event-stream"))),
+        (status = 401, body = ApiErrorBody)))]
+pub async fn events(
+    State(state): State<AppState>,
+    caller: Caller,
+    headers: HeaderMap,
+    ApiQuery(q): ApiQuery<EventQuery>,
+) -> Result<Response, OAuthError> {
+    let wants_stream = headers
+        .get(header::ACCEPT)
+        .and_then(|v| v.to_str().ok())
+        .is_some_and(|v| v.contains("text/event-stream"));
+    if wants_stream {
+        return Ok(super::stream::live(&state, caller).into_response());
+    }
+    let limit = Paging {
+        limit: q.limit,
+        offset: None,
+    }
+    .limit();
+    let found = events::list(
+        &state.db,
+        &events::Filter {
+            user_id: Some(caller.user.id.clone()),
+            session_id: q.session_id,
+            kind: q.kind,
+            before: parse_cursor(q.before.as_deref())?,
+            limit,
+            ..Default::default()
+        },
+    )
+    .await?;
+    Ok(Json(event_list(found, limit)).into_response())
+}

@@ -1,0 +1,258 @@
+//! The account API (`/api/v1/me/…`, the signed-in user with their access token) and the
+//! support-staff API (`/api/v1/admin/…`, role `support`), described at `/openapi.json`.
+//!
+//! Errors use the OAuth error shape everywhere (`error`: a stable code, `error_description`: a
+//! human message), so a client has one error format to read.
+
+mod admin;
+mod me;
+pub mod stream;
+
+use axum::extract::{FromRequest, FromRequestParts, Query, Request};
+use axum::http::request::Parts;
+use axum::http::StatusCode;
+use axum::Json;
+use serde::de::DeserializeOwned;
+use serde::{Deserialize, Serialize};
+use utoipa::openapi::security::{Http, HttpAuthScheme, SecurityScheme};
+use utoipa::{IntoParams, Modify, OpenApi, ToSchema};
+use utoipa_axum::router::OpenApiRouter;
+use utoipa_axum::routes;
+
+use super::error::OAuthError;
+use super::oauth::{access_token_state, bearer};
+use crate::server::AppState;
+use crate::store::users::{self, Role, User};
+use crate::tokens::AccessClaims;
+
+/// The scope an access token needs for the account and support APIs: other apps a user signs
+/// in to must not be able to list or revoke their sessions.
+pub const ACCOUNT_SCOPE: &str = "account";
+
+/// Times in the API are RFC 3339 strings in UTC.
+pub mod time_format {
+    use serde::Serializer;
+    use time::format_description::well_known::Rfc3339;
+    use time::OffsetDateTime;
+
+    pub fn format(ms: i64) -> String {
+        OffsetDateTime::from_unix_timestamp_nanos(i128::from(ms) * 1_000_000)
+            .ok()
+            .and_then(|t| t.format(&Rfc3339).ok())
+            .unwrap_or_default()
+    }
+
+    pub fn serialize<S: Serializer>(ms: &i64, s: S) -> Result<S::Ok, S::Error> {
+        s.serialize_str(&format(*ms))
+    }
+
+    pub mod option {
+        use serde::Serializer;
+
+        pub fn serialize<S: Serializer>(ms: &Option<i64>, s: S) -> Result<S::Ok, S::Error> {
+            match ms {
+                Some(ms) => s.serialize_str(&super::format(*ms)),
+                None => s.serialize_none(),
+            }
+        }
+    }
+}
+
+/// An API error: a stable code and a human message.
+#[derive(Serialize, ToSchema)]
+pub struct ApiErrorBody {
+    /// Stable: `invalid_token`, `insufficient_scope`, `forbidden`, `not_found`, `invalid_request`, …
+    pub error: String,
+    pub error_description: String,
+}
+
+pub fn not_found(what: &'static str) -> OAuthError {
+    OAuthError::new(StatusCode::NOT_FOUND, "not_found", what)
+}
+
+/// The signed-in user of an account-API call, from a live access token with the account scope.
+pub struct Caller {
+    pub user: User,
+    pub claims: AccessClaims,
+}
+
+impl FromRequestParts<AppState> for Caller {
+    type Rejection = OAuthError;
+
+    async fn from_request_parts(parts: &mut Parts, state: &AppState) -> Result<Self, OAuthError> {
+        let token = bearer(&parts.headers)?;
+        let claims = access_token_state(state, token)
+            .await?
+            .map_err(OAuthError::invalid_token)?;
+        if !claims.has_scope(ACCOUNT_SCOPE) {
+            return Err(OAuthError::new(
+                StatusCode::FORBIDDEN,
+                "insufficient_scope",
+                "this API needs an access token with the `account` scope",
+            ));
+        }
+        let user = users::find(&state.db, &claims.sub)
+            .await?
+            .filter(|u| !u.disabled)
+            .ok_or(OAuthError::invalid_token(
+                "the account no longer exists or is disabled",
+            ))?;
+        Ok(Caller { user, claims })
+    }
+}
+
+/// A support-staff member: a caller whose account has the `support` role now (the role is
+/// read from the database on every call, so taking it away takes effect at once).
+pub struct Staff(pub Caller);
+
+impl FromRequestParts<AppState> for Staff {
+    type Rejection = OAuthError;
+
+    async fn from_request_parts(parts: &mut Parts, state: &AppState) -> Result<Self, OAuthError> {
+        let caller = Caller::from_request_parts(parts, state).await?;
+        if caller.user.role != Role::Support {
+            return Err(OAuthError::new(
+                StatusCode::FORBIDDEN,
+                "forbidden",
+                "the support API is only for accounts with the support role",
+            ));
+        }
+        Ok(Staff(caller))
+    }
+}
+
+/// Query parameters, with a 400 in the API's error format when they do not parse.
+pub struct ApiQuery<T>(pub T);
+
+impl<T: DeserializeOwned + Send> FromRequestParts<AppState> for ApiQuery<T> {
+    type Rejection = OAuthError;
+
+    async fn from_request_parts(parts: &mut Parts, state: &AppState) -> Result<Self, OAuthError> {
+        Query::<T>::from_request_parts(parts, state)
+            .await
+            .map(|Query(q)| ApiQuery(q))
+            .map_err(|e| OAuthError::invalid_request(e.body_text()))
+    }
+}
+
+/// A JSON body, with a 400 in the API's error format when it does not parse.
+pub struct ApiJson<T>(pub T);
+
+impl<T: DeserializeOwned + Send> FromRequest<AppState> for ApiJson<T> {
+    type Rejection = OAuthError;
+
+    async fn from_request(req: Request, state: &AppState) -> Result<Self, OAuthError> {
+        Json::<T>::from_request(req, state)
+            .await
+            .map(|Json(v)| ApiJson(v))
+            .map_err(|e| OAuthError::invalid_request(e.body_text()))
+    }
+}
+
+/// `limit` and `offset` for lists.
+#[derive(Debug, Clone, Copy, Default, Deserialize, IntoParams)]
+#[into_params(parameter_in = Query)]
+pub struct Paging {
+    /// At most this many items (1–200, default 50).
+    pub limit: Option<i64>,
+    /// Skip this many items (default 0).
+    pub offset: Option<i64>,
+}
+
+impl Paging {
+    pub fn limit(self) -> i64 {
+        self.limit.unwrap_or(50).clamp(1, 200)
+    }
+
+    pub fn offset(self) -> i64 {
+        self.offset.unwrap_or(0).max(0)
+    }
+
+    /// The offset of the next page, if `returned` filled this one.
+    pub fn next(self, returned: usize, total: Option<usize>) -> Option<i64> {
+        let next = self.offset() + returned as i64;
+        let full = returned as i64 == self.limit();
+        match total {
+            Some(total) => (next < total as i64).then_some(next),
+            None => full.then_some(next),
+        }
+    }
+}
+
+/// A staff member's reason for an action; required, and kept in the audit log.
+#[derive(Debug, Deserialize, ToSchema)]
+pub struct ReasonBody {
+    /// Why (a ticket number, what the user reported); 1–500 characters.
+    pub reason: Option<String>,
+}
+
+impl ReasonBody {
+    pub fn require(self) -> Result<String, OAuthError> {
+        let reason = self.reason.unwrap_or_default();
+        let reason = reason.trim();
+        if reason.is_empty() {
+            return Err(OAuthError::invalid_request(
+                "a reason is required for every staff action",
+            ));
+        }
+        if reason.chars().count() > 500 || reason.chars().any(char::is_control) {
+            return Err(OAuthError::invalid_request(
+                "the reason must be at most 500 characters of plain text",
+            ));
+        }
+        Ok(reason.to_string())
+    }
+}
+
+struct BearerAuth;
+
+impl Modify for BearerAuth {
+    fn modify(&self, openapi: &mut utoipa::openapi::OpenApi) {
+        let components = openapi.components.get_or_insert_with(Default::default);
+        components.add_security_scheme(
+            "bearer",
+            SecurityScheme::Http(
+                Http::builder()
+                    .scheme(HttpAuthScheme::Bearer)
+                    .bearer_format("JWT")
+                    .build(),
+            ),
+        );
+    }
+}
+
+#[derive(OpenApi)]
+#[openapi(
+    info(
+        title = "Latchkey account and support API",
+        description = "Sessions, devices, refresh-token families, suspicion signals and the audit log. \
+                       Every call needs an access token with the `account` scope; `/admin` calls need the support role."
+    ),
+    modifiers(&BearerAuth),
+    components(schemas(ApiErrorBody)),
+    tags(
+        (name = "account", description = "The signed-in user's own sessions and events"),
+        (name = "support", description = "Support staff: every call is audited")
+    )
+)]
+struct ApiDoc;
+
+/// The API routes, and the OpenAPI document generated from the same handlers.
+pub fn routes() -> (axum::Router<AppState>, utoipa::openapi::OpenApi) {
+    OpenApiRouter::with_openapi(ApiDoc::openapi())
+        .routes(routes!(me::profile))
+        .routes(routes!(me::list_sessions))
+        .routes(routes!(me::revoke_session))
+        .routes(routes!(me::revoke_others))
+        .routes(routes!(me::family))
+        .routes(routes!(me::acknowledge))
+        .routes(routes!(me::events))
+        .routes(routes!(admin::search_users))
+        .routes(routes!(admin::user_sessions))
+        .routes(routes!(admin::session_family))
+        .routes(routes!(admin::events))
+        .routes(routes!(admin::revoke_session))
+        .routes(routes!(admin::revoke_all))
+        .routes(routes!(admin::audit_log))
+        .split_for_parts()
+}

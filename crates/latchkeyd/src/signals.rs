@@ -1,0 +1,276 @@
+//! Suspicion signals: signs that a refresh-token family is in more than one pair of hands.
+//!
+//! Each refresh is compared with the use before it (the presented token was issued by that
+//! use, so its `issued_*` columns are the previous address, user agent and time). Addresses are
+//! compared by network prefix, not one by one, and user agents without their version numbers,
+//! so that a phone moving between cell towers or an app updating itself stays quiet.
+
+use std::net::IpAddr;
+
+use serde_json::{json, Value};
+
+use crate::clock::{secs, Millis};
+use crate::config::SignalPolicy;
+use crate::store::events::Severity;
+use crate::store::Origin;
+
+/// Event kinds that are signals: they can make a family suspicious and be acknowledged.
+pub const KINDS: [&str; 9] = [
+    "reuse_detected",
+    "code_reuse_detected",
+    "revoked_token_used",
+    "address_changed",
+    "user_agent_changed",
+    "concurrent_use",
+    "refresh_storm",
+    "new_device",
+    "key_mismatch",
+];
+
+/// `KINDS` as an SQL list, for `kind IN (…)`.
+pub const SQL_KINDS: &str = "'reuse_detected', 'code_reuse_detected', 'revoked_token_used', \
+     'address_changed', 'user_agent_changed', 'concurrent_use', 'refresh_storm', 'new_device', 'key_mismatch'";
+
+pub fn is_signal(kind: &str) -> bool {
+    KINDS.contains(&kind)
+}
+
+/// Where and when the family was last used before this refresh.
+#[derive(Debug, Clone)]
+pub struct PriorUse {
+    pub at: Millis,
+    pub ip: Option<String>,
+    pub user_agent: Option<String>,
+}
+
+/// One refresh, as the signals see it.
+#[derive(Debug, Clone)]
+pub struct Use {
+    pub prior: PriorUse,
+    /// Refreshes of the family in the current one-minute window, this one included.
+    pub in_window: i64,
+    /// The generation this refresh issued.
+    pub generation: i64,
+}
+
+#[derive(Debug, Clone, PartialEq)]
+pub struct Signal {
+    pub kind: &'static str,
+    pub severity: Severity,
+    pub details: Value,
+}
+
+/// The network an address belongs to, as `addr/len`.
+fn network(ip: IpAddr, policy: &SignalPolicy) -> String {
+    match ip {
+        IpAddr::V4(v4) => {
+            let len = u32::from(policy.ipv4_prefix_len.min(32));
+            let mask = u32::MAX.checked_shl(32 - len).unwrap_or(0);
+            let net = std::net::Ipv4Addr::from(u32::from(v4) & mask);
+            format!("{net}/{len}")
+        }
+        IpAddr::V6(v6) => {
+            let len = u32::from(policy.ipv6_prefix_len.min(128));
+            let mask = u128::MAX.checked_shl(128 - len).unwrap_or(0);
+            let net = std::net::Ipv6Addr::from(u128::from(v6) & mask);
+            format!("{net}/{len}")
+        }
+    }
+}
+
+/// A user agent without version numbers: `latchkey/0.2.1 (Linux)` and `latchkey/0.3.0 (Linux)`
+/// are the same software.
+fn software(user_agent: &str) -> String {
+    user_agent
+        .chars()
+        .filter(|c| !c.is_ascii_digit() && *c != '.' && *c != '_')
+        .collect()
+}
+
+/// The signals raised by one refresh.
+pub fn assess(policy: &SignalPolicy, used: &Use, origin: &Origin, now: Millis) -> Vec<Signal> {
+    let mut found = Vec::new();
+    let prior = &used.prior;
+    let parse = |ip: &Option<String>| ip.as_deref().and_then(|s| s.parse::<IpAddr>().ok());
+    if let (Some(before), Some(after)) = (parse(&prior.ip), parse(&origin.ip)) {
+        let (net_before, net_after) = (network(before, policy), network(after, policy));
+        if net_before != net_after {
+            let apart = now - prior.at;
+            let concurrent = apart <= secs(policy.concurrent_window_secs);
+            found.push(Signal {
+                kind: if concurrent {
+                    "concurrent_use"
+                } else {
+                    "address_changed"
+                },
+                severity: if concurrent {
+                    Severity::High
+                } else {
+                    Severity::Low
+                },
+                details: json!({
+                    "generation": used.generation,
+                    "previous_ip": before.to_string(),
+                    "previous_network": net_before,
+                    "ip": after.to_string(),
+                    "network": net_after,
+                    "seconds_apart": apart.div_euclid(1000),
+                    "window_secs": policy.concurrent_window_secs,
+                }),
+            });
+        }
+    }
+    if let (Some(before), Some(after)) = (&prior.user_agent, &origin.user_agent) {
+        if software(before) != software(after) {
+            found.push(Signal {
+                kind: "user_agent_changed",
+                severity: Severity::Medium,
+                details: json!({
+                    "generation": used.generation,
+                    "previous_user_agent": before,
+                    "user_agent": after,
+                }),
+            });
+        }
+    }
+    // Raised once per window, when the count first passes the threshold.
+    if used.in_window == i64::from(policy.storm_refreshes_per_minute) + 1 {
+        found.push(Signal {
+            kind: "refresh_storm",
+            severity: Severity::Medium,
+            details: json!({
+                "generation": used.generation,
+                "refreshes_in_window": used.in_window,
+                "window_secs": 60,
+                "threshold": policy.storm_refreshes_per_minute,
+            }),
+        });
+    }
+    found
+}
+
+/// An event in plain words, for people reading a device list or an audit trail.
+pub fn describe(kind: &str, d: &Value) -> String {
+    let s = |k: &str| d.get(k).and_then(|v| v.as_str()).unwrap_or("?").to_string();
+    let n = |k: &str| d.get(k).and_then(|v| v.as_i64()).unwrap_or(0);
+    match kind {
+        "session_created" => "Signed in on this device".into(),
+        "signed_in" => "Signed in with email and password".into(),
+        "signin_failed" => "A sign-in with a wrong password".into(),
+        "signin_throttled" => "Sign-in attempts blocked after too many failures".into(),
+        "session_revoked" => format!("Session revoked ({})", s("reason")),
+        "session_evicted" => "Signed out: too many sessions on the account, this one was used least recently".into(),
+        "reuse_detected" => format!(
+            "A refresh token that had already been used (generation {}) was presented again, so the session was revoked: someone else may have a copy",
+            n("replayed_generation")
+        ),
+        "code_reuse_detected" => "A sign-in code was used twice; the session it started was revoked".into(),
+        "revoked_token_used" => "Someone still tried to use this revoked session".into(),
+        "grace_replay" => "The app retried a refresh whose answer it lost; allowed once".into(),
+        "address_changed" => format!(
+            "Used from a new network ({} after {})",
+            s("network"),
+            s("previous_network")
+        ),
+        "concurrent_use" => format!(
+            "Used from two networks {} seconds apart ({} and {}): the token may be in two places",
+            n("seconds_apart"),
+            s("previous_network"),
+            s("network")
+        ),
+        "user_agent_changed" => format!(
+            "Used by different software ({} after {})",
+            s("user_agent"),
+            s("previous_user_agent")
+        ),
+        "refresh_storm" => format!(
+            "Refreshed {} times in a minute; an honest app refreshes every few minutes",
+            n("refreshes_in_window")
+        ),
+        "new_device" => "Signed in from a device not seen on this account before".into(),
+        "key_mismatch" => "A refresh was signed by another device's key".into(),
+        "signal_acknowledged" => "Marked as \"this was me\"".into(),
+        other => other.replace('_', " "),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn used(ip: &str, ua: &str, at: Millis, in_window: i64) -> Use {
+        Use {
+            prior: PriorUse {
+                at,
+                ip: Some(ip.into()),
+                user_agent: Some(ua.into()),
+            },
+            in_window,
+            generation: 7,
+        }
+    }
+
+    fn origin(ip: &str, ua: &str) -> Origin {
+        Origin {
+            ip: Some(ip.into()),
+            user_agent: Some(ua.into()),
+        }
+    }
+
+    #[test]
+    fn same_network_and_an_updated_app_stay_quiet() {
+        let p = SignalPolicy::default();
+        let u = used("192.0.2.10", "latchkey/0.1.0 (Linux)", 0, 1);
+        let now = origin("192.0.2.99", "latchkey/0.2.13 (Linux)");
+        assert!(assess(&p, &u, &now, 1_000).is_empty());
+    }
+
+    #[test]
+    fn another_network_soon_is_concurrent_use_later_only_a_change() {
+        let p = SignalPolicy::default();
+        let u = used("192.0.2.10", "app", 0, 1);
+        let soon = assess(&p, &u, &origin("198.51.100.7", "app"), 30_000);
+        assert_eq!(soon[0].kind, "concurrent_use");
+        assert_eq!(soon[0].severity, Severity::High);
+        assert_eq!(soon[0].details["previous_network"], "192.0.2.0/24");
+        let later = assess(&p, &u, &origin("198.51.100.7", "app"), 3_600_000);
+        assert_eq!(later[0].kind, "address_changed");
+        assert_eq!(later[0].severity, Severity::Low);
+    }
+
+    #[test]
+    fn ipv6_compares_by_prefix() {
+        let p = SignalPolicy::default();
+        let u = used("2001:db8:1:2::1", "app", 0, 1);
+        assert!(assess(&p, &u, &origin("2001:db8:1:ffff::9", "app"), 1).is_empty());
+        assert_eq!(
+            assess(&p, &u, &origin("2001:db8:2::1", "app"), 1)[0].kind,
+            "concurrent_use"
+        );
+    }
+
+    #[test]
+    fn a_storm_is_raised_once_per_window() {
+        let p = SignalPolicy::default();
+        let limit = i64::from(p.storm_refreshes_per_minute);
+        let at = |n| {
+            assess(
+                &p,
+                &used("10.0.0.1", "a", 0, n),
+                &origin("10.0.0.1", "a"),
+                1,
+            )
+        };
+        assert!(at(limit).is_empty());
+        assert_eq!(at(limit + 1)[0].kind, "refresh_storm");
+        assert!(at(limit + 2).is_empty());
+    }
+
+    #[test]
+    fn other_software_is_a_signal() {
+        let p = SignalPolicy::default();
+        let u = used("10.0.0.1", "latchkey/1.0", 0, 1);
+        let s = assess(&p, &u, &origin("10.0.0.1", "curl/8.5.0"), 1);
+        assert_eq!(s[0].kind, "user_agent_changed");
+    }
+}

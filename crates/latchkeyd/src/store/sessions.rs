@@ -1,0 +1,525 @@
+//! Sessions as people see them: devices, states, signals, the rotation chain, and revocation by
+//! the account holder or by support staff.
+
+use serde::Serialize;
+use serde_json::json;
+use sqlx::any::AnyRow;
+use sqlx::Row;
+use utoipa::ToSchema;
+
+use super::audit::{self, Actor};
+use super::events::{self, Audit, Event, NewEvent, Severity};
+use super::grants::{self, ChainLink};
+use super::{Origin, Result};
+use crate::clock::{secs, Millis};
+use crate::db::Db;
+use crate::signals::Signal;
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, serde::Deserialize, ToSchema)]
+#[serde(rename_all = "lowercase")]
+pub enum SessionState {
+    Active,
+    Revoked,
+    Expired,
+}
+
+#[derive(Debug, Clone, Serialize, ToSchema)]
+pub struct Device {
+    /// As the app reported it (`device_name`), e.g. the host name.
+    pub name: Option<String>,
+    /// `linux`, `macos`, `windows`, … as the app reported it.
+    pub platform: Option<String>,
+    pub app_version: Option<String>,
+}
+
+/// Where a request came from.
+#[derive(Debug, Clone, Serialize, ToSchema)]
+pub struct Place {
+    pub ip: Option<String>,
+    pub user_agent: Option<String>,
+}
+
+#[derive(Debug, Clone, Serialize, ToSchema)]
+pub struct Revocation {
+    #[serde(with = "crate::http::api::time_format")]
+    #[schema(value_type = String, format = DateTime)]
+    pub at: Millis,
+    /// `user` (the account holder), `support`, `client` (the app, at sign-out) or `system`.
+    pub by: String,
+    /// Why: `signed_out_elsewhere`, `reuse_detected`, a staff member's reason, …
+    pub reason: Option<String>,
+}
+
+/// One session: one sign-in on one device, and its refresh-token family.
+#[derive(Debug, Clone, Serialize, ToSchema)]
+pub struct SessionView {
+    pub id: String,
+    pub user_id: String,
+    pub client_id: String,
+    /// The app's name, as registered.
+    pub app: String,
+    pub device: Device,
+    pub scope: String,
+    #[serde(with = "crate::http::api::time_format")]
+    #[schema(value_type = String, format = DateTime)]
+    pub signed_in_at: Millis,
+    #[serde(with = "crate::http::api::time_format")]
+    #[schema(value_type = String, format = DateTime)]
+    pub last_used_at: Millis,
+    /// When the family ends at the latest (rotation never extends it).
+    #[serde(with = "crate::http::api::time_format")]
+    #[schema(value_type = String, format = DateTime)]
+    pub expires_at: Millis,
+    pub first_seen: Place,
+    pub last_seen: Place,
+    pub state: SessionState,
+    pub revoked: Option<Revocation>,
+    /// How many refresh tokens the family has had.
+    pub generation: i64,
+    /// It has an unacknowledged signal of medium or high severity.
+    pub suspicious: bool,
+    /// Its unacknowledged signals, oldest first.
+    pub signals: Vec<Event>,
+    /// The session of the access token making this call.
+    pub current: bool,
+}
+
+const COLUMNS: &str = "s.id, s.user_id, s.client_id, c.name AS app, s.scope, s.device_name, s.device_platform, \
+     s.app_version, s.created_at, s.last_used_at, s.expires_at, s.first_ip, s.first_user_agent, s.last_ip, \
+     s.last_user_agent, s.generation, s.revoked_at, s.revoked_by, s.revoke_reason";
+
+fn view(row: &AnyRow, idle: Millis, now: Millis) -> Result<SessionView> {
+    let last_used_at: i64 = row.try_get("last_used_at")?;
+    let expires_at: i64 = row.try_get("expires_at")?;
+    let revoked_at: Option<i64> = row.try_get("revoked_at")?;
+    let state = match revoked_at {
+        Some(_) => SessionState::Revoked,
+        None if expires_at <= now || last_used_at + idle <= now => SessionState::Expired,
+        None => SessionState::Active,
+    };
+    let client_id: String = row.try_get("client_id")?;
+    Ok(SessionView {
+        id: row.try_get("id")?,
+        user_id: row.try_get("user_id")?,
+        app: row
+            .try_get::<Option<String>, _>("app")?
+            .unwrap_or_else(|| client_id.clone()),
+        client_id,
+        device: Device {
+            name: row.try_get("device_name")?,
+            platform: row.try_get("device_platform")?,
+            app_version: row.try_get("app_version")?,
+        },
+        scope: row.try_get("scope")?,
+        signed_in_at: row.try_get("created_at")?,
+        last_used_at,
+        expires_at,
+        first_seen: Place {
+            ip: row.try_get("first_ip")?,
+            user_agent: row.try_get("first_user_agent")?,
+        },
+        last_seen: Place {
+            ip: row.try_get("last_ip")?,
+            user_agent: row.try_get("last_user_agent")?,
+        },
+        state,
+        revoked: match revoked_at {
+            Some(at) => {
+                let by: Option<String> = row.try_get("revoked_by")?;
+                // Stored as `kind:id`; the kind is what a device list shows.
+                let kind = by
+                    .as_deref()
+                    .map(|b| b.split(':').next().unwrap_or(b).to_string())
+                    .unwrap_or_else(|| "system".into());
+                Some(Revocation {
+                    at,
+                    by: kind,
+                    reason: row.try_get("revoke_reason")?,
+                })
+            }
+            None => None,
+        },
+        generation: row.try_get("generation")?,
+        suspicious: false,
+        signals: Vec::new(),
+        current: false,
+    })
+}
+
+fn attach_signals(sessions: &mut [SessionView], mut open: Vec<Event>) {
+    for s in sessions.iter_mut() {
+        let (mine, rest): (Vec<_>, Vec<_>) = open
+            .into_iter()
+            .partition(|e| e.session_id.as_deref() == Some(s.id.as_str()));
+        open = rest;
+        s.suspicious = mine.iter().any(Event::is_alarming);
+        s.signals = mine;
+    }
+}
+
+/// Every session of an account, most recently used first, with its open signals.
+pub async fn for_user(
+    db: &Db,
+    user_id: &str,
+    idle: Millis,
+    now: Millis,
+) -> Result<Vec<SessionView>> {
+    let rows = sqlx::query(&format!(
+        "SELECT {COLUMNS} FROM sessions s LEFT JOIN clients c ON c.client_id = s.client_id \
+         WHERE s.user_id = $1 ORDER BY s.last_used_at DESC, s.id DESC"
+    ))
+    .bind(user_id)
+    .fetch_all(db.read())
+    .await?;
+    let mut sessions = rows
+        .iter()
+        .map(|r| view(r, idle, now))
+        .collect::<Result<Vec<_>>>()?;
+    attach_signals(&mut sessions, events::open_signals(db, user_id).await?);
+    Ok(sessions)
+}
+
+pub async fn find(
+    db: &Db,
+    session_id: &str,
+    idle: Millis,
+    now: Millis,
+) -> Result<Option<SessionView>> {
+    let row = sqlx::query(&format!(
+        "SELECT {COLUMNS} FROM sessions s LEFT JOIN clients c ON c.client_id = s.client_id WHERE s.id = $1"
+    ))
+    .bind(session_id)
+    .fetch_optional(db.read())
+    .await?;
+    let Some(row) = row else { return Ok(None) };
+    let mut session = view(&row, idle, now)?;
+    let open = events::open_signals(db, &session.user_id).await?;
+    attach_signals(std::slice::from_mut(&mut session), open);
+    Ok(Some(session))
+}
+
+/// Minimal facts about a session, for access checks on every API call.
+#[derive(Debug, Clone)]
+pub struct Liveness {
+    pub user_id: String,
+    pub revoked: bool,
+}
+
+pub async fn liveness(db: &Db, session_id: &str) -> Result<Option<Liveness>> {
+    let row = sqlx::query("SELECT user_id, revoked_at FROM sessions WHERE id = $1")
+        .bind(session_id)
+        .fetch_optional(db.read())
+        .await?;
+    row.map(|r| {
+        Ok(Liveness {
+            user_id: r.try_get("user_id")?,
+            revoked: r.try_get::<Option<i64>, _>("revoked_at")?.is_some(),
+        })
+    })
+    .transpose()
+}
+
+/// Signs out every other live session of the account; the ids revoked.
+pub async fn revoke_others(
+    db: &Db,
+    user_id: &str,
+    keep: &str,
+    origin: &Origin,
+    now: Millis,
+) -> Result<Vec<String>> {
+    let mut tx = db.write().begin().await?;
+    let ids: Vec<String> = sqlx::query(
+        "SELECT id FROM sessions WHERE user_id = $1 AND id <> $2 AND revoked_at IS NULL ORDER BY id",
+    )
+    .bind(user_id)
+    .bind(keep)
+    .fetch_all(&mut *tx)
+    .await?
+    .iter()
+    .map(|r| r.try_get("id"))
+    .collect::<std::result::Result<_, _>>()?;
+    let actor = Actor::User(user_id);
+    let mut revoked = Vec::new();
+    for id in ids {
+        if grants::revoke_and_record(
+            &mut tx,
+            &id,
+            actor,
+            "signed_out_by_another_device",
+            origin,
+            now,
+            Audit::As(actor),
+        )
+        .await?
+        {
+            revoked.push(id);
+        }
+    }
+    tx.commit().await?;
+    Ok(revoked)
+}
+
+/// "This was me": clears the session's open signals; how many were cleared.
+pub async fn acknowledge(
+    db: &Db,
+    user_id: &str,
+    session_id: &str,
+    origin: &Origin,
+    now: Millis,
+) -> Result<u64> {
+    let mut tx = db.write().begin().await?;
+    let cleared = events::acknowledge(&mut tx, session_id, &format!("user:{user_id}"), now).await?;
+    events::record(
+        &mut tx,
+        NewEvent {
+            kind: "signal_acknowledged",
+            severity: Severity::Info,
+            user_id: Some(user_id),
+            session_id: Some(session_id),
+            origin,
+            details: json!({ "signals_cleared": cleared }),
+            audit: Audit::As(Actor::User(user_id)),
+        },
+        now,
+    )
+    .await?;
+    tx.commit().await?;
+    Ok(cleared)
+}
+
+/// A staff revocation of one session: the session's events, and one audit record with the
+/// staff member's reason. `None` if the session does not exist.
+pub async fn staff_revoke(
+    db: &Db,
+    staff_id: &str,
+    session_id: &str,
+    reason: &str,
+    origin: &Origin,
+    now: Millis,
+) -> Result<Option<bool>> {
+    let mut tx = db.write().begin().await?;
+    let owner = sqlx::query("SELECT user_id FROM sessions WHERE id = $1")
+        .bind(session_id)
+        .fetch_optional(&mut *tx)
+        .await?;
+    let Some(owner) = owner else { return Ok(None) };
+    let user_id: String = owner.try_get("user_id")?;
+    let actor = Actor::Support(staff_id);
+    let revoked = grants::revoke_and_record(
+        &mut tx,
+        session_id,
+        actor,
+        reason,
+        origin,
+        now,
+        Audit::Covered,
+    )
+    .await?;
+    audit::append(
+        &mut tx,
+        audit::Entry {
+            actor,
+            action: "admin.session.revoke",
+            target_user_id: Some(&user_id),
+            target_session_id: Some(session_id),
+            reason: Some(reason),
+            origin,
+            details: json!({ "was_active": revoked }),
+        },
+        now,
+    )
+    .await?;
+    tx.commit().await?;
+    Ok(Some(revoked))
+}
+
+/// A staff revocation of every live session of an account; the ids revoked.
+pub async fn staff_revoke_all(
+    db: &Db,
+    staff_id: &str,
+    user_id: &str,
+    reason: &str,
+    origin: &Origin,
+    now: Millis,
+) -> Result<Vec<String>> {
+    let mut tx = db.write().begin().await?;
+    let ids: Vec<String> = sqlx::query(
+        "SELECT id FROM sessions WHERE user_id = $1 AND revoked_at IS NULL ORDER BY id",
+    )
+    .bind(user_id)
+    .fetch_all(&mut *tx)
+    .await?
+    .iter()
+    .map(|r| r.try_get("id"))
+    .collect::<std::result::Result<_, _>>()?;
+    let actor = Actor::Support(staff_id);
+    let mut revoked = Vec::new();
+    for id in ids {
+        if grants::revoke_and_record(&mut tx, &id, actor, reason, origin, now, Audit::Covered)
+            .await?
+        {
+            revoked.push(id);
+        }
+    }
+    audit::append(
+        &mut tx,
+        audit::Entry {
+            actor,
+            action: "admin.user.revoke_all",
+            target_user_id: Some(user_id),
+            target_session_id: None,
+            reason: Some(reason),
+            origin,
+            details: json!({ "revoked_sessions": revoked }),
+        },
+        now,
+    )
+    .await?;
+    tx.commit().await?;
+    Ok(revoked)
+}
+
+/// Records the signals a refresh raised; with `auto_revoke`, a high-severity one revokes the
+/// family at once. Whether it did.
+pub async fn record_signals(
+    db: &Db,
+    grant: &grants::Grant,
+    found: &[Signal],
+    auto_revoke: bool,
+    origin: &Origin,
+    now: Millis,
+) -> Result<bool> {
+    let mut tx = db.write().begin().await?;
+    for signal in found {
+        events::record(
+            &mut tx,
+            NewEvent {
+                kind: signal.kind,
+                severity: signal.severity,
+                user_id: Some(&grant.user_id),
+                session_id: Some(&grant.session_id),
+                origin,
+                details: signal.details.clone(),
+                audit: Audit::As(Actor::System),
+            },
+            now,
+        )
+        .await?;
+    }
+    let high = found.iter().find(|s| s.severity == Severity::High);
+    let revoked = match high {
+        Some(signal) if auto_revoke => {
+            grants::revoke_and_record(
+                &mut tx,
+                &grant.session_id,
+                Actor::System,
+                &format!("auto_revoked_{}", signal.kind),
+                origin,
+                now,
+                Audit::As(Actor::System),
+            )
+            .await?
+        }
+        _ => false,
+    };
+    tx.commit().await?;
+    Ok(revoked)
+}
+
+/// One generation of the family, with the events that concern it.
+#[derive(Debug, Clone, Serialize, ToSchema)]
+pub struct Generation {
+    pub generation: i64,
+    /// `active` (the one live token), `rotated` (retired by use) or `revoked`.
+    pub state: String,
+    /// Why it was retired: `rotated` (by the next generation), `superseded` (by a grace
+    /// replay), `reuse_detected`, `token_revoked`, a staff reason, …
+    pub retired_reason: Option<String>,
+    #[serde(with = "crate::http::api::time_format")]
+    #[schema(value_type = String, format = DateTime)]
+    pub issued_at: Millis,
+    pub issued_to: Place,
+    #[serde(with = "crate::http::api::time_format::option")]
+    #[schema(value_type = Option<String>, format = DateTime)]
+    pub used_at: Option<Millis>,
+    pub used_by: Option<Place>,
+    #[serde(with = "crate::http::api::time_format")]
+    #[schema(value_type = String, format = DateTime)]
+    pub expires_at: Millis,
+    /// Times it was replayed within the grace window.
+    pub grace_replays: i64,
+    pub events: Vec<Event>,
+}
+
+fn generation_view(link: ChainLink, events: &[Event]) -> Generation {
+    Generation {
+        generation: link.generation,
+        state: link.state,
+        retired_reason: link.retired_reason,
+        issued_at: link.issued_at,
+        issued_to: Place {
+            ip: link.issued_ip,
+            user_agent: link.issued_user_agent,
+        },
+        used_at: link.used_at,
+        used_by: link.used_at.map(|_| Place {
+            ip: link.used_ip,
+            user_agent: link.used_user_agent,
+        }),
+        expires_at: link.expires_at,
+        grace_replays: link.grace_replays,
+        events: events
+            .iter()
+            .filter(|e| e.generation == Some(link.generation))
+            .cloned()
+            .collect(),
+    }
+}
+
+/// A page of the family's chain, newest generation first, and the session's recent events.
+#[derive(Debug, Clone, Serialize, ToSchema)]
+pub struct Family {
+    pub session: SessionView,
+    pub generations: Vec<Generation>,
+    /// Pass as `before` for the next (older) page; absent on the last page.
+    pub next_before: Option<i64>,
+    /// The session's events, newest first (at most 200; `/events?session_id=` pages further).
+    pub events: Vec<Event>,
+}
+
+pub async fn family(
+    db: &Db,
+    session: SessionView,
+    before: Option<i64>,
+    limit: i64,
+) -> Result<Family> {
+    let links = grants::chain_page(db, &session.id, before, limit + 1).await?;
+    let more = links.len() as i64 > limit;
+    let events = events::list(
+        db,
+        &events::Filter {
+            session_id: Some(session.id.clone()),
+            limit: 200,
+            ..Default::default()
+        },
+    )
+    .await?;
+    let generations: Vec<Generation> = links
+        .into_iter()
+        .take(limit as usize)
+        .map(|l| generation_view(l, &events))
+        .collect();
+    Ok(Family {
+        next_before: more
+            .then(|| generations.last().map(|g| g.generation))
+            .flatten(),
+        session,
+        generations,
+        events,
+    })
+}
+
+/// The idle lifetime as milliseconds, for `view`.
+pub fn idle(policy: &crate::config::TokenPolicy) -> Millis {
+    secs(policy.family_idle_secs)
+}

@@ -1,0 +1,1279 @@
+//! The account and support APIs, suspicion signals, the live event stream and the audit log,
+//! against a real server on both backends.
+
+use std::time::Duration;
+
+use latchkeyd::store::audit::{self, Verdict};
+use latchkeyd::store::users::Role;
+use serde_json::{json, Value};
+
+use crate::both_backends;
+use crate::common::*;
+
+const ACCOUNT_SCOPE: &str = "openid email offline_access account";
+
+/// Signs in through the form with `client_id` from `device`; returns the token response.
+async fn sign_in_as(
+    server: &TestServer,
+    email: &str,
+    client_id: &str,
+    device: &str,
+    scope: &str,
+) -> Value {
+    let signin = SignIn::new()
+        .set("client_id", Some(client_id))
+        .set("scope", Some(scope))
+        .set("device_name", Some(device));
+    let cb = callback(server, &signin, email).await;
+    let code = query_param(&cb, "code").expect("callback carries a code");
+    let (status, body) = server
+        .post_form(
+            "/token",
+            &[
+                ("grant_type", "authorization_code"),
+                ("client_id", client_id),
+                ("code", &code),
+                ("redirect_uri", REDIRECT),
+                ("code_verifier", &signin.pkce.verifier),
+            ],
+        )
+        .await;
+    assert_eq!(status, 200, "{body}");
+    body
+}
+
+async fn desktop(server: &TestServer, email: &str, device: &str) -> Value {
+    sign_in_as(server, email, "latchkey-desktop", device, ACCOUNT_SCOPE).await
+}
+
+fn sid(tokens: &Value) -> String {
+    let at = tokens["access_token"].as_str().unwrap();
+    jsonwebtoken::dangerous::insecure_decode::<Value>(at)
+        .unwrap()
+        .claims["sid"]
+        .as_str()
+        .unwrap()
+        .to_string()
+}
+
+fn bearer(tokens: &Value) -> String {
+    tokens["access_token"].as_str().unwrap().to_string()
+}
+
+/// One API call with a bearer token; status and JSON body.
+async fn call(
+    server: &TestServer,
+    method: reqwest::Method,
+    token: &str,
+    path: &str,
+    body: Option<Value>,
+) -> (u16, Value) {
+    let mut req = server
+        .http
+        .request(method, server.url(path))
+        .bearer_auth(token);
+    if let Some(body) = body {
+        req = req.json(&body);
+    }
+    let res = req.send().await.unwrap();
+    let status = res.status().as_u16();
+    (status, res.json().await.unwrap_or(Value::Null))
+}
+
+async fn get(server: &TestServer, token: &str, path: &str) -> (u16, Value) {
+    call(server, reqwest::Method::GET, token, path, None).await
+}
+
+async fn post(server: &TestServer, token: &str, path: &str, body: Value) -> (u16, Value) {
+    call(server, reqwest::Method::POST, token, path, Some(body)).await
+}
+
+async fn delete(server: &TestServer, token: &str, path: &str) -> (u16, Value) {
+    call(server, reqwest::Method::DELETE, token, path, None).await
+}
+
+fn all_sessions(list: &Value) -> Vec<Value> {
+    list["devices"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .flat_map(|d| d["sessions"].as_array().unwrap().clone())
+        .collect()
+}
+
+fn find_session(list: &Value, id: &str) -> Value {
+    all_sessions(list)
+        .into_iter()
+        .find(|s| s["id"] == id)
+        .unwrap_or_else(|| panic!("session {id} is listed in {list}"))
+}
+
+fn signal_kinds(session: &Value) -> Vec<String> {
+    session["signals"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|s| s["kind"].as_str().unwrap().to_string())
+        .collect()
+}
+
+async fn audit_count(server: &TestServer) -> i64 {
+    sqlx::query_scalar::<_, i64>("SELECT COUNT(*) FROM audit_log")
+        .fetch_one(server.db.read())
+        .await
+        .unwrap()
+}
+
+async fn refresh_from(
+    server: &TestServer,
+    token: &str,
+    ip: &str,
+    user_agent: &str,
+) -> (u16, Value) {
+    let res = server
+        .http
+        .post(server.url("/token"))
+        .header("x-forwarded-for", ip)
+        .header("user-agent", user_agent)
+        .form(&[
+            ("grant_type", "refresh_token"),
+            ("client_id", "latchkey-desktop"),
+            ("refresh_token", token),
+        ])
+        .send()
+        .await
+        .unwrap();
+    (res.status().as_u16(), res.json().await.unwrap())
+}
+
+async fn sessions_are_listed_by_device_with_the_current_one_marked(backend: Backend) {
+    let server = TestServer::start(backend).await;
+    server.add_user("alice@example.com", Role::User).await;
+    server.add_other_app().await;
+    let laptop = desktop(&server, "alice@example.com", "Alice's laptop").await;
+    let phone = sign_in_as(
+        &server,
+        "alice@example.com",
+        "other-app",
+        "Alice's phone",
+        ACCOUNT_SCOPE,
+    )
+    .await;
+
+    let (status, list) = get(&server, &bearer(&laptop), "/api/v1/me/sessions").await;
+    assert_eq!(status, 200, "{list}");
+    assert_eq!(list["total"], 2);
+    assert_eq!(list["devices"].as_array().unwrap().len(), 2, "{list}");
+    let mine = find_session(&list, &sid(&laptop));
+    assert_eq!(mine["current"], true);
+    assert_eq!(mine["device"]["name"], "Alice's laptop");
+    assert_eq!(mine["device"]["platform"], "Linux");
+    assert_eq!(mine["app"], "Latchkey Desktop");
+    assert_eq!(mine["state"], "active");
+    assert_eq!(mine["first_seen"]["ip"], "127.0.0.1");
+    assert!(mine["last_used_at"].as_str().unwrap().ends_with('Z'));
+    let other = find_session(&list, &sid(&phone));
+    assert_eq!(other["current"], false);
+    assert_eq!(other["app"], "Other app");
+    assert_eq!(other["client_id"], "other-app");
+    let current_device = list["devices"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|d| d["current"] == true)
+        .unwrap();
+    assert_eq!(current_device["device"]["name"], "Alice's laptop");
+
+    // Paging and filters.
+    let (_, page) = get(&server, &bearer(&laptop), "/api/v1/me/sessions?limit=1").await;
+    assert_eq!(all_sessions(&page).len(), 1);
+    assert_eq!(page["next_offset"], 1);
+    assert_eq!(page["total"], 2);
+    let (_, page2) = get(
+        &server,
+        &bearer(&laptop),
+        "/api/v1/me/sessions?limit=1&offset=1",
+    )
+    .await;
+    assert_eq!(all_sessions(&page2).len(), 1);
+    assert_eq!(page2["next_offset"], Value::Null);
+    assert_ne!(all_sessions(&page)[0]["id"], all_sessions(&page2)[0]["id"]);
+    let (_, revoked) = get(
+        &server,
+        &bearer(&laptop),
+        "/api/v1/me/sessions?state=revoked",
+    )
+    .await;
+    assert_eq!(revoked["total"], 0);
+    let (status, bad) = get(
+        &server,
+        &bearer(&laptop),
+        "/api/v1/me/sessions?state=sleeping",
+    )
+    .await;
+    assert_eq!(
+        (status, bad["error"].as_str()),
+        (400, Some("invalid_request"))
+    );
+
+    // Oldest use first.
+    server.clock.advance(Duration::from_secs(5));
+    assert_eq!(
+        server
+            .refresh(laptop["refresh_token"].as_str().unwrap())
+            .await
+            .0,
+        200
+    );
+    let (_, newest) = get(&server, &bearer(&phone), "/api/v1/me/sessions").await;
+    assert_eq!(all_sessions(&newest)[0]["id"], sid(&laptop));
+    let (_, oldest) = get(
+        &server,
+        &bearer(&phone),
+        "/api/v1/me/sessions?sort=last_used",
+    )
+    .await;
+    assert_eq!(all_sessions(&oldest)[0]["id"], sid(&phone));
+
+    let (status, me) = get(&server, &bearer(&laptop), "/api/v1/me").await;
+    assert_eq!(status, 200);
+    assert_eq!(me["email"], "alice@example.com");
+    assert_eq!(me["session_id"], sid(&laptop));
+}
+
+async fn the_authorization_matrix_holds(backend: Backend) {
+    let server = TestServer::start(backend).await;
+    server.add_user("alice@example.com", Role::User).await;
+    server.add_user("bob@example.com", Role::User).await;
+    let staff_user = server.add_user("staff@example.com", Role::Support).await;
+    let alice = desktop(&server, "alice@example.com", "laptop").await;
+    let bob = desktop(&server, "bob@example.com", "desktop").await;
+    let staff = desktop(&server, "staff@example.com", "helpdesk").await;
+    let (a, b, s) = (bearer(&alice), bearer(&bob), bearer(&staff));
+    let bob_sid = sid(&bob);
+    let bob_id = get(&server, &b, "/api/v1/me").await.1["id"]
+        .as_str()
+        .unwrap()
+        .to_string();
+
+    // No token, a garbage token, a token without the account scope.
+    let res = server
+        .http
+        .get(server.url("/api/v1/me/sessions"))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(res.status(), 401);
+    assert!(res.headers()["www-authenticate"]
+        .to_str()
+        .unwrap()
+        .starts_with("Bearer"));
+    assert_eq!(
+        get(&server, "not-a-jwt", "/api/v1/me/sessions").await.0,
+        401
+    );
+    let narrow = sign_in_as(
+        &server,
+        "alice@example.com",
+        "latchkey-desktop",
+        "laptop",
+        "openid offline_access",
+    )
+    .await;
+    let (status, body) = get(&server, &bearer(&narrow), "/api/v1/me/sessions").await;
+    assert_eq!(
+        (status, body["error"].as_str()),
+        (403, Some("insufficient_scope"))
+    );
+
+    // Alice gets 404 for anything of Bob's, and nothing of Bob's changes.
+    let before = audit_count(&server).await;
+    for (method, path) in [
+        (
+            reqwest::Method::GET,
+            format!("/api/v1/me/sessions/{bob_sid}/family"),
+        ),
+        (
+            reqwest::Method::DELETE,
+            format!("/api/v1/me/sessions/{bob_sid}"),
+        ),
+        (
+            reqwest::Method::POST,
+            format!("/api/v1/me/sessions/{bob_sid}/acknowledge"),
+        ),
+    ] {
+        let (status, body) = call(&server, method.clone(), &a, &path, None).await;
+        assert_eq!(
+            (status, body["error"].as_str()),
+            (404, Some("not_found")),
+            "{method} {path}"
+        );
+    }
+    assert_eq!(
+        audit_count(&server).await,
+        before,
+        "refused calls change nothing"
+    );
+    let (_, bobs) = get(&server, &b, "/api/v1/me/sessions").await;
+    assert_eq!(find_session(&bobs, &bob_sid)["state"], "active");
+    let (_, alices) = get(
+        &server,
+        &a,
+        &format!("/api/v1/me/events?session_id={bob_sid}"),
+    )
+    .await;
+    assert_eq!(
+        alices["events"],
+        json!([]),
+        "events of another account are not listed"
+    );
+
+    // A user gets 403 on every admin endpoint.
+    let admin_calls = [
+        (
+            reqwest::Method::GET,
+            "/api/v1/admin/users?q=bob".to_string(),
+            None,
+        ),
+        (
+            reqwest::Method::GET,
+            format!("/api/v1/admin/users/{bob_id}/sessions"),
+            None,
+        ),
+        (
+            reqwest::Method::GET,
+            format!("/api/v1/admin/sessions/{bob_sid}/family"),
+            None,
+        ),
+        (
+            reqwest::Method::GET,
+            format!("/api/v1/admin/events?user_id={bob_id}"),
+            None,
+        ),
+        (
+            reqwest::Method::GET,
+            "/api/v1/admin/audit".to_string(),
+            None,
+        ),
+        (
+            reqwest::Method::POST,
+            format!("/api/v1/admin/sessions/{bob_sid}/revoke"),
+            Some(json!({ "reason": "ticket 1" })),
+        ),
+        (
+            reqwest::Method::POST,
+            format!("/api/v1/admin/users/{bob_id}/revoke-all"),
+            Some(json!({ "reason": "ticket 1" })),
+        ),
+    ];
+    for (method, path, body) in &admin_calls {
+        let (status, err) = call(&server, method.clone(), &a, path, body.clone()).await;
+        assert_eq!(
+            (status, err["error"].as_str()),
+            (403, Some("forbidden")),
+            "{method} {path}"
+        );
+    }
+    assert_eq!(audit_count(&server).await, before);
+
+    // Staff without a reason get 400, and nothing happens.
+    for path in [
+        format!("/api/v1/admin/sessions/{bob_sid}/revoke"),
+        format!("/api/v1/admin/users/{bob_id}/revoke-all"),
+    ] {
+        for body in [json!({}), json!({ "reason": "   " })] {
+            let (status, err) = post(&server, &s, &path, body).await;
+            assert_eq!(
+                (status, err["error"].as_str()),
+                (400, Some("invalid_request")),
+                "{path}"
+            );
+        }
+        let res = server
+            .http
+            .post(server.url(&path))
+            .bearer_auth(&s)
+            .header("content-type", "application/json")
+            .body("{not json")
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(res.status(), 400);
+    }
+    assert_eq!(audit_count(&server).await, before);
+    assert_eq!(
+        find_session(&get(&server, &b, "/api/v1/me/sessions").await.1, &bob_sid)["state"],
+        "active"
+    );
+
+    // Every staff call leaves exactly one audit record, naming the staff member.
+    for (method, path, body) in &admin_calls {
+        let before = audit_count(&server).await;
+        let (status, out) = call(&server, method.clone(), &s, path, body.clone()).await;
+        assert_eq!(status, 200, "{method} {path}: {out}");
+        assert_eq!(audit_count(&server).await, before + 1, "{method} {path}");
+        let last = audit::list(
+            &server.db,
+            &audit::Filter {
+                limit: 1,
+                ..Default::default()
+            },
+        )
+        .await
+        .unwrap()
+        .remove(0);
+        assert_eq!(last.actor_kind, "support");
+        assert_eq!(last.actor_id.as_deref(), Some(staff_user.id.as_str()));
+        assert!(last.action.starts_with("admin."), "{}", last.action);
+        assert_eq!(last.ip.as_deref(), Some("127.0.0.1"));
+        if body.is_some() {
+            assert_eq!(last.reason.as_deref(), Some("ticket 1"));
+        }
+    }
+    // Staff never see secrets: no token or hash fields anywhere in what they read.
+    let (_, family) = get(
+        &server,
+        &s,
+        &format!("/api/v1/admin/sessions/{bob_sid}/family"),
+    )
+    .await;
+    let text = family.to_string();
+    for needle in ["lkrt_", "secret", "hash", "password"] {
+        assert!(!text.contains(needle), "{needle} in {text}");
+    }
+}
+
+async fn revocation_reaches_refresh_introspection_and_the_api_at_once(backend: Backend) {
+    let server = TestServer::start(backend).await;
+    server.add_user("alice@example.com", Role::User).await;
+    let creds = resource_server(&server).await;
+    let laptop = desktop(&server, "alice@example.com", "laptop").await;
+    let stolen = desktop(&server, "alice@example.com", "old phone").await;
+    assert_eq!(
+        introspect(&server, &creds, &bearer(&stolen)).await["active"],
+        true
+    );
+    assert_eq!(get(&server, &bearer(&stolen), "/api/v1/me").await.0, 200);
+
+    let (status, revoked) = delete(
+        &server,
+        &bearer(&laptop),
+        &format!("/api/v1/me/sessions/{}", sid(&stolen)),
+    )
+    .await;
+    assert_eq!(status, 200, "{revoked}");
+    assert_eq!(revoked["state"], "revoked");
+    assert_eq!(revoked["revoked"]["by"], "user");
+
+    let (status, body) = server
+        .refresh(stolen["refresh_token"].as_str().unwrap())
+        .await;
+    assert_eq!(
+        (status, body["error"].as_str()),
+        (400, Some("invalid_grant"))
+    );
+    assert_eq!(
+        introspect(&server, &creds, &bearer(&stolen)).await["active"],
+        false
+    );
+    assert_eq!(
+        introspect(&server, &creds, stolen["refresh_token"].as_str().unwrap()).await["active"],
+        false
+    );
+    let (status, body) = get(&server, &bearer(&stolen), "/api/v1/me/sessions").await;
+    assert_eq!(
+        (status, body["error"].as_str()),
+        (401, Some("invalid_token"))
+    );
+    // The calling device is untouched.
+    assert_eq!(
+        server
+            .refresh(laptop["refresh_token"].as_str().unwrap())
+            .await
+            .0,
+        200
+    );
+
+    // Sign out every other device.
+    let third = desktop(&server, "alice@example.com", "tablet").await;
+    let (status, out) = post(
+        &server,
+        &bearer(&laptop),
+        "/api/v1/me/sessions/revoke-others",
+        json!({}),
+    )
+    .await;
+    assert_eq!(status, 200);
+    assert_eq!(out["revoked"], json!([sid(&third)]));
+    assert_eq!(
+        server
+            .refresh(third["refresh_token"].as_str().unwrap())
+            .await
+            .0,
+        400
+    );
+    let (_, list) = get(
+        &server,
+        &bearer(&laptop),
+        "/api/v1/me/sessions?state=active",
+    )
+    .await;
+    assert_eq!(list["total"], 1);
+    assert_eq!(all_sessions(&list)[0]["current"], true);
+}
+
+async fn a_replayed_token_shows_in_the_family_chain(backend: Backend) {
+    let server = TestServer::start(backend).await;
+    server.add_user("alice@example.com", Role::User).await;
+    let laptop = desktop(&server, "alice@example.com", "laptop").await;
+    let victim = desktop(&server, "alice@example.com", "phone").await;
+    let first = victim["refresh_token"].as_str().unwrap().to_string();
+    server.clock.advance(Duration::from_secs(60));
+    let (status, second) = server.refresh(&first).await;
+    assert_eq!(status, 200);
+    // The attacker's copy of the first token comes back.
+    let (status, _) = refresh_from(&server, &first, "127.0.0.1", "attacker/1.0").await;
+    assert_eq!(status, 400);
+    assert_eq!(
+        server
+            .refresh(second["refresh_token"].as_str().unwrap())
+            .await
+            .0,
+        400
+    );
+
+    let (_, list) = get(
+        &server,
+        &bearer(&laptop),
+        "/api/v1/me/sessions?suspicious=true",
+    )
+    .await;
+    assert_eq!(list["total"], 1, "{list}");
+    let session = find_session(&list, &sid(&victim));
+    assert_eq!(session["state"], "revoked");
+    assert_eq!(session["revoked"]["reason"], "reuse_detected");
+    assert_eq!(session["suspicious"], true);
+    assert!(signal_kinds(&session).contains(&"reuse_detected".to_string()));
+    let signal = session["signals"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|s| s["kind"] == "reuse_detected")
+        .unwrap();
+    assert_eq!(signal["severity"], "high");
+    assert_eq!(signal["details"]["replayed_generation"], 1);
+    assert_eq!(signal["details"]["retired_by_ip"], "127.0.0.1");
+    assert!(signal["summary"]
+        .as_str()
+        .unwrap()
+        .contains("already been used"));
+
+    let (status, family) = get(
+        &server,
+        &bearer(&laptop),
+        &format!("/api/v1/me/sessions/{}/family", sid(&victim)),
+    )
+    .await;
+    assert_eq!(status, 200, "{family}");
+    let generations = family["generations"].as_array().unwrap();
+    assert_eq!(generations.len(), 2, "{family}");
+    assert_eq!(generations[0]["generation"], 2, "newest first");
+    assert_eq!(generations[0]["state"], "revoked");
+    assert_eq!(generations[0]["retired_reason"], "reuse_detected");
+    assert_eq!(generations[1]["generation"], 1);
+    assert_eq!(generations[1]["state"], "rotated");
+    assert_eq!(generations[1]["used_by"]["ip"], "127.0.0.1");
+    assert!(generations[1]["used_at"].is_string());
+    let replay_events: Vec<&str> = generations[1]["events"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|e| e["kind"].as_str().unwrap())
+        .collect();
+    assert!(
+        replay_events.contains(&"reuse_detected"),
+        "{replay_events:?}"
+    );
+    let reuse = family["events"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|e| e["kind"] == "reuse_detected")
+        .unwrap();
+    assert_eq!(
+        reuse["user_agent"], "attacker/1.0",
+        "the replay's evidence is its own request"
+    );
+    assert_eq!(reuse["generation"], 1);
+
+    // Chain paging.
+    let (_, page) = get(
+        &server,
+        &bearer(&laptop),
+        &format!("/api/v1/me/sessions/{}/family?limit=1", sid(&victim)),
+    )
+    .await;
+    assert_eq!(page["generations"].as_array().unwrap().len(), 1);
+    assert_eq!(page["next_before"], 2);
+    let (_, older) = get(
+        &server,
+        &bearer(&laptop),
+        &format!(
+            "/api/v1/me/sessions/{}/family?limit=1&before=2",
+            sid(&victim)
+        ),
+    )
+    .await;
+    assert_eq!(older["generations"][0]["generation"], 1);
+    assert_eq!(older["next_before"], Value::Null);
+
+    // The audit log has the reuse, as a system action about Alice's session.
+    let records = audit::list(
+        &server.db,
+        &audit::Filter {
+            action: Some("event.reuse_detected".into()),
+            limit: 10,
+            ..Default::default()
+        },
+    )
+    .await
+    .unwrap();
+    assert_eq!(records.len(), 1);
+    assert_eq!(records[0].actor_kind, "system");
+    assert_eq!(
+        records[0].target_session_id.as_deref(),
+        Some(sid(&victim).as_str())
+    );
+}
+
+async fn signals_are_raised_with_evidence_and_acknowledged(backend: Backend) {
+    let server = TestServer::with(backend, |s| {
+        s.trust_forwarded_for = true;
+        s.signals.storm_refreshes_per_minute = 5;
+        s.tokens.access_token_ttl_secs = 3600;
+    })
+    .await;
+    server.add_user("alice@example.com", Role::User).await;
+    let laptop = desktop(&server, "alice@example.com", "laptop").await;
+    let tokens = desktop(&server, "alice@example.com", "phone").await;
+    let phone = sid(&tokens);
+    let mut rt = tokens["refresh_token"].as_str().unwrap().to_string();
+    let step = |rt: &mut String, body: Value| {
+        *rt = body["refresh_token"].as_str().unwrap().to_string();
+    };
+
+    // The code was redeemed from 127.0.0.1 by a client with no user agent; one refresh from
+    // there, the next from another network with other software ten seconds later.
+    let (status, body) = refresh_from(&server, &rt, "192.0.2.10", "latchkey/0.1.0").await;
+    assert_eq!(status, 200, "{body}");
+    step(&mut rt, body);
+    server.clock.advance(Duration::from_secs(10));
+    let (status, body) = refresh_from(&server, &rt, "198.51.100.7", "curl/8.5.0").await;
+    assert_eq!(status, 200, "{body}");
+    step(&mut rt, body);
+    // Same network, an updated app: quiet.
+    let (_, body) = refresh_from(&server, &rt, "198.51.100.99", "curl/8.6.1").await;
+    step(&mut rt, body);
+
+    let (_, list) = get(&server, &bearer(&laptop), "/api/v1/me/sessions").await;
+    let session = find_session(&list, &phone);
+    let kinds = signal_kinds(&session);
+    assert!(kinds.contains(&"concurrent_use".to_string()), "{kinds:?}");
+    assert!(
+        kinds.contains(&"user_agent_changed".to_string()),
+        "{kinds:?}"
+    );
+    assert_eq!(
+        kinds.iter().filter(|k| *k == "concurrent_use").count(),
+        2,
+        "{kinds:?}"
+    );
+    assert_eq!(session["suspicious"], true);
+    let concurrent = session["signals"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|s| s["kind"] == "concurrent_use" && s["details"]["network"] == "198.51.100.0/24")
+        .unwrap();
+    assert_eq!(concurrent["severity"], "high");
+    assert_eq!(concurrent["details"]["previous_network"], "192.0.2.0/24");
+    assert_eq!(concurrent["details"]["seconds_apart"], 10);
+    assert_eq!(concurrent["ip"], "198.51.100.7");
+    let ua = session["signals"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|s| s["kind"] == "user_agent_changed")
+        .unwrap();
+    assert_eq!(ua["details"]["previous_user_agent"], "latchkey/0.1.0");
+    assert_eq!(ua["details"]["user_agent"], "curl/8.5.0");
+
+    // Ten minutes later from yet another network: only a low-severity change.
+    server.clock.advance(Duration::from_secs(600));
+    let (_, body) = refresh_from(&server, &rt, "203.0.113.1", "curl/8.6.1").await;
+    step(&mut rt, body);
+    let (_, list) = get(&server, &bearer(&laptop), "/api/v1/me/sessions").await;
+    let changed = find_session(&list, &phone)["signals"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|s| s["kind"] == "address_changed")
+        .cloned()
+        .expect("address_changed");
+    assert_eq!(changed["severity"], "low");
+
+    // "This was me" clears them, and is recorded.
+    let (status, acked) = post(
+        &server,
+        &bearer(&laptop),
+        &format!("/api/v1/me/sessions/{phone}/acknowledge"),
+        json!({}),
+    )
+    .await;
+    assert_eq!(status, 200, "{acked}");
+    assert_eq!(acked["suspicious"], false);
+    assert_eq!(acked["signals"], json!([]));
+    let (_, suspicious) = get(
+        &server,
+        &bearer(&laptop),
+        "/api/v1/me/sessions?suspicious=true",
+    )
+    .await;
+    assert_eq!(suspicious["total"], 0);
+    let records = audit::list(
+        &server.db,
+        &audit::Filter {
+            action: Some("event.signal_acknowledged".into()),
+            limit: 5,
+            ..Default::default()
+        },
+    )
+    .await
+    .unwrap();
+    assert_eq!(records.len(), 1);
+    assert_eq!(records[0].actor_kind, "user");
+
+    // A storm: more than 5 refreshes within a minute, raised once.
+    for _ in 0..8 {
+        let (status, body) = refresh_from(&server, &rt, "203.0.113.1", "curl/8.6.1").await;
+        assert_eq!(status, 200);
+        step(&mut rt, body);
+    }
+    let (_, list) = get(&server, &bearer(&laptop), "/api/v1/me/sessions").await;
+    let session = find_session(&list, &phone);
+    let storms: Vec<&Value> = session["signals"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter(|s| s["kind"] == "refresh_storm")
+        .collect();
+    assert_eq!(storms.len(), 1, "{session}");
+    assert_eq!(storms[0]["details"]["refreshes_in_window"], 6);
+    assert_eq!(storms[0]["severity"], "medium");
+    assert_eq!(session["suspicious"], true);
+    assert_eq!(
+        session["state"], "active",
+        "signals alone revoke nothing by default"
+    );
+}
+
+async fn high_severity_signals_can_revoke_at_once(backend: Backend) {
+    let server = TestServer::with(backend, |s| {
+        s.trust_forwarded_for = true;
+        s.signals.auto_revoke_high = true;
+    })
+    .await;
+    server.add_user("alice@example.com", Role::User).await;
+    let laptop = desktop(&server, "alice@example.com", "laptop").await;
+    let tokens = desktop(&server, "alice@example.com", "phone").await;
+    let rt = tokens["refresh_token"].as_str().unwrap();
+    // The same network as the sign-in (127.0.0.1): nothing to see.
+    let (status, body) = refresh_from(&server, rt, "127.0.0.2", "app").await;
+    assert_eq!(status, 200, "{body}");
+    let (status, body) = refresh_from(
+        &server,
+        body["refresh_token"].as_str().unwrap(),
+        "198.51.100.7",
+        "app",
+    )
+    .await;
+    assert_eq!(
+        (status, body["error"].as_str()),
+        (400, Some("invalid_grant")),
+        "{body}"
+    );
+    let (_, list) = get(&server, &bearer(&laptop), "/api/v1/me/sessions").await;
+    let phone = find_session(&list, &sid(&tokens));
+    assert_eq!(phone["state"], "revoked");
+    assert_eq!(phone["revoked"]["reason"], "auto_revoked_concurrent_use");
+}
+
+async fn a_new_device_is_noted_but_not_alarming(backend: Backend) {
+    let server = TestServer::start(backend).await;
+    server.add_user("alice@example.com", Role::User).await;
+    let laptop = desktop(&server, "alice@example.com", "laptop").await;
+    let again = desktop(&server, "alice@example.com", "laptop").await;
+    let kiosk = desktop(&server, "alice@example.com", "internet cafe").await;
+    let (_, list) = get(&server, &bearer(&laptop), "/api/v1/me/sessions").await;
+    assert!(
+        signal_kinds(&find_session(&list, &sid(&laptop))).is_empty(),
+        "the first sign-in is not news"
+    );
+    assert!(
+        signal_kinds(&find_session(&list, &sid(&again))).is_empty(),
+        "a known device is not news"
+    );
+    let session = find_session(&list, &sid(&kiosk));
+    assert_eq!(signal_kinds(&session), vec!["new_device".to_string()]);
+    assert_eq!(session["signals"][0]["severity"], "low");
+    assert_eq!(session["suspicious"], false);
+}
+
+async fn support_staff_find_inspect_and_revoke_with_a_reason(backend: Backend) {
+    let server = TestServer::start(backend).await;
+    let demo = server.add_user("demo@latchkey.local", Role::User).await;
+    server
+        .add_user("support@latchkey.local", Role::Support)
+        .await;
+    let phone = desktop(&server, "demo@latchkey.local", "phone").await;
+    let staff = bearer(&desktop(&server, "support@latchkey.local", "helpdesk").await);
+
+    let (status, found) = get(&server, &staff, "/api/v1/admin/users?q=DEMO@").await;
+    assert_eq!(status, 200, "{found}");
+    assert_eq!(found["users"].as_array().unwrap().len(), 1);
+    assert_eq!(found["users"][0]["id"], demo.id.as_str());
+    assert_eq!(found["users"][0]["live_sessions"], 1);
+    let (_, by_id) = get(
+        &server,
+        &staff,
+        &format!("/api/v1/admin/users?q={}", demo.id),
+    )
+    .await;
+    assert_eq!(by_id["users"][0]["email"], "demo@latchkey.local");
+    let (_, none) = get(&server, &staff, "/api/v1/admin/users?q=%25").await;
+    assert_eq!(
+        none["users"],
+        json!([]),
+        "LIKE wildcards are matched literally"
+    );
+
+    let (status, sessions) = get(
+        &server,
+        &staff,
+        &format!("/api/v1/admin/users/{}/sessions", demo.id),
+    )
+    .await;
+    assert_eq!(status, 200);
+    assert_eq!(sessions["user"]["email"], "demo@latchkey.local");
+    let session = find_session(&sessions, &sid(&phone));
+    assert_eq!(session["current"], false, "no staff session is the user's");
+    assert_eq!(
+        get(&server, &staff, "/api/v1/admin/users/nobody/sessions")
+            .await
+            .0,
+        404
+    );
+
+    let (status, revoked) = post(
+        &server,
+        &staff,
+        &format!("/api/v1/admin/sessions/{}/revoke", sid(&phone)),
+        json!({ "reason": "user reported a stolen phone (ticket 4711)" }),
+    )
+    .await;
+    assert_eq!(status, 200, "{revoked}");
+    assert_eq!(revoked["state"], "revoked");
+    assert_eq!(revoked["revoked"]["by"], "support");
+    assert_eq!(
+        revoked["revoked"]["reason"],
+        "user reported a stolen phone (ticket 4711)"
+    );
+    assert_eq!(
+        server
+            .refresh(phone["refresh_token"].as_str().unwrap())
+            .await
+            .0,
+        400
+    );
+
+    let (status, log) = get(
+        &server,
+        &staff,
+        &format!(
+            "/api/v1/admin/audit?target_user_id={}&action=admin.session.revoke",
+            demo.id
+        ),
+    )
+    .await;
+    assert_eq!(status, 200, "{log}");
+    let record = &log["records"][0];
+    assert_eq!(
+        record["reason"],
+        "user reported a stolen phone (ticket 4711)"
+    );
+    assert_eq!(record["target_session_id"], sid(&phone));
+    assert_eq!(record["actor_kind"], "support");
+    assert_eq!(record["ip"], "127.0.0.1");
+    assert_eq!(record["hash"].as_str().unwrap().len(), 64);
+    let (_, staff_reads) = get(&server, &staff, "/api/v1/admin/audit?action=admin.&limit=2").await;
+    assert_eq!(staff_reads["records"].as_array().unwrap().len(), 2);
+    assert!(staff_reads["next_before"].is_i64());
+    let (status, err) = get(&server, &staff, "/api/v1/admin/audit?since=yesterday").await;
+    assert_eq!(
+        (status, err["error"].as_str()),
+        (400, Some("invalid_request"))
+    );
+
+    let (_, events) = get(
+        &server,
+        &staff,
+        &format!(
+            "/api/v1/admin/events?user_id={}&kind=session_revoked",
+            demo.id
+        ),
+    )
+    .await;
+    assert_eq!(events["events"].as_array().unwrap().len(), 1);
+
+    // Revoke-all ends the rest, with one audit record for the lot.
+    let again = desktop(&server, "demo@latchkey.local", "laptop").await;
+    let other = desktop(&server, "demo@latchkey.local", "tablet").await;
+    let (status, out) = post(
+        &server,
+        &staff,
+        &format!("/api/v1/admin/users/{}/revoke-all", demo.id),
+        json!({ "reason": "account recovery" }),
+    )
+    .await;
+    assert_eq!(status, 200);
+    assert_eq!(out["revoked"].as_array().unwrap().len(), 2);
+    for t in [&again, &other] {
+        assert_eq!(
+            server.refresh(t["refresh_token"].as_str().unwrap()).await.0,
+            400
+        );
+    }
+    let (_, log) = get(
+        &server,
+        &staff,
+        "/api/v1/admin/audit?action=admin.user.revoke_all",
+    )
+    .await;
+    assert_eq!(log["records"].as_array().unwrap().len(), 1);
+    assert_eq!(
+        log["records"][0]["details"]["revoked_sessions"]
+            .as_array()
+            .unwrap()
+            .len(),
+        2
+    );
+}
+
+async fn the_audit_log_is_append_only_and_tampering_is_caught(backend: Backend) {
+    let server = TestServer::start(backend).await;
+    server.add_user("alice@example.com", Role::User).await;
+    let a = desktop(&server, "alice@example.com", "laptop").await;
+    let b = desktop(&server, "alice@example.com", "phone").await;
+    delete(
+        &server,
+        &bearer(&a),
+        &format!("/api/v1/me/sessions/{}", sid(&b)),
+    )
+    .await;
+    let count = audit_count(&server).await;
+    assert!(
+        count >= 5,
+        "sign-ins, sessions and the revocation are audited: {count}"
+    );
+    match audit::verify(&server.db).await.unwrap() {
+        Verdict::Intact { records, .. } => assert_eq!(records, count),
+        broken => panic!("{broken:?}"),
+    }
+    let verify = || {
+        std::process::Command::new(env!("CARGO_BIN_EXE_latchkeyd"))
+            .args(["audit", "verify", "--database", &server.database])
+            .output()
+            .unwrap()
+    };
+    let ok = verify();
+    assert!(
+        ok.status.success(),
+        "{}",
+        String::from_utf8_lossy(&ok.stderr)
+    );
+    assert!(String::from_utf8_lossy(&ok.stdout).contains(&format!("{count} records")));
+
+    let export = std::process::Command::new(env!("CARGO_BIN_EXE_latchkeyd"))
+        .args(["audit", "export", "--database", &server.database])
+        .output()
+        .unwrap();
+    let lines: Vec<Value> = String::from_utf8(export.stdout)
+        .unwrap()
+        .lines()
+        .map(|l| serde_json::from_str(l).unwrap())
+        .collect();
+    assert_eq!(lines.len() as i64, count);
+    assert_eq!(lines[0]["seq"], 1);
+    assert_eq!(lines[1]["prev_hash"], lines[0]["hash"]);
+
+    // The database itself refuses edits and deletions.
+    let db = server.db.write();
+    assert!(
+        sqlx::query("UPDATE audit_log SET reason = 'x' WHERE seq = 2")
+            .execute(db)
+            .await
+            .is_err()
+    );
+    assert!(sqlx::query("DELETE FROM audit_log WHERE seq = 2")
+        .execute(db)
+        .await
+        .is_err());
+
+    // Someone with the database drops the guard and edits a record: caught.
+    let drop_guards: &[&str] = match backend {
+        Backend::Sqlite => &[
+            "DROP TRIGGER audit_log_no_update",
+            "DROP TRIGGER audit_log_no_delete",
+        ],
+        Backend::Postgres => &["DROP TRIGGER audit_log_no_change ON audit_log"],
+    };
+    for sql in drop_guards {
+        sqlx::query(sql).execute(db).await.unwrap();
+    }
+    sqlx::query("UPDATE audit_log SET ip = '203.0.113.9' WHERE seq = 2")
+        .execute(db)
+        .await
+        .unwrap();
+    assert_eq!(
+        audit::verify(&server.db).await.unwrap(),
+        Verdict::Broken {
+            seq: 2,
+            problem: "its content does not match its hash (the record was edited)".into()
+        }
+    );
+    let caught = verify();
+    assert!(!caught.status.success());
+    let message = String::from_utf8_lossy(&caught.stderr);
+    assert!(message.contains("tampered with at record 2"), "{message}");
+
+    // Restoring the field is not enough to hide a deletion, from the middle or the end.
+    let original: String = lines[1]["ip"]
+        .as_str()
+        .map(str::to_string)
+        .unwrap_or_default();
+    sqlx::query("UPDATE audit_log SET ip = $1 WHERE seq = 2")
+        .bind(if original.is_empty() {
+            None
+        } else {
+            Some(original)
+        })
+        .execute(db)
+        .await
+        .unwrap();
+    assert!(matches!(
+        audit::verify(&server.db).await.unwrap(),
+        Verdict::Intact { .. }
+    ));
+    sqlx::query("DELETE FROM audit_log WHERE seq = $1")
+        .bind(count)
+        .execute(db)
+        .await
+        .unwrap();
+    assert!(matches!(
+        audit::verify(&server.db).await.unwrap(),
+        Verdict::Broken { .. }
+    ));
+    sqlx::query("DELETE FROM audit_log WHERE seq = 3")
+        .execute(db)
+        .await
+        .unwrap();
+    match audit::verify(&server.db).await.unwrap() {
+        Verdict::Broken { seq, problem } => {
+            assert_eq!(seq, 4);
+            assert!(problem.contains("record 3 is missing"), "{problem}");
+        }
+        intact => panic!("{intact:?}"),
+    }
+}
+
+/// Reads the event stream until `needle` shows up (or fails after a few seconds).
+async fn read_until(res: &mut reqwest::Response, seen: &mut String, needle: &str) {
+    let found = tokio::time::timeout(Duration::from_secs(8), async {
+        while !seen.contains(needle) {
+            match res.chunk().await.unwrap() {
+                Some(bytes) => seen.push_str(&String::from_utf8_lossy(&bytes)),
+                None => break,
+            }
+        }
+    })
+    .await;
+    assert!(
+        found.is_ok() && seen.contains(needle),
+        "no {needle:?} in the stream: {seen}"
+    );
+}
+
+async fn security_events_stream_live(backend: Backend) {
+    let server = TestServer::start(backend).await;
+    server.add_user("alice@example.com", Role::User).await;
+    server.add_user("bob@example.com", Role::User).await;
+    let laptop = desktop(&server, "alice@example.com", "laptop").await;
+    let mut res = server
+        .http
+        .get(server.url("/api/v1/me/events"))
+        .bearer_auth(bearer(&laptop))
+        .header("accept", "text/event-stream")
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(res.status(), 200);
+    assert!(res.headers()["content-type"]
+        .to_str()
+        .unwrap()
+        .starts_with("text/event-stream"));
+    // Let the stream subscribe before anything happens.
+    tokio::time::sleep(Duration::from_millis(700)).await;
+
+    desktop(&server, "bob@example.com", "bob's").await;
+    let phone = desktop(&server, "alice@example.com", "phone").await;
+    let mut seen = String::new();
+    read_until(&mut res, &mut seen, &sid(&phone)).await;
+    assert!(seen.contains("event: session_created"));
+    assert!(!seen.contains("bob"), "only the caller's events: {seen}");
+
+    delete(
+        &server,
+        &bearer(&laptop),
+        &format!("/api/v1/me/sessions/{}", sid(&phone)),
+    )
+    .await;
+    read_until(&mut res, &mut seen, "event: session_revoked").await;
+
+    // Revoking the stream's own session ends it.
+    let (status, _) = post(
+        &server,
+        &bearer(&phone),
+        "/api/v1/me/sessions/revoke-others",
+        json!({}),
+    )
+    .await;
+    assert_eq!(status, 401, "the revoked phone can no longer act");
+    let staff = server.add_user("staff@example.com", Role::Support).await;
+    let staff_token = bearer(&desktop(&server, &staff.email, "helpdesk").await);
+    post(
+        &server,
+        &staff_token,
+        &format!("/api/v1/admin/sessions/{}/revoke", sid(&laptop)),
+        json!({ "reason": "test" }),
+    )
+    .await;
+    read_until(
+        &mut res,
+        &mut seen,
+        &format!("\"session_id\":\"{}\"", sid(&laptop)),
+    )
+    .await;
+    let ended = tokio::time::timeout(Duration::from_secs(5), async {
+        while res.chunk().await.unwrap().is_some() {}
+    })
+    .await;
+    assert!(ended.is_ok(), "the stream ends with its session");
+
+    // Without the stream header, the same endpoint lists past events.
+    let other = desktop(&server, "alice@example.com", "tablet").await;
+    let (status, page) = get(&server, &bearer(&other), "/api/v1/me/events?limit=2").await;
+    assert_eq!(status, 200);
+    assert_eq!(page["events"].as_array().unwrap().len(), 2);
+    let cursor = page["next_before"].as_str().unwrap();
+    let (_, next) = get(
+        &server,
+        &bearer(&other),
+        &format!("/api/v1/me/events?limit=2&before={cursor}"),
+    )
+    .await;
+    assert_ne!(next["events"][0]["id"], page["events"][0]["id"]);
+    assert_eq!(
+        get(
+            &server,
+            &bearer(&other),
+            "/api/v1/me/events?before=nonsense"
+        )
+        .await
+        .0,
+        400
+    );
+}
+
+async fn the_openapi_document_describes_every_api_route(backend: Backend) {
+    let server = TestServer::start(backend).await;
+    let doc: Value = server.get_json("/openapi.json").await;
+    assert!(doc["openapi"].as_str().unwrap().starts_with("3."));
+    let expected = [
+        ("get", "/api/v1/me"),
+        ("get", "/api/v1/me/sessions"),
+        ("delete", "/api/v1/me/sessions/{id}"),
+        ("post", "/api/v1/me/sessions/revoke-others"),
+        ("get", "/api/v1/me/sessions/{id}/family"),
+        ("post", "/api/v1/me/sessions/{id}/acknowledge"),
+        ("get", "/api/v1/me/events"),
+        ("get", "/api/v1/admin/users"),
+        ("get", "/api/v1/admin/users/{id}/sessions"),
+        ("get", "/api/v1/admin/sessions/{id}/family"),
+        ("get", "/api/v1/admin/events"),
+        ("post", "/api/v1/admin/sessions/{id}/revoke"),
+        ("post", "/api/v1/admin/users/{id}/revoke-all"),
+        ("get", "/api/v1/admin/audit"),
+    ];
+    let paths = doc["paths"].as_object().unwrap();
+    let documented: usize = paths.values().map(|p| p.as_object().unwrap().len()).sum();
+    assert_eq!(
+        documented,
+        expected.len(),
+        "{:?}",
+        paths.keys().collect::<Vec<_>>()
+    );
+    for (method, path) in expected {
+        let op = &doc["paths"][path][method];
+        assert!(op.is_object(), "{method} {path} is documented");
+        assert_eq!(op["security"][0]["bearer"], json!([]), "{method} {path}");
+        assert!(op["responses"]["200"].is_object(), "{method} {path}");
+        // And the route is real: without a token it answers 401, not 404.
+        let url = server.url(&path.replace("{id}", "x"));
+        let method = reqwest::Method::from_bytes(method.to_uppercase().as_bytes()).unwrap();
+        let res = server.http.request(method, url).send().await.unwrap();
+        assert_eq!(res.status(), 401, "{path}");
+    }
+    for schema in [
+        "SessionView",
+        "Family",
+        "Event",
+        "Record",
+        "ApiErrorBody",
+        "ReasonBody",
+    ] {
+        assert!(doc["components"]["schemas"][schema].is_object(), "{schema}");
+    }
+    assert_eq!(
+        doc["components"]["securitySchemes"]["bearer"]["scheme"],
+        "bearer"
+    );
+    let discovery: Value = server.get_json("/.well-known/openid-configuration").await;
+    assert!(discovery["scopes_supported"]
+        .as_array()
+        .unwrap()
+        .contains(&json!("account")));
+}
+
+both_backends!(
+    sessions_are_listed_by_device_with_the_current_one_marked,
+    the_authorization_matrix_holds,
+    revocation_reaches_refresh_introspection_and_the_api_at_once,
+    a_replayed_token_shows_in_the_family_chain,
+    signals_are_raised_with_evidence_and_acknowledged,
+    high_severity_signals_can_revoke_at_once,
+    a_new_device_is_noted_but_not_alarming,
+    support_staff_find_inspect_and_revoke_with_a_reason,
+    the_audit_log_is_append_only_and_tampering_is_caught,
+    security_events_stream_live,
+    the_openapi_document_describes_every_api_route,
+);
