@@ -104,6 +104,8 @@ pub fn discovery_document(issuer: &str) -> String {
         "request_parameter_supported": false,
         "request_uri_parameter_supported": false,
         "claims_parameter_supported": false,
+        // Where Latchkey clients find the account API (sessions, families); see /openapi.json.
+        "latchkey_account_api": url("/api/v1"),
     })
     .to_string()
 }

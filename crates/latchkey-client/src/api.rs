@@ -1,0 +1,87 @@
+//! latchkeyd's account API: the user's sessions and families, revocation. Answers are JSON
+//! values as documented at the server's `/openapi.json`.
+
+use reqwest::{Method, StatusCode};
+use serde_json::Value;
+
+use crate::{Error, Latchkey, Result};
+
+impl Latchkey {
+    /// One account-API call with a fresh access token.
+    pub async fn api(
+        &self,
+        account: Option<&str>,
+        method: Method,
+        path: &str,
+        body: Option<Value>,
+    ) -> Result<Value> {
+        let (profile, token, _) = self.access_token(account).await?;
+        let base = profile.metadata.latchkey_account_api.as_deref().ok_or_else(|| {
+            Error::Unsupported(format!(
+                "{} has no Latchkey account API: sessions and token families are a latchkeyd feature",
+                profile.issuer
+            ))
+        })?;
+        let mut req = self
+            .http()
+            .request(method, format!("{}{path}", base.trim_end_matches('/')))
+            .bearer_auth(token.expose());
+        if let Some(body) = body {
+            req = req.json(&body);
+        }
+        let res = req.send().await?;
+        let status = res.status();
+        let value: Value = res.json().await.unwrap_or(Value::Null);
+        if status.is_success() {
+            return Ok(value);
+        }
+        let message = value["error_description"]
+            .as_str()
+            .unwrap_or("the server refused the request")
+            .to_string();
+        Err(match status {
+            StatusCode::UNAUTHORIZED => Error::SignedOut(format!(
+                "the server no longer accepts this session: {message}"
+            )),
+            StatusCode::FORBIDDEN if value["error"] == "insufficient_scope" => Error::Refused(
+                format!("{message}; sign in again with `latchkey login` to grant it"),
+            ),
+            s if s.is_client_error() => Error::Refused(message),
+            _ => Error::Server(format!("the server failed ({status}): {message}")),
+        })
+    }
+
+    /// The account's sessions grouped by device (`GET /me/sessions`).
+    pub async fn sessions(&self, account: Option<&str>, query: &str) -> Result<Value> {
+        self.api(account, Method::GET, &format!("/me/sessions{query}"), None)
+            .await
+    }
+
+    /// The rotation chain of one session's family.
+    pub async fn family(&self, account: Option<&str>, session: &str) -> Result<Value> {
+        let path = format!("/me/sessions/{}/family", encode(session));
+        self.api(account, Method::GET, &path, None).await
+    }
+
+    pub async fn revoke_session(&self, account: Option<&str>, session: &str) -> Result<Value> {
+        let path = format!("/me/sessions/{}", encode(session));
+        self.api(account, Method::DELETE, &path, None).await
+    }
+
+    pub async fn revoke_others(&self, account: Option<&str>) -> Result<Value> {
+        self.api(account, Method::POST, "/me/sessions/revoke-others", None)
+            .await
+    }
+
+    pub async fn acknowledge(&self, account: Option<&str>, session: &str) -> Result<Value> {
+        let path = format!("/me/sessions/{}/acknowledge", encode(session));
+        self.api(account, Method::POST, &path, None).await
+    }
+}
+
+/// A path segment, percent-encoded.
+fn encode(segment: &str) -> String {
+    url::form_urlencoded::byte_serialize(segment.as_bytes())
+        .collect::<String>()
+        .replace('+', "%20")
+}

@@ -1,0 +1,387 @@
+//! The client: accounts, their tokens in the keychain, and access tokens on demand.
+
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
+
+use base64::engine::general_purpose::URL_SAFE_NO_PAD;
+use base64::Engine;
+use serde::{Deserialize, Serialize};
+
+use crate::browser::Browser;
+use crate::discovery::{discover, Metadata};
+use crate::keychain::{self, Backend, Choice, SecretStore, MAX_SECRET_BYTES};
+use crate::lock::AccountLock;
+use crate::login::{self, Device, GrantError, SignIn, Tokens};
+use crate::paths::Paths;
+use crate::profiles::{Profile, ProfileFile, Profiles, SignedOut};
+use crate::{Error, Result, Secret};
+
+/// Refresh when the access token has less than this left.
+const REFRESH_AHEAD_SECS: i64 = 60;
+
+fn now_secs() -> i64 {
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map(|d| d.as_secs() as i64)
+        .unwrap_or(0)
+}
+
+/// What one keychain entry holds (as JSON): the refresh token, and the current access token so
+/// that `latchkey token` answers without a network round trip.
+#[derive(Serialize, Deserialize)]
+struct Stored {
+    refresh_token: String,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    access_token: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    access_expires_at: Option<i64>,
+}
+
+impl Stored {
+    fn from_tokens(tokens: &Tokens, previous_refresh: Option<&Secret<String>>) -> Result<Self> {
+        // Servers that do not rotate send no new refresh token: keep the one we have.
+        let refresh = tokens
+            .refresh_token
+            .as_ref()
+            .or(previous_refresh)
+            .ok_or_else(|| {
+                Error::SignIn(
+                    "the server issued no refresh token (it may not allow offline_access for this client)"
+                        .into(),
+                )
+            })?;
+        Ok(Stored {
+            refresh_token: refresh.expose().clone(),
+            access_token: Some(tokens.access_token.expose().clone()),
+            access_expires_at: Some(
+                now_secs() + tokens.expires_in.map(|d| d.as_secs() as i64).unwrap_or(300),
+            ),
+        })
+    }
+
+    fn encode(&self) -> Secret<String> {
+        let full = serde_json::to_string(self).expect("strings serialize");
+        if full.len() <= MAX_SECRET_BYTES {
+            return Secret::new(full);
+        }
+        // A very large access token does not fit Windows' limit: keep only the refresh token.
+        let lean = Stored {
+            refresh_token: self.refresh_token.clone(),
+            access_token: None,
+            access_expires_at: None,
+        };
+        Secret::new(serde_json::to_string(&lean).expect("strings serialize"))
+    }
+
+    fn decode(secret: &Secret<String>) -> Result<Self> {
+        serde_json::from_str(secret.expose())
+            .map_err(|_| Error::Config("the keychain entry is damaged; sign in again".into()))
+    }
+
+    fn fresh_access(&self) -> Option<(Secret<String>, i64)> {
+        match (&self.access_token, self.access_expires_at) {
+            (Some(token), Some(exp)) if exp - now_secs() > REFRESH_AHEAD_SECS => {
+                Some((Secret::new(token.clone()), exp))
+            }
+            _ => None,
+        }
+    }
+}
+
+pub struct LoginOptions<'a> {
+    pub issuer: &'a str,
+    pub client_id: &'a str,
+    pub scope: &'a str,
+    pub device: Device,
+    pub browser: &'a dyn Browser,
+    pub timeout: Duration,
+}
+
+/// An account's state as `status` shows it.
+#[derive(Debug, Clone, Serialize)]
+#[serde(tag = "state", rename_all = "snake_case")]
+pub enum TokenState {
+    /// Signed in; `access_expires_at` is when the cached access token ends (Unix seconds).
+    SignedIn { access_expires_at: Option<i64> },
+    /// The server ended the session, or the user logged out.
+    SignedOut { reason: String, at: i64 },
+    /// The profile exists but its keychain entry does not (removed outside Latchkey).
+    NoToken,
+}
+
+#[derive(Debug, Clone, Serialize)]
+pub struct AccountStatus {
+    pub id: String,
+    pub label: String,
+    pub issuer: String,
+    pub client_id: String,
+    pub current: bool,
+    #[serde(flatten)]
+    pub token: TokenState,
+}
+
+pub struct Latchkey {
+    paths: Paths,
+    store: Box<dyn SecretStore>,
+    http: reqwest::Client,
+    profiles: ProfileFile,
+}
+
+impl Latchkey {
+    /// Opens the client: probes the keychain first, so nothing is ever half-stored.
+    pub fn open(paths: Paths, keychain: Choice) -> Result<Self> {
+        let store = keychain::open(keychain, paths.insecure_store())?;
+        let http = reqwest::Client::builder()
+            .redirect(reqwest::redirect::Policy::none())
+            .user_agent(concat!("latchkey/", env!("CARGO_PKG_VERSION")))
+            .timeout(Duration::from_secs(30))
+            .build()
+            .map_err(|e| Error::Config(format!("cannot set up HTTP: {e}")))?;
+        Ok(Self {
+            profiles: ProfileFile {
+                path: paths.profiles_file(),
+            },
+            paths,
+            store,
+            http,
+        })
+    }
+
+    pub fn backend(&self) -> Backend {
+        self.store.backend()
+    }
+
+    pub fn http(&self) -> &reqwest::Client {
+        &self.http
+    }
+
+    pub fn profiles(&self) -> Result<Profiles> {
+        self.profiles.read()
+    }
+
+    pub fn profile(&self, account: Option<&str>) -> Result<Profile> {
+        Ok(self.profiles.read()?.select(account)?.clone())
+    }
+
+    /// Signs in through the browser and stores the new account (tokens first, then profile).
+    pub async fn login(
+        &self,
+        opts: LoginOptions<'_>,
+        cancel: impl std::future::Future<Output = ()> + Send,
+    ) -> Result<Profile> {
+        let meta = discover(&self.http, opts.issuer).await?;
+        let tokens = login::sign_in(
+            &self.http,
+            SignIn {
+                meta: &meta,
+                client_id: opts.client_id,
+                scope: opts.scope,
+                device: &opts.device,
+                browser: opts.browser,
+                timeout: opts.timeout,
+            },
+            cancel,
+        )
+        .await?;
+        let (subject, label) = self.who(&meta, &tokens.access_token).await;
+        let id = Profile::id_for(&meta.issuer, &subject);
+        let stored = Stored::from_tokens(&tokens, None)?;
+        self.store.set(&id, &stored.encode())?;
+        let profile = Profile {
+            id,
+            label,
+            issuer: meta.issuer.trim_end_matches('/').to_string(),
+            client_id: opts.client_id.into(),
+            scope: tokens
+                .scope
+                .clone()
+                .unwrap_or_else(|| login::scopes_for(&meta, opts.scope).join(" ")),
+            subject,
+            added_at: now_secs(),
+            signed_out: None,
+            metadata: meta,
+        };
+        self.profiles.update(|p| {
+            p.upsert(profile.clone());
+            Ok(())
+        })?;
+        Ok(profile)
+    }
+
+    /// The subject and a label for a new account: userinfo if the server offers it, else the
+    /// access token's claims (read only to name the account, never trusted for anything).
+    async fn who(&self, meta: &Metadata, access: &Secret<String>) -> (String, String) {
+        #[derive(Deserialize)]
+        struct Who {
+            sub: Option<String>,
+            email: Option<String>,
+        }
+        let mut who: Option<Who> = None;
+        if let Some(userinfo) = &meta.userinfo_endpoint {
+            if let Ok(res) = self
+                .http
+                .get(userinfo)
+                .bearer_auth(access.expose())
+                .send()
+                .await
+            {
+                if res.status().is_success() {
+                    who = res.json().await.ok();
+                }
+            }
+        }
+        if who.as_ref().and_then(|w| w.sub.as_ref()).is_none() {
+            who = access
+                .expose()
+                .split('.')
+                .nth(1)
+                .and_then(|p| URL_SAFE_NO_PAD.decode(p).ok())
+                .and_then(|b| serde_json::from_slice(&b).ok());
+        }
+        let sub = who
+            .as_ref()
+            .and_then(|w| w.sub.clone())
+            .unwrap_or_else(|| "unknown".into());
+        let label = who.and_then(|w| w.email).unwrap_or_else(|| sub.clone());
+        (sub, label)
+    }
+
+    /// A valid access token for the account, refreshing ahead of expiry. The rotated refresh
+    /// token is in the keychain before the new access token is returned: a rotation that is
+    /// not stored is a session lost.
+    pub async fn access_token(
+        &self,
+        account: Option<&str>,
+    ) -> Result<(Profile, Secret<String>, i64)> {
+        let profile = self.profile(account)?;
+        if let Some(out) = &profile.signed_out {
+            return Err(Error::SignedOut(format!(
+                "{} is signed out: {}. Run `latchkey login --issuer {}` to sign in again",
+                profile.label, out.reason, profile.issuer
+            )));
+        }
+        if let Some((token, exp)) = self.stored(&profile)?.fresh_access() {
+            return Ok((profile, token, exp));
+        }
+        let _lock = AccountLock::acquire(&self.paths.lock_file(&profile.id)).await?;
+        // Another process may have refreshed while we waited for the lock.
+        let stored = self.stored(&profile)?;
+        if let Some((token, exp)) = stored.fresh_access() {
+            return Ok((profile, token, exp));
+        }
+        let refresh = Secret::new(stored.refresh_token);
+        match login::refresh(&self.http, &profile.metadata, &profile.client_id, &refresh).await {
+            Ok(tokens) => {
+                let next = Stored::from_tokens(&tokens, Some(&refresh))?;
+                self.store.set(&profile.id, &next.encode())?;
+                let exp = next.access_expires_at.unwrap_or_else(now_secs);
+                Ok((profile, tokens.access_token, exp))
+            }
+            Err(GrantError::Refused(detail)) => {
+                // Never retried: the server has ended this session.
+                let reason =
+                    "this session was revoked or its token was reused elsewhere".to_string();
+                self.store.delete(&profile.id)?;
+                self.mark_signed_out(&profile.id, &reason)?;
+                let detail = if detail.is_empty() {
+                    String::new()
+                } else {
+                    format!(" (server: {detail})")
+                };
+                Err(Error::SignedOut(format!(
+                    "{} is signed out: {reason}{detail}. Run `latchkey login --issuer {}` to sign in again",
+                    profile.label, profile.issuer
+                )))
+            }
+            Err(GrantError::Other(e)) => Err(e),
+        }
+    }
+
+    fn stored(&self, profile: &Profile) -> Result<Stored> {
+        let secret = self.store.get(&profile.id)?.ok_or_else(|| {
+            Error::NotSignedIn(format!(
+                "no token for {} in the {}; run `latchkey login --issuer {}`",
+                profile.label,
+                self.backend().describe(),
+                profile.issuer
+            ))
+        })?;
+        Stored::decode(&secret)
+    }
+
+    fn mark_signed_out(&self, id: &str, reason: &str) -> Result<()> {
+        self.profiles.update(|p| {
+            if let Some(profile) = p.accounts.iter_mut().find(|a| a.id == id) {
+                profile.signed_out = Some(SignedOut {
+                    at: now_secs(),
+                    reason: reason.into(),
+                });
+            }
+            Ok(())
+        })
+    }
+
+    /// Revokes the refresh token at the server (RFC 7009) and deletes it from the keychain;
+    /// the account stays listed as signed out. Whether the server confirmed.
+    pub async fn logout(&self, account: Option<&str>) -> Result<bool> {
+        let profile = self.profile(account)?;
+        let _lock = AccountLock::acquire(&self.paths.lock_file(&profile.id)).await?;
+        let revoked = match self.store.get(&profile.id)? {
+            Some(secret) => {
+                let stored = Stored::decode(&secret)?;
+                let refresh = Secret::new(stored.refresh_token);
+                login::revoke(&self.http, &profile.metadata, &profile.client_id, &refresh).await
+            }
+            None => Ok(false),
+        };
+        // The local copy goes whatever the server said: the user asked to be signed out here.
+        self.store.delete(&profile.id)?;
+        self.mark_signed_out(&profile.id, "signed out on this device")?;
+        revoked
+    }
+
+    /// Removes the account entirely: keychain entry and profile.
+    pub fn forget(&self, account: &str) -> Result<Profile> {
+        let profile = self.profile(Some(account))?;
+        self.store.delete(&profile.id)?;
+        self.profiles.update(|p| Ok(p.remove(&profile.id)))?;
+        Ok(profile)
+    }
+
+    pub fn switch(&self, account: &str) -> Result<Profile> {
+        self.profiles.update(|p| {
+            let profile = p.select(Some(account))?.clone();
+            p.current = Some(profile.id.clone());
+            Ok(profile)
+        })
+    }
+
+    pub fn status(&self) -> Result<Vec<AccountStatus>> {
+        let profiles = self.profiles.read()?;
+        profiles
+            .accounts
+            .iter()
+            .map(|p| {
+                let token = match &p.signed_out {
+                    Some(out) => TokenState::SignedOut {
+                        reason: out.reason.clone(),
+                        at: out.at,
+                    },
+                    None => match self.store.get(&p.id)? {
+                        Some(secret) => TokenState::SignedIn {
+                            access_expires_at: Stored::decode(&secret)?.access_expires_at,
+                        },
+                        None => TokenState::NoToken,
+                    },
+                };
+                Ok(AccountStatus {
+                    id: p.id.clone(),
+                    label: p.label.clone(),
+                    issuer: p.issuer.clone(),
+                    client_id: p.client_id.clone(),
+                    current: profiles.current.as_deref() == Some(p.id.as_str()),
+                    token,
+                })
+            })
+            .collect()
+    }
+}

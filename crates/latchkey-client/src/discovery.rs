@@ -1,0 +1,64 @@
+//! Authorization server metadata (RFC 8414, OpenID Connect Discovery).
+
+use serde::{Deserialize, Serialize};
+
+use crate::{Error, Result};
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Metadata {
+    pub issuer: String,
+    pub authorization_endpoint: String,
+    pub token_endpoint: String,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub revocation_endpoint: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub userinfo_endpoint: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub scopes_supported: Option<Vec<String>>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub code_challenge_methods_supported: Option<Vec<String>>,
+    #[serde(default)]
+    pub authorization_response_iss_parameter_supported: bool,
+    /// latchkeyd's account API, when the server is a latchkeyd.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub latchkey_account_api: Option<String>,
+}
+
+/// Fetches the metadata: OpenID Connect's location first, then RFC 8414's.
+pub async fn discover(http: &reqwest::Client, issuer: &str) -> Result<Metadata> {
+    let issuer = issuer.trim_end_matches('/');
+    url::Url::parse(issuer).map_err(|e| Error::Config(format!("{issuer:?} is not a URL: {e}")))?;
+    let mut last = String::new();
+    for path in [
+        "/.well-known/openid-configuration",
+        "/.well-known/oauth-authorization-server",
+    ] {
+        let res = http.get(format!("{issuer}{path}")).send().await?;
+        if !res.status().is_success() {
+            last = format!("{path} answered {}", res.status());
+            continue;
+        }
+        let meta: Metadata = res
+            .json()
+            .await
+            .map_err(|e| Error::Server(format!("{issuer}{path} is not valid metadata: {e}")))?;
+        // RFC 8414 §3.3: the metadata must name the issuer it was fetched for.
+        if meta.issuer.trim_end_matches('/') != issuer {
+            return Err(Error::Server(format!(
+                "{issuer} says its issuer is {}; refusing to mix them up",
+                meta.issuer
+            )));
+        }
+        if let Some(methods) = &meta.code_challenge_methods_supported {
+            if !methods.iter().any(|m| m == "S256") {
+                return Err(Error::Unsupported(format!(
+                    "{issuer} does not support PKCE with S256"
+                )));
+            }
+        }
+        return Ok(meta);
+    }
+    Err(Error::Server(format!(
+        "{issuer} publishes no authorization server metadata ({last})"
+    )))
+}

@@ -1,0 +1,262 @@
+//! Where refresh tokens live: the OS keychain, through `keyring` v3.
+//!
+//! keyring 3 is built with its platform stores named (`apple-native`, `windows-native`,
+//! `linux-native-sync-persistent`, `crypto-rust`): without them it silently keeps secrets in an
+//! in-memory mock. v3 rather than v4 because v4 splits every platform store into its own crate
+//! with a new API, and v3's stores are what the desktop ecosystem (Tauri apps included) uses
+//! today. On Linux the store is chosen explicitly: the Secret Service (GNOME Keyring, KWallet)
+//! persists across reboots; the kernel keyutils store is used only when there is no Secret
+//! Service, and `status` says that it is lost at logout.
+//!
+//! The keychain is probed (write, read, delete) before anything is stored. With no usable
+//! keychain nothing is stored at all, unless the user chose the insecure file store by name.
+
+use std::collections::BTreeMap;
+use std::path::PathBuf;
+use std::sync::Mutex;
+
+use serde::{Deserialize, Serialize};
+
+use crate::paths::write_private;
+use crate::{Error, Result, Secret};
+
+/// The service name of every keychain entry; the account (profile id) is the user name.
+pub const SERVICE: &str = "latchkey";
+
+/// Windows Credential Manager holds at most 2,560 bytes per secret.
+pub const MAX_SECRET_BYTES: usize = 2560;
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum Backend {
+    SecretService,
+    Keyutils,
+    MacosKeychain,
+    WindowsCredentialManager,
+    /// A plain file, chosen explicitly by the user.
+    InsecureFile,
+}
+
+impl Backend {
+    pub fn describe(self) -> &'static str {
+        match self {
+            Backend::SecretService => "Secret Service (GNOME Keyring / KWallet)",
+            Backend::Keyutils => "Linux kernel keyring (keyutils)",
+            Backend::MacosKeychain => "macOS Keychain",
+            Backend::WindowsCredentialManager => "Windows Credential Manager",
+            Backend::InsecureFile => "INSECURE plain file (chosen with --keychain insecure-file)",
+        }
+    }
+
+    /// Do tokens survive logout and reboot?
+    pub fn persists(self) -> bool {
+        !matches!(self, Backend::Keyutils)
+    }
+}
+
+/// Which store to use: `auto` picks the platform keychain.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub enum Choice {
+    #[default]
+    Auto,
+    SecretService,
+    Keyutils,
+    InsecureFile,
+}
+
+impl std::str::FromStr for Choice {
+    type Err = Error;
+
+    fn from_str(s: &str) -> Result<Self> {
+        match s {
+            "auto" => Ok(Choice::Auto),
+            "secret-service" => Ok(Choice::SecretService),
+            "keyutils" => Ok(Choice::Keyutils),
+            "insecure-file" => Ok(Choice::InsecureFile),
+            other => Err(Error::Config(format!(
+                "unknown keychain {other:?}: use auto, secret-service, keyutils or insecure-file"
+            ))),
+        }
+    }
+}
+
+/// A secret store for tokens, one entry per account.
+pub trait SecretStore: Send + Sync {
+    fn backend(&self) -> Backend;
+    fn get(&self, account: &str) -> Result<Option<Secret<String>>>;
+    fn set(&self, account: &str, value: &Secret<String>) -> Result<()>;
+    fn delete(&self, account: &str) -> Result<()>;
+}
+
+fn unusable(backend: &str, e: impl std::fmt::Display) -> Error {
+    Error::Keychain {
+        message: format!("the {backend} is not usable: {e}"),
+        fix: FIX.into(),
+    }
+}
+
+const FIX: &str =
+    "start a Secret Service (e.g. `gnome-keyring-daemon --start --components=secrets` in a \
+     D-Bus session, or KWallet), or opt in to an unencrypted file with \
+     `--keychain insecure-file` / LATCHKEY_KEYCHAIN=insecure-file";
+
+/// The OS keychain through `keyring`.
+struct Keyring {
+    backend: Backend,
+}
+
+impl Keyring {
+    fn entry(&self, account: &str) -> Result<keyring::Entry> {
+        let built = match self.backend {
+            #[cfg(target_os = "linux")]
+            Backend::SecretService => {
+                keyring::secret_service::SsCredential::new_with_target(None, SERVICE, account)
+                    .map(|c| keyring::Entry::new_with_credential(Box::new(c)))
+            }
+            #[cfg(target_os = "linux")]
+            Backend::Keyutils => {
+                keyring::keyutils::KeyutilsCredential::new_with_target(None, SERVICE, account)
+                    .map(|c| keyring::Entry::new_with_credential(Box::new(c)))
+            }
+            _ => keyring::Entry::new(SERVICE, account),
+        };
+        built.map_err(|e| unusable(self.backend.describe(), e))
+    }
+}
+
+impl SecretStore for Keyring {
+    fn backend(&self) -> Backend {
+        self.backend
+    }
+
+    fn get(&self, account: &str) -> Result<Option<Secret<String>>> {
+        match self.entry(account)?.get_password() {
+            Ok(v) => Ok(Some(Secret::new(v))),
+            Err(keyring::Error::NoEntry) => Ok(None),
+            Err(e) => Err(unusable(self.backend.describe(), e)),
+        }
+    }
+
+    fn set(&self, account: &str, value: &Secret<String>) -> Result<()> {
+        if value.expose().len() > MAX_SECRET_BYTES {
+            return Err(Error::Config(format!(
+                "a keychain entry must stay under {MAX_SECRET_BYTES} bytes"
+            )));
+        }
+        self.entry(account)?
+            .set_password(value.expose())
+            .map_err(|e| unusable(self.backend.describe(), e))
+    }
+
+    fn delete(&self, account: &str) -> Result<()> {
+        match self.entry(account)?.delete_credential() {
+            Ok(()) | Err(keyring::Error::NoEntry) => Ok(()),
+            Err(e) => Err(unusable(self.backend.describe(), e)),
+        }
+    }
+}
+
+/// The explicitly insecure store: one JSON file, mode 0600. Reported as such by `status`.
+struct InsecureFile {
+    path: PathBuf,
+    lock: Mutex<()>,
+}
+
+impl InsecureFile {
+    fn read(&self) -> Result<BTreeMap<String, String>> {
+        match std::fs::read(&self.path) {
+            Ok(bytes) => serde_json::from_slice(&bytes)
+                .map_err(|e| Error::Config(format!("{} is damaged: {e}", self.path.display()))),
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(BTreeMap::new()),
+            Err(e) => Err(Error::io(&self.path, e)),
+        }
+    }
+
+    fn write(&self, map: &BTreeMap<String, String>) -> Result<()> {
+        let bytes = serde_json::to_vec(map).expect("strings serialize");
+        write_private(&self.path, &bytes)
+    }
+}
+
+impl SecretStore for InsecureFile {
+    fn backend(&self) -> Backend {
+        Backend::InsecureFile
+    }
+
+    fn get(&self, account: &str) -> Result<Option<Secret<String>>> {
+        let _guard = self.lock.lock().expect("store lock");
+        Ok(self.read()?.remove(account).map(Secret::new))
+    }
+
+    fn set(&self, account: &str, value: &Secret<String>) -> Result<()> {
+        let _guard = self.lock.lock().expect("store lock");
+        let mut map = self.read()?;
+        map.insert(account.into(), value.expose().clone());
+        self.write(&map)
+    }
+
+    fn delete(&self, account: &str) -> Result<()> {
+        let _guard = self.lock.lock().expect("store lock");
+        let mut map = self.read()?;
+        if map.remove(account).is_some() {
+            self.write(&map)?;
+        }
+        Ok(())
+    }
+}
+
+/// Writes, reads back and deletes a probe entry: proof the store really keeps secrets.
+fn probe(store: &dyn SecretStore) -> Result<()> {
+    let name = format!("probe-{}", std::process::id());
+    let value = Secret::new(format!("latchkey probe {name}"));
+    store.set(&name, &value)?;
+    let back = store.get(&name)?;
+    store.delete(&name)?;
+    if back.as_ref() != Some(&value) {
+        return Err(unusable(
+            store.backend().describe(),
+            "a value written could not be read back",
+        ));
+    }
+    Ok(())
+}
+
+fn platform_default() -> Backend {
+    if cfg!(target_os = "macos") {
+        Backend::MacosKeychain
+    } else if cfg!(target_os = "windows") {
+        Backend::WindowsCredentialManager
+    } else {
+        Backend::SecretService
+    }
+}
+
+/// Opens and probes the chosen store.
+pub fn open(choice: Choice, insecure_path: PathBuf) -> Result<Box<dyn SecretStore>> {
+    let keyring = |backend| -> Result<Box<dyn SecretStore>> {
+        let store = Keyring { backend };
+        probe(&store)?;
+        Ok(Box::new(store))
+    };
+    match choice {
+        Choice::InsecureFile => {
+            let store = InsecureFile {
+                path: insecure_path,
+                lock: Mutex::new(()),
+            };
+            probe(&store)?;
+            Ok(Box::new(store))
+        }
+        Choice::SecretService => keyring(Backend::SecretService),
+        Choice::Keyutils => keyring(Backend::Keyutils),
+        Choice::Auto => match keyring(platform_default()) {
+            Ok(store) => Ok(store),
+            // Headless Linux: the kernel keyring still beats nothing, and status says it
+            // does not persist.
+            Err(first) if cfg!(target_os = "linux") => {
+                keyring(Backend::Keyutils).map_err(|_| first)
+            }
+            Err(e) => Err(e),
+        },
+    }
+}

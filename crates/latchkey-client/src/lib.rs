@@ -1,0 +1,26 @@
+//! Latchkey's client core, shared by the `latchkey` CLI and the desktop app.
+//!
+//! - [`login`]: RFC 8252 loopback sign-in with PKCE in the system browser.
+//! - [`keychain`]: refresh tokens only in the OS keychain, probed at start, never a silent
+//!   plaintext fallback.
+//! - [`Latchkey::access_token`]: refresh ahead of expiry under a cross-process lock, persisting
+//!   the rotated refresh token before its access token is used.
+//! - [`profiles`]: several accounts on several servers, no secrets in the file.
+//! - [`api`]: the latchkeyd account API (sessions, families, revocation).
+
+pub mod api;
+pub mod browser;
+mod client;
+pub mod discovery;
+mod error;
+pub mod keychain;
+mod lock;
+pub mod login;
+pub mod loopback;
+pub mod paths;
+pub mod profiles;
+mod secret;
+
+pub use client::{AccountStatus, Latchkey, LoginOptions, TokenState};
+pub use error::{Error, Result};
+pub use secret::Secret;

@@ -1,0 +1,237 @@
+//! The OAuth side: the authorization request (RFC 8252 loopback + PKCE S256 + `state`), the
+//! code exchange, refresh and revocation, all through the `oauth2` crate.
+
+use std::time::Duration;
+
+use oauth2::basic::{BasicClient, BasicErrorResponseType, BasicTokenResponse};
+use oauth2::{
+    AuthUrl, AuthorizationCode, ClientId, CsrfToken, EndpointMaybeSet, EndpointNotSet, EndpointSet,
+    PkceCodeChallenge, RedirectUrl, RefreshToken, RequestTokenError, RevocationUrl, Scope,
+    StandardRevocableToken, TokenResponse, TokenUrl,
+};
+
+use crate::browser::Browser;
+use crate::discovery::Metadata;
+use crate::loopback::Listener;
+use crate::{Error, Result, Secret};
+
+pub type OAuthClient =
+    BasicClient<EndpointSet, EndpointNotSet, EndpointNotSet, EndpointMaybeSet, EndpointSet>;
+
+/// What the app says about the device, sent on the authorization request.
+#[derive(Debug, Clone)]
+pub struct Device {
+    pub name: String,
+    pub platform: String,
+    pub app_version: String,
+}
+
+impl Device {
+    /// This machine: its host name, its OS, this build's version.
+    pub fn this_machine(app_version: &str) -> Self {
+        let name = std::fs::read_to_string("/etc/hostname")
+            .ok()
+            .map(|h| h.trim().to_string())
+            .filter(|h| !h.is_empty())
+            .or_else(|| std::env::var("COMPUTERNAME").ok())
+            .or_else(|| std::env::var("HOSTNAME").ok())
+            .unwrap_or_else(|| "this computer".into());
+        Self {
+            name,
+            platform: std::env::consts::OS.into(),
+            app_version: app_version.into(),
+        }
+    }
+}
+
+fn bad_url(what: &str, e: impl std::fmt::Display) -> Error {
+    Error::Server(format!("the server's {what} is not a usable URL: {e}"))
+}
+
+pub fn oauth_client(
+    meta: &Metadata,
+    client_id: &str,
+    redirect: Option<&str>,
+) -> Result<OAuthClient> {
+    let mut client = BasicClient::new(ClientId::new(client_id.into()))
+        .set_auth_uri(
+            AuthUrl::new(meta.authorization_endpoint.clone())
+                .map_err(|e| bad_url("authorization endpoint", e))?,
+        )
+        .set_token_uri(
+            TokenUrl::new(meta.token_endpoint.clone()).map_err(|e| bad_url("token endpoint", e))?,
+        )
+        .set_revocation_url_option(
+            meta.revocation_endpoint
+                .clone()
+                .map(RevocationUrl::new)
+                .transpose()
+                .map_err(|e| bad_url("revocation endpoint", e))?,
+        );
+    if let Some(redirect) = redirect {
+        client = client.set_redirect_uri(
+            RedirectUrl::new(redirect.into()).map_err(|e| bad_url("redirect URI", e))?,
+        );
+    }
+    Ok(client)
+}
+
+/// Tokens as they arrived, secrets wrapped.
+#[derive(Debug)]
+pub struct Tokens {
+    pub access_token: Secret<String>,
+    /// Seconds the access token lives, if the server said.
+    pub expires_in: Option<Duration>,
+    pub refresh_token: Option<Secret<String>>,
+    pub scope: Option<String>,
+}
+
+impl From<BasicTokenResponse> for Tokens {
+    fn from(t: BasicTokenResponse) -> Self {
+        Tokens {
+            access_token: Secret::new(t.access_token().secret().clone()),
+            expires_in: t.expires_in(),
+            refresh_token: t.refresh_token().map(|r| Secret::new(r.secret().clone())),
+            scope: t
+                .scopes()
+                .map(|s| s.iter().map(|s| s.as_str()).collect::<Vec<_>>().join(" ")),
+        }
+    }
+}
+
+/// A refused grant is final (the session is over); anything else may be retried.
+pub enum GrantError {
+    Refused(String),
+    Other(Error),
+}
+
+fn grant_error<RE: std::error::Error + 'static>(
+    e: RequestTokenError<RE, oauth2::StandardErrorResponse<BasicErrorResponseType>>,
+) -> GrantError {
+    match e {
+        RequestTokenError::ServerResponse(r) => {
+            let description = r.error_description().cloned().unwrap_or_default();
+            match r.error() {
+                BasicErrorResponseType::InvalidGrant => GrantError::Refused(description),
+                other => GrantError::Other(Error::Server(format!(
+                    "the server refused: {} {description}",
+                    other.as_ref()
+                ))),
+            }
+        }
+        RequestTokenError::Request(e) => {
+            GrantError::Other(Error::Server(format!("cannot reach the server: {e}")))
+        }
+        other => GrantError::Other(Error::Server(format!(
+            "the server's answer was not understood: {other}"
+        ))),
+    }
+}
+
+/// The scopes to ask for: the wanted ones the server supports (all, if it does not say).
+pub fn scopes_for(meta: &Metadata, wanted: &str) -> Vec<String> {
+    wanted
+        .split_ascii_whitespace()
+        .filter(|s| {
+            meta.scopes_supported
+                .as_ref()
+                .is_none_or(|supported| supported.iter().any(|x| x == s))
+        })
+        .map(str::to_string)
+        .collect()
+}
+
+pub struct SignIn<'a> {
+    pub meta: &'a Metadata,
+    pub client_id: &'a str,
+    pub scope: &'a str,
+    pub device: &'a Device,
+    pub browser: &'a dyn Browser,
+    pub timeout: Duration,
+}
+
+/// The whole browser step: listener, authorization URL, redirect, code exchange.
+pub async fn sign_in(
+    http: &reqwest::Client,
+    s: SignIn<'_>,
+    cancel: impl std::future::Future<Output = ()> + Send,
+) -> Result<Tokens> {
+    let listener = Listener::bind().await?;
+    let client = oauth_client(s.meta, s.client_id, Some(&listener.redirect_uri))?;
+    let (challenge, verifier) = PkceCodeChallenge::new_random_sha256();
+    let (url, state) = client
+        .authorize_url(CsrfToken::new_random)
+        .add_scopes(scopes_for(s.meta, s.scope).into_iter().map(Scope::new))
+        .set_pkce_challenge(challenge)
+        .add_extra_param("device_name", &s.device.name)
+        .add_extra_param("device_platform", &s.device.platform)
+        .add_extra_param("app_version", &s.device.app_version)
+        .url();
+    s.browser
+        .open(url.as_str())
+        .map_err(|e| Error::SignIn(format!("cannot open the browser ({e}); try --no-browser")))?;
+    let redirect = listener.wait(state.secret(), s.timeout, cancel).await?;
+    // RFC 9207: the answer must come from the server we asked, not a mix-up.
+    match &redirect.iss {
+        Some(iss) if iss.trim_end_matches('/') != s.meta.issuer.trim_end_matches('/') => {
+            return Err(Error::SignIn(format!(
+                "the sign-in answer came from {iss}, not {}",
+                s.meta.issuer
+            )));
+        }
+        None if s.meta.authorization_response_iss_parameter_supported => {
+            return Err(Error::SignIn(
+                "the sign-in answer did not say which server sent it".into(),
+            ));
+        }
+        _ => {}
+    }
+    let tokens = client
+        .exchange_code(AuthorizationCode::new(redirect.code.into_inner()))
+        .set_pkce_verifier(verifier)
+        .request_async(http)
+        .await
+        .map_err(|e| match grant_error(e) {
+            GrantError::Refused(d) => {
+                Error::SignIn(format!("the server refused the sign-in code: {d}"))
+            }
+            GrantError::Other(e) => e,
+        })?;
+    Ok(tokens.into())
+}
+
+pub async fn refresh(
+    http: &reqwest::Client,
+    meta: &Metadata,
+    client_id: &str,
+    refresh_token: &Secret<String>,
+) -> std::result::Result<Tokens, GrantError> {
+    let client = oauth_client(meta, client_id, None).map_err(GrantError::Other)?;
+    let token = RefreshToken::new(refresh_token.expose().clone());
+    client
+        .exchange_refresh_token(&token)
+        .request_async(http)
+        .await
+        .map(Tokens::from)
+        .map_err(grant_error)
+}
+
+/// RFC 7009; servers without a revocation endpoint are told nothing (the token is still deleted).
+pub async fn revoke(
+    http: &reqwest::Client,
+    meta: &Metadata,
+    client_id: &str,
+    refresh_token: &Secret<String>,
+) -> Result<bool> {
+    let client = oauth_client(meta, client_id, None)?;
+    let token =
+        StandardRevocableToken::RefreshToken(RefreshToken::new(refresh_token.expose().clone()));
+    let Ok(request) = client.revoke_token(token) else {
+        return Ok(false);
+    };
+    request
+        .request_async(http)
+        .await
+        .map_err(|e| Error::Server(format!("the server did not confirm the sign-out: {e}")))?;
+    Ok(true)
+}
