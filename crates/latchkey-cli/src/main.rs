@@ -467,7 +467,7 @@ fn family_text(family: &Value) -> String {
         };
         s.push_str(&format!(
             "  gen {:>4}  {:<8} issued {} to {}{used}{}\n",
-            g["generation"],
+            g["generation"].as_i64().unwrap_or(0),
             g["state"].as_str().unwrap_or("?"),
             when(&g["issued_at"]),
             g["issued_to"]["ip"].as_str().unwrap_or("?"),

@@ -185,7 +185,8 @@ impl Latchkey {
         let (subject, label) = self.who(&meta, &tokens.access_token).await;
         let id = Profile::id_for(&meta.issuer, &subject);
         let stored = Stored::from_tokens(&tokens, None)?;
-        self.store.set(&id, &stored.encode())?;
+        self.store
+            .set(&self.paths.keychain_account(&id), &stored.encode())?;
         let profile = Profile {
             id,
             label,
@@ -252,6 +253,22 @@ impl Latchkey {
         &self,
         account: Option<&str>,
     ) -> Result<(Profile, Secret<String>, i64)> {
+        self.token(account, false).await
+    }
+
+    /// Refreshes now, whatever the cached access token's expiry.
+    pub async fn refresh_now(
+        &self,
+        account: Option<&str>,
+    ) -> Result<(Profile, Secret<String>, i64)> {
+        self.token(account, true).await
+    }
+
+    async fn token(
+        &self,
+        account: Option<&str>,
+        force: bool,
+    ) -> Result<(Profile, Secret<String>, i64)> {
         let profile = self.profile(account)?;
         if let Some(out) = &profile.signed_out {
             return Err(Error::SignedOut(format!(
@@ -259,20 +276,23 @@ impl Latchkey {
                 profile.label, out.reason, profile.issuer
             )));
         }
-        if let Some((token, exp)) = self.stored(&profile)?.fresh_access() {
+        let before = self.stored(&profile)?;
+        if let (false, Some((token, exp))) = (force, before.fresh_access()) {
             return Ok((profile, token, exp));
         }
         let _lock = AccountLock::acquire(&self.paths.lock_file(&profile.id)).await?;
-        // Another process may have refreshed while we waited for the lock.
+        // Another process may have refreshed while we waited for the lock: use its result.
         let stored = self.stored(&profile)?;
-        if let Some((token, exp)) = stored.fresh_access() {
+        let rotated_meanwhile = stored.refresh_token != before.refresh_token;
+        if let (true, Some((token, exp))) = (!force || rotated_meanwhile, stored.fresh_access()) {
             return Ok((profile, token, exp));
         }
         let refresh = Secret::new(stored.refresh_token);
         match login::refresh(&self.http, &profile.metadata, &profile.client_id, &refresh).await {
             Ok(tokens) => {
                 let next = Stored::from_tokens(&tokens, Some(&refresh))?;
-                self.store.set(&profile.id, &next.encode())?;
+                self.store
+                    .set(&self.paths.keychain_account(&profile.id), &next.encode())?;
                 let exp = next.access_expires_at.unwrap_or_else(now_secs);
                 Ok((profile, tokens.access_token, exp))
             }
@@ -280,7 +300,8 @@ impl Latchkey {
                 // Never retried: the server has ended this session.
                 let reason =
                     "this session was revoked or its token was reused elsewhere".to_string();
-                self.store.delete(&profile.id)?;
+                self.store
+                    .delete(&self.paths.keychain_account(&profile.id))?;
                 self.mark_signed_out(&profile.id, &reason)?;
                 let detail = if detail.is_empty() {
                     String::new()
@@ -297,14 +318,17 @@ impl Latchkey {
     }
 
     fn stored(&self, profile: &Profile) -> Result<Stored> {
-        let secret = self.store.get(&profile.id)?.ok_or_else(|| {
-            Error::NotSignedIn(format!(
-                "no token for {} in the {}; run `latchkey login --issuer {}`",
-                profile.label,
-                self.backend().describe(),
-                profile.issuer
-            ))
-        })?;
+        let secret = self
+            .store
+            .get(&self.paths.keychain_account(&profile.id))?
+            .ok_or_else(|| {
+                Error::NotSignedIn(format!(
+                    "no token for {} in the {}; run `latchkey login --issuer {}`",
+                    profile.label,
+                    self.backend().describe(),
+                    profile.issuer
+                ))
+            })?;
         Stored::decode(&secret)
     }
 
@@ -325,7 +349,7 @@ impl Latchkey {
     pub async fn logout(&self, account: Option<&str>) -> Result<bool> {
         let profile = self.profile(account)?;
         let _lock = AccountLock::acquire(&self.paths.lock_file(&profile.id)).await?;
-        let revoked = match self.store.get(&profile.id)? {
+        let revoked = match self.store.get(&self.paths.keychain_account(&profile.id))? {
             Some(secret) => {
                 let stored = Stored::decode(&secret)?;
                 let refresh = Secret::new(stored.refresh_token);
@@ -334,7 +358,8 @@ impl Latchkey {
             None => Ok(false),
         };
         // The local copy goes whatever the server said: the user asked to be signed out here.
-        self.store.delete(&profile.id)?;
+        self.store
+            .delete(&self.paths.keychain_account(&profile.id))?;
         self.mark_signed_out(&profile.id, "signed out on this device")?;
         revoked
     }
@@ -342,7 +367,8 @@ impl Latchkey {
     /// Removes the account entirely: keychain entry and profile.
     pub fn forget(&self, account: &str) -> Result<Profile> {
         let profile = self.profile(Some(account))?;
-        self.store.delete(&profile.id)?;
+        self.store
+            .delete(&self.paths.keychain_account(&profile.id))?;
         self.profiles.update(|p| Ok(p.remove(&profile.id)))?;
         Ok(profile)
     }
@@ -366,7 +392,7 @@ impl Latchkey {
                         reason: out.reason.clone(),
                         at: out.at,
                     },
-                    None => match self.store.get(&p.id)? {
+                    None => match self.store.get(&self.paths.keychain_account(&p.id))? {
                         Some(secret) => TokenState::SignedIn {
                             access_expires_at: Stored::decode(&secret)?.access_expires_at,
                         },

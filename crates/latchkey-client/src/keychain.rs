@@ -100,6 +100,16 @@ const FIX: &str =
      D-Bus session, or KWallet), or opt in to an unencrypted file with \
      `--keychain insecure-file` / LATCHKEY_KEYCHAIN=insecure-file";
 
+/// Every store keeps to the smallest platform limit, so an account moves between them.
+fn check_size(value: &Secret<String>) -> Result<()> {
+    if value.expose().len() > MAX_SECRET_BYTES {
+        return Err(Error::Config(format!(
+            "a keychain entry must stay under {MAX_SECRET_BYTES} bytes"
+        )));
+    }
+    Ok(())
+}
+
 /// The OS keychain through `keyring`.
 struct Keyring {
     backend: Backend,
@@ -138,11 +148,7 @@ impl SecretStore for Keyring {
     }
 
     fn set(&self, account: &str, value: &Secret<String>) -> Result<()> {
-        if value.expose().len() > MAX_SECRET_BYTES {
-            return Err(Error::Config(format!(
-                "a keychain entry must stay under {MAX_SECRET_BYTES} bytes"
-            )));
-        }
+        check_size(value)?;
         self.entry(account)?
             .set_password(value.expose())
             .map_err(|e| unusable(self.backend.describe(), e))
@@ -189,6 +195,7 @@ impl SecretStore for InsecureFile {
     }
 
     fn set(&self, account: &str, value: &Secret<String>) -> Result<()> {
+        check_size(value)?;
         let _guard = self.lock.lock().expect("store lock");
         let mut map = self.read()?;
         map.insert(account.into(), value.expose().clone());
@@ -207,7 +214,9 @@ impl SecretStore for InsecureFile {
 
 /// Writes, reads back and deletes a probe entry: proof the store really keeps secrets.
 fn probe(store: &dyn SecretStore) -> Result<()> {
-    let name = format!("probe-{}", std::process::id());
+    static PROBES: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(0);
+    let n = PROBES.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+    let name = format!("probe-{}-{n}", std::process::id());
     let value = Secret::new(format!("latchkey probe {name}"));
     store.set(&name, &value)?;
     let back = store.get(&name)?;

@@ -216,22 +216,54 @@ pub async fn refresh(
         .map_err(grant_error)
 }
 
-/// RFC 7009; servers without a revocation endpoint are told nothing (the token is still deleted).
+/// RFC 7009. Whether the server confirmed; `false` if it has no revocation endpoint (the
+/// token is still deleted here).
 pub async fn revoke(
     http: &reqwest::Client,
     meta: &Metadata,
     client_id: &str,
     refresh_token: &Secret<String>,
 ) -> Result<bool> {
-    let client = oauth_client(meta, client_id, None)?;
-    let token =
-        StandardRevocableToken::RefreshToken(RefreshToken::new(refresh_token.expose().clone()));
-    let Ok(request) = client.revoke_token(token) else {
+    let Some(endpoint) = &meta.revocation_endpoint else {
         return Ok(false);
     };
-    request
-        .request_async(http)
-        .await
-        .map_err(|e| Error::Server(format!("the server did not confirm the sign-out: {e}")))?;
+    let url = url::Url::parse(endpoint).map_err(|e| bad_url("revocation endpoint", e))?;
+    if url.scheme() == "https" {
+        let client = oauth_client(meta, client_id, None)?;
+        let token =
+            StandardRevocableToken::RefreshToken(RefreshToken::new(refresh_token.expose().clone()));
+        client
+            .revoke_token(token)
+            .map_err(|e| Error::Server(format!("cannot revoke: {e}")))?
+            .request_async(http)
+            .await
+            .map_err(|e| Error::Server(format!("the server did not confirm the sign-out: {e}")))?;
+        return Ok(true);
+    }
+    // oauth2 refuses plain-http revocation (RFC 7009 asks for TLS), which also rules out a
+    // server on this machine's loopback, the one place plain http is sound (RFC 8252 §8.3).
+    let loopback = matches!(url.host(), Some(url::Host::Ipv4(ip)) if ip.is_loopback())
+        || matches!(url.host(), Some(url::Host::Ipv6(ip)) if ip.is_loopback())
+        || url.host_str() == Some("localhost");
+    if !loopback {
+        return Err(Error::Server(format!(
+            "refusing to send a token to {endpoint} over plain http"
+        )));
+    }
+    let res = http
+        .post(url)
+        .form(&[
+            ("token", refresh_token.expose().as_str()),
+            ("token_type_hint", "refresh_token"),
+            ("client_id", client_id),
+        ])
+        .send()
+        .await?;
+    if !res.status().is_success() {
+        return Err(Error::Server(format!(
+            "the server did not confirm the sign-out ({})",
+            res.status()
+        )));
+    }
     Ok(true)
 }

@@ -34,6 +34,15 @@ impl Paths {
         self.data_dir.join("locks").join(format!("{account}.lock"))
     }
 
+    /// The keychain entry of an account. It names this installation (its config dir) too, so
+    /// that two Latchkey setups of one user (another `XDG_CONFIG_HOME`) never share a token.
+    pub fn keychain_account(&self, profile_id: &str) -> String {
+        use sha2::{Digest, Sha256};
+        let digest = Sha256::digest(self.config_dir.to_string_lossy().as_bytes());
+        let install: String = digest[..4].iter().map(|b| format!("{b:02x}")).collect();
+        format!("{profile_id}.{install}")
+    }
+
     pub fn insecure_store(&self) -> PathBuf {
         self.data_dir.join("INSECURE-tokens.json")
     }

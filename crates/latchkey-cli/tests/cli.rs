@@ -1,0 +1,285 @@
+//! The `latchkey` binary as a user runs it, against a real latchkeyd on 127.0.0.1:0 and the
+//! real keychain of the session `scripts/with-keychain` sets up. Each "machine" is a home
+//! directory of its own.
+
+use std::io::{BufRead, BufReader};
+use std::path::Path;
+use std::process::{Command, Output, Stdio};
+use std::sync::Arc;
+
+use latchkeyd::store::users::{self, Role};
+use latchkeyd::{Server, Settings, SystemClock};
+use serde_json::Value;
+
+const PASSWORD: &str = "correct horse battery";
+
+async fn latchkeyd(dir: &Path) -> (String, tokio::sync::oneshot::Sender<()>) {
+    let settings = Settings {
+        listen: "127.0.0.1:0".parse().unwrap(),
+        database: Some(format!("sqlite://{}", dir.join("l.db").display())),
+        master_key_file: Some(dir.join("master.key")),
+        ..Settings::default()
+    };
+    let server = Server::bind(settings, Arc::new(SystemClock)).await.unwrap();
+    users::add(
+        server.db(),
+        "alice@example.com",
+        None,
+        Role::User,
+        PASSWORD,
+        0,
+    )
+    .await
+    .unwrap();
+    let issuer = server.issuer().to_string();
+    let (tx, rx) = tokio::sync::oneshot::channel();
+    tokio::spawn(server.run(async {
+        let _ = rx.await;
+    }));
+    (issuer, tx)
+}
+
+fn keychain() -> String {
+    std::env::var("LATCHKEY_TEST_KEYCHAIN").unwrap_or_else(|_| "secret-service".into())
+}
+
+fn latchkey(home: &Path) -> Command {
+    let mut cmd = Command::new(env!("CARGO_BIN_EXE_latchkey"));
+    cmd.env("HOME", home)
+        .env("XDG_CONFIG_HOME", home.join("config"))
+        .env("XDG_DATA_HOME", home.join("data"))
+        .env("LATCHKEY_KEYCHAIN", keychain())
+        .env_remove("LATCHKEY_ACCOUNT")
+        .env_remove("LATCHKEY_ISSUER");
+    cmd
+}
+
+fn run(home: &Path, args: &[&str]) -> Output {
+    latchkey(home).args(args).output().unwrap()
+}
+
+fn ok(home: &Path, args: &[&str]) -> String {
+    let out = run(home, args);
+    assert!(
+        out.status.success(),
+        "latchkey {args:?}: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    String::from_utf8(out.stdout).unwrap()
+}
+
+fn json(home: &Path, args: &[&str]) -> Value {
+    let mut all = args.to_vec();
+    all.push("--json");
+    serde_json::from_str(&ok(home, &all)).unwrap()
+}
+
+fn hidden(html: &str, name: &str) -> String {
+    let marker = format!("name=\"{name}\" value=\"");
+    let start = html.find(&marker).expect("hidden field") + marker.len();
+    let end = html[start..].find('"').unwrap();
+    html[start..start + end].to_string()
+}
+
+/// `latchkey login --no-browser`, with a person completing the printed address in a browser.
+async fn login(home: &Path, issuer: &str, device: &str) -> String {
+    let mut child = latchkey(home)
+        .args([
+            "login",
+            "--issuer",
+            issuer,
+            "--no-browser",
+            "--device-name",
+            device,
+        ])
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let mut stderr = BufReader::new(child.stderr.take().unwrap());
+    let mut url = String::new();
+    while !url.contains("/authorize?") {
+        url.clear();
+        assert!(
+            stderr.read_line(&mut url).unwrap() > 0,
+            "login prints the address"
+        );
+    }
+    let url = url.trim().to_string();
+    let http = reqwest::Client::builder()
+        .cookie_store(true)
+        .redirect(reqwest::redirect::Policy::none())
+        .build()
+        .unwrap();
+    let page = http.get(&url).send().await.unwrap().text().await.unwrap();
+    let res = http
+        .post(format!("{issuer}/authorize"))
+        .form(&[
+            ("request", hidden(&page, "request")),
+            ("csrf_token", hidden(&page, "csrf_token")),
+            ("username", "alice@example.com".into()),
+            ("password", PASSWORD.into()),
+            ("action", "signin".into()),
+        ])
+        .send()
+        .await
+        .unwrap();
+    let callback = res.headers()["location"].to_str().unwrap().to_string();
+    assert!(callback.starts_with("http://127.0.0.1:"), "{callback}");
+    let page = http
+        .get(&callback)
+        .send()
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap();
+    assert!(page.contains("You are signed in"));
+    let out = child.wait_with_output().unwrap();
+    assert!(out.status.success());
+    String::from_utf8(out.stdout).unwrap()
+}
+
+fn files(dir: &Path) -> Vec<std::path::PathBuf> {
+    let mut out = Vec::new();
+    for e in std::fs::read_dir(dir).into_iter().flatten().flatten() {
+        let p = e.path();
+        if p.is_dir() {
+            out.extend(files(&p));
+        } else {
+            out.push(p);
+        }
+    }
+    out
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn login_status_token_sessions_revoke_others_and_logout() {
+    let dir = tempfile::tempdir().unwrap();
+    let (issuer, _stop) = latchkeyd(dir.path()).await;
+    let laptop = tempfile::tempdir().unwrap();
+    let phone = tempfile::tempdir().unwrap();
+
+    let said = login(laptop.path(), &issuer, "laptop").await;
+    assert!(said.contains("Signed in as alice@example.com"), "{said}");
+
+    let status = ok(laptop.path(), &["status"]);
+    assert!(status.contains("alice@example.com"), "{status}");
+    assert!(status.contains("valid for"), "{status}");
+    let status = json(laptop.path(), &["status"]);
+    assert_eq!(status["keychain"], keychain());
+    assert_eq!(status["accounts"][0]["state"], "signed_in");
+    assert_eq!(status["accounts"][0]["current"], true);
+
+    let token = ok(laptop.path(), &["token"]);
+    let parts: Vec<&str> = token.trim().split('.').collect();
+    assert_eq!(parts.len(), 3, "a JWT: {token}");
+    assert_eq!(
+        ok(laptop.path(), &["token"]),
+        token,
+        "a valid token is served from the keychain"
+    );
+
+    let sessions = json(laptop.path(), &["sessions"]);
+    let me = &sessions["devices"][0];
+    assert_eq!(me["current"], true);
+    assert_eq!(me["device"]["name"], "laptop");
+    let text = ok(laptop.path(), &["sessions"]);
+    assert!(text.contains("laptop (linux)  ← this device"), "{text}");
+
+    login(phone.path(), &issuer, "phone").await;
+    let both = json(laptop.path(), &["sessions", "--state", "active"]);
+    assert_eq!(both["total"], 2);
+    let done = ok(laptop.path(), &["revoke", "--others"]);
+    assert_eq!(done.trim(), "Signed out 1 other session.");
+    let refused = run(phone.path(), &["sessions"]);
+    assert_eq!(refused.status.code(), Some(3), "the phone is signed out");
+    assert!(String::from_utf8_lossy(&refused.stderr).contains("revoked"));
+
+    let sid = me["sessions"][0]["id"].as_str().unwrap().to_string();
+    let family = json(laptop.path(), &["family", &sid]);
+    assert_eq!(family["generations"][0]["generation"], 1);
+    let chain = ok(laptop.path(), &["family", &sid]);
+    assert!(chain.contains("gen    1  active"), "{chain}");
+    assert_eq!(
+        run(laptop.path(), &["family", "no-such-session"])
+            .status
+            .code(),
+        Some(7)
+    );
+
+    let accounts = json(laptop.path(), &["accounts"]);
+    assert_eq!(accounts["account"].as_array().unwrap().len(), 1);
+    let bye = ok(laptop.path(), &["logout"]);
+    assert!(bye.contains("the server revoked the session"), "{bye}");
+    assert_eq!(run(laptop.path(), &["token"]).status.code(), Some(3));
+    let status = json(laptop.path(), &["status"]);
+    assert_eq!(status["accounts"][0]["state"], "signed_out");
+
+    // No token anywhere on disk: not in config, data, or anything else under either home.
+    for home in [laptop.path(), phone.path()] {
+        for file in files(home) {
+            let text = String::from_utf8_lossy(&std::fs::read(&file).unwrap()).to_string();
+            assert!(
+                !text.contains("lkrt_") && !text.contains("eyJ"),
+                "a token in {}",
+                file.display()
+            );
+            assert!(
+                !text.contains(token.trim()),
+                "the access token in {}",
+                file.display()
+            );
+        }
+    }
+    let forgot = ok(laptop.path(), &["forget", "alice@example.com"]);
+    assert!(forgot.contains("Forgot alice@example.com"));
+}
+
+#[test]
+fn without_a_keychain_nothing_is_stored_unless_the_user_opts_in() {
+    let home = tempfile::tempdir().unwrap();
+    let out = latchkey(home.path())
+        .args(["status", "--keychain", "secret-service"])
+        .env("DBUS_SESSION_BUS_ADDRESS", "unix:path=/nonexistent/bus")
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(4));
+    let message = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        message.contains("not usable") && message.contains("fix:"),
+        "{message}"
+    );
+    assert!(message.contains("insecure-file"), "{message}");
+    assert!(files(home.path()).is_empty(), "nothing was written");
+
+    let status = ok(home.path(), &["status", "--keychain", "insecure-file"]);
+    assert!(status.contains("INSECURE plain file"), "{status}");
+}
+
+#[test]
+fn help_usage_errors_and_completions() {
+    let home = tempfile::tempdir().unwrap();
+    let help = ok(home.path(), &["--help"]);
+    for word in [
+        "login",
+        "status",
+        "token",
+        "sessions",
+        "revoke",
+        "family",
+        "logout",
+        "Exit codes",
+    ] {
+        assert!(help.contains(word), "{word} in --help");
+    }
+    assert_eq!(run(home.path(), &["revoke"]).status.code(), Some(2));
+    assert_eq!(run(home.path(), &["frobnicate"]).status.code(), Some(2));
+    let nobody = run(home.path(), &["switch", "nobody"]);
+    assert_eq!(nobody.status.code(), Some(3));
+    assert_eq!(run(home.path(), &["token"]).status.code(), Some(3));
+    assert!(ok(home.path(), &["completions", "bash"]).contains("complete -F"));
+    assert!(ok(home.path(), &["completions", "zsh"]).contains("#compdef latchkey"));
+    let version = ok(home.path(), &["--version"]);
+    assert!(version.starts_with("latchkey "), "{version}");
+}

@@ -1,0 +1,524 @@
+//! The client core against a real latchkeyd on 127.0.0.1:0 (and the certified peer), with the
+//! real keychain: the Secret Service of the gnome-keyring-daemon that `scripts/test` starts in
+//! a private D-Bus session, and the kernel keyring of the `keyctl session` it runs in. Only the
+//! system browser is replaced: by a scripted one that fills in the sign-in form over HTTP.
+
+use std::path::Path;
+use std::sync::Arc;
+use std::time::Duration;
+
+use latchkey_client::browser::Browser;
+use latchkey_client::keychain::{self, Backend, Choice};
+use latchkey_client::login::Device;
+use latchkey_client::loopback::Listener;
+use latchkey_client::paths::Paths;
+use latchkey_client::{Error, Latchkey, LoginOptions, TokenState};
+use latchkeyd::store::users::{self, Role};
+use latchkeyd::{Server, Settings, SystemClock};
+
+const PASSWORD: &str = "correct horse battery";
+
+struct Latchkeyd {
+    issuer: String,
+    db: latchkeyd::db::Db,
+    _dir: tempfile::TempDir,
+    _stop: tokio::sync::oneshot::Sender<()>,
+}
+
+async fn latchkeyd(access_ttl: u64) -> Latchkeyd {
+    let dir = tempfile::tempdir().unwrap();
+    let settings = Settings {
+        listen: "127.0.0.1:0".parse().unwrap(),
+        database: Some(format!("sqlite://{}", dir.path().join("l.db").display())),
+        master_key_file: Some(dir.path().join("master.key")),
+        tokens: latchkeyd::config::TokenPolicy {
+            access_token_ttl_secs: access_ttl,
+            ..Default::default()
+        },
+        ..Settings::default()
+    };
+    let server = Server::bind(settings, Arc::new(SystemClock)).await.unwrap();
+    let issuer = server.issuer().to_string();
+    let db = server.db().clone();
+    users::add(&db, "alice@example.com", None, Role::User, PASSWORD, 0)
+        .await
+        .unwrap();
+    let (tx, rx) = tokio::sync::oneshot::channel();
+    tokio::spawn(server.run(async {
+        let _ = rx.await;
+    }));
+    Latchkeyd {
+        issuer,
+        db,
+        _dir: dir,
+        _stop: tx,
+    }
+}
+
+/// The keychain under test: the Secret Service unless `LATCHKEY_TEST_KEYCHAIN` says otherwise.
+fn choice() -> Choice {
+    std::env::var("LATCHKEY_TEST_KEYCHAIN")
+        .unwrap_or_else(|_| "secret-service".into())
+        .parse()
+        .unwrap()
+}
+
+fn paths(dir: &Path) -> Paths {
+    Paths {
+        config_dir: dir.join("config"),
+        data_dir: dir.join("data"),
+    }
+}
+
+fn hidden(html: &str, name: &str) -> String {
+    let marker = format!("name=\"{name}\" value=\"");
+    let start = html.find(&marker).expect("hidden field") + marker.len();
+    let end = html[start..].find('"').unwrap();
+    html[start..start + end].to_string()
+}
+
+/// A person at the browser: opens the page, types email and password, lands on the loopback.
+struct FormBrowser {
+    email: &'static str,
+}
+
+impl Browser for FormBrowser {
+    fn open(&self, url: &str) -> std::io::Result<()> {
+        let (url, email) = (url.to_string(), self.email);
+        tokio::spawn(async move {
+            let http = reqwest::Client::builder()
+                .cookie_store(true)
+                .redirect(reqwest::redirect::Policy::none())
+                .build()
+                .unwrap();
+            let page = http.get(&url).send().await.unwrap().text().await.unwrap();
+            let action = url.split('?').next().unwrap().to_string();
+            let res = http
+                .post(action)
+                .form(&[
+                    ("request", hidden(&page, "request")),
+                    ("csrf_token", hidden(&page, "csrf_token")),
+                    ("username", email.to_string()),
+                    ("password", PASSWORD.to_string()),
+                    ("action", "signin".to_string()),
+                ])
+                .send()
+                .await
+                .unwrap();
+            let callback = res.headers()["location"].to_str().unwrap().to_string();
+            http.get(callback).send().await.unwrap();
+        });
+        Ok(())
+    }
+}
+
+async fn login(
+    client: &Latchkey,
+    issuer: &str,
+    device: &str,
+) -> latchkey_client::profiles::Profile {
+    client
+        .login(
+            LoginOptions {
+                issuer,
+                client_id: "latchkey-desktop",
+                scope: "openid profile email offline_access account",
+                device: Device {
+                    name: device.into(),
+                    platform: "linux".into(),
+                    app_version: "test".into(),
+                },
+                browser: &FormBrowser {
+                    email: "alice@example.com",
+                },
+                timeout: Duration::from_secs(20),
+            },
+            std::future::pending(),
+        )
+        .await
+        .unwrap()
+}
+
+/// Every file under `dir`, for the no-token-on-disk check.
+fn files(dir: &Path) -> Vec<std::path::PathBuf> {
+    let mut out = Vec::new();
+    if let Ok(entries) = std::fs::read_dir(dir) {
+        for e in entries.flatten() {
+            let p = e.path();
+            if p.is_dir() {
+                out.extend(files(&p));
+            } else {
+                out.push(p);
+            }
+        }
+    }
+    out
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn sign_in_refresh_and_log_out_against_latchkeyd() {
+    // A 30 s access token is inside the client's 60 s refresh-ahead window: every use refreshes.
+    let server = latchkeyd(30).await;
+    let home = tempfile::tempdir().unwrap();
+    let client = Latchkey::open(paths(home.path()), choice()).unwrap();
+    let profile = login(&client, &server.issuer, "laptop").await;
+    assert_eq!(profile.label, "alice@example.com");
+    assert_eq!(profile.issuer, server.issuer);
+    assert!(profile.scope.contains("account"));
+
+    let status = client.status().unwrap();
+    assert_eq!(status.len(), 1);
+    assert!(status[0].current);
+    assert!(matches!(
+        status[0].token,
+        TokenState::SignedIn {
+            access_expires_at: Some(_)
+        }
+    ));
+
+    // Refresh ahead of expiry: a new access token each time, the rotated refresh token stored.
+    let (_, first, _) = client.access_token(None).await.unwrap();
+    let (_, second, _) = client.access_token(None).await.unwrap();
+    assert_ne!(first.expose(), second.expose());
+    let sessions = client.sessions(None, "").await.unwrap();
+    let session = &sessions["devices"][0]["sessions"][0];
+    assert_eq!(session["current"], true);
+    assert_eq!(session["device"]["name"], "laptop");
+    assert!(session["generation"].as_i64().unwrap() >= 3, "{session}");
+    let sid = session["id"].as_str().unwrap().to_string();
+
+    // Nothing secret on disk: not in the config dir, not in the data dir.
+    for file in files(home.path()) {
+        let text = String::from_utf8_lossy(&std::fs::read(&file).unwrap()).to_string();
+        assert!(
+            !text.contains("lkrt_"),
+            "a refresh token in {}",
+            file.display()
+        );
+        assert!(
+            !text.contains(first.expose().as_str()),
+            "an access token in {}",
+            file.display()
+        );
+        assert!(!text.contains("eyJ"), "a JWT in {}", file.display());
+    }
+
+    // Logout revokes at the server and deletes the keychain entry.
+    assert!(client.logout(None).await.unwrap());
+    let revoked: Option<i64> = sqlx_revoked_at(&server, &sid).await;
+    assert!(revoked.is_some(), "the server revoked the session");
+    assert!(matches!(
+        client.status().unwrap()[0].token,
+        TokenState::SignedOut { .. }
+    ));
+    let err = client.access_token(None).await.unwrap_err();
+    assert!(matches!(err, Error::SignedOut(_)), "{err}");
+    assert_eq!(err.exit_code(), 3);
+    let store = keychain::open(choice(), home.path().join("unused")).unwrap();
+    let entry = paths(home.path()).keychain_account(&profile.id);
+    assert!(
+        store.get(&entry).unwrap().is_none(),
+        "the keychain entry is gone"
+    );
+
+    // Forget removes the account.
+    client.forget(&profile.label).unwrap();
+    assert!(client.status().unwrap().is_empty());
+}
+
+async fn sqlx_revoked_at(server: &Latchkeyd, sid: &str) -> Option<i64> {
+    latchkeyd::store::sessions::liveness(&server.db, sid)
+        .await
+        .unwrap()
+        .filter(|l| l.revoked)
+        .map(|_| 1)
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn two_processes_refreshing_at_once_never_trip_reuse_detection() {
+    let server = latchkeyd(30).await;
+    let home = tempfile::tempdir().unwrap();
+    let a = Arc::new(Latchkey::open(paths(home.path()), choice()).unwrap());
+    login(&a, &server.issuer, "laptop").await;
+    // A second client on the same files and keychain: another process, as far as locks go.
+    let b = Arc::new(Latchkey::open(paths(home.path()), choice()).unwrap());
+    let mut tasks = Vec::new();
+    for i in 0..12 {
+        let c = if i % 2 == 0 { a.clone() } else { b.clone() };
+        tasks.push(tokio::spawn(async move {
+            c.refresh_now(None).await.map(|_| ())
+        }));
+    }
+    for t in tasks {
+        t.await.unwrap().expect("every refresh succeeds");
+    }
+    let sessions = a.sessions(None, "").await.unwrap();
+    let session = &sessions["devices"][0]["sessions"][0];
+    assert_eq!(
+        session["state"], "active",
+        "no reuse was detected: {session}"
+    );
+    assert!(session["signals"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .all(|s| s["kind"] != "reuse_detected"));
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_session_revoked_elsewhere_signs_the_account_out_with_the_reason() {
+    let server = latchkeyd(30).await;
+    let laptop_home = tempfile::tempdir().unwrap();
+    let phone_home = tempfile::tempdir().unwrap();
+    let laptop = Latchkey::open(paths(laptop_home.path()), choice()).unwrap();
+    let phone = Latchkey::open(paths(phone_home.path()), choice()).unwrap();
+    login(&laptop, &server.issuer, "laptop").await;
+    login(&phone, &server.issuer, "phone").await;
+    let done = laptop.revoke_others(None).await.unwrap();
+    assert_eq!(done["revoked"].as_array().unwrap().len(), 1);
+
+    let err = phone.refresh_now(None).await.unwrap_err();
+    match &err {
+        Error::SignedOut(message) => {
+            assert!(
+                message.contains("revoked or its token was reused elsewhere"),
+                "{message}"
+            )
+        }
+        other => panic!("{other}"),
+    }
+    match &phone.status().unwrap()[0].token {
+        TokenState::SignedOut { reason, .. } => assert!(reason.contains("revoked")),
+        other => panic!("{other:?}"),
+    }
+    // Not retried: the next call fails at once, without asking the server.
+    assert!(matches!(
+        phone.access_token(None).await,
+        Err(Error::SignedOut(_))
+    ));
+    assert!(
+        laptop.access_token(None).await.is_ok(),
+        "the laptop is untouched"
+    );
+}
+
+async fn get(url: &str) -> (u16, String) {
+    let res = reqwest::get(url).await.unwrap();
+    (res.status().as_u16(), res.text().await.unwrap())
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_loopback_listener_holds_against_stray_requests() {
+    let listener = Listener::bind().await.unwrap();
+    let uri = listener.redirect_uri.clone();
+    assert!(
+        uri.starts_with("http://127.0.0.1:") && uri.ends_with("/callback"),
+        "{uri}"
+    );
+    let other = Listener::bind().await.unwrap();
+    assert_ne!(other.redirect_uri, uri, "each sign-in gets its own port");
+    let waiting =
+        tokio::spawn(listener.wait("the-state", Duration::from_secs(20), std::future::pending()));
+
+    // A local process guessing: wrong state, no state, an error with the wrong state, another
+    // path, another method. Each is answered and ignored.
+    let (status, body) = get(&format!("{uri}?code=evil&state=guess")).await;
+    assert_eq!(status, 400);
+    assert!(body.contains("not the sign-in in progress"));
+    assert_eq!(get(&format!("{uri}?code=evil")).await.0, 400);
+    assert_eq!(
+        get(&format!("{uri}?error=access_denied&state=guess"))
+            .await
+            .0,
+        400
+    );
+    assert_eq!(get(&uri.replace("/callback", "/other")).await.0, 404);
+    let post = reqwest::Client::new().post(&uri).send().await.unwrap();
+    assert_eq!(post.status(), 404);
+    assert!(!waiting.is_finished(), "still waiting for the real answer");
+
+    let (status, body) = get(&format!("{uri}?code=the-code&state=the-state&iss=x")).await;
+    assert_eq!(status, 200);
+    assert!(body.contains("You are signed in"));
+    let redirect = waiting.await.unwrap().unwrap();
+    assert_eq!(redirect.code.expose(), "the-code");
+    assert_eq!(redirect.iss.as_deref(), Some("x"));
+    // The listener is closed afterwards.
+    tokio::time::sleep(Duration::from_millis(200)).await;
+    assert!(reqwest::get(&format!("{uri}?code=again&state=the-state"))
+        .await
+        .is_err());
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_loopback_listener_reports_errors_timeouts_and_cancellation() {
+    let listener = Listener::bind().await.unwrap();
+    let uri = listener.redirect_uri.clone();
+    let waiting = tokio::spawn(listener.wait("s", Duration::from_secs(20), std::future::pending()));
+    let (_, page) = get(&format!(
+        "{uri}?error=access_denied&error_description=no+thanks&state=s"
+    ))
+    .await;
+    assert!(page.contains("access_denied"));
+    let err = waiting.await.unwrap().unwrap_err();
+    assert!(
+        err.to_string().contains("access_denied: no thanks"),
+        "{err}"
+    );
+
+    let listener = Listener::bind().await.unwrap();
+    let err = listener
+        .wait("s", Duration::from_millis(300), std::future::pending())
+        .await
+        .unwrap_err();
+    assert!(err.to_string().contains("timed out"), "{err}");
+    assert_eq!(err.exit_code(), 6);
+
+    let listener = Listener::bind().await.unwrap();
+    let err = listener
+        .wait(
+            "s",
+            Duration::from_secs(20),
+            tokio::time::sleep(Duration::from_millis(100)),
+        )
+        .await
+        .unwrap_err();
+    assert!(err.to_string().contains("cancelled"), "{err}");
+}
+
+#[test]
+fn the_keychains_really_store_secrets() {
+    let dir = tempfile::tempdir().unwrap();
+    let insecure = dir.path().join("INSECURE-tokens.json");
+    for (choice, backend) in [
+        (Choice::SecretService, Backend::SecretService),
+        (Choice::Keyutils, Backend::Keyutils),
+        (Choice::InsecureFile, Backend::InsecureFile),
+    ] {
+        let store = keychain::open(choice, insecure.clone())
+            .unwrap_or_else(|e| panic!("{backend:?} is usable in the test session: {e}"));
+        assert_eq!(store.backend(), backend);
+        let name = format!("test-{}-{backend:?}", std::process::id());
+        let secret = latchkey_client::Secret::new("lkrt_value".to_string());
+        store.set(&name, &secret).unwrap();
+        assert_eq!(store.get(&name).unwrap(), Some(secret));
+        store.delete(&name).unwrap();
+        assert_eq!(store.get(&name).unwrap(), None);
+        let too_big = latchkey_client::Secret::new("x".repeat(keychain::MAX_SECRET_BYTES + 1));
+        assert!(
+            store.set(&name, &too_big).is_err(),
+            "{backend:?} keeps the Windows limit"
+        );
+    }
+    assert!(!Backend::Keyutils.persists());
+    assert!(Backend::SecretService.persists());
+    #[cfg(unix)]
+    {
+        use std::os::unix::fs::PermissionsExt;
+        let mode = std::fs::metadata(&insecure).unwrap().permissions().mode();
+        assert_eq!(mode & 0o777, 0o600);
+    }
+}
+
+/// The certified peer (node-oidc-provider) from `../shared/peers`, prepared by `scripts/test`.
+struct Peer {
+    issuer: String,
+    child: std::process::Child,
+}
+
+impl Drop for Peer {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+    }
+}
+
+fn peer_dir() -> std::path::PathBuf {
+    std::env::var("LATCHKEY_PEERS_DIR")
+        .expect("LATCHKEY_PEERS_DIR is not set: run ./scripts/test, which prepares the peer")
+        .into()
+}
+
+fn peer() -> Peer {
+    let port = std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port();
+    let mut child = std::process::Command::new("node")
+        .arg(peer_dir().join("oidc-peer.mjs"))
+        .arg(port.to_string())
+        .stdout(std::process::Stdio::piped())
+        .spawn()
+        .expect("node runs the peer");
+    let mut out = std::io::BufReader::new(child.stdout.take().unwrap());
+    let mut line = String::new();
+    std::io::BufRead::read_line(&mut out, &mut line).unwrap();
+    assert!(line.starts_with("ready"), "the peer starts: {line}");
+    Peer {
+        issuer: format!("http://127.0.0.1:{port}"),
+        child,
+    }
+}
+
+/// The peer's own sign-in pages, driven by the peer kit's browser bot.
+struct PeerBrowser;
+
+impl Browser for PeerBrowser {
+    fn open(&self, url: &str) -> std::io::Result<()> {
+        let script = format!(
+            "import('{}').then(async (m) => {{ const u = process.argv[1]; \
+             const cb = await m.signIn(u, {{ user: 'alice', password: 'pw', \
+             redirectPrefix: new URL(u).searchParams.get('redirect_uri') }}); \
+             await fetch(cb); }})",
+            peer_dir().join("browser-bot.mjs").display()
+        );
+        let url = url.to_string();
+        tokio::spawn(async move {
+            let status = tokio::process::Command::new("node")
+                .args(["-e", &script, &url])
+                .status()
+                .await
+                .unwrap();
+            assert!(status.success(), "the peer's sign-in pages were walked");
+        });
+        Ok(())
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_same_client_signs_in_refreshes_and_logs_out_at_the_certified_peer() {
+    let peer = peer();
+    let home = tempfile::tempdir().unwrap();
+    let client = Latchkey::open(paths(home.path()), choice()).unwrap();
+    let profile = client
+        .login(
+            LoginOptions {
+                issuer: &peer.issuer,
+                client_id: "peer-desktop",
+                scope: "openid profile email offline_access account",
+                device: Device::this_machine("test"),
+                browser: &PeerBrowser,
+                timeout: Duration::from_secs(30),
+            },
+            std::future::pending(),
+        )
+        .await
+        .unwrap();
+    assert_eq!(profile.issuer, peer.issuer);
+    assert_eq!(profile.subject, "alice");
+    let (_, first, _) = client.access_token(None).await.unwrap();
+    let (_, second, _) = client.refresh_now(None).await.unwrap();
+    assert_ne!(first.expose(), second.expose(), "the peer rotated");
+    let (_, third, _) = client.refresh_now(None).await.unwrap();
+    assert_ne!(second.expose(), third.expose());
+    let err = client.sessions(None, "").await.unwrap_err();
+    assert!(matches!(err, Error::Unsupported(_)), "{err}");
+    assert!(
+        client.logout(None).await.unwrap(),
+        "the peer confirmed the revocation"
+    );
+    assert!(matches!(
+        client.access_token(None).await,
+        Err(Error::SignedOut(_))
+    ));
+}
