@@ -85,3 +85,75 @@ fn encode(segment: &str) -> String {
         .collect::<String>()
         .replace('+', "%20")
 }
+
+/// One Server-Sent Event of the account's live stream.
+#[derive(Debug, Clone)]
+pub struct StreamEvent {
+    /// The event kind (`session_revoked`, `reuse_detected`, …, or `token_expired`).
+    pub kind: String,
+    pub data: Value,
+}
+
+/// The account's live security events (`GET /me/events` as `text/event-stream`).
+pub struct EventStream {
+    res: reqwest::Response,
+    buf: String,
+}
+
+impl Latchkey {
+    pub async fn events(&self, account: Option<&str>) -> Result<EventStream> {
+        let (profile, token, _) = self.access_token(account).await?;
+        let base = profile
+            .metadata
+            .latchkey_account_api
+            .as_deref()
+            .ok_or_else(|| {
+                Error::Unsupported(format!("{} has no Latchkey account API", profile.issuer))
+            })?;
+        // A stream lives until the access token expires; no overall timeout.
+        let res = reqwest::Client::new()
+            .get(format!("{}/me/events", base.trim_end_matches('/')))
+            .bearer_auth(token.expose())
+            .header(reqwest::header::ACCEPT, "text/event-stream")
+            .send()
+            .await?;
+        match res.status() {
+            s if s.is_success() => Ok(EventStream {
+                res,
+                buf: String::new(),
+            }),
+            StatusCode::UNAUTHORIZED => Err(Error::SignedOut(
+                "the server no longer accepts this session".into(),
+            )),
+            s => Err(Error::Server(format!("the event stream answered {s}"))),
+        }
+    }
+}
+
+impl EventStream {
+    /// The next event; `None` when the server ends the stream.
+    pub async fn next(&mut self) -> Result<Option<StreamEvent>> {
+        loop {
+            if let Some(at) = self.buf.find("\n\n") {
+                let block: String = self.buf.drain(..at + 2).collect();
+                let (mut kind, mut data) = (String::from("message"), String::new());
+                for line in block.lines() {
+                    if let Some(v) = line.strip_prefix("event:") {
+                        kind = v.trim().to_string();
+                    } else if let Some(v) = line.strip_prefix("data:") {
+                        data.push_str(v.trim_start());
+                    }
+                }
+                if data.is_empty() {
+                    continue; // a keep-alive comment
+                }
+                let data = serde_json::from_str(&data).unwrap_or(Value::String(data));
+                return Ok(Some(StreamEvent { kind, data }));
+            }
+            match self.res.chunk().await? {
+                Some(bytes) => self.buf.push_str(&String::from_utf8_lossy(&bytes)),
+                None => return Ok(None),
+            }
+        }
+    }
+}

@@ -5,12 +5,24 @@ pub trait Browser: Send + Sync {
     fn open(&self, url: &str) -> std::io::Result<()>;
 }
 
-/// The user's default browser.
+/// The user's browser: the command in `$BROWSER` if set (the Unix convention, also how tests
+/// and kiosks substitute their own), else the desktop's default browser.
 pub struct SystemBrowser;
 
 impl Browser for SystemBrowser {
     fn open(&self, url: &str) -> std::io::Result<()> {
-        open::that_detached(url)
+        let chosen = std::env::var("BROWSER").ok();
+        match chosen
+            .as_deref()
+            .and_then(|b| b.split(':').find(|c| !c.trim().is_empty()))
+        {
+            Some(command) => std::process::Command::new(command.trim())
+                .arg(url)
+                .stdin(std::process::Stdio::null())
+                .spawn()
+                .map(|_| ()),
+            None => open::that_detached(url),
+        }
     }
 }
 

@@ -1,0 +1,150 @@
+//! The live link to latchkeyd: the account's event stream, forwarded to the window as
+//! `security-event`, turned into OS notifications, and reflected in the tray. When the server
+//! is unreachable the window is told (`connection`) and the watcher retries with backoff.
+
+use std::sync::Mutex;
+use std::time::Duration;
+
+use latchkey_client::{Error, TokenState};
+use serde_json::json;
+use tauri::menu::MenuItem;
+use tauri::{AppHandle, Emitter, Manager, Runtime};
+use tauri_plugin_notification::NotificationExt;
+
+use crate::Desktop;
+
+/// The tray's state line, updated as the account changes.
+pub struct TrayState<R: Runtime>(pub Mutex<Option<MenuItem<R>>>);
+
+pub fn tray_text<R: Runtime>(app: &AppHandle<R>) -> String {
+    let desktop = app.state::<Desktop>();
+    let Ok(client) = &desktop.client else {
+        return "Latchkey: no keychain".into();
+    };
+    match client.status() {
+        Ok(accounts) => match accounts.iter().find(|a| a.current) {
+            Some(a) => match &a.token {
+                TokenState::SignedIn { .. } => format!("Signed in as {}", a.label),
+                TokenState::SignedOut { .. } => format!("{}: signed out", a.label),
+                TokenState::NoToken => format!("{}: sign in again", a.label),
+            },
+            None => "No account".into(),
+        },
+        Err(_) => "Latchkey".into(),
+    }
+}
+
+pub fn refresh_tray<R: Runtime>(app: &AppHandle<R>) {
+    let text = tray_text(app);
+    if let Some(state) = app.try_state::<TrayState<R>>() {
+        if let Some(item) = state.0.lock().expect("tray lock").as_ref() {
+            let _ = item.set_text(&text);
+        }
+    }
+    if let Some(tray) = app.tray_by_id("latchkey") {
+        let _ = tray.set_tooltip(Some(&text));
+    }
+}
+
+/// (Re)starts the watcher for the current account.
+pub fn restart<R: Runtime>(app: &AppHandle<R>) {
+    let desktop = app.state::<Desktop>();
+    let mut slot = desktop.watcher.lock().expect("watcher lock");
+    if let Some(old) = slot.take() {
+        old.abort();
+    }
+    let handle = app.clone();
+    *slot = Some(tauri::async_runtime::spawn(
+        async move { watch(handle).await },
+    ));
+    refresh_tray(app);
+}
+
+fn notify<R: Runtime>(app: &AppHandle<R>, title: &str, body: &str) {
+    if let Err(e) = app.notification().builder().title(title).body(body).show() {
+        tracing::warn!(error = %e, "cannot show a notification");
+    }
+}
+
+async fn watch<R: Runtime>(app: AppHandle<R>) {
+    let Ok(client) = app.state::<Desktop>().client.clone() else {
+        return;
+    };
+    let mut backoff = Duration::from_secs(1);
+    loop {
+        match client.events(None).await {
+            Ok(mut stream) => {
+                backoff = Duration::from_secs(1);
+                let _ = app.emit("connection", json!({ "online": true }));
+                loop {
+                    match stream.next().await {
+                        Ok(Some(event)) => {
+                            let _ = app.emit(
+                                "security-event",
+                                json!({ "kind": event.kind, "event": event.data }),
+                            );
+                            announce(&app, &event.kind, &event.data);
+                        }
+                        // The server ends a stream when its access token expires: reconnect.
+                        Ok(None) => break,
+                        Err(e) => {
+                            tracing::debug!(error = %e, "event stream interrupted");
+                            break;
+                        }
+                    }
+                }
+            }
+            Err(Error::SignedOut(reason)) | Err(Error::NotSignedIn(reason)) => {
+                let _ = app.emit("account-changed", json!({ "reason": reason }));
+                refresh_tray(&app);
+                return;
+            }
+            Err(Error::Unsupported(_)) | Err(Error::Keychain { .. }) => return,
+            Err(e) => {
+                let _ = app.emit(
+                    "connection",
+                    json!({ "online": false, "message": e.to_string(), "retry_in": backoff.as_secs() }),
+                );
+                tokio::time::sleep(backoff).await;
+                backoff = (backoff * 2).min(Duration::from_secs(30));
+            }
+        }
+    }
+}
+
+/// An OS notification for what the user should know at once.
+fn announce<R: Runtime>(app: &AppHandle<R>, kind: &str, event: &serde_json::Value) {
+    let summary = event["summary"].as_str().unwrap_or(kind);
+    let session = event["session_id"].as_str().unwrap_or_default();
+    if kind == "session_revoked" {
+        let mine = app
+            .state::<Desktop>()
+            .self_revoked
+            .lock()
+            .expect("revoked lock")
+            .remove(session);
+        if !mine {
+            notify(app, "A session was signed out", summary);
+        }
+        refresh_tray(app);
+    } else if matches!(event["severity"].as_str(), Some("medium" | "high"))
+        && latchkey_client_signal(kind)
+    {
+        notify(app, "A session looks suspicious", summary);
+    }
+}
+
+fn latchkey_client_signal(kind: &str) -> bool {
+    matches!(
+        kind,
+        "reuse_detected"
+            | "code_reuse_detected"
+            | "revoked_token_used"
+            | "address_changed"
+            | "user_agent_changed"
+            | "concurrent_use"
+            | "refresh_storm"
+            | "new_device"
+            | "key_mismatch"
+    )
+}

@@ -1,0 +1,213 @@
+//! The desktop app's commands through Tauri's mock runtime, against a real latchkeyd and the
+//! real keychain of the test session: what the window can ask for, and what it gets back.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use latchkey_client::browser::Browser;
+use latchkey_client::keychain::Choice;
+use latchkey_client::login::Device;
+use latchkey_client::paths::Paths;
+use latchkey_client::{Latchkey, LoginOptions};
+use latchkey_desktop::Desktop;
+use latchkeyd::store::users::{self, Role};
+use latchkeyd::{Server, Settings, SystemClock};
+use serde_json::{json, Value};
+use tauri::ipc::{CallbackFn, InvokeBody};
+use tauri::test::{get_ipc_response, mock_builder, INVOKE_KEY};
+use tauri::webview::InvokeRequest;
+use tauri::WebviewWindowBuilder;
+
+const PASSWORD: &str = "correct horse battery";
+
+fn hidden(html: &str, name: &str) -> String {
+    let marker = format!("name=\"{name}\" value=\"");
+    let start = html.find(&marker).unwrap() + marker.len();
+    let end = html[start..].find('"').unwrap();
+    html[start..start + end].to_string()
+}
+
+struct FormBrowser(&'static str);
+
+impl Browser for FormBrowser {
+    fn open(&self, url: &str) -> std::io::Result<()> {
+        let (url, email) = (url.to_string(), self.0);
+        tokio::spawn(async move {
+            let http = reqwest::Client::builder()
+                .cookie_store(true)
+                .redirect(reqwest::redirect::Policy::none())
+                .build()
+                .unwrap();
+            let page = http.get(&url).send().await.unwrap().text().await.unwrap();
+            let res = http
+                .post(url.split('?').next().unwrap())
+                .form(&[
+                    ("request", hidden(&page, "request")),
+                    ("csrf_token", hidden(&page, "csrf_token")),
+                    ("username", email.into()),
+                    ("password", PASSWORD.into()),
+                    ("action", "signin".into()),
+                ])
+                .send()
+                .await
+                .unwrap();
+            let callback = res.headers()["location"].to_str().unwrap().to_string();
+            http.get(callback).send().await.unwrap();
+        });
+        Ok(())
+    }
+}
+
+fn invoke(
+    webview: &tauri::WebviewWindow<tauri::test::MockRuntime>,
+    cmd: &str,
+    args: Value,
+) -> Result<Value, Value> {
+    get_ipc_response(
+        webview,
+        InvokeRequest {
+            cmd: cmd.into(),
+            callback: CallbackFn(0),
+            error: CallbackFn(1),
+            url: origin.parse().unwrap(),
+            body: InvokeBody::Json(args),
+            headers: Default::default(),
+            invoke_key: INVOKE_KEY.to_string(),
+        },
+    )
+    .map(|b| b.deserialize::<Value>().unwrap())
+}
+
+#[test]
+fn the_window_gets_views_never_tokens_and_bad_input_is_refused() {
+    let rt = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .enable_all()
+        .build()
+        .unwrap();
+    let dir = tempfile::tempdir().unwrap();
+    let home = tempfile::tempdir().unwrap();
+    let (issuer, client, _stop) = rt.block_on(async {
+        let settings = Settings {
+            listen: "127.0.0.1:0".parse().unwrap(),
+            database: Some(format!("sqlite://{}", dir.path().join("l.db").display())),
+            master_key_file: Some(dir.path().join("master.key")),
+            ..Settings::default()
+        };
+        let server = Server::bind(settings, Arc::new(SystemClock)).await.unwrap();
+        users::add(
+            server.db(),
+            "staff@example.com",
+            None,
+            Role::Support,
+            PASSWORD,
+            0,
+        )
+        .await
+        .unwrap();
+        let issuer = server.issuer().to_string();
+        let (tx, rx) = tokio::sync::oneshot::channel::<()>();
+        tokio::spawn(server.run(async {
+            let _ = rx.await;
+        }));
+        let keychain: Choice = std::env::var("LATCHKEY_TEST_KEYCHAIN")
+            .unwrap_or_else(|_| "secret-service".into())
+            .parse()
+            .unwrap();
+        let paths = Paths {
+            config_dir: home.path().join("config"),
+            data_dir: home.path().join("data"),
+        };
+        let client = Latchkey::open(paths, keychain).unwrap();
+        client
+            .login(
+                LoginOptions {
+                    issuer: &issuer,
+                    client_id: "latchkey-desktop",
+                    scope: "openid profile email offline_access account",
+                    device: Device {
+                        name: "helpdesk".into(),
+                        platform: "linux".into(),
+                        app_version: "t".into(),
+                    },
+                    browser: &FormBrowser("staff@example.com"),
+                    timeout: Duration::from_secs(20),
+                },
+                std::future::pending(),
+            )
+            .await
+            .unwrap();
+        (issuer, client, tx)
+    });
+    let _guard = rt.enter();
+    let app = latchkey_desktop::builder(mock_builder())
+        .manage(Desktop::with(Ok(client)))
+        .build(tauri::generate_context!(test = true))
+        .unwrap();
+    let webview = WebviewWindowBuilder::new(&app, "main", Default::default())
+        .build()
+        .unwrap();
+
+    // The capability grants the app's commands to its own pages only.
+    let foreign = invoke_from(&webview, "https://evil.example", "accounts", json!({})).unwrap_err();
+    assert!(foreign.to_string().contains("not allowed"), "{foreign}");
+
+    let accounts = invoke(&webview, "accounts", json!({})).unwrap();
+    assert_eq!(accounts["accounts"][0]["label"], "staff@example.com");
+    assert_eq!(accounts["accounts"][0]["state"], "signed_in");
+    assert_eq!(accounts["accounts"][0]["issuer"], issuer);
+
+    let sessions = invoke(&webview, "sessions", json!({ "filter": "active" })).unwrap();
+    assert_eq!(sessions["devices"][0]["current"], true);
+    let sid = sessions["devices"][0]["sessions"][0]["id"]
+        .as_str()
+        .unwrap()
+        .to_string();
+
+    let info = invoke(&webview, "token_info", json!({})).unwrap();
+    assert_eq!(info["claims"]["sid"], sid.as_str());
+    assert_eq!(info["header"]["alg"], "EdDSA");
+    // No command answer ever carries a token.
+    for answer in [&accounts, &sessions, &info] {
+        let text = answer.to_string();
+        assert!(
+            !text.contains("lkrt_") && !text.contains("eyJ"),
+            "a token reached the window: {text}"
+        );
+    }
+
+    let me = invoke(&webview, "me", json!({})).unwrap();
+    assert_eq!(me["role"], "support");
+
+    // Input is validated before anything reaches the server.
+    let bad = invoke(
+        &webview,
+        "revoke_session",
+        json!({ "session": "../../admin" }),
+    )
+    .unwrap_err();
+    assert_eq!(bad["code"], "invalid_input");
+    let bad = invoke(
+        &webview,
+        "admin_revoke_session",
+        json!({ "session": sid, "reason": "  " }),
+    )
+    .unwrap_err();
+    assert_eq!(bad["code"], "invalid_input");
+    let bad = invoke(&webview, "sessions", json!({ "filter": "everything" })).unwrap_err();
+    assert_eq!(bad["code"], "invalid_input");
+    let bad = invoke(
+        &webview,
+        "add_account",
+        json!({ "issuer": "ftp://example.com" }),
+    )
+    .unwrap_err();
+    assert_eq!(bad["code"], "invalid_input");
+    let missing = invoke(&webview, "family", json!({ "session": "no-such-session" })).unwrap_err();
+    assert_eq!(missing["code"], "refused");
+
+    let family = invoke(&webview, "family", json!({ "session": sid })).unwrap();
+    assert_eq!(family["generations"][0]["generation"], 1);
+    let audit = invoke(&webview, "admin_audit", json!({})).unwrap();
+    assert!(audit["records"].as_array().unwrap().len() >= 2);
+}

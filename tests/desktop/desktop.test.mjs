@@ -1,0 +1,232 @@
+// The real Latchkey window, driven through tauri-driver and Debian's WebKitWebDriver under
+// Xvfb, against a real latchkeyd (--demo). Only the system browser is scripted: $BROWSER points
+// at scripts/demo-signin.mjs, which fills in the sign-in page as a person would.
+// Needs: DISPLAY (Xvfb), a keychain session (scripts/with-keychain), LATCHKEYD_BIN, LATCHKEY_BIN,
+// LATCHKEY_DESKTOP_BIN, tauri-driver on PATH. Screenshots go to docs/screenshots/desktop-*.png.
+import { test, before, after } from 'node:test';
+import assert from 'node:assert/strict';
+import { spawn, execFileSync } from 'node:child_process';
+import { createHash, randomBytes } from 'node:crypto';
+import { mkdtempSync, mkdirSync, writeFileSync, chmodSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { dirname, join, resolve } from 'node:path';
+import { fileURLToPath } from 'node:url';
+import { remote } from 'webdriverio';
+
+const here = dirname(fileURLToPath(import.meta.url));
+const root = resolve(here, '../..');
+const shots = join(root, 'docs/screenshots');
+const target = process.env.CARGO_TARGET_DIR || join(root, 'target');
+const serverBin = process.env.LATCHKEYD_BIN || join(target, 'debug/latchkeyd');
+const cliBin = process.env.LATCHKEY_BIN || join(target, 'debug/latchkey');
+const appBin = process.env.LATCHKEY_DESKTOP_BIN || join(target, 'debug/latchkey-desktop');
+
+const work = mkdtempSync(join(tmpdir(), 'latchkey-desktop-e2e-'));
+const creds = join(work, 'creds');
+let server, driver, browser, issuer;
+const passwords = {};
+
+function home(name) {
+  const h = join(work, name);
+  mkdirSync(h, { recursive: true });
+  return { HOME: h, XDG_CONFIG_HOME: join(h, 'config'), XDG_DATA_HOME: join(h, 'data') };
+}
+
+/** Which account the scripted browser signs in as next. */
+function signInAs(email) {
+  writeFileSync(creds, `${email}\n${passwords[email]}\n`);
+}
+
+async function waitFor(fn, what, ms = 10_000) {
+  const end = Date.now() + ms;
+  let last;
+  while (Date.now() < end) {
+    try {
+      const v = await fn();
+      if (v) return v;
+    } catch (e) {
+      last = e;
+    }
+    await new Promise((r) => setTimeout(r, 150));
+  }
+  throw new Error(`timed out waiting for ${what}${last ? `: ${last.message}` : ''}`);
+}
+
+const shot = (name) => browser.saveScreenshot(join(shots, `desktop-${name}.png`));
+const button = (text) => browser.$(`//button[normalize-space()="${text}"]`);
+const heading = (text) => browser.$(`//*[self::h1 or self::h2 or self::h3][normalize-space()="${text}"]`);
+
+/** A second client signing in through the form with its own loopback redirect (raw OAuth). */
+async function rawSignIn(email, userAgent) {
+  const verifier = randomBytes(32).toString('base64url');
+  const q = new URLSearchParams({
+    response_type: 'code', client_id: 'latchkey-desktop', redirect_uri: 'http://127.0.0.1:50505/callback',
+    scope: 'openid offline_access account', state: 's', device_name: 'stolen copy', device_platform: 'linux',
+    code_challenge: createHash('sha256').update(verifier).digest('base64url'), code_challenge_method: 'S256',
+  });
+  const page = await fetch(`${issuer}/authorize?${q}`);
+  const cookie = page.headers.get('set-cookie').split(';')[0];
+  const html = await page.text();
+  const field = (n) => html.match(new RegExp(`name="${n}" value="([^"]*)"`))[1];
+  const res = await fetch(`${issuer}/authorize`, {
+    method: 'POST', redirect: 'manual',
+    headers: { 'content-type': 'application/x-www-form-urlencoded', cookie },
+    body: new URLSearchParams({ request: field('request'), csrf_token: field('csrf_token'), username: email, password: passwords[email], action: 'signin' }),
+  });
+  const code = new URL(res.headers.get('location')).searchParams.get('code');
+  return token({ grant_type: 'authorization_code', code, redirect_uri: 'http://127.0.0.1:50505/callback', code_verifier: verifier }, userAgent);
+}
+
+async function token(params, userAgent) {
+  const res = await fetch(`${issuer}/token`, {
+    method: 'POST',
+    headers: { 'content-type': 'application/x-www-form-urlencoded', 'user-agent': userAgent },
+    body: new URLSearchParams({ client_id: 'latchkey-desktop', ...params }),
+  });
+  return { status: res.status, body: await res.json() };
+}
+
+before(async () => {
+  mkdirSync(shots, { recursive: true });
+  server = spawn(serverBin, ['serve', '--demo', '--listen', '127.0.0.1:0'], {
+    env: { ...process.env, ...home('server') },
+    stdio: ['ignore', 'pipe', 'inherit'],
+  });
+  let out = '';
+  await new Promise((ok, fail) => {
+    server.on('exit', (code) => fail(new Error(`latchkeyd exited with ${code}`)));
+    server.stdout.on('data', (chunk) => {
+      out += chunk;
+      for (const m of out.matchAll(/(\S+@latchkey\.local)\s+password (\S+)/g)) passwords[m[1]] = m[2];
+      const url = out.match(/latchkeyd is running at (\S+)/);
+      if (url && Object.keys(passwords).length === 2) { issuer = url[1]; ok(); }
+    });
+  });
+  const fakeBrowser = join(work, 'browser');
+  writeFileSync(fakeBrowser, `#!/bin/sh\nexec node ${join(root, 'scripts/demo-signin.mjs')} "$1" "$(sed -n 1p ${creds})" "$(sed -n 2p ${creds})"\n`);
+  chmodSync(fakeBrowser, 0o755);
+  driver = spawn('tauri-driver', ['--port', '4444', '--native-port', '4445'], {
+    env: { ...process.env, ...home('desktop'), BROWSER: fakeBrowser },
+    stdio: 'inherit',
+  });
+  await new Promise((r) => setTimeout(r, 1500));
+  browser = await remote({
+    hostname: '127.0.0.1',
+    port: 4444,
+    logLevel: 'warn',
+    capabilities: { 'tauri:options': { application: appBin } },
+  });
+});
+
+after(async () => {
+  await browser?.deleteSession().catch(() => {});
+  driver?.kill();
+  server?.kill('SIGTERM');
+});
+
+test('add an account, see two devices, revoke one', async () => {
+  await (await heading('Accounts')).waitForDisplayed({ timeout: 15_000 });
+  assert.match(await browser.$('body').getText(), /No accounts yet/);
+  await shot('accounts-empty');
+  signInAs('demo@latchkey.local');
+  const address = await browser.$('input[type="url"]');
+  await address.setValue(issuer);
+  await (await button('Sign in with browser')).click();
+  await (await heading('Devices')).waitForDisplayed({ timeout: 20_000 });
+  await waitFor(async () => (await browser.$$('article.device')).length === 1, 'this device');
+  assert.match(await browser.$('article.device').getText(), /This device/);
+
+  // A second device signs in (the CLI on another "machine"): it appears live.
+  const phone = home('phone');
+  const login = spawn(cliBin, ['login', '--issuer', issuer, '--no-browser', '--device-name', 'demo phone'], {
+    env: { ...process.env, ...phone }, stdio: ['ignore', 'ignore', 'pipe'],
+  });
+  let loginOut = '';
+  login.stderr.on('data', (c) => { loginOut += c; });
+  const url = await waitFor(() => loginOut.match(/(http\S+\/authorize\?\S+)/)?.[1], 'the CLI sign-in address');
+  execFileSync('node', [join(root, 'scripts/demo-signin.mjs'), url, 'demo@latchkey.local', passwords['demo@latchkey.local']]);
+  await new Promise((ok) => login.on('exit', ok));
+  await waitFor(async () => (await browser.$$('article.device')).length === 2, 'the second device, live');
+  await shot('devices');
+
+  const phoneCard = await browser.$('//article[.//h2[normalize-space()="demo phone"]]');
+  await (await phoneCard.$('button=Revoke')).click();
+  const dialog = await browser.$('[role="dialog"]');
+  await dialog.waitForDisplayed();
+  await shot('revoke-confirm');
+  await (await dialog.$('button=Revoke')).click();
+  await waitFor(async () => (await browser.$$('article.device')).length === 1, 'the revoked device to go');
+  assert.match(await browser.$('[role="status"]').getText(), /Revoked Latchkey Desktop on demo phone/);
+  const phoneToken = spawn(cliBin, ['sessions'], { env: { ...process.env, ...phone } });
+  const code = await new Promise((ok) => phoneToken.on('exit', ok));
+  assert.equal(code, 3, 'the revoked device is signed out');
+});
+
+test('a replayed token shows in its family; a suspicious family is killed from Token families', async () => {
+  // Reuse: a client refreshes, then its retired token comes back from "someone else".
+  const victim = await rawSignIn('demo@latchkey.local', 'latchkey/0.1.0');
+  const next = await token({ grant_type: 'refresh_token', refresh_token: victim.body.refresh_token }, 'latchkey/0.1.0');
+  assert.equal(next.status, 200);
+  const replay = await token({ grant_type: 'refresh_token', refresh_token: victim.body.refresh_token }, 'curl/8.5.0');
+  assert.equal(replay.body.error, 'invalid_grant');
+  // Another session used by different software: suspicious, but still alive.
+  const odd = await rawSignIn('demo@latchkey.local', 'latchkey/0.1.0');
+  const moved = await token({ grant_type: 'refresh_token', refresh_token: odd.body.refresh_token }, 'python-requests/2.31');
+  assert.equal(moved.status, 200);
+
+  await (await button('Token families')).click();
+  await (await heading('Token families')).waitForDisplayed();
+  await waitFor(async () => (await browser.$$('.picker button.suspicious')).length >= 2, 'the suspicious families');
+  // The reused family: revoked by the server, the replay marked on its chain.
+  const reused = await browser.$('//ul[contains(@class,"picker")]//button[contains(@class,"suspicious") and contains(@class,"state-revoked")]');
+  await reused.click();
+  await waitFor(async () => /already been used/.test(await browser.$('.detail-pane').getText()), 'the reuse in plain words');
+  assert.ok(await browser.$('svg[aria-label*="ended by revocation"]').isExisting());
+  await shot('family-reuse');
+  // The live suspicious one: kill it.
+  const live = await browser.$('//ul[contains(@class,"picker")]//button[contains(@class,"suspicious") and contains(@class,"state-active")]');
+  await live.click();
+  await waitFor(async () => /different software/.test(await browser.$('.detail-pane').getText()), 'the user-agent signal');
+  await shot('family-suspicious');
+  await (await button('Kill family')).click();
+  await (await browser.$('[role="dialog"]').$('button=Kill family')).click();
+  await waitFor(async () => /revoked/.test(await browser.$('.detail-pane header').getText()), 'the family to die');
+  const dead = await token({ grant_type: 'refresh_token', refresh_token: moved.body.refresh_token }, 'python-requests/2.31');
+  assert.equal(dead.body.error, 'invalid_grant');
+});
+
+test('the token inspector shows claims, never the token', async () => {
+  await (await button('Token inspector')).click();
+  await (await heading('Token inspector')).waitForDisplayed();
+  await waitFor(async () => /Expires in/.test(await browser.$('main').getText()), 'the countdown');
+  const text = await browser.$('main').getText();
+  assert.match(text, /sid/);
+  assert.doesNotMatch(text, /eyJ|lkrt_/);
+  await shot('inspector');
+});
+
+test('support mode: revoke with a reason and find it in the audit log', async () => {
+  await (await button('Accounts')).click();
+  signInAs('support@latchkey.local');
+  await (await browser.$('input[type="url"]')).setValue(issuer);
+  await (await button('Sign in with browser')).click();
+  await (await button('Support')).waitForDisplayed({ timeout: 20_000 });
+  await shot('accounts');
+  await (await button('Support')).click();
+  await (await browser.$('input[placeholder="alice@example.com"]')).setValue('demo@');
+  await (await button('Search')).click();
+  await (await browser.$('button*=demo@latchkey.local')).click();
+  await waitFor(async () => (await browser.$$('.support-user article.device')).length >= 1, 'the demo user devices');
+  const revoke = await browser.$('.support-user button=Revoke');
+  await revoke.click();
+  const dialog = await browser.$('[role="dialog"]');
+  const confirm = await dialog.$('button=Revoke');
+  assert.equal(await confirm.isEnabled(), false, 'no reason, no revocation');
+  await (await dialog.$('textarea')).setValue('user reported a lost laptop (ticket 17)');
+  await confirm.click();
+  await waitFor(async () => /Revoked/.test(await browser.$('[role="status"]').getText()), 'the revocation');
+  await (await button('Audit log')).click();
+  await waitFor(async () => /ticket 17/.test(await browser.$('.audit').getText()), 'the audit record');
+  assert.match(await browser.$('.audit').getText(), /admin\.session\.revoke/);
+  await shot('support');
+});

@@ -1,0 +1,153 @@
+import { useState, type FormEvent } from 'react';
+import { api, messageOf, type Account, type Accounts as AccountsData } from '../api';
+import { Confirm } from '../components/Confirm';
+
+interface Props {
+  data: AccountsData;
+  onChanged: () => void;
+}
+
+const STATE_TEXT: Record<Account['state'], string> = {
+  signed_in: 'Signed in',
+  signed_out: 'Signed out',
+  no_token: 'Token missing from the keychain: sign in again',
+};
+
+export function Accounts({ data, onChanged }: Props) {
+  const [issuer, setIssuer] = useState('http://127.0.0.1:7878');
+  const [clientId, setClientId] = useState('');
+  const [signingIn, setSigningIn] = useState(false);
+  const [error, setError] = useState<string | null>(null);
+  const [asking, setAsking] = useState<{ kind: 'sign_out' | 'forget'; account: Account } | null>(null);
+
+  async function add(e: FormEvent) {
+    e.preventDefault();
+    setError(null);
+    setSigningIn(true);
+    try {
+      await api.addAccount(issuer, clientId.trim() || undefined);
+      onChanged();
+    } catch (err) {
+      setError(messageOf(err));
+    } finally {
+      setSigningIn(false);
+    }
+  }
+
+  async function act(fn: () => Promise<unknown>) {
+    setError(null);
+    try {
+      await fn();
+      onChanged();
+    } catch (err) {
+      setError(messageOf(err));
+    }
+  }
+
+  return (
+    <section aria-labelledby="accounts-title">
+      <h1 id="accounts-title">Accounts</h1>
+      <p className="muted">
+        Tokens are kept in the {data.keychain}
+        {data.keychain_persists ? '.' : ', which forgets them when you log out of this computer.'}
+      </p>
+      {error && (
+        <p role="alert" className="error">
+          {error}
+        </p>
+      )}
+      {data.accounts.length === 0 ? (
+        <p className="empty">No accounts yet. Add one with its server address below.</p>
+      ) : (
+        <ul className="cards" aria-label="Accounts">
+          {data.accounts.map((a) => (
+            <li key={a.id} className={`card ${a.current ? 'current' : ''}`}>
+              <div className="card-main">
+                <strong>{a.label}</strong>
+                {a.current && <span className="badge this">Current</span>}
+                <div className="muted">
+                  {a.issuer} · {a.client_id}
+                </div>
+                <div className={`state state-${a.state}`}>
+                  {STATE_TEXT[a.state]}
+                  {a.reason ? `: ${a.reason}` : ''}
+                </div>
+              </div>
+              <div className="card-actions">
+                {!a.current && (
+                  <button type="button" onClick={() => act(() => api.switchAccount(a.id))}>
+                    Switch to
+                  </button>
+                )}
+                {a.state === 'signed_in' ? (
+                  <button type="button" onClick={() => setAsking({ kind: 'sign_out', account: a })}>
+                    Sign out
+                  </button>
+                ) : (
+                  <button type="button" onClick={() => { setIssuer(a.issuer); setClientId(a.client_id === 'latchkey-desktop' ? '' : a.client_id); }}>
+                    Sign in again…
+                  </button>
+                )}
+                <button type="button" className="danger-text" onClick={() => setAsking({ kind: 'forget', account: a })}>
+                  Forget
+                </button>
+              </div>
+            </li>
+          ))}
+        </ul>
+      )}
+
+      <form className="add-account" onSubmit={add} aria-labelledby="add-title">
+        <h2 id="add-title">Add an account</h2>
+        <label className="field">
+          <span>Server address</span>
+          <input
+            type="url"
+            required
+            value={issuer}
+            onChange={(e) => setIssuer(e.target.value)}
+            placeholder="https://login.example.com"
+            disabled={signingIn}
+          />
+        </label>
+        <details>
+          <summary>Advanced</summary>
+          <label className="field">
+            <span>Client id (default: latchkey-desktop)</span>
+            <input value={clientId} onChange={(e) => setClientId(e.target.value)} disabled={signingIn} />
+          </label>
+        </details>
+        {signingIn ? (
+          <div className="progress" role="status">
+            <span className="spinner" aria-hidden="true" /> Waiting for you to sign in in your browser…
+            <button type="button" onClick={() => void api.cancelSignIn()}>
+              Cancel
+            </button>
+          </div>
+        ) : (
+          <button type="submit" className="primary">
+            Sign in with browser
+          </button>
+        )}
+      </form>
+
+      {asking && (
+        <Confirm
+          title={asking.kind === 'sign_out' ? `Sign out ${asking.account.label}?` : `Forget ${asking.account.label}?`}
+          confirmLabel={asking.kind === 'sign_out' ? 'Sign out' : 'Forget'}
+          danger
+          onCancel={() => setAsking(null)}
+          onConfirm={() => {
+            const { kind, account } = asking;
+            setAsking(null);
+            void act(() => (kind === 'sign_out' ? api.signOut(account.id) : api.forgetAccount(account.id)));
+          }}
+        >
+          {asking.kind === 'sign_out'
+            ? 'The server ends this session and the token is deleted from this computer.'
+            : 'The account and its token are removed from this computer. The server is not told; sign out first to end the session there too.'}
+        </Confirm>
+      )}
+    </section>
+  );
+}

@@ -1,0 +1,170 @@
+import { useCallback, useEffect, useState } from 'react';
+import { api, messageOf, type Session, type SessionFilter, type SessionList } from '../api';
+import { Confirm } from '../components/Confirm';
+import { PlatformIcon } from '../components/PlatformIcon';
+import { Signals } from '../components/Signals';
+import { absolute, relative, useNow } from '../time';
+
+interface Props {
+  /** Bumped by the app when a live event arrives: reload. */
+  version: number;
+  onShowFamily: (session: string) => void;
+}
+
+const FILTERS: { value: SessionFilter; label: string }[] = [
+  { value: 'active', label: 'Active' },
+  { value: 'suspicious', label: 'Suspicious' },
+  { value: 'all', label: 'All' },
+  { value: 'revoked', label: 'Revoked' },
+  { value: 'expired', label: 'Expired' },
+];
+
+export function SessionRow({ s, now, onRevoke, onFamily }: {
+  s: Session;
+  now: number;
+  onRevoke?: (s: Session) => void;
+  onFamily: (id: string) => void;
+}) {
+  return (
+    <li className={`session ${s.suspicious ? 'suspicious' : ''} state-${s.state}`}>
+      <div className="session-main">
+        <div>
+          <strong>{s.app}</strong>
+          {s.current && <span className="badge this">This device</span>}
+          {s.suspicious && <span className="badge warn">Suspicious</span>}
+          <span className={`badge state-${s.state}`}>{s.state}</span>
+        </div>
+        <div className="muted">
+          Last active <time dateTime={s.last_used_at} title={absolute(s.last_used_at)}>{relative(s.last_used_at, now)}</time>
+          {s.last_seen.ip ? ` from ${s.last_seen.ip}` : ''} · first seen{' '}
+          <time dateTime={s.signed_in_at} title={absolute(s.signed_in_at)}>{relative(s.signed_in_at, now)}</time>
+          {s.first_seen.ip ? ` from ${s.first_seen.ip}` : ''}
+        </div>
+        {s.revoked && (
+          <div className="muted">
+            Revoked {relative(s.revoked.at, now)} by {s.revoked.by}
+            {s.revoked.reason ? `: ${s.revoked.reason.replace(/_/g, ' ')}` : ''}
+          </div>
+        )}
+        <Signals signals={s.signals} />
+      </div>
+      <div className="card-actions">
+        <button type="button" onClick={() => onFamily(s.id)}>
+          Token family
+        </button>
+        {onRevoke && s.state === 'active' && (
+          <button type="button" className="danger" onClick={() => onRevoke(s)}>
+            Revoke
+          </button>
+        )}
+      </div>
+    </li>
+  );
+}
+
+export function Devices({ version, onShowFamily }: Props) {
+  const now = useNow();
+  const [filter, setFilter] = useState<SessionFilter>('active');
+  const [list, setList] = useState<SessionList | null>(null);
+  const [error, setError] = useState<string | null>(null);
+  const [asking, setAsking] = useState<Session | 'others' | null>(null);
+  const [notice, setNotice] = useState<string | null>(null);
+
+  const load = useCallback(async () => {
+    try {
+      setList(await api.sessions(filter));
+      setError(null);
+    } catch (e) {
+      setError(messageOf(e));
+    }
+  }, [filter]);
+
+  useEffect(() => {
+    void load();
+  }, [load, version]);
+
+  async function revoke(target: Session | 'others') {
+    setAsking(null);
+    try {
+      if (target === 'others') {
+        const done = await api.revokeOtherSessions();
+        setNotice(`Signed out ${done.revoked.length} other session${done.revoked.length === 1 ? '' : 's'}.`);
+      } else {
+        await api.revokeSession(target.id);
+        setNotice(`Revoked ${target.app} on ${target.device.name ?? 'an unnamed device'}.`);
+      }
+      await load();
+    } catch (e) {
+      setError(messageOf(e));
+    }
+  }
+
+  return (
+    <section aria-labelledby="devices-title">
+      <div className="section-head">
+        <h1 id="devices-title">Devices</h1>
+        <button type="button" className="danger" onClick={() => setAsking('others')}>
+          Sign out all other devices
+        </button>
+      </div>
+      <div className="filters" role="group" aria-label="Show">
+        {FILTERS.map((f) => (
+          <button
+            key={f.value}
+            type="button"
+            aria-pressed={filter === f.value}
+            onClick={() => setFilter(f.value)}
+          >
+            {f.label}
+          </button>
+        ))}
+      </div>
+      {notice && (
+        <p role="status" className="notice">
+          {notice}
+        </p>
+      )}
+      {error && (
+        <p role="alert" className="error">
+          {error}
+        </p>
+      )}
+      {list === null && !error && <p className="loading" role="status">Loading sessions…</p>}
+      {list && list.devices.length === 0 && (
+        <p className="empty">
+          {filter === 'suspicious' ? 'Nothing suspicious. ' : ''}No sessions to show here.
+        </p>
+      )}
+      {[...(list?.devices ?? [])].sort((a, b) => Number(b.current) - Number(a.current)).map((d) => (
+        <article key={`${d.device.name}|${d.device.platform}`} className={`device ${d.current ? 'current' : ''}`}>
+          <header>
+            <PlatformIcon platform={d.device.platform} />
+            <h2>{d.device.name ?? 'Unnamed device'}</h2>
+            <span className="muted">{d.device.platform ?? 'unknown platform'}</span>
+            {d.current && <span className="badge this">This device</span>}
+          </header>
+          <ul className="sessions">
+            {d.sessions.map((s) => (
+              <SessionRow key={s.id} s={s} now={now} onRevoke={setAsking} onFamily={onShowFamily} />
+            ))}
+          </ul>
+        </article>
+      ))}
+      {asking && (
+        <Confirm
+          title={asking === 'others' ? 'Sign out all other devices?' : `Revoke ${asking.app} on ${asking.device.name ?? 'this device'}?`}
+          confirmLabel={asking === 'others' ? 'Sign out others' : 'Revoke'}
+          danger
+          onCancel={() => setAsking(null)}
+          onConfirm={() => void revoke(asking)}
+        >
+          {asking === 'others'
+            ? 'Every session except this one ends now; those devices must sign in again.'
+            : asking.current
+              ? 'This is the session this app uses: you will be signed out here.'
+              : 'Its refresh token stops working now, and so do its access tokens.'}
+        </Confirm>
+      )}
+    </section>
+  );
+}

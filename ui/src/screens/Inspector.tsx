@@ -1,0 +1,79 @@
+import { useCallback, useEffect, useState } from 'react';
+import { api, messageOf, type TokenInfo } from '../api';
+import { useNow } from '../time';
+
+/** The current access token, decoded, with its countdown. The token itself is never here. */
+export function Inspector({ version }: { version: number }) {
+  const now = useNow(1000);
+  const [info, setInfo] = useState<TokenInfo | null>(null);
+  const [error, setError] = useState<string | null>(null);
+  const load = useCallback(async () => {
+    try {
+      setInfo(await api.tokenInfo());
+      setError(null);
+    } catch (e) {
+      setError(messageOf(e));
+    }
+  }, []);
+  useEffect(() => {
+    void load();
+  }, [load, version]);
+  const left = info ? info.expires_at - Math.floor(now / 1000) : 0;
+  useEffect(() => {
+    // Fetch the refreshed token once this one has run out.
+    if (info && left <= 0) void load();
+  }, [info, left, load]);
+  return (
+    <section aria-labelledby="inspector-title">
+      <div className="section-head">
+        <h1 id="inspector-title">Token inspector</h1>
+        <button type="button" onClick={() => void load()}>
+          Reload
+        </button>
+      </div>
+      <p className="muted">
+        The access token this app uses now, decoded. The refresh token stays in the keychain and is
+        never shown.
+      </p>
+      {error && (
+        <p role="alert" className="error">
+          {error}
+        </p>
+      )}
+      {!info && !error && <p className="loading" role="status">Loading…</p>}
+      {info && (
+        <>
+          <p className="countdown" aria-live="polite">
+            {left > 0 ? (
+              <>
+                Expires in <strong>{Math.floor(left / 60)}:{String(left % 60).padStart(2, '0')}</strong>
+              </>
+            ) : (
+              'Expired: a fresh one is fetched on next use'
+            )}
+          </p>
+          <dl className="claims">
+            {info.claims
+              ? Object.entries(info.claims).map(([k, v]) => (
+                  <div key={k}>
+                    <dt>{k}</dt>
+                    <dd>
+                      <code>{typeof v === 'string' ? v : JSON.stringify(v)}</code>
+                      {(k === 'exp' || k === 'iat') && typeof v === 'number' && (
+                        <span className="muted"> ({new Date(v * 1000).toLocaleString()})</span>
+                      )}
+                    </dd>
+                  </div>
+                ))
+              : <p>This server issues opaque access tokens: there is nothing to decode.</p>}
+          </dl>
+          {info.header && (
+            <p className="muted">
+              Signed with <code>{String(info.header.alg)}</code>, key <code>{String(info.header.kid)}</code>.
+            </p>
+          )}
+        </>
+      )}
+    </section>
+  );
+}
