@@ -63,6 +63,16 @@ fn invoke(
     cmd: &str,
     args: Value,
 ) -> Result<Value, Value> {
+    invoke_from(webview, "tauri://localhost", cmd, args)
+}
+
+/// A command call as if from a page at `origin`.
+fn invoke_from(
+    webview: &tauri::WebviewWindow<tauri::test::MockRuntime>,
+    origin: &str,
+    cmd: &str,
+    args: Value,
+) -> Result<Value, Value> {
     get_ipc_response(
         webview,
         InvokeRequest {
