@@ -178,18 +178,24 @@ test('a replayed token shows in its family; a suspicious family is killed from T
   await (await heading('Token families')).waitForDisplayed();
   await waitFor(async () => (await browser.$$('.picker button.suspicious')).length >= 2, 'the suspicious families');
   // The reused family: revoked by the server, the replay marked on its chain.
-  const reused = await browser.$('//ul[contains(@class,"picker")]//button[contains(@class,"suspicious") and contains(@class,"state-revoked")]');
-  await reused.click();
-  await waitFor(async () => /already been used/.test(await browser.$('.detail-pane').getText()), 'the reuse in plain words');
+  // Live events may re-render the list at any moment: pick (again) until the detail shows it.
+  const pick = (state) => browser.$(`//ul[contains(@class,"picker")]//button[contains(@class,"suspicious") and contains(@class,"state-${state}")]`);
+  await waitFor(async () => {
+    await (await pick('revoked')).click();
+    return /already been used/.test(await browser.$('.detail-pane').getText());
+  }, 'the reuse in plain words');
   assert.ok(await browser.$('svg[aria-label*="ended by revocation"]').isExisting());
   await shot('family-reuse');
   // The live suspicious one: kill it.
-  const live = await browser.$('//ul[contains(@class,"picker")]//button[contains(@class,"suspicious") and contains(@class,"state-active")]');
-  await live.click();
-  await waitFor(async () => /different software/.test(await browser.$('.detail-pane').getText()), 'the user-agent signal');
+  await waitFor(async () => {
+    await (await pick('active')).click();
+    return /different software/.test(await browser.$('.detail-pane').getText());
+  }, 'the user-agent signal');
   await shot('family-suspicious');
   await (await button('Kill family')).click();
-  await (await browser.$('[role="dialog"]').$('button=Kill family')).click();
+  const dialog = await browser.$('[role="dialog"]');
+  await dialog.waitForDisplayed();
+  await (await dialog.$('button=Kill family')).click();
   await waitFor(async () => /revoked/.test(await browser.$('.detail-pane header').getText()), 'the family to die');
   const dead = await token({ grant_type: 'refresh_token', refresh_token: moved.body.refresh_token }, 'python-requests/2.31');
   assert.equal(dead.body.error, 'invalid_grant');
