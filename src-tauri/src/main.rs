@@ -2,5 +2,11 @@
 #![cfg_attr(not(debug_assertions), windows_subsystem = "windows")]
 
 fn main() {
+    // A few cards and lists need no GPU compositing; without it WebKitGTK's web process keeps
+    // about 90 MB less (docs/BENCHMARKS.md). Set the variable to 0 to have it back.
+    #[cfg(target_os = "linux")]
+    if std::env::var_os("WEBKIT_DISABLE_COMPOSITING_MODE").is_none() {
+        std::env::set_var("WEBKIT_DISABLE_COMPOSITING_MODE", "1");
+    }
     latchkey_desktop::run();
 }

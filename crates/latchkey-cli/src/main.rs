@@ -157,7 +157,11 @@ async fn run(cli: Cli) -> Result<(), Error> {
     let paths = Paths::from_env()?;
     let choice: Choice = cli.keychain.parse()?;
     let account = cli.account.as_deref();
-    let client = Latchkey::open(paths, choice)?;
+    // Commands that store or report the keychain probe it; the others use the account's own.
+    let client = match cli.command {
+        Command::Login { .. } | Command::Status => Latchkey::open(paths, choice)?,
+        _ => Latchkey::open_existing(paths, choice, account)?,
+    };
     let j = cli.json;
     match cli.command {
         Command::Login {

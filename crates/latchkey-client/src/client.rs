@@ -130,6 +130,23 @@ impl Latchkey {
     /// Opens the client: probes the keychain first, so nothing is ever half-stored.
     pub fn open(paths: Paths, keychain: Choice) -> Result<Self> {
         let store = keychain::open(keychain, paths.insecure_store())?;
+        Self::with_store(paths, store)
+    }
+
+    /// Opens the client for an account that is already stored, without probing the keychain
+    /// first (the probe writes, reads and deletes an entry: three round trips `latchkey token`
+    /// should not pay). Nothing new is stored through it but the account's own rotations.
+    pub fn open_existing(paths: Paths, keychain: Choice, account: Option<&str>) -> Result<Self> {
+        let profiles = ProfileFile {
+            path: paths.profiles_file(),
+        }
+        .read()?;
+        let remembered = profiles.select(account).ok().and_then(|p| p.keychain);
+        let store = keychain::open_unprobed(keychain, paths.insecure_store(), remembered);
+        Self::with_store(paths, store)
+    }
+
+    fn with_store(paths: Paths, store: Box<dyn SecretStore>) -> Result<Self> {
         let http = reqwest::Client::builder()
             .redirect(reqwest::redirect::Policy::none())
             .user_agent(concat!("latchkey/", env!("CARGO_PKG_VERSION")))
@@ -200,6 +217,7 @@ impl Latchkey {
             added_at: now_secs(),
             signed_out: None,
             metadata: meta,
+            keychain: Some(self.store.backend()),
         };
         self.profiles.update(|p| {
             p.upsert(profile.clone());

@@ -240,6 +240,29 @@ fn platform_default() -> Backend {
     }
 }
 
+/// The chosen store without a probe, for commands that only use an account's existing entry
+/// (`latchkey token` must answer in a few milliseconds): `remembered` is the backend the
+/// account was stored in. A broken keychain still fails, on first use, with the same fix.
+pub fn open_unprobed(
+    choice: Choice,
+    insecure_path: PathBuf,
+    remembered: Option<Backend>,
+) -> Box<dyn SecretStore> {
+    let backend = match choice {
+        Choice::Auto => remembered.unwrap_or_else(platform_default),
+        Choice::SecretService => Backend::SecretService,
+        Choice::Keyutils => Backend::Keyutils,
+        Choice::InsecureFile => Backend::InsecureFile,
+    };
+    match backend {
+        Backend::InsecureFile => Box::new(InsecureFile {
+            path: insecure_path,
+            lock: Mutex::new(()),
+        }),
+        backend => Box::new(Keyring { backend }),
+    }
+}
+
 /// Opens and probes the chosen store.
 pub fn open(choice: Choice, insecure_path: PathBuf) -> Result<Box<dyn SecretStore>> {
     let keyring = |backend| -> Result<Box<dyn SecretStore>> {

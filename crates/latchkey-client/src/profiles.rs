@@ -29,6 +29,9 @@ pub struct Profile {
     pub signed_out: Option<SignedOut>,
     /// The server's endpoints as discovered at sign-in (refreshes need no discovery).
     pub metadata: Metadata,
+    /// Which keychain holds this account's token.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub keychain: Option<crate::keychain::Backend>,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -149,6 +152,7 @@ mod tests {
                 authorization_response_iss_parameter_supported: false,
                 latchkey_account_api: None,
             },
+            keychain: None,
         }
     }
 
