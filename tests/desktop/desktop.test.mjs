@@ -106,7 +106,9 @@ before(async () => {
   writeFileSync(fakeBrowser, `#!/bin/sh\nexec node ${join(root, 'scripts/demo-signin.mjs')} "$1" "$(sed -n 1p ${creds})" "$(sed -n 2p ${creds})"\n`);
   chmodSync(fakeBrowser, 0o755);
   driver = spawn('tauri-driver', ['--port', '4444', '--native-port', '4445'], {
-    env: { ...process.env, ...home('desktop'), BROWSER: fakeBrowser },
+    // WebKitWebDriver's screenshots never return when WebKit composites without the GPU path
+    // (the app's default, see src-tauri/src/main.rs), so the window under test keeps it on.
+    env: { ...process.env, ...home('desktop'), BROWSER: fakeBrowser, WEBKIT_DISABLE_COMPOSITING_MODE: '0' },
     stdio: 'inherit',
   });
   await new Promise((r) => setTimeout(r, 1500));
