@@ -1,62 +1,20 @@
 //! The desktop app's commands through Tauri's mock runtime, against a real latchkeyd and the
 //! real keychain of the test session: what the window can ask for, and what it gets back.
 
-use std::sync::Arc;
 use std::time::Duration;
 
-use latchkey_client::browser::Browser;
 use latchkey_client::keychain::Choice;
 use latchkey_client::login::Device;
 use latchkey_client::paths::Paths;
 use latchkey_client::{Latchkey, LoginOptions};
 use latchkey_desktop::Desktop;
-use latchkeyd::store::users::{self, Role};
-use latchkeyd::{Server, Settings, SystemClock};
+use latchkey_testkit::{FormBrowser, Latchkeyd};
+use latchkeyd::store::users::Role;
 use serde_json::{json, Value};
 use tauri::ipc::{CallbackFn, InvokeBody};
 use tauri::test::{get_ipc_response, mock_builder, INVOKE_KEY};
 use tauri::webview::InvokeRequest;
 use tauri::WebviewWindowBuilder;
-
-const PASSWORD: &str = "correct horse battery";
-
-fn hidden(html: &str, name: &str) -> String {
-    let marker = format!("name=\"{name}\" value=\"");
-    let start = html.find(&marker).unwrap() + marker.len();
-    let end = html[start..].find('"').unwrap();
-    html[start..start + end].to_string()
-}
-
-struct FormBrowser(&'static str);
-
-impl Browser for FormBrowser {
-    fn open(&self, url: &str) -> std::io::Result<()> {
-        let (url, email) = (url.to_string(), self.0);
-        tokio::spawn(async move {
-            let http = reqwest::Client::builder()
-                .cookie_store(true)
-                .redirect(reqwest::redirect::Policy::none())
-                .build()
-                .unwrap();
-            let page = http.get(&url).send().await.unwrap().text().await.unwrap();
-            let res = http
-                .post(url.split('?').next().unwrap())
-                .form(&[
-                    ("request", hidden(&page, "request")),
-                    ("csrf_token", hidden(&page, "csrf_token")),
-                    ("username", email.into()),
-                    ("password", PASSWORD.into()),
-                    ("action", "signin".into()),
-                ])
-                .send()
-                .await
-                .unwrap();
-            let callback = res.headers()["location"].to_str().unwrap().to_string();
-            http.get(callback).send().await.unwrap();
-        });
-        Ok(())
-    }
-}
 
 fn invoke(
     webview: &tauri::WebviewWindow<tauri::test::MockRuntime>,
@@ -95,31 +53,10 @@ fn the_window_gets_views_never_tokens_and_bad_input_is_refused() {
         .enable_all()
         .build()
         .unwrap();
-    let dir = tempfile::tempdir().unwrap();
     let home = tempfile::tempdir().unwrap();
-    let (issuer, client, _stop) = rt.block_on(async {
-        let settings = Settings {
-            listen: "127.0.0.1:0".parse().unwrap(),
-            database: Some(format!("sqlite://{}", dir.path().join("l.db").display())),
-            master_key_file: Some(dir.path().join("master.key")),
-            ..Settings::default()
-        };
-        let server = Server::bind(settings, Arc::new(SystemClock)).await.unwrap();
-        users::add(
-            server.db(),
-            "staff@example.com",
-            None,
-            Role::Support,
-            PASSWORD,
-            0,
-        )
-        .await
-        .unwrap();
-        let issuer = server.issuer().to_string();
-        let (tx, rx) = tokio::sync::oneshot::channel::<()>();
-        tokio::spawn(server.run(async {
-            let _ = rx.await;
-        }));
+    let (server, client) = rt.block_on(async {
+        let server =
+            Latchkeyd::start(Default::default(), &[("staff@example.com", Role::Support)]).await;
         let keychain: Choice = std::env::var("LATCHKEY_TEST_KEYCHAIN")
             .unwrap_or_else(|_| "secret-service".into())
             .parse()
@@ -132,7 +69,7 @@ fn the_window_gets_views_never_tokens_and_bad_input_is_refused() {
         client
             .login(
                 LoginOptions {
-                    issuer: &issuer,
+                    issuer: &server.issuer,
                     client_id: "latchkey-desktop",
                     scope: "openid profile email offline_access account",
                     device: Device {
@@ -147,8 +84,9 @@ fn the_window_gets_views_never_tokens_and_bad_input_is_refused() {
             )
             .await
             .unwrap();
-        (issuer, client, tx)
+        (server, client)
     });
+    let issuer = server.issuer.clone();
     let _guard = rt.enter();
     let app = latchkey_desktop::builder(mock_builder())
         .manage(Desktop::with(Ok(client)))

@@ -2,41 +2,15 @@
 //! real keychain of the session `scripts/with-keychain` sets up. Each "machine" is a home
 //! directory of its own.
 
+use latchkey_testkit::{complete_sign_in, files, Latchkeyd};
+use latchkeyd::store::users::Role;
+use serde_json::Value;
 use std::io::{BufRead, BufReader};
 use std::path::Path;
 use std::process::{Command, Output, Stdio};
-use std::sync::Arc;
 
-use latchkeyd::store::users::{self, Role};
-use latchkeyd::{Server, Settings, SystemClock};
-use serde_json::Value;
-
-const PASSWORD: &str = "correct horse battery";
-
-async fn latchkeyd(dir: &Path) -> (String, tokio::sync::oneshot::Sender<()>) {
-    let settings = Settings {
-        listen: "127.0.0.1:0".parse().unwrap(),
-        database: Some(format!("sqlite://{}", dir.join("l.db").display())),
-        master_key_file: Some(dir.join("master.key")),
-        ..Settings::default()
-    };
-    let server = Server::bind(settings, Arc::new(SystemClock)).await.unwrap();
-    users::add(
-        server.db(),
-        "alice@example.com",
-        None,
-        Role::User,
-        PASSWORD,
-        0,
-    )
-    .await
-    .unwrap();
-    let issuer = server.issuer().to_string();
-    let (tx, rx) = tokio::sync::oneshot::channel();
-    tokio::spawn(server.run(async {
-        let _ = rx.await;
-    }));
-    (issuer, tx)
+async fn latchkeyd() -> Latchkeyd {
+    Latchkeyd::start(Default::default(), &[("alice@example.com", Role::User)]).await
 }
 
 fn keychain() -> String {
@@ -74,13 +48,6 @@ fn json(home: &Path, args: &[&str]) -> Value {
     serde_json::from_str(&ok(home, &all)).unwrap()
 }
 
-fn hidden(html: &str, name: &str) -> String {
-    let marker = format!("name=\"{name}\" value=\"");
-    let start = html.find(&marker).expect("hidden field") + marker.len();
-    let end = html[start..].find('"').unwrap();
-    html[start..start + end].to_string()
-}
-
 /// `latchkey login --no-browser`, with a person completing the printed address in a browser.
 async fn login(home: &Path, issuer: &str, device: &str) -> String {
     let mut child = latchkey(home)
@@ -105,58 +72,17 @@ async fn login(home: &Path, issuer: &str, device: &str) -> String {
             "login prints the address"
         );
     }
-    let url = url.trim().to_string();
-    let http = reqwest::Client::builder()
-        .cookie_store(true)
-        .redirect(reqwest::redirect::Policy::none())
-        .build()
-        .unwrap();
-    let page = http.get(&url).send().await.unwrap().text().await.unwrap();
-    let res = http
-        .post(format!("{issuer}/authorize"))
-        .form(&[
-            ("request", hidden(&page, "request")),
-            ("csrf_token", hidden(&page, "csrf_token")),
-            ("username", "alice@example.com".into()),
-            ("password", PASSWORD.into()),
-            ("action", "signin".into()),
-        ])
-        .send()
-        .await
-        .unwrap();
-    let callback = res.headers()["location"].to_str().unwrap().to_string();
-    assert!(callback.starts_with("http://127.0.0.1:"), "{callback}");
-    let page = http
-        .get(&callback)
-        .send()
-        .await
-        .unwrap()
-        .text()
-        .await
-        .unwrap();
+    let page = complete_sign_in(url.trim(), "alice@example.com").await;
     assert!(page.contains("You are signed in"));
     let out = child.wait_with_output().unwrap();
     assert!(out.status.success());
     String::from_utf8(out.stdout).unwrap()
 }
 
-fn files(dir: &Path) -> Vec<std::path::PathBuf> {
-    let mut out = Vec::new();
-    for e in std::fs::read_dir(dir).into_iter().flatten().flatten() {
-        let p = e.path();
-        if p.is_dir() {
-            out.extend(files(&p));
-        } else {
-            out.push(p);
-        }
-    }
-    out
-}
-
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn login_status_token_sessions_revoke_others_and_logout() {
-    let dir = tempfile::tempdir().unwrap();
-    let (issuer, _stop) = latchkeyd(dir.path()).await;
+    let server = latchkeyd().await;
+    let issuer = server.issuer.clone();
     let laptop = tempfile::tempdir().unwrap();
     let phone = tempfile::tempdir().unwrap();
 

@@ -13,46 +13,15 @@ use latchkey_client::login::Device;
 use latchkey_client::loopback::Listener;
 use latchkey_client::paths::Paths;
 use latchkey_client::{Error, Latchkey, LoginOptions, TokenState};
-use latchkeyd::store::users::{self, Role};
-use latchkeyd::{Server, Settings, SystemClock};
-
-const PASSWORD: &str = "correct horse battery";
-
-struct Latchkeyd {
-    issuer: String,
-    db: latchkeyd::db::Db,
-    _dir: tempfile::TempDir,
-    _stop: tokio::sync::oneshot::Sender<()>,
-}
+use latchkey_testkit::{files, FormBrowser, Latchkeyd};
+use latchkeyd::store::users::Role;
 
 async fn latchkeyd(access_ttl: u64) -> Latchkeyd {
-    let dir = tempfile::tempdir().unwrap();
-    let settings = Settings {
-        listen: "127.0.0.1:0".parse().unwrap(),
-        database: Some(format!("sqlite://{}", dir.path().join("l.db").display())),
-        master_key_file: Some(dir.path().join("master.key")),
-        tokens: latchkeyd::config::TokenPolicy {
-            access_token_ttl_secs: access_ttl,
-            ..Default::default()
-        },
-        ..Settings::default()
+    let tokens = latchkeyd::config::TokenPolicy {
+        access_token_ttl_secs: access_ttl,
+        ..Default::default()
     };
-    let server = Server::bind(settings, Arc::new(SystemClock)).await.unwrap();
-    let issuer = server.issuer().to_string();
-    let db = server.db().clone();
-    users::add(&db, "alice@example.com", None, Role::User, PASSWORD, 0)
-        .await
-        .unwrap();
-    let (tx, rx) = tokio::sync::oneshot::channel();
-    tokio::spawn(server.run(async {
-        let _ = rx.await;
-    }));
-    Latchkeyd {
-        issuer,
-        db,
-        _dir: dir,
-        _stop: tx,
-    }
+    Latchkeyd::start(tokens, &[("alice@example.com", Role::User)]).await
 }
 
 /// The keychain under test: the Secret Service unless `LATCHKEY_TEST_KEYCHAIN` says otherwise.
@@ -67,48 +36,6 @@ fn paths(dir: &Path) -> Paths {
     Paths {
         config_dir: dir.join("config"),
         data_dir: dir.join("data"),
-    }
-}
-
-fn hidden(html: &str, name: &str) -> String {
-    let marker = format!("name=\"{name}\" value=\"");
-    let start = html.find(&marker).expect("hidden field") + marker.len();
-    let end = html[start..].find('"').unwrap();
-    html[start..start + end].to_string()
-}
-
-/// A person at the browser: opens the page, types email and password, lands on the loopback.
-struct FormBrowser {
-    email: &'static str,
-}
-
-impl Browser for FormBrowser {
-    fn open(&self, url: &str) -> std::io::Result<()> {
-        let (url, email) = (url.to_string(), self.email);
-        tokio::spawn(async move {
-            let http = reqwest::Client::builder()
-                .cookie_store(true)
-                .redirect(reqwest::redirect::Policy::none())
-                .build()
-                .unwrap();
-            let page = http.get(&url).send().await.unwrap().text().await.unwrap();
-            let action = url.split('?').next().unwrap().to_string();
-            let res = http
-                .post(action)
-                .form(&[
-                    ("request", hidden(&page, "request")),
-                    ("csrf_token", hidden(&page, "csrf_token")),
-                    ("username", email.to_string()),
-                    ("password", PASSWORD.to_string()),
-                    ("action", "signin".to_string()),
-                ])
-                .send()
-                .await
-                .unwrap();
-            let callback = res.headers()["location"].to_str().unwrap().to_string();
-            http.get(callback).send().await.unwrap();
-        });
-        Ok(())
     }
 }
 
@@ -128,31 +55,13 @@ async fn login(
                     platform: "linux".into(),
                     app_version: "test".into(),
                 },
-                browser: &FormBrowser {
-                    email: "alice@example.com",
-                },
+                browser: &FormBrowser("alice@example.com"),
                 timeout: Duration::from_secs(20),
             },
             std::future::pending(),
         )
         .await
         .unwrap()
-}
-
-/// Every file under `dir`, for the no-token-on-disk check.
-fn files(dir: &Path) -> Vec<std::path::PathBuf> {
-    let mut out = Vec::new();
-    if let Ok(entries) = std::fs::read_dir(dir) {
-        for e in entries.flatten() {
-            let p = e.path();
-            if p.is_dir() {
-                out.extend(files(&p));
-            } else {
-                out.push(p);
-            }
-        }
-    }
-    out
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
