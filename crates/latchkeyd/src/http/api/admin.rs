@@ -13,7 +13,7 @@ use super::me::{
     chain_limit, event_list, parse_cursor, session_page, ChainQuery, EventList, Revoked,
     SessionList, SessionQuery,
 };
-use super::{not_found, ApiErrorBody, ApiJson, ApiQuery, Paging, ReasonBody, Staff};
+use super::{not_found, page_limit, ApiErrorBody, ApiJson, ApiQuery, Paging, ReasonBody, Staff};
 use crate::http::error::OAuthError;
 use crate::http::origin::RequestOrigin;
 use crate::server::AppState;
@@ -214,11 +214,7 @@ pub async fn events(
     staff: Staff,
     ApiQuery(q): ApiQuery<AdminEventQuery>,
 ) -> Result<Json<EventList>, OAuthError> {
-    let limit = Paging {
-        limit: q.limit,
-        offset: None,
-    }
-    .limit();
+    let limit = page_limit(q.limit);
     let filter = events::Filter {
         user_id: q.user_id.clone(),
         session_id: q.session_id.clone(),
@@ -334,11 +330,7 @@ pub async fn audit_log(
     staff: Staff,
     ApiQuery(q): ApiQuery<AuditQuery>,
 ) -> Result<Json<AuditPage>, OAuthError> {
-    let limit = Paging {
-        limit: q.limit,
-        offset: None,
-    }
-    .limit();
+    let limit = page_limit(q.limit);
     let filter = audit::Filter {
         actor_id: q.actor_id.clone(),
         target_user_id: q.target_user_id.clone(),

@@ -7,7 +7,7 @@ use axum::Json;
 use serde::{Deserialize, Serialize};
 use utoipa::{IntoParams, ToSchema};
 
-use super::{not_found, ApiErrorBody, ApiQuery, Caller, Paging};
+use super::{not_found, page_limit, ApiErrorBody, ApiQuery, Caller, Paging};
 use crate::http::error::OAuthError;
 use crate::http::origin::RequestOrigin;
 use crate::server::AppState;
@@ -225,11 +225,7 @@ pub struct ChainQuery {
 }
 
 pub(super) fn chain_limit(q: &ChainQuery) -> i64 {
-    Paging {
-        limit: q.limit,
-        offset: None,
-    }
-    .limit()
+    page_limit(q.limit)
 }
 
 /// The rotation chain of a session's family, newest generation first, with its events.
@@ -326,11 +322,7 @@ pub async fn events(
     if wants_stream {
         return Ok(super::stream::live(&state, caller).into_response());
     }
-    let limit = Paging {
-        limit: q.limit,
-        offset: None,
-    }
-    .limit();
+    let limit = page_limit(q.limit);
     let found = events::list(
         &state.db,
         &events::Filter {

@@ -159,6 +159,15 @@ pub struct Paging {
     pub offset: Option<i64>,
 }
 
+/// A list's page size: the asked-for `limit` within 1–200, 50 if none.
+pub fn page_limit(limit: Option<i64>) -> i64 {
+    Paging {
+        limit,
+        offset: None,
+    }
+    .limit()
+}
+
 impl Paging {
     pub fn limit(self) -> i64 {
         self.limit.unwrap_or(50).clamp(1, 200)
