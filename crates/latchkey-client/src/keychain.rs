@@ -265,30 +265,17 @@ pub fn open_unprobed(
 
 /// Opens and probes the chosen store.
 pub fn open(choice: Choice, insecure_path: PathBuf) -> Result<Box<dyn SecretStore>> {
-    let keyring = |backend| -> Result<Box<dyn SecretStore>> {
-        let store = Keyring { backend };
-        probe(&store)?;
-        Ok(Box::new(store))
+    let probed = |choice| -> Result<Box<dyn SecretStore>> {
+        let store = open_unprobed(choice, insecure_path.clone(), None);
+        probe(store.as_ref())?;
+        Ok(store)
     };
-    match choice {
-        Choice::InsecureFile => {
-            let store = InsecureFile {
-                path: insecure_path,
-                lock: Mutex::new(()),
-            };
-            probe(&store)?;
-            Ok(Box::new(store))
+    match probed(choice) {
+        // Headless Linux: the kernel keyring still beats nothing, and status says it
+        // does not persist.
+        Err(first) if choice == Choice::Auto && cfg!(target_os = "linux") => {
+            probed(Choice::Keyutils).map_err(|_| first)
         }
-        Choice::SecretService => keyring(Backend::SecretService),
-        Choice::Keyutils => keyring(Backend::Keyutils),
-        Choice::Auto => match keyring(platform_default()) {
-            Ok(store) => Ok(store),
-            // Headless Linux: the kernel keyring still beats nothing, and status says it
-            // does not persist.
-            Err(first) if cfg!(target_os = "linux") => {
-                keyring(Backend::Keyutils).map_err(|_| first)
-            }
-            Err(e) => Err(e),
-        },
+        other => other,
     }
 }

@@ -223,11 +223,21 @@ pub async fn since(db: &Db, since: Millis, limit: i64) -> Result<Vec<Event>> {
 
 /// Unacknowledged signals of a user's sessions, oldest first.
 pub async fn open_signals(db: &Db, user_id: &str) -> Result<Vec<Event>> {
+    open_signals_where(db, "user_id = $1 AND session_id IS NOT NULL", user_id).await
+}
+
+/// Unacknowledged signals of one session, oldest first.
+pub async fn open_signals_of_session(db: &Db, session_id: &str) -> Result<Vec<Event>> {
+    open_signals_where(db, "session_id = $1", session_id).await
+}
+
+async fn open_signals_where(db: &Db, scope: &str, key: &str) -> Result<Vec<Event>> {
     let rows = sqlx::query(&format!(
-        "SELECT {COLUMNS} FROM security_events WHERE user_id = $1 AND session_id IS NOT NULL          AND acknowledged_at IS NULL AND kind IN ({}) ORDER BY at, id",
+        "SELECT {COLUMNS} FROM security_events WHERE {scope} AND acknowledged_at IS NULL \
+         AND kind IN ({}) ORDER BY at, id",
         signals::SQL_KINDS
     ))
-    .bind(user_id)
+    .bind(key)
     .fetch_all(db.read())
     .await?;
     rows.iter().map(from_row).collect()

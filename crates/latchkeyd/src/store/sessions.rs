@@ -193,7 +193,7 @@ pub async fn find(
     .await?;
     let Some(row) = row else { return Ok(None) };
     let mut session = view(&row, idle, now)?;
-    let open = events::open_signals(db, &session.user_id).await?;
+    let open = events::open_signals_of_session(db, &session.id).await?;
     attach_signals(std::slice::from_mut(&mut session), open);
     Ok(Some(session))
 }
@@ -219,6 +219,37 @@ pub async fn liveness(db: &Db, session_id: &str) -> Result<Option<Liveness>> {
     .transpose()
 }
 
+/// Revokes every live session of the account but `keep`, inside `tx`; the ids revoked.
+#[allow(clippy::too_many_arguments)]
+async fn revoke_all_in(
+    tx: &mut sqlx::Transaction<'static, sqlx::Any>,
+    user_id: &str,
+    keep: Option<&str>,
+    actor: Actor<'_>,
+    reason: &str,
+    origin: &Origin,
+    now: Millis,
+    audit: Audit<'_>,
+) -> Result<Vec<String>> {
+    let ids: Vec<String> = sqlx::query(
+        "SELECT id FROM sessions WHERE user_id = $1 AND ($2 IS NULL OR id <> $2) AND revoked_at IS NULL ORDER BY id",
+    )
+    .bind(user_id)
+    .bind(keep)
+    .fetch_all(&mut **tx)
+    .await?
+    .iter()
+    .map(|r| r.try_get("id"))
+    .collect::<std::result::Result<_, _>>()?;
+    let mut revoked = Vec::new();
+    for id in ids {
+        if grants::revoke_and_record(tx, &id, actor, reason, origin, now, audit).await? {
+            revoked.push(id);
+        }
+    }
+    Ok(revoked)
+}
+
 /// Signs out every other live session of the account; the ids revoked.
 pub async fn revoke_others(
     db: &Db,
@@ -228,33 +259,18 @@ pub async fn revoke_others(
     now: Millis,
 ) -> Result<Vec<String>> {
     let mut tx = db.write().begin().await?;
-    let ids: Vec<String> = sqlx::query(
-        "SELECT id FROM sessions WHERE user_id = $1 AND id <> $2 AND revoked_at IS NULL ORDER BY id",
-    )
-    .bind(user_id)
-    .bind(keep)
-    .fetch_all(&mut *tx)
-    .await?
-    .iter()
-    .map(|r| r.try_get("id"))
-    .collect::<std::result::Result<_, _>>()?;
     let actor = Actor::User(user_id);
-    let mut revoked = Vec::new();
-    for id in ids {
-        if grants::revoke_and_record(
-            &mut tx,
-            &id,
-            actor,
-            "signed_out_by_another_device",
-            origin,
-            now,
-            Audit::As(actor),
-        )
-        .await?
-        {
-            revoked.push(id);
-        }
-    }
+    let revoked = revoke_all_in(
+        &mut tx,
+        user_id,
+        Some(keep),
+        actor,
+        "signed_out_by_another_device",
+        origin,
+        now,
+        Audit::As(actor),
+    )
+    .await?;
     tx.commit().await?;
     Ok(revoked)
 }
@@ -343,24 +359,18 @@ pub async fn staff_revoke_all(
     now: Millis,
 ) -> Result<Vec<String>> {
     let mut tx = db.write().begin().await?;
-    let ids: Vec<String> = sqlx::query(
-        "SELECT id FROM sessions WHERE user_id = $1 AND revoked_at IS NULL ORDER BY id",
-    )
-    .bind(user_id)
-    .fetch_all(&mut *tx)
-    .await?
-    .iter()
-    .map(|r| r.try_get("id"))
-    .collect::<std::result::Result<_, _>>()?;
     let actor = Actor::Support(staff_id);
-    let mut revoked = Vec::new();
-    for id in ids {
-        if grants::revoke_and_record(&mut tx, &id, actor, reason, origin, now, Audit::Covered)
-            .await?
-        {
-            revoked.push(id);
-        }
-    }
+    let revoked = revoke_all_in(
+        &mut tx,
+        user_id,
+        None,
+        actor,
+        reason,
+        origin,
+        now,
+        Audit::Covered,
+    )
+    .await?;
     audit::append(
         &mut tx,
         audit::Entry {

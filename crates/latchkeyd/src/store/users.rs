@@ -222,6 +222,31 @@ pub struct UserSummary {
     pub live_sessions: i64,
 }
 
+const SUMMARY: &str = "SELECT u.id, u.email, u.name, u.role, u.created_at, u.disabled_at, \
+     (SELECT COUNT(*) FROM sessions s WHERE s.user_id = u.id AND s.revoked_at IS NULL) AS live_sessions \
+     FROM users u";
+
+/// One account by its id.
+pub async fn summary(db: &Db, id: &str) -> Result<Option<UserSummary>> {
+    let row = sqlx::query(&format!("{SUMMARY} WHERE u.id = $1"))
+        .bind(id)
+        .fetch_optional(db.read())
+        .await?;
+    row.as_ref().map(summary_from_row).transpose()
+}
+
+fn summary_from_row(r: &sqlx::any::AnyRow) -> Result<UserSummary> {
+    Ok(UserSummary {
+        id: r.try_get("id")?,
+        email: r.try_get("email")?,
+        name: r.try_get("name")?,
+        role: Role::parse(&r.try_get::<String, _>("role")?),
+        created_at: r.try_get("created_at")?,
+        disabled: r.try_get::<Option<i64>, _>("disabled_at")?.is_some(),
+        live_sessions: r.try_get("live_sessions")?,
+    })
+}
+
 /// Accounts whose email contains `q` (case-insensitive) or whose id is `q`, by email.
 pub async fn search(db: &Db, q: &str, limit: i64, offset: i64) -> Result<Vec<UserSummary>> {
     let needle = q.trim().to_lowercase();
@@ -232,28 +257,14 @@ pub async fn search(db: &Db, q: &str, limit: i64, offset: i64) -> Result<Vec<Use
             c => vec![c],
         })
         .collect();
-    let rows = sqlx::query(
-        "SELECT u.id, u.email, u.name, u.role, u.created_at, u.disabled_at, \
-         (SELECT COUNT(*) FROM sessions s WHERE s.user_id = u.id AND s.revoked_at IS NULL) AS live_sessions \
-         FROM users u WHERE u.email LIKE $1 ESCAPE '\\' OR u.id = $2 ORDER BY u.email LIMIT $3 OFFSET $4",
-    )
+    let rows = sqlx::query(&format!(
+        "{SUMMARY} WHERE u.email LIKE $1 ESCAPE '\\' OR u.id = $2 ORDER BY u.email LIMIT $3 OFFSET $4"
+    ))
     .bind(format!("%{escaped}%"))
     .bind(q.trim())
     .bind(limit)
     .bind(offset)
     .fetch_all(db.read())
     .await?;
-    rows.iter()
-        .map(|r| {
-            Ok(UserSummary {
-                id: r.try_get("id")?,
-                email: r.try_get("email")?,
-                name: r.try_get("name")?,
-                role: Role::parse(&r.try_get::<String, _>("role")?),
-                created_at: r.try_get("created_at")?,
-                disabled: r.try_get::<Option<i64>, _>("disabled_at")?.is_some(),
-                live_sessions: r.try_get("live_sessions")?,
-            })
-        })
-        .collect()
+    rows.iter().map(summary_from_row).collect()
 }

@@ -119,10 +119,8 @@ pub struct UserSessions {
 }
 
 async fn user_summary(state: &AppState, id: &str) -> Result<UserSummary, OAuthError> {
-    users::search(&state.db, id, 1, 0)
+    users::summary(&state.db, id)
         .await?
-        .into_iter()
-        .find(|u| u.id == id)
         .ok_or_else(|| not_found("there is no such account"))
 }
 
