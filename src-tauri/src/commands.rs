@@ -8,7 +8,7 @@ use base64::engine::general_purpose::URL_SAFE_NO_PAD;
 use base64::Engine;
 use latchkey_client::browser::SystemBrowser;
 use latchkey_client::login::Device;
-use latchkey_client::{Error, Latchkey, LoginOptions, TokenState};
+use latchkey_client::{AccountStatus, Error, Latchkey, LoginOptions, TokenState};
 use reqwest::Method;
 use serde::Serialize;
 use serde_json::{json, Value};
@@ -103,6 +103,33 @@ pub struct AccountView {
     pub state: &'static str,
     pub reason: Option<String>,
     pub access_expires_at: Option<i64>,
+    /// The thumbprint of the device key the session is bound to (DPoP): its refresh token is
+    /// useless on any other machine.
+    pub device_key: Option<String>,
+}
+
+impl From<AccountStatus> for AccountView {
+    fn from(a: AccountStatus) -> Self {
+        let (state, reason, access_expires_at, device_key) = match a.token {
+            TokenState::SignedIn {
+                access_expires_at,
+                device_key,
+            } => ("signed_in", None, access_expires_at, device_key),
+            TokenState::SignedOut { reason, .. } => ("signed_out", Some(reason), None, None),
+            TokenState::NoToken => ("no_token", None, None, None),
+        };
+        AccountView {
+            id: a.id,
+            label: a.label,
+            issuer: a.issuer,
+            client_id: a.client_id,
+            current: a.current,
+            state,
+            reason,
+            access_expires_at,
+            device_key,
+        }
+    }
 }
 
 #[derive(Debug, Serialize)]
@@ -118,25 +145,7 @@ pub fn accounts(state: State<'_, Desktop>) -> Reply<Accounts> {
     let accounts = client
         .status()?
         .into_iter()
-        .map(|a| {
-            let (state, reason, access_expires_at) = match a.token {
-                TokenState::SignedIn { access_expires_at } => {
-                    ("signed_in", None, access_expires_at)
-                }
-                TokenState::SignedOut { reason, .. } => ("signed_out", Some(reason), None),
-                TokenState::NoToken => ("no_token", None, None),
-            };
-            AccountView {
-                id: a.id,
-                label: a.label,
-                issuer: a.issuer,
-                client_id: a.client_id,
-                current: a.current,
-                state,
-                reason,
-                access_expires_at,
-            }
-        })
+        .map(AccountView::from)
         .collect();
     Ok(Accounts {
         accounts,
@@ -182,16 +191,12 @@ pub async fn add_account<R: Runtime>(
         .await?;
     state.sign_in.lock().expect("sign-in lock").take();
     watcher::restart(&app);
-    Ok(AccountView {
-        id: profile.id,
-        label: profile.label,
-        issuer: profile.issuer,
-        client_id: profile.client_id,
-        current: true,
-        state: "signed_in",
-        reason: None,
-        access_expires_at: None,
-    })
+    client
+        .status()?
+        .into_iter()
+        .find(|a| a.id == profile.id)
+        .map(AccountView::from)
+        .ok_or_else(|| invalid("the new account was not stored"))
 }
 
 #[tauri::command]

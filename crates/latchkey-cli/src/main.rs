@@ -241,19 +241,26 @@ async fn run(cli: Cli) -> Result<(), Error> {
                     let mark = if a.current { "*" } else { " " };
                     let state = match &a.token {
                         TokenState::SignedIn {
-                            access_expires_at: Some(exp),
+                            access_expires_at,
+                            device_key,
                         } => {
-                            let left = exp - now();
-                            if left > 0 {
-                                format!(
-                                    "signed in; access token valid for {} more",
-                                    human_secs(left)
-                                )
-                            } else {
-                                "signed in; access token expired (refreshed on next use)".into()
-                            }
+                            let left = access_expires_at.map(|exp| exp - now());
+                            let access = match left {
+                                Some(left) if left > 0 => {
+                                    format!("; access token valid for {} more", human_secs(left))
+                                }
+                                Some(_) => "; access token expired (refreshed on next use)".into(),
+                                None => String::new(),
+                            };
+                            let binding = match device_key {
+                                Some(jkt) => format!(
+                                    "\n    bound to this device (DPoP key {}…): a copy of its token is useless elsewhere",
+                                    &jkt[..jkt.len().min(12)]
+                                ),
+                                None => "\n    bearer session: not bound to a device key".into(),
+                            };
+                            format!("signed in{access}{binding}")
                         }
-                        TokenState::SignedIn { .. } => "signed in".into(),
                         TokenState::SignedOut { reason, .. } => format!("SIGNED OUT: {reason}"),
                         TokenState::NoToken => "no token in the keychain: sign in again".into(),
                     };

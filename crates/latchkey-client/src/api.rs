@@ -1,12 +1,60 @@
 //! latchkeyd's account API: the user's sessions and families, revocation. Answers are JSON
 //! values as documented at the server's `/openapi.json`.
 
+use reqwest::header::{ACCEPT, AUTHORIZATION, WWW_AUTHENTICATE};
 use reqwest::{Method, StatusCode};
 use serde_json::Value;
 
-use crate::{Error, Latchkey, Result};
+use crate::dpop::DeviceKey;
+use crate::{Error, Latchkey, Result, Secret};
 
 impl Latchkey {
+    /// Sends one request with the access token: as Bearer, or for a key-bound token as
+    /// `DPoP` with a fresh proof (RFC 9449 §7), once more with the server's nonce if it asks.
+    pub(crate) async fn send(
+        &self,
+        http: &reqwest::Client,
+        method: Method,
+        url: &str,
+        token: &Secret<String>,
+        key: Option<&DeviceKey>,
+        body: Option<&Value>,
+    ) -> Result<reqwest::Response> {
+        let mut retried = false;
+        loop {
+            let mut req = http.request(method.clone(), url);
+            req = match key {
+                Some(key) => {
+                    let nonce = self.nonces().get();
+                    let proof =
+                        key.proof(method.as_str(), url, Some(token.expose()), nonce.as_deref());
+                    req.header(AUTHORIZATION, format!("DPoP {}", token.expose()))
+                        .header("DPoP", proof)
+                }
+                None => req.bearer_auth(token.expose()),
+            };
+            if let Some(body) = body {
+                req = req.json(body);
+            }
+            if url.ends_with("/events") {
+                req = req.header(ACCEPT, "text/event-stream");
+            }
+            let res = req.send().await?;
+            self.nonces().remember(res.headers());
+            let asks_nonce = res.status() == StatusCode::UNAUTHORIZED
+                && res
+                    .headers()
+                    .get(WWW_AUTHENTICATE)
+                    .and_then(|v| v.to_str().ok())
+                    .is_some_and(|v| v.contains("use_dpop_nonce"));
+            if key.is_some() && asks_nonce && !retried {
+                retried = true;
+                continue;
+            }
+            return Ok(res);
+        }
+    }
+
     /// One account-API call with a fresh access token.
     pub async fn api(
         &self,
@@ -15,21 +63,24 @@ impl Latchkey {
         path: &str,
         body: Option<Value>,
     ) -> Result<Value> {
-        let (profile, token, _) = self.access_token(account).await?;
-        let base = profile.metadata.latchkey_account_api.as_deref().ok_or_else(|| {
+        let access = self.access(account, false).await?;
+        let base = access.profile.metadata.latchkey_account_api.as_deref().ok_or_else(|| {
             Error::Unsupported(format!(
                 "{} has no Latchkey account API: sessions and token families are a latchkeyd feature",
-                profile.issuer
+                access.profile.issuer
             ))
         })?;
-        let mut req = self
-            .http()
-            .request(method, format!("{}{path}", base.trim_end_matches('/')))
-            .bearer_auth(token.expose());
-        if let Some(body) = body {
-            req = req.json(&body);
-        }
-        let res = req.send().await?;
+        let url = format!("{}{path}", base.trim_end_matches('/'));
+        let res = self
+            .send(
+                self.http(),
+                method,
+                &url,
+                &access.token,
+                access.key.as_ref(),
+                body.as_ref(),
+            )
+            .await?;
         let status = res.status();
         let value: Value = res.json().await.unwrap_or(Value::Null);
         if status.is_success() {
@@ -102,20 +153,29 @@ pub struct EventStream {
 
 impl Latchkey {
     pub async fn events(&self, account: Option<&str>) -> Result<EventStream> {
-        let (profile, token, _) = self.access_token(account).await?;
-        let base = profile
+        let access = self.access(account, false).await?;
+        let base = access
+            .profile
             .metadata
             .latchkey_account_api
             .as_deref()
             .ok_or_else(|| {
-                Error::Unsupported(format!("{} has no Latchkey account API", profile.issuer))
+                Error::Unsupported(format!(
+                    "{} has no Latchkey account API",
+                    access.profile.issuer
+                ))
             })?;
         // A stream lives until the access token expires; no overall timeout.
-        let res = reqwest::Client::new()
-            .get(format!("{}/me/events", base.trim_end_matches('/')))
-            .bearer_auth(token.expose())
-            .header(reqwest::header::ACCEPT, "text/event-stream")
-            .send()
+        let url = format!("{}/me/events", base.trim_end_matches('/'));
+        let res = self
+            .send(
+                &reqwest::Client::new(),
+                Method::GET,
+                &url,
+                &access.token,
+                access.key.as_ref(),
+                None,
+            )
             .await?;
         match res.status() {
             s if s.is_success() => Ok(EventStream {

@@ -8,6 +8,7 @@ use serde::{Deserialize, Serialize};
 
 use crate::browser::Browser;
 use crate::discovery::{discover, Metadata};
+use crate::dpop::{DeviceKey, NonceCache, ProvingClient};
 use crate::keychain::{self, Backend, Choice, SecretStore, MAX_SECRET_BYTES};
 use crate::lock::AccountLock;
 use crate::login::{self, Device, GrantError, SignIn, Tokens};
@@ -34,10 +35,26 @@ struct Stored {
     access_token: Option<String>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     access_expires_at: Option<i64>,
+    /// The device key (base64 PKCS#8) the session is bound to (DPoP); never leaves this entry.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    dpop_key: Option<String>,
+}
+
+/// A usable access token and what it takes to present it.
+pub(crate) struct Access {
+    pub profile: Profile,
+    pub token: Secret<String>,
+    pub expires_at: i64,
+    /// Present for a DPoP-bound token: every request carries a proof by this key.
+    pub key: Option<DeviceKey>,
 }
 
 impl Stored {
-    fn from_tokens(tokens: &Tokens, previous_refresh: Option<&Secret<String>>) -> Result<Self> {
+    fn from_tokens(
+        tokens: &Tokens,
+        previous_refresh: Option<&Secret<String>>,
+        key: Option<&DeviceKey>,
+    ) -> Result<Self> {
         // Servers that do not rotate send no new refresh token: keep the one we have.
         let refresh = tokens
             .refresh_token
@@ -55,7 +72,12 @@ impl Stored {
             access_expires_at: Some(
                 now_secs() + tokens.expires_in.map(|d| d.as_secs() as i64).unwrap_or(300),
             ),
+            dpop_key: key.map(|k| k.export().into_inner()),
         })
+    }
+
+    fn key(&self) -> Result<Option<DeviceKey>> {
+        self.dpop_key.as_deref().map(DeviceKey::import).transpose()
     }
 
     fn encode(&self) -> Secret<String> {
@@ -68,6 +90,7 @@ impl Stored {
             refresh_token: self.refresh_token.clone(),
             access_token: None,
             access_expires_at: None,
+            dpop_key: self.dpop_key.clone(),
         };
         Secret::new(serde_json::to_string(&lean).expect("strings serialize"))
     }
@@ -101,7 +124,11 @@ pub struct LoginOptions<'a> {
 #[serde(tag = "state", rename_all = "snake_case")]
 pub enum TokenState {
     /// Signed in; `access_expires_at` is when the cached access token ends (Unix seconds).
-    SignedIn { access_expires_at: Option<i64> },
+    /// `device_key`: the thumbprint of the key the session is bound to (DPoP), if it is.
+    SignedIn {
+        access_expires_at: Option<i64>,
+        device_key: Option<String>,
+    },
     /// The server ended the session, or the user logged out.
     SignedOut { reason: String, at: i64 },
     /// The profile exists but its keychain entry does not (removed outside Latchkey).
@@ -124,6 +151,8 @@ pub struct Latchkey {
     store: Box<dyn SecretStore>,
     http: reqwest::Client,
     profiles: ProfileFile,
+    /// The server's latest DPoP nonce, for the next proof.
+    nonces: NonceCache,
 }
 
 impl Latchkey {
@@ -160,7 +189,12 @@ impl Latchkey {
             paths,
             store,
             http,
+            nonces: NonceCache::default(),
         })
+    }
+
+    pub(crate) fn nonces(&self) -> &NonceCache {
+        &self.nonces
     }
 
     pub fn backend(&self) -> Backend {
@@ -186,6 +220,8 @@ impl Latchkey {
         cancel: impl std::future::Future<Output = ()> + Send,
     ) -> Result<Profile> {
         let meta = discover(&self.http, opts.issuer).await?;
+        // A new key for each sign-in: the session it starts is bound to it.
+        let key = meta.supports_dpop().then(DeviceKey::generate);
         let tokens = login::sign_in(
             &self.http,
             SignIn {
@@ -195,13 +231,17 @@ impl Latchkey {
                 device: &opts.device,
                 browser: opts.browser,
                 timeout: opts.timeout,
+                key: key.as_ref(),
+                nonces: &self.nonces,
             },
             cancel,
         )
         .await?;
-        let (subject, label) = self.who(&meta, &tokens.access_token).await;
+        // A server that took the proof but issued a bearer token did not bind anything.
+        let key = key.filter(|_| tokens.dpop_bound);
+        let (subject, label) = self.who(&meta, &tokens.access_token, key.as_ref()).await;
         let id = Profile::id_for(&meta.issuer, &subject);
-        let stored = Stored::from_tokens(&tokens, None)?;
+        let stored = Stored::from_tokens(&tokens, None, key.as_ref())?;
         self.store
             .set(&self.paths.keychain_account(&id), &stored.encode())?;
         let profile = Profile {
@@ -228,7 +268,12 @@ impl Latchkey {
 
     /// The subject and a label for a new account: userinfo if the server offers it, else the
     /// access token's claims (read only to name the account, never trusted for anything).
-    async fn who(&self, meta: &Metadata, access: &Secret<String>) -> (String, String) {
+    async fn who(
+        &self,
+        meta: &Metadata,
+        access: &Secret<String>,
+        key: Option<&DeviceKey>,
+    ) -> (String, String) {
         #[derive(Deserialize)]
         struct Who {
             sub: Option<String>,
@@ -237,10 +282,14 @@ impl Latchkey {
         let mut who: Option<Who> = None;
         if let Some(userinfo) = &meta.userinfo_endpoint {
             if let Ok(res) = self
-                .http
-                .get(userinfo)
-                .bearer_auth(access.expose())
-                .send()
+                .send(
+                    &self.http,
+                    reqwest::Method::GET,
+                    userinfo,
+                    access,
+                    key,
+                    None,
+                )
                 .await
             {
                 if res.status().is_success() {
@@ -271,7 +320,8 @@ impl Latchkey {
         &self,
         account: Option<&str>,
     ) -> Result<(Profile, Secret<String>, i64)> {
-        self.token(account, false).await
+        let a = self.access(account, false).await?;
+        Ok((a.profile, a.token, a.expires_at))
     }
 
     /// Refreshes now, whatever the cached access token's expiry.
@@ -279,14 +329,11 @@ impl Latchkey {
         &self,
         account: Option<&str>,
     ) -> Result<(Profile, Secret<String>, i64)> {
-        self.token(account, true).await
+        let a = self.access(account, true).await?;
+        Ok((a.profile, a.token, a.expires_at))
     }
 
-    async fn token(
-        &self,
-        account: Option<&str>,
-        force: bool,
-    ) -> Result<(Profile, Secret<String>, i64)> {
+    pub(crate) async fn access(&self, account: Option<&str>, force: bool) -> Result<Access> {
         let profile = self.profile(account)?;
         if let Some(out) = &profile.signed_out {
             return Err(Error::SignedOut(format!(
@@ -295,24 +342,47 @@ impl Latchkey {
             )));
         }
         let before = self.stored(&profile)?;
-        if let (false, Some((token, exp))) = (force, before.fresh_access()) {
-            return Ok((profile, token, exp));
+        if let (false, Some((token, expires_at))) = (force, before.fresh_access()) {
+            let key = before.key()?;
+            return Ok(Access {
+                profile,
+                token,
+                expires_at,
+                key,
+            });
         }
         let _lock = AccountLock::acquire(&self.paths.lock_file(&profile.id)).await?;
         // Another process may have refreshed while we waited for the lock: use its result.
         let stored = self.stored(&profile)?;
         let rotated_meanwhile = stored.refresh_token != before.refresh_token;
-        if let (true, Some((token, exp))) = (!force || rotated_meanwhile, stored.fresh_access()) {
-            return Ok((profile, token, exp));
+        let key = stored.key()?;
+        if let (true, Some((token, expires_at))) =
+            (!force || rotated_meanwhile, stored.fresh_access())
+        {
+            return Ok(Access {
+                profile,
+                token,
+                expires_at,
+                key,
+            });
         }
         let refresh = Secret::new(stored.refresh_token);
-        match login::refresh(&self.http, &profile.metadata, &profile.client_id, &refresh).await {
+        let proving = ProvingClient {
+            http: &self.http,
+            key: key.as_ref(),
+            nonces: &self.nonces,
+        };
+        match login::refresh(&proving, &profile.metadata, &profile.client_id, &refresh).await {
             Ok(tokens) => {
-                let next = Stored::from_tokens(&tokens, Some(&refresh))?;
+                let next = Stored::from_tokens(&tokens, Some(&refresh), key.as_ref())?;
                 self.store
                     .set(&self.paths.keychain_account(&profile.id), &next.encode())?;
-                let exp = next.access_expires_at.unwrap_or_else(now_secs);
-                Ok((profile, tokens.access_token, exp))
+                Ok(Access {
+                    expires_at: next.access_expires_at.unwrap_or_else(now_secs),
+                    profile,
+                    token: tokens.access_token,
+                    key,
+                })
             }
             Err(GrantError::Refused(detail)) => {
                 // Never retried: the server has ended this session.
@@ -411,9 +481,13 @@ impl Latchkey {
                         at: out.at,
                     },
                     None => match self.store.get(&self.paths.keychain_account(&p.id))? {
-                        Some(secret) => TokenState::SignedIn {
-                            access_expires_at: Stored::decode(&secret)?.access_expires_at,
-                        },
+                        Some(secret) => {
+                            let stored = Stored::decode(&secret)?;
+                            TokenState::SignedIn {
+                                access_expires_at: stored.access_expires_at,
+                                device_key: stored.key()?.map(|k| k.thumbprint().to_string()),
+                            }
+                        }
                         None => TokenState::NoToken,
                     },
                 };

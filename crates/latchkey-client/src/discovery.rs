@@ -22,6 +22,18 @@ pub struct Metadata {
     /// latchkeyd's account API, when the server is a latchkeyd.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub latchkey_account_api: Option<String>,
+    /// RFC 9449 §5.1: the proof algorithms the server accepts, if it supports DPoP.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub dpop_signing_alg_values_supported: Option<Vec<String>>,
+}
+
+impl Metadata {
+    /// Does the server take DPoP proofs signed the way this client signs them?
+    pub fn supports_dpop(&self) -> bool {
+        self.dpop_signing_alg_values_supported
+            .as_ref()
+            .is_some_and(|algs| algs.iter().any(|a| a == crate::dpop::ALG))
+    }
 }
 
 /// Fetches the metadata: OpenID Connect's location first, then RFC 8414's.

@@ -5,6 +5,8 @@
 //!   plaintext fallback.
 //! - [`Latchkey::access_token`]: refresh ahead of expiry under a cross-process lock, persisting
 //!   the rotated refresh token before its access token is used.
+//! - [`dpop`]: a device key per account, in the keychain; every token request and API call
+//!   proves possession of it (RFC 9449), so a copied refresh token is useless elsewhere.
 //! - [`profiles`]: several accounts on several servers, no secrets in the file.
 //! - [`api`]: the latchkeyd account API (sessions, families, revocation).
 
@@ -12,6 +14,7 @@ pub mod api;
 pub mod browser;
 mod client;
 pub mod discovery;
+pub mod dpop;
 mod error;
 pub mod keychain;
 mod lock;

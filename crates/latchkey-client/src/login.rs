@@ -12,6 +12,7 @@ use oauth2::{
 
 use crate::browser::Browser;
 use crate::discovery::Metadata;
+use crate::dpop::{DeviceKey, NonceCache, ProvingClient};
 use crate::loopback::Listener;
 use crate::{Error, Result, Secret};
 
@@ -84,11 +85,14 @@ pub struct Tokens {
     pub expires_in: Option<Duration>,
     pub refresh_token: Option<Secret<String>>,
     pub scope: Option<String>,
+    /// The access token is bound to the device key (`token_type` DPoP, RFC 9449 §5).
+    pub dpop_bound: bool,
 }
 
 impl From<BasicTokenResponse> for Tokens {
     fn from(t: BasicTokenResponse) -> Self {
         Tokens {
+            dpop_bound: t.token_type().as_ref().eq_ignore_ascii_case("dpop"),
             access_token: Secret::new(t.access_token().secret().clone()),
             expires_in: t.expires_in(),
             refresh_token: t.refresh_token().map(|r| Secret::new(r.secret().clone())),
@@ -148,6 +152,9 @@ pub struct SignIn<'a> {
     pub device: &'a Device,
     pub browser: &'a dyn Browser,
     pub timeout: Duration,
+    /// The device key to bind the session to (`dpop_jkt` and a proof on the code exchange).
+    pub key: Option<&'a DeviceKey>,
+    pub nonces: &'a NonceCache,
 }
 
 /// The whole browser step: listener, authorization URL, redirect, code exchange.
@@ -159,8 +166,12 @@ pub async fn sign_in(
     let listener = Listener::bind().await?;
     let client = oauth_client(s.meta, s.client_id, Some(&listener.redirect_uri))?;
     let (challenge, verifier) = PkceCodeChallenge::new_random_sha256();
-    let (url, state) = client
-        .authorize_url(CsrfToken::new_random)
+    let mut request = client.authorize_url(CsrfToken::new_random);
+    if let Some(key) = s.key {
+        // RFC 9449 §10: the code is bound to the key before the browser ever sees it.
+        request = request.add_extra_param("dpop_jkt", key.thumbprint());
+    }
+    let (url, state) = request
         .add_scopes(scopes_for(s.meta, s.scope).into_iter().map(Scope::new))
         .set_pkce_challenge(challenge)
         .add_extra_param("device_name", &s.device.name)
@@ -189,7 +200,11 @@ pub async fn sign_in(
     let tokens = client
         .exchange_code(AuthorizationCode::new(redirect.code.into_inner()))
         .set_pkce_verifier(verifier)
-        .request_async(http)
+        .request_async(&ProvingClient {
+            http,
+            key: s.key,
+            nonces: s.nonces,
+        })
         .await
         .map_err(|e| match grant_error(e) {
             GrantError::Refused(d) => {
@@ -200,8 +215,9 @@ pub async fn sign_in(
     Ok(tokens.into())
 }
 
+/// The refresh grant, with a proof by the device key when the session is bound to one.
 pub async fn refresh(
-    http: &reqwest::Client,
+    http: &ProvingClient<'_>,
     meta: &Metadata,
     client_id: &str,
     refresh_token: &Secret<String>,

@@ -151,6 +151,7 @@ mod tests {
                 code_challenge_methods_supported: None,
                 authorization_response_iss_parameter_supported: false,
                 latchkey_account_api: None,
+                dpop_signing_alg_values_supported: None,
             },
             keychain: None,
         }

@@ -78,12 +78,15 @@ async fn sign_in_refresh_and_log_out_against_latchkeyd() {
     let status = client.status().unwrap();
     assert_eq!(status.len(), 1);
     assert!(status[0].current);
-    assert!(matches!(
-        status[0].token,
-        TokenState::SignedIn {
-            access_expires_at: Some(_)
-        }
-    ));
+    // latchkeyd takes DPoP: the session is bound to a device key kept in the keychain entry.
+    let TokenState::SignedIn {
+        access_expires_at: Some(_),
+        device_key: Some(jkt),
+    } = &status[0].token
+    else {
+        panic!("signed in and bound: {:?}", status[0].token);
+    };
+    let jkt = jkt.clone();
 
     // Refresh ahead of expiry: a new access token each time, the rotated refresh token stored.
     let (_, first, _) = client.access_token(None).await.unwrap();
@@ -93,6 +96,7 @@ async fn sign_in_refresh_and_log_out_against_latchkeyd() {
     let session = &sessions["devices"][0]["sessions"][0];
     assert_eq!(session["current"], true);
     assert_eq!(session["device"]["name"], "laptop");
+    assert_eq!(session["key_thumbprint"], jkt.as_str());
     assert!(session["generation"].as_i64().unwrap() >= 3, "{session}");
     let sid = session["id"].as_str().unwrap().to_string();
 
@@ -415,9 +419,20 @@ async fn the_same_client_signs_in_refreshes_and_logs_out_at_the_certified_peer()
         .unwrap();
     assert_eq!(profile.issuer, peer.issuer);
     assert_eq!(profile.subject, "alice");
+    // The peer takes DPoP as well: the same device key binds the session there.
+    assert!(
+        matches!(
+            client.status().unwrap()[0].token,
+            TokenState::SignedIn {
+                device_key: Some(_),
+                ..
+            }
+        ),
+        "bound at the peer"
+    );
     let (_, first, _) = client.access_token(None).await.unwrap();
     let (_, second, _) = client.refresh_now(None).await.unwrap();
-    assert_ne!(first.expose(), second.expose(), "the peer rotated");
+    assert_ne!(first.expose(), second.expose(), "a new access token");
     let (_, third, _) = client.refresh_now(None).await.unwrap();
     assert_ne!(second.expose(), third.expose());
     let err = client.sessions(None, "").await.unwrap_err();

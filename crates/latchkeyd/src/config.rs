@@ -75,6 +75,7 @@ pub struct Settings {
     pub tokens: TokenPolicy,
     pub signin: SignInPolicy,
     pub signals: SignalPolicy,
+    pub dpop: DpopPolicy,
     pub limits: Limits,
 }
 
@@ -91,6 +92,7 @@ impl Default for Settings {
             tokens: TokenPolicy::default(),
             signin: SignInPolicy::default(),
             signals: SignalPolicy::default(),
+            dpop: DpopPolicy::default(),
             limits: Limits::default(),
         }
     }
@@ -185,6 +187,36 @@ impl Default for SignalPolicy {
     }
 }
 
+/// Sender-constrained tokens (DPoP, RFC 9449).
+#[derive(Debug, Clone, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct DpopPolicy {
+    /// A proof older than this (by its `iat`) is refused.
+    pub proof_max_age_secs: u64,
+    /// How far in the future a proof's `iat` may be (the client's clock running ahead).
+    pub clock_skew_secs: u64,
+    /// Make clients put a server nonce (`DPoP-Nonce`) in token-endpoint proofs, so a proof
+    /// cannot be made ahead of time (§8). Costs a client one extra round trip now and then.
+    pub require_nonce: bool,
+    /// How long a nonce stays good.
+    pub nonce_lifetime_secs: u64,
+    /// A bound refresh token presented with another key (or none) is proof of theft: revoke
+    /// its family at once, besides refusing and recording it.
+    pub revoke_on_key_mismatch: bool,
+}
+
+impl Default for DpopPolicy {
+    fn default() -> Self {
+        Self {
+            proof_max_age_secs: 60,
+            clock_skew_secs: 10,
+            require_nonce: false,
+            nonce_lifetime_secs: 300,
+            revoke_on_key_mismatch: true,
+        }
+    }
+}
+
 #[derive(Debug, Clone, Deserialize)]
 #[serde(default, deny_unknown_fields)]
 pub struct Limits {
@@ -256,6 +288,13 @@ impl Settings {
         if g.ipv4_prefix_len > 32 || g.ipv6_prefix_len > 128 || g.storm_refreshes_per_minute == 0 {
             return Err(ConfigError::Invalid(
                 "signals: prefix lengths must fit the address (<= 32, <= 128) and storm_refreshes_per_minute must be positive".into(),
+            ));
+        }
+        let d = &self.dpop;
+        if d.proof_max_age_secs == 0 || d.nonce_lifetime_secs < 10 {
+            return Err(ConfigError::Invalid(
+                "dpop.proof_max_age_secs must be positive and dpop.nonce_lifetime_secs at least 10"
+                    .into(),
             ));
         }
         if let Some(issuer) = &self.issuer {

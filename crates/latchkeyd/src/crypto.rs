@@ -121,6 +121,16 @@ impl MasterKey {
         out
     }
 
+    /// A key for another purpose, derived from this one (HMAC-SHA256 over `label`), so every
+    /// replica sharing the master key derives the same one.
+    pub fn derive(&self, label: &str) -> Secret<[u8; 32]> {
+        use hmac::{Hmac, Mac};
+        let mut mac = <Hmac<sha2::Sha256> as Mac>::new_from_slice(self.0.expose())
+            .expect("HMAC takes a key of any length");
+        mac.update(label.as_bytes());
+        Secret::new(mac.finalize().into_bytes().into())
+    }
+
     pub fn open(&self, sealed: &[u8], context: &[u8]) -> Option<Secret<Vec<u8>>> {
         if sealed.len() < 24 {
             return None;

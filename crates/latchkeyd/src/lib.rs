@@ -8,6 +8,7 @@ pub mod clock;
 pub mod config;
 pub mod crypto;
 pub mod db;
+pub mod dpop;
 pub mod http;
 pub mod keys;
 pub mod metrics;

@@ -29,6 +29,8 @@ pub struct Inner {
     pub db: Db,
     pub clock: Arc<dyn Clock>,
     pub keys: KeyRing,
+    /// DPoP server nonces (stateless; shared by replicas through the master key).
+    pub nonces: crate::dpop::Nonces,
     pub metrics: Metrics,
     pub discovery: String,
     /// Group commit of refreshes (SQLite only; see `store::batch`).
@@ -177,6 +179,7 @@ impl Server {
             .with_context(|| format!("cannot listen on {}", settings.listen))?;
         let addr = listener.local_addr()?;
         let master = master_key(&settings)?;
+        let nonces = crate::dpop::Nonces::new(&master, settings.dpop.nonce_lifetime_secs);
         let db = open_db(&settings).await?;
         let now = clock.now_ms();
         store::clients::ensure_builtin(&db, now).await?;
@@ -204,6 +207,7 @@ impl Server {
             db,
             clock,
             keys,
+            nonces,
             metrics: Metrics::default(),
             discovery,
             rotator,

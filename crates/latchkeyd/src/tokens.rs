@@ -26,6 +26,14 @@ pub struct AccessClaims {
     pub client_id: String,
     pub scope: String,
     pub sid: String,
+    /// RFC 9449 §6.1: the thumbprint of the key the token is bound to (DPoP).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub cnf: Option<Confirmation>,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct Confirmation {
+    pub jkt: String,
 }
 
 impl AccessClaims {
@@ -75,6 +83,8 @@ pub struct AccessTokenInput<'a> {
     pub scope: &'a str,
     pub session_id: &'a str,
     pub ttl_secs: u64,
+    /// Bind the token to this key thumbprint (the request's DPoP proof).
+    pub jkt: Option<&'a str>,
 }
 
 pub fn mint_access_token(
@@ -94,6 +104,9 @@ pub fn mint_access_token(
         client_id: input.client_id.to_string(),
         scope: input.scope.to_string(),
         sid: input.session_id.to_string(),
+        cnf: input.jkt.map(|jkt| Confirmation {
+            jkt: jkt.to_string(),
+        }),
     };
     let mut header = Header::new(key.alg);
     header.kid = Some(key.kid.clone());

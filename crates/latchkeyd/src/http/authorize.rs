@@ -270,6 +270,15 @@ pub async fn start(
         return fail("invalid_request", "state or nonce is too long");
     }
 
+    // RFC 9449 §10: the thumbprint of the key the client will prove at the token endpoint.
+    let dpop_jkt = params.get("dpop_jkt");
+    if dpop_jkt.is_some_and(|j| !crate::dpop::is_thumbprint(j)) {
+        return fail(
+            "invalid_request",
+            "dpop_jkt must be a base64url-encoded SHA-256 JWK thumbprint (43 characters)",
+        );
+    }
+
     let browser = cookie_value(&headers, BROWSER_COOKIE)
         .filter(|v| v.starts_with(TokenKind::Csrf.prefix()) && v.len() < 100)
         .map(str::to_string);
@@ -298,6 +307,7 @@ pub async fn start(
         state: client_state.map(str::to_string),
         nonce: params.get("nonce").map(str::to_string),
         code_challenge: challenge.to_string(),
+        dpop_jkt: dpop_jkt.map(str::to_string),
         device: DeviceInfo {
             name: device_text(params.get("device_name")),
             platform: device_text(params.get("device_platform")),

@@ -19,6 +19,8 @@ pub struct OAuthError {
     code: &'static str,
     description: Cow<'static, str>,
     challenge: Option<String>,
+    /// A fresh DPoP server nonce for the client's next proof (`DPoP-Nonce`).
+    dpop_nonce: Option<String>,
 }
 
 #[derive(Serialize)]
@@ -38,7 +40,23 @@ impl OAuthError {
             code,
             description: description.into(),
             challenge: None,
+            dpop_nonce: None,
         }
+    }
+
+    /// RFC 9449 §7.1: a 401 from a resource, challenging with the DPoP scheme.
+    pub fn dpop_challenge(code: &'static str, description: &'static str) -> Self {
+        let mut e = Self::new(StatusCode::UNAUTHORIZED, code, description);
+        e.challenge = Some(format!(
+            "DPoP algs=\"{}\", error=\"{code}\", error_description=\"{description}\"",
+            crate::dpop::ALGS.join(" ")
+        ));
+        e
+    }
+
+    pub fn with_dpop_nonce(mut self, nonce: String) -> Self {
+        self.dpop_nonce = Some(nonce);
+        self
     }
 
     /// 400 invalid_request: missing, repeated or malformed parameters.
@@ -104,6 +122,9 @@ impl IntoResponse for OAuthError {
         headers.insert(header::CACHE_CONTROL, HeaderValue::from_static("no-store"));
         if let Some(challenge) = self.challenge.and_then(|c| HeaderValue::from_str(&c).ok()) {
             headers.insert(header::WWW_AUTHENTICATE, challenge);
+        }
+        if let Some(nonce) = self.dpop_nonce.and_then(|n| HeaderValue::from_str(&n).ok()) {
+            headers.insert("dpop-nonce", nonce);
         }
         res
     }

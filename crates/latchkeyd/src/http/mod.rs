@@ -3,6 +3,7 @@
 pub mod api;
 mod authorize;
 mod client_auth;
+mod dpop;
 pub mod error;
 mod oauth;
 mod origin;
@@ -101,6 +102,7 @@ pub fn discovery_document(issuer: &str) -> String {
         "id_token_signing_alg_values_supported": ["EdDSA", "ES256"],
         "claims_supported": ["iss", "sub", "aud", "exp", "iat", "auth_time", "nonce", "sid", "email", "email_verified", "name"],
         "authorization_response_iss_parameter_supported": true,
+        "dpop_signing_alg_values_supported": crate::dpop::ALGS,
         "request_parameter_supported": false,
         "request_uri_parameter_supported": false,
         "claims_parameter_supported": false,

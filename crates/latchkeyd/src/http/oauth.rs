@@ -11,16 +11,18 @@ use serde::Serialize;
 use serde_json::json;
 
 use super::client_auth::authenticate;
+use super::dpop::{resource_access, token_endpoint_proof};
 use super::error::OAuthError;
 use super::origin::RequestOrigin;
 use super::params::{OAuthForm, Params};
+use crate::dpop::Proof;
 use crate::metrics::Metrics;
 use crate::secret::parse_refresh_token;
 use crate::server::AppState;
 use crate::signals;
 use crate::store::audit::Actor;
 use crate::store::clients::ClientKind;
-use crate::store::grants::{self, Grant, Refusal};
+use crate::store::grants::{self, Grant, KeyProof, Refusal};
 use crate::store::{batch, sessions};
 use crate::store::{users, Origin};
 use crate::tokens::{self, AccessClaims, AccessTokenInput, IdClaims, Invalid};
@@ -28,6 +30,7 @@ use crate::tokens::{self, AccessClaims, AccessTokenInput, IdClaims, Invalid};
 #[derive(Serialize)]
 struct TokenResponse {
     access_token: String,
+    /// `DPoP` when the access token is bound to the proof's key (RFC 9449 §5), else `Bearer`.
     token_type: &'static str,
     expires_in: u64,
     refresh_token: String,
@@ -55,8 +58,17 @@ pub async fn token(
     let started = Instant::now();
     let grant_type = params.require("grant_type")?.to_string();
     let result = match grant_type.as_str() {
-        "authorization_code" => code_grant(&state, &headers, &params, &origin).await,
-        "refresh_token" => refresh_grant(&state, &headers, &params, &origin).await,
+        "authorization_code" | "refresh_token" => {
+            match token_endpoint_proof(&state, &headers).await {
+                Ok(proof) if grant_type == "authorization_code" => {
+                    code_grant(&state, &headers, &params, proof.as_ref(), &origin).await
+                }
+                Ok(proof) => {
+                    refresh_grant(&state, &headers, &params, proof.as_ref(), &origin).await
+                }
+                Err(e) => Err(e),
+            }
+        }
         _ => Err(OAuthError::new(
             StatusCode::BAD_REQUEST,
             "unsupported_grant_type",
@@ -91,6 +103,11 @@ fn refusal(state: &AppState, r: Refusal) -> OAuthError {
         Refusal::ScopeNotGranted => {
             OAuthError::new(StatusCode::BAD_REQUEST, "invalid_scope", r.description())
         }
+        Refusal::KeyMismatch => {
+            Metrics::outcome(&state.metrics.families_revoked, "key_mismatch");
+            tracing::warn!("a DPoP-bound refresh token was presented without its key");
+            OAuthError::invalid_grant(r.description())
+        }
         _ => OAuthError::invalid_grant(r.description()),
     }
 }
@@ -99,6 +116,7 @@ async fn code_grant(
     state: &AppState,
     headers: &HeaderMap,
     params: &Params,
+    proof: Option<&Proof>,
     origin: &Origin,
 ) -> Result<Response, OAuthError> {
     let client = authenticate(state, headers, params).await?.client;
@@ -122,6 +140,10 @@ async fn code_grant(
             client_id: &client.client_id,
             redirect_uri: params.get("redirect_uri"),
             code_verifier: verifier,
+            dpop_jkt: proof.map(|p| p.jkt.as_str()),
+            // RFC 9449 §5: a public client's refresh tokens are bound to its key; a
+            // confidential client's are already bound to its credentials.
+            bind_refresh: client.kind == ClientKind::Public,
         },
         origin,
         state.now(),
@@ -133,7 +155,7 @@ async fn code_grant(
     } else {
         None
     };
-    token_response(state, grant, id_token)
+    token_response(state, grant, proof, id_token)
 }
 
 async fn id_token(state: &AppState, grant: &Grant) -> Result<String, OAuthError> {
@@ -161,8 +183,10 @@ async fn id_token(state: &AppState, grant: &Grant) -> Result<String, OAuthError>
 fn token_response(
     state: &AppState,
     grant: Grant,
+    proof: Option<&Proof>,
     id_token: Option<String>,
 ) -> Result<Response, OAuthError> {
+    let jkt = proof.map(|p| p.jkt.as_str());
     let ttl = state.settings.tokens.access_token_ttl_secs;
     let now = state.now();
     let access_token = tokens::mint_access_token(
@@ -174,37 +198,48 @@ fn token_response(
             scope: &grant.scope,
             session_id: &grant.session_id,
             ttl_secs: ttl,
+            jkt,
         },
         now,
     )?;
-    Ok(no_store(Json(TokenResponse {
+    let mut res = no_store(Json(TokenResponse {
         access_token,
-        token_type: "Bearer",
+        token_type: if jkt.is_some() { "DPoP" } else { "Bearer" },
         expires_in: ttl,
         refresh_token_expires_in: (grant.refresh_expires_at - now).div_euclid(1000),
         refresh_token: grant.refresh_token.into_inner(),
         scope: grant.scope,
         id_token,
-    })))
+    }));
+    // Where nonces are required, hand the client the one for its next proof.
+    if proof.is_some() && state.settings.dpop.require_nonce {
+        if let Ok(nonce) = header::HeaderValue::from_str(&state.nonces.issue(now)) {
+            res.headers_mut().insert("dpop-nonce", nonce);
+        }
+    }
+    Ok(res)
 }
 
 async fn refresh_grant(
     state: &AppState,
     headers: &HeaderMap,
     params: &Params,
+    proof: Option<&Proof>,
     origin: &Origin,
 ) -> Result<Response, OAuthError> {
     let client = authenticate(state, headers, params).await?.client;
     let refresh_token = params.require("refresh_token")?;
+    let jkt = proof.map(|p| p.jkt.as_str());
     if let (Some(rotator), Some(token)) = (&state.rotator, parse_refresh_token(refresh_token)) {
         let request = batch::Request {
             token,
             client_id: client.client_id.clone(),
             requested_scope: params.get("scope").map(str::to_string),
+            dpop_jkt: jkt.map(str::to_string),
             origin: origin.clone(),
         };
         if let Some(grant) = rotator.rotate(request).await {
-            return refreshed(state, grant, origin).await;
+            return refreshed(state, grant, proof, origin).await;
         }
     }
     let outcome = grants::rotate(
@@ -213,18 +248,23 @@ async fn refresh_grant(
         refresh_token,
         &client.client_id,
         params.get("scope"),
+        KeyProof {
+            jkt,
+            revoke_on_mismatch: state.settings.dpop.revoke_on_key_mismatch,
+        },
         origin,
         state.now(),
     )
     .await?;
     let grant = outcome.map_err(|r| refusal(state, r))?;
-    refreshed(state, grant, origin).await
+    refreshed(state, grant, proof, origin).await
 }
 
 /// Answers a successful rotation, after checking it for suspicion signals.
 async fn refreshed(
     state: &AppState,
     grant: Grant,
+    proof: Option<&Proof>,
     origin: &Origin,
 ) -> Result<Response, OAuthError> {
     if let Some(used) = &grant.used {
@@ -249,7 +289,7 @@ async fn refreshed(
             }
         }
     }
-    token_response(state, grant, None)
+    token_response(state, grant, proof, None)
 }
 
 /// RFC 7009. Revoking a refresh token ends its whole session; an access token is revoked alone.
@@ -349,12 +389,14 @@ pub async fn introspect(
             "iat": info.issued_at.div_euclid(1000),
             "exp": info.expires_at.div_euclid(1000),
             "iss": state.issuer,
+            "cnf": info.dpop_jkt.map(|jkt| json!({ "jkt": jkt })),
         }))));
     }
     match access_token_state(&state, token).await? {
         Ok(c) => Ok(no_store(Json(json!({
             "active": true,
-            "token_type": "Bearer",
+            "token_type": if c.cnf.is_some() { "DPoP" } else { "Bearer" },
+            "cnf": c.cnf,
             "client_id": c.client_id,
             "sub": c.sub,
             "scope": c.scope,
@@ -369,30 +411,12 @@ pub async fn introspect(
     }
 }
 
-/// The bearer token of a request (RFC 6750 §2.1), or a 401 that says what is missing.
-pub fn bearer(headers: &HeaderMap) -> Result<&str, OAuthError> {
-    let value = headers
-        .get(header::AUTHORIZATION)
-        .ok_or_else(OAuthError::missing_token)?
-        .to_str()
-        .map_err(|_| OAuthError::invalid_token("the Authorization header is malformed"))?;
-    let (scheme, token) = value.split_once(' ').ok_or(OAuthError::invalid_token(
-        "the Authorization header is malformed",
-    ))?;
-    if !scheme.eq_ignore_ascii_case("bearer") || token.trim().is_empty() {
-        return Err(OAuthError::missing_token());
-    }
-    Ok(token.trim())
-}
-
 pub async fn userinfo(
     State(state): State<AppState>,
+    method: axum::http::Method,
     headers: HeaderMap,
 ) -> Result<Response, OAuthError> {
-    let token = bearer(&headers)?;
-    let claims = access_token_state(&state, token)
-        .await?
-        .map_err(OAuthError::invalid_token)?;
+    let claims = resource_access(&state, &headers, method.as_str(), "/userinfo").await?;
     if !claims.has_scope("openid") {
         return Err(OAuthError::new(
             StatusCode::FORBIDDEN,

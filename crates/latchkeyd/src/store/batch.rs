@@ -43,6 +43,8 @@ pub struct Request {
     pub token: RefreshTokenRef,
     pub client_id: String,
     pub requested_scope: Option<String>,
+    /// The thumbprint of the key proved with the request (DPoP), if any.
+    pub dpop_jkt: Option<String>,
     pub origin: Origin,
 }
 
@@ -140,7 +142,7 @@ fn rotate_one(
     let live = tx
         .prepare_cached(
             "SELECT t.session_id, t.generation, s.client_id, s.scope, t.issued_at, t.issued_ip, \
-             t.issued_user_agent FROM refresh_tokens t \
+             t.issued_user_agent, s.dpop_jkt FROM refresh_tokens t \
              JOIN sessions s ON s.id = t.session_id \
              WHERE t.id = ?1 AND t.secret_hash = ?2 AND t.state = 'active' AND t.expires_at > ?3 \
              AND s.revoked_at IS NULL",
@@ -156,13 +158,15 @@ fn rotate_one(
                     ip: row.get(5)?,
                     user_agent: row.get(6)?,
                 },
+                row.get::<_, Option<String>>(7)?,
             ))
         })
         .optional()?;
-    let Some((session_id, parent, client_id, granted, prior)) = live else {
+    let Some((session_id, parent, client_id, granted, prior, bound)) = live else {
         return Ok(None);
     };
-    if client_id != r.client_id {
+    // A key mismatch is decided and recorded on the one-at-a-time path.
+    if client_id != r.client_id || (bound.is_some() && bound != r.dpop_jkt) {
         return Ok(None);
     }
     let Some(scope) = refreshed_scope(r.requested_scope.as_deref(), granted) else {
@@ -203,6 +207,7 @@ fn rotate_one(
         nonce: None,
         refresh_token: successor,
         refresh_expires_at: expires,
+        dpop_jkt: bound,
         used: Some(Use {
             prior,
             in_window,

@@ -41,6 +41,7 @@ pub struct AuthRequest {
     pub state: Option<String>,
     pub nonce: Option<String>,
     pub code_challenge: String,
+    pub dpop_jkt: Option<String>,
     pub device: DeviceInfo,
     pub expires_at: Millis,
 }
@@ -48,8 +49,8 @@ pub struct AuthRequest {
 pub async fn create_auth_request(db: &Db, req: &AuthRequest, now: Millis) -> Result<()> {
     sqlx::query(
         "INSERT INTO auth_requests (id, browser_hash, csrf_hash, client_id, redirect_uri, scope, state, nonce, \
-         code_challenge, device_name, device_platform, app_version, created_at, expires_at) \
-         VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14)",
+         code_challenge, device_name, device_platform, app_version, created_at, expires_at, dpop_jkt) \
+         VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15)",
     )
     .bind(&req.id)
     .bind(&req.browser_hash)
@@ -65,6 +66,7 @@ pub async fn create_auth_request(db: &Db, req: &AuthRequest, now: Millis) -> Res
     .bind(req.device.app_version.as_deref())
     .bind(now)
     .bind(req.expires_at)
+    .bind(req.dpop_jkt.as_deref())
     .execute(db.write())
     .await?;
     Ok(())
@@ -73,7 +75,7 @@ pub async fn create_auth_request(db: &Db, req: &AuthRequest, now: Millis) -> Res
 pub async fn find_auth_request(db: &Db, id: &str) -> Result<Option<AuthRequest>> {
     let row = sqlx::query(
         "SELECT id, browser_hash, csrf_hash, client_id, redirect_uri, scope, state, nonce, code_challenge, \
-         device_name, device_platform, app_version, expires_at FROM auth_requests WHERE id = $1",
+         device_name, device_platform, app_version, expires_at, dpop_jkt FROM auth_requests WHERE id = $1",
     )
     .bind(id)
     .fetch_optional(db.read())
@@ -89,6 +91,7 @@ pub async fn find_auth_request(db: &Db, id: &str) -> Result<Option<AuthRequest>>
         state: row.try_get("state")?,
         nonce: row.try_get("nonce")?,
         code_challenge: row.try_get("code_challenge")?,
+        dpop_jkt: row.try_get("dpop_jkt")?,
         device: device_from_row(&row)?,
         expires_at: row.try_get("expires_at")?,
     }))
@@ -124,8 +127,8 @@ pub async fn issue_code(
     let mut tx = db.write().begin().await?;
     sqlx::query(
         "INSERT INTO auth_codes (code_hash, client_id, redirect_uri, user_id, scope, nonce, code_challenge, \
-         device_name, device_platform, app_version, auth_time, ip, user_agent, created_at, expires_at) \
-         VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15)",
+         device_name, device_platform, app_version, auth_time, ip, user_agent, created_at, expires_at, dpop_jkt) \
+         VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15, $16)",
     )
     .bind(token_hash(code.expose()))
     .bind(&req.client_id)
@@ -142,6 +145,7 @@ pub async fn issue_code(
     .bind(origin.user_agent.as_deref())
     .bind(now)
     .bind(now + secs(policy.auth_code_ttl_secs))
+    .bind(req.dpop_jkt.as_deref())
     .execute(&mut *tx)
     .await?;
     // A form yields one code: of two concurrent submissions, the second finds it gone.
@@ -167,8 +171,19 @@ pub struct Grant {
     pub nonce: Option<String>,
     pub refresh_token: Secret<String>,
     pub refresh_expires_at: Millis,
+    /// The thumbprint of the key the session (its refresh tokens) is bound to, if any.
+    pub dpop_jkt: Option<String>,
     /// For a refresh: the use it follows, for the suspicion signals.
     pub used: Option<Use>,
+}
+
+/// The key a token request proved possession of (DPoP), and what to do with a family bound to
+/// another key.
+#[derive(Debug, Clone, Copy, Default)]
+pub struct KeyProof<'a> {
+    /// The proof's JWK thumbprint; `None` without a proof.
+    pub jkt: Option<&'a str>,
+    pub revoke_on_mismatch: bool,
 }
 
 /// Why a code or refresh token was refused; each becomes `invalid_grant` (or `invalid_scope`).
@@ -186,6 +201,10 @@ pub enum Refusal {
     WrongRedirectUri,
     PkceFailed,
     ScopeNotGranted,
+    /// The code was bound to a key (`dpop_jkt`) the request did not prove.
+    CodeKeyMismatch,
+    /// The family is bound to a key the request did not prove: recorded as `key_mismatch`.
+    KeyMismatch,
 }
 
 impl Refusal {
@@ -204,6 +223,12 @@ impl Refusal {
             Refusal::WrongRedirectUri => "redirect_uri does not match the authorization request",
             Refusal::PkceFailed => "code_verifier does not match the code_challenge",
             Refusal::ScopeNotGranted => "the requested scope exceeds the scope originally granted",
+            Refusal::CodeKeyMismatch => {
+                "the authorization request named a DPoP key (dpop_jkt) that this request did not prove"
+            }
+            Refusal::KeyMismatch => {
+                "this refresh token is bound to another device's key; presenting it without that key looks like theft, and it has been recorded"
+            }
         }
     }
 }
@@ -217,6 +242,10 @@ pub struct CodeExchange<'a> {
     pub client_id: &'a str,
     pub redirect_uri: Option<&'a str>,
     pub code_verifier: &'a str,
+    /// The thumbprint of the key proved with the request (DPoP), if any.
+    pub dpop_jkt: Option<&'a str>,
+    /// Bind the new session's refresh tokens to that key (public clients, RFC 9449 §5).
+    pub bind_refresh: bool,
 }
 
 pub async fn redeem_code(
@@ -231,13 +260,15 @@ pub async fn redeem_code(
         client_id,
         redirect_uri,
         code_verifier,
+        dpop_jkt,
+        bind_refresh,
     } = *exchange;
     let hash = token_hash(code);
     let mut tx = db.write().begin().await?;
     let row = sqlx::query(
         "UPDATE auth_codes SET redeemed_at = $1 WHERE code_hash = $2 AND redeemed_at IS NULL AND expires_at > $1 \
          RETURNING client_id, redirect_uri, user_id, scope, nonce, code_challenge, device_name, device_platform, \
-         app_version, auth_time, ip, user_agent",
+         app_version, auth_time, ip, user_agent, dpop_jkt",
     )
     .bind(now)
     .bind(&hash)
@@ -292,6 +323,11 @@ pub async fn redeem_code(
         Some(Refusal::WrongRedirectUri)
     } else if !pkce_s256_matches(code_verifier, &row.try_get::<String, _>("code_challenge")?) {
         Some(Refusal::PkceFailed)
+    } else if row
+        .try_get::<Option<String>, _>("dpop_jkt")?
+        .is_some_and(|bound| Some(bound.as_str()) != dpop_jkt)
+    {
+        Some(Refusal::CodeKeyMismatch)
     } else {
         None
     };
@@ -310,10 +346,11 @@ pub async fn redeem_code(
     let new_device = is_new_device(&mut tx, &user_id, &device).await?;
 
     let expires_at = now + secs(policy.family_lifetime_secs);
+    let bound = dpop_jkt.filter(|_| bind_refresh);
     sqlx::query(
         "INSERT INTO sessions (id, user_id, client_id, scope, device_name, device_platform, app_version, auth_time, \
-         created_at, expires_at, last_used_at, first_ip, first_user_agent, last_ip, last_user_agent, generation) \
-         VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $9, $11, $12, $11, $12, 1)",
+         created_at, expires_at, last_used_at, first_ip, first_user_agent, last_ip, last_user_agent, generation, dpop_jkt) \
+         VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $9, $11, $12, $11, $12, 1, $13)",
     )
     .bind(&session_id)
     .bind(&user_id)
@@ -327,6 +364,7 @@ pub async fn redeem_code(
     .bind(expires_at)
     .bind(origin.ip.as_deref())
     .bind(origin.user_agent.as_deref())
+    .bind(bound)
     .execute(&mut *tx)
     .await?;
     let (refresh_token, refresh_expires_at) = insert_refresh_token(
@@ -353,7 +391,7 @@ pub async fn redeem_code(
             user_id: Some(&user_id),
             session_id: Some(&session_id),
             origin,
-            details: json!({ "client_id": client_id, "device": device }),
+            details: json!({ "client_id": client_id, "device": device, "dpop_jkt": bound }),
             audit: Audit::As(Actor::User(&user_id)),
         },
         now,
@@ -385,6 +423,7 @@ pub async fn redeem_code(
         nonce: row.try_get("nonce")?,
         refresh_token,
         refresh_expires_at,
+        dpop_jkt: bound.map(str::to_string),
         used: None,
     }))
 }
@@ -517,18 +556,49 @@ pub(crate) fn refresh_expiry(
 }
 
 /// The refresh grant: retire the presented token and issue its successor, or detect reuse.
+#[allow(clippy::too_many_arguments)]
 pub async fn rotate(
     db: &Db,
     policy: &TokenPolicy,
     token: &str,
     client_id: &str,
     requested_scope: Option<&str>,
+    key: KeyProof<'_>,
     origin: &Origin,
     now: Millis,
 ) -> Result<Outcome> {
     let Some(presented) = parse_refresh_token(token) else {
         return Ok(Err(Refusal::Unknown));
     };
+    let outcome = rotate_or_refuse(
+        db,
+        policy,
+        &presented,
+        client_id,
+        requested_scope,
+        key.jkt,
+        origin,
+        now,
+    )
+    .await?;
+    if let Err(Refusal::KeyMismatch) = outcome {
+        // The rotation was rolled back; now record the attempt, in a transaction of its own.
+        key_mismatch(db, &presented, client_id, key, origin, now).await?;
+    }
+    Ok(outcome)
+}
+
+#[allow(clippy::too_many_arguments)]
+async fn rotate_or_refuse(
+    db: &Db,
+    policy: &TokenPolicy,
+    presented: &RefreshTokenRef,
+    client_id: &str,
+    requested_scope: Option<&str>,
+    jkt: Option<&str>,
+    origin: &Origin,
+    now: Millis,
+) -> Result<Outcome> {
     let mut tx = db.write().begin().await?;
     let retired = sqlx::query(
         "UPDATE refresh_tokens SET state = 'rotated', retired_reason = 'rotated', used_at = $1, used_ip = $2, \
@@ -546,9 +616,10 @@ pub async fn rotate(
         return refuse_or_grace(
             tx,
             policy,
-            &presented,
+            presented,
             client_id,
             requested_scope,
+            jkt,
             origin,
             now,
         )
@@ -569,10 +640,59 @@ pub async fn rotate(
         Some(prior),
         client_id,
         requested_scope,
+        jkt,
         origin,
         now,
     )
     .await
+}
+
+/// A bound family's token came with another key or none: refuse (done), record, and by policy
+/// revoke the family — holding someone's bound token without their key is proof of theft.
+async fn key_mismatch(
+    db: &Db,
+    presented: &RefreshTokenRef,
+    client_id: &str,
+    key: KeyProof<'_>,
+    origin: &Origin,
+    now: Millis,
+) -> Result<()> {
+    let mut tx = db.write().begin().await?;
+    let row = sqlx::query(
+        "SELECT t.session_id, t.generation, s.user_id, s.dpop_jkt FROM refresh_tokens t \
+         JOIN sessions s ON s.id = t.session_id WHERE t.id = $1 AND t.secret_hash = $2",
+    )
+    .bind(presented.id)
+    .bind(&presented.secret_hash)
+    .fetch_optional(&mut *tx)
+    .await?;
+    let Some(row) = row else { return Ok(()) };
+    let session_id: String = row.try_get("session_id")?;
+    let user_id: String = row.try_get("user_id")?;
+    let revoked = key.revoke_on_mismatch
+        && revoke_session_in(&mut tx, &session_id, "system", "key_mismatch", now).await?;
+    events::record(
+        &mut tx,
+        NewEvent {
+            kind: "key_mismatch",
+            severity: Severity::High,
+            user_id: Some(&user_id),
+            session_id: Some(&session_id),
+            origin,
+            details: json!({
+                "presented_generation": row.try_get::<i64, _>("generation")?,
+                "bound_jkt": row.try_get::<Option<String>, _>("dpop_jkt")?,
+                "presented_jkt": key.jkt,
+                "presented_by_client": client_id,
+                "session_revoked": revoked,
+            }),
+            audit: Audit::As(Actor::System),
+        },
+        now,
+    )
+    .await?;
+    tx.commit().await?;
+    Ok(())
 }
 
 /// The session UPDATE of a rotation counts refreshes in a one-minute window (for
@@ -591,13 +711,14 @@ async fn successor(
     prior: Option<PriorUse>,
     client_id: &str,
     requested_scope: Option<&str>,
+    jkt: Option<&str>,
     origin: &Origin,
     now: Millis,
 ) -> Result<Outcome> {
     let session = sqlx::query(&format!(
         "UPDATE sessions SET last_used_at = $1, last_ip = $2, last_user_agent = $3, generation = generation + 1, \
          {RATE_WINDOW_SET} WHERE id = $4 AND revoked_at IS NULL AND expires_at > $1 \
-         RETURNING user_id, client_id, scope, auth_time, expires_at, generation, rate_window_count"
+         RETURNING user_id, client_id, scope, auth_time, expires_at, generation, rate_window_count, dpop_jkt"
     ))
     .bind(now)
     .bind(origin.ip.as_deref())
@@ -610,6 +731,10 @@ async fn successor(
     };
     if session.try_get::<String, _>("client_id")? != client_id {
         return Ok(Err(Refusal::WrongClient)); // dropping `tx` rolls the rotation back
+    }
+    let bound: Option<String> = session.try_get("dpop_jkt")?;
+    if bound.as_deref().is_some_and(|b| Some(b) != jkt) {
+        return Ok(Err(Refusal::KeyMismatch)); // rolled back likewise
     }
     let granted: String = session.try_get("scope")?;
     let Some(scope) = refreshed_scope(requested_scope, granted) else {
@@ -638,6 +763,7 @@ async fn successor(
         nonce: None,
         refresh_token,
         refresh_expires_at,
+        dpop_jkt: bound,
         used: match prior {
             Some(prior) => Some(Use {
                 prior,
@@ -657,6 +783,7 @@ async fn refuse_or_grace(
     presented: &RefreshTokenRef,
     client_id: &str,
     requested_scope: Option<&str>,
+    jkt: Option<&str>,
     origin: &Origin,
     now: Millis,
 ) -> Result<Outcome> {
@@ -755,6 +882,7 @@ async fn refuse_or_grace(
                     None,
                     client_id,
                     requested_scope,
+                    jkt,
                     origin,
                     now,
                 )
@@ -888,6 +1016,7 @@ pub struct RefreshTokenInfo {
     pub issued_at: Millis,
     pub expires_at: Millis,
     pub active: bool,
+    pub dpop_jkt: Option<String>,
 }
 
 pub async fn refresh_token_info(
@@ -899,7 +1028,7 @@ pub async fn refresh_token_info(
         return Ok(None);
     };
     let row = sqlx::query(
-        "SELECT t.session_id, t.state, t.issued_at, t.expires_at, s.user_id, s.client_id, s.scope, s.revoked_at \
+        "SELECT t.session_id, t.state, t.issued_at, t.expires_at, s.user_id, s.client_id, s.scope, s.revoked_at, s.dpop_jkt \
          FROM refresh_tokens t JOIN sessions s ON s.id = t.session_id WHERE t.id = $1 AND t.secret_hash = $2",
     )
     .bind(presented.id)
@@ -919,6 +1048,7 @@ pub async fn refresh_token_info(
         issued_at: row.try_get("issued_at")?,
         expires_at,
         active,
+        dpop_jkt: row.try_get("dpop_jkt")?,
     }))
 }
 
@@ -1043,6 +1173,10 @@ pub async fn prune(db: &Db, now: Millis, failure_window: Millis) -> Result<()> {
         .execute(&mut *tx)
         .await?;
     sqlx::query("DELETE FROM revoked_access_tokens WHERE expires_at < $1")
+        .bind(now)
+        .execute(&mut *tx)
+        .await?;
+    sqlx::query("DELETE FROM dpop_proofs WHERE expires_at < $1")
         .bind(now)
         .execute(&mut *tx)
         .await?;

@@ -4,6 +4,7 @@
 pub mod audit;
 pub mod batch;
 pub mod clients;
+pub mod dpop;
 pub mod events;
 pub mod grants;
 pub mod sessions;

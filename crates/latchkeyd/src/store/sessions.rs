@@ -82,11 +82,14 @@ pub struct SessionView {
     pub signals: Vec<Event>,
     /// The session of the access token making this call.
     pub current: bool,
+    /// The SHA-256 thumbprint of the device key its refresh tokens are bound to (DPoP): a
+    /// copy of its refresh token is useless without that key. `null`: a bearer family.
+    pub key_thumbprint: Option<String>,
 }
 
 const COLUMNS: &str = "s.id, s.user_id, s.client_id, c.name AS app, s.scope, s.device_name, s.device_platform, \
      s.app_version, s.created_at, s.last_used_at, s.expires_at, s.first_ip, s.first_user_agent, s.last_ip, \
-     s.last_user_agent, s.generation, s.revoked_at, s.revoked_by, s.revoke_reason";
+     s.last_user_agent, s.generation, s.revoked_at, s.revoked_by, s.revoke_reason, s.dpop_jkt";
 
 fn view(row: &AnyRow, idle: Millis, now: Millis) -> Result<SessionView> {
     let last_used_at: i64 = row.try_get("last_used_at")?;
@@ -123,6 +126,7 @@ fn view(row: &AnyRow, idle: Millis, now: Millis) -> Result<SessionView> {
             user_agent: row.try_get("last_user_agent")?,
         },
         state,
+        key_thumbprint: row.try_get("dpop_jkt")?,
         revoked: match revoked_at {
             Some(at) => {
                 let by: Option<String> = row.try_get("revoked_by")?;

@@ -24,7 +24,10 @@ pub const PASSWORD: &str = "correct horse battery";
 pub const REDIRECT: &str = "http://127.0.0.1:61234/callback";
 
 pub struct TestServer {
+    /// The issuer URL (the same for every replica).
     pub base: String,
+    /// Where this replica listens.
+    pub addr: String,
     pub clock: Arc<ManualClock>,
     pub db: Db,
     pub dir: tempfile::TempDir,
@@ -72,11 +75,39 @@ impl TestServer {
             ..Settings::default()
         };
         tweak(&mut settings);
-        let clock = Arc::new(ManualClock::starting_now());
+        Self::launch(
+            settings,
+            dir,
+            database,
+            Arc::new(ManualClock::starting_now()),
+        )
+        .await
+    }
+
+    /// A second replica: the same database, master key and public issuer URL, its own port.
+    pub async fn replica(&self) -> Self {
+        let settings = Settings {
+            listen: "127.0.0.1:0".parse().unwrap(),
+            issuer: Some(self.base.clone()),
+            master_key_file: Some(self.dir.path().join("master.key")),
+            database: Some(self.database.clone()),
+            ..Settings::default()
+        };
+        let dir = tempfile::tempdir().unwrap();
+        Self::launch(settings, dir, self.database.clone(), self.clock.clone()).await
+    }
+
+    async fn launch(
+        settings: Settings,
+        dir: tempfile::TempDir,
+        database: String,
+        clock: Arc<ManualClock>,
+    ) -> Self {
         let server = Server::bind(settings, clock.clone())
             .await
             .expect("server starts");
         let base = server.issuer().to_string();
+        let addr = format!("http://{}", server.local_addr());
         let db = server.db().clone();
         let (tx, rx) = tokio::sync::oneshot::channel();
         tokio::spawn(server.run(async {
@@ -84,6 +115,7 @@ impl TestServer {
         }));
         Self {
             base,
+            addr,
             clock,
             db,
             dir,
@@ -97,7 +129,7 @@ impl TestServer {
     }
 
     pub fn url(&self, path: &str) -> String {
-        format!("{}{path}", self.base)
+        format!("{}{path}", self.addr)
     }
 
     pub fn sqlite_path(&self) -> PathBuf {

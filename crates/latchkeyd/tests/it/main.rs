@@ -6,5 +6,6 @@ mod common;
 mod api;
 mod authorize;
 mod cli;
+mod dpop;
 mod refresh;
 mod token;

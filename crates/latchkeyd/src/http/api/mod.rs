@@ -19,8 +19,8 @@ use utoipa::{IntoParams, Modify, OpenApi, ToSchema};
 use utoipa_axum::router::OpenApiRouter;
 use utoipa_axum::routes;
 
+use super::dpop::resource_access;
 use super::error::OAuthError;
-use super::oauth::{access_token_state, bearer};
 use crate::server::AppState;
 use crate::store::users::{self, Role, User};
 use crate::tokens::AccessClaims;
@@ -80,10 +80,13 @@ impl FromRequestParts<AppState> for Caller {
     type Rejection = OAuthError;
 
     async fn from_request_parts(parts: &mut Parts, state: &AppState) -> Result<Self, OAuthError> {
-        let token = bearer(&parts.headers)?;
-        let claims = access_token_state(state, token)
-            .await?
-            .map_err(OAuthError::invalid_token)?;
+        let claims = resource_access(
+            state,
+            &parts.headers,
+            parts.method.as_str(),
+            parts.uri.path(),
+        )
+        .await?;
         if !claims.has_scope(ACCOUNT_SCOPE) {
             return Err(OAuthError::new(
                 StatusCode::FORBIDDEN,
@@ -235,7 +238,8 @@ impl Modify for BearerAuth {
     info(
         title = "Latchkey account and support API",
         description = "Sessions, devices, refresh-token families, suspicion signals and the audit log. \
-                       Every call needs an access token with the `account` scope; `/admin` calls need the support role."
+                       Every call needs an access token with the `account` scope, as `Authorization: Bearer`, or for a key-bound token \
+                       as `Authorization: DPoP` with a DPoP proof (RFC 9449); `/admin` calls need the support role."
     ),
     modifiers(&BearerAuth),
     components(schemas(ApiErrorBody)),
