@@ -25,6 +25,8 @@ export interface Account {
   state: 'signed_in' | 'signed_out' | 'no_token';
   reason: string | null;
   access_expires_at: number | null;
+  /** Thumbprint of the device key the session is bound to (DPoP); null for a bearer session. */
+  device_key: string | null;
 }
 
 export interface Accounts {
@@ -79,6 +81,8 @@ export interface Session {
   suspicious: boolean;
   signals: SecurityEvent[];
   current: boolean;
+  /** Thumbprint of the device key its refresh tokens are bound to (DPoP), or null. */
+  key_thumbprint: string | null;
 }
 
 export interface DeviceGroup {

@@ -21,6 +21,7 @@ export function session(over: Partial<Session> = {}): Session {
     suspicious: false,
     signals: [],
     current: true,
+    key_thumbprint: 'NzbLsXh8uDCcd-6MNwXF4W_7noWXFZAfHkxZsRGC9Xs',
     ...over,
   };
 }
@@ -28,6 +29,7 @@ export function session(over: Partial<Session> = {}): Session {
 export const stolen = session({
   id: 's-phone',
   current: false,
+  key_thumbprint: null,
   device: { name: 'phone', platform: 'android', app_version: '0.1.0' },
   suspicious: true,
   signals: [

@@ -6,6 +6,7 @@ import { Devices } from '../src/screens/Devices';
 import { Families } from '../src/screens/Families';
 import { Support } from '../src/screens/Support';
 import { Inspector } from '../src/screens/Inspector';
+import { Accounts } from '../src/screens/Accounts';
 import { App } from '../src/App';
 import { family, list, session, stolen } from './fixtures';
 
@@ -46,9 +47,11 @@ describe('Devices', () => {
     const laptopCard = laptop.closest('article')!;
     expect(within(laptopCard).getAllByText('This device').length).toBeGreaterThan(0);
     expect(within(laptopCard).getByText(/3 minutes ago/)).toBeTruthy();
+    expect(within(laptopCard).getByText(/Bound to this device \(key NzbLsXh8uD…\)/)).toBeTruthy();
     const phoneCard = screen.getByRole('heading', { name: 'phone' }).closest('article')!;
     expect(within(phoneCard).getByText('Suspicious')).toBeTruthy();
     expect(within(phoneCard).getByText(/may be in two places/)).toBeTruthy();
+    expect(within(phoneCard).getByText(/not bound to a device key/)).toBeTruthy();
 
     await userEvent.click(within(phoneCard).getByRole('button', { name: 'Revoke' }));
     const dialog = screen.getByRole('dialog');
@@ -170,7 +173,7 @@ describe('App', () => {
   });
 
   it('says when the server is unreachable, and shows Support only to staff', async () => {
-    const account = { id: 'a1', label: 'demo@latchkey.local', issuer: 'http://127.0.0.1:7878', client_id: 'latchkey-desktop', current: true, state: 'signed_in', reason: null, access_expires_at: null };
+    const account = { id: 'a1', label: 'demo@latchkey.local', issuer: 'http://127.0.0.1:7878', client_id: 'latchkey-desktop', current: true, state: 'signed_in', reason: null, access_expires_at: null, device_key: null };
     backend({
       accounts: () => ({ accounts: [account], keychain: 'Secret Service', keychain_persists: true }),
       me: () => {
@@ -190,5 +193,27 @@ describe('App', () => {
     render(<App />);
     expect(await screen.findByRole('button', { name: 'Support' })).toBeTruthy();
     expect(session().current).toBe(true);
+  });
+});
+
+describe('Accounts', () => {
+  it('says which sessions are bound to this device and which are bearer', () => {
+    const base = { issuer: 'http://127.0.0.1:7878', client_id: 'latchkey-desktop', reason: null, access_expires_at: null };
+    backend({});
+    render(
+      <Accounts
+        data={{
+          accounts: [
+            { ...base, id: 'a1', label: 'demo@latchkey.local', current: true, state: 'signed_in', device_key: 'NzbLsXh8uDCcd-6MNwXF4W_7noWXFZAfHkxZsRGC9Xs' },
+            { ...base, id: 'a2', label: 'other@peer.example', current: false, state: 'signed_in', device_key: null },
+          ],
+          keychain: 'Secret Service',
+          keychain_persists: true,
+        }}
+        onChanged={() => {}}
+      />,
+    );
+    expect(screen.getByText(/Bound to this device: key NzbLsXh8uD… never leaves the Secret Service/)).toBeTruthy();
+    expect(screen.getByText(/Bearer session/)).toBeTruthy();
   });
 });

@@ -92,10 +92,18 @@ async fn login_status_token_sessions_revoke_others_and_logout() {
     let status = ok(laptop.path(), &["status"]);
     assert!(status.contains("alice@example.com"), "{status}");
     assert!(status.contains("valid for"), "{status}");
+    assert!(
+        status.contains("bound to this device (DPoP key"),
+        "{status}"
+    );
     let status = json(laptop.path(), &["status"]);
     assert_eq!(status["keychain"], keychain());
     assert_eq!(status["accounts"][0]["state"], "signed_in");
     assert_eq!(status["accounts"][0]["current"], true);
+    assert_eq!(
+        status["accounts"][0]["device_key"].as_str().map(str::len),
+        Some(43)
+    );
 
     let token = ok(laptop.path(), &["token"]);
     let parts: Vec<&str> = token.trim().split('.').collect();

@@ -215,6 +215,59 @@ async fn a_session_revoked_elsewhere_signs_the_account_out_with_the_reason() {
     );
 }
 
+/// The scenario DPoP exists for: the refresh token is copied out of the keychain onto another
+/// machine. Without the device key it buys nothing but a `key_mismatch` and a dead family.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_refresh_token_copied_to_another_machine_gets_nothing_and_kills_its_family() {
+    let server = latchkeyd(300).await;
+    let home = tempfile::tempdir().unwrap();
+    let laptop = Latchkey::open(paths(home.path()), choice()).unwrap();
+    let profile = login(&laptop, &server.issuer, "laptop").await;
+
+    // What an attacker with the keychain entry's refresh token does, from their machine.
+    let store = keychain::open(choice(), home.path().join("unused")).unwrap();
+    let entry = store
+        .get(&paths(home.path()).keychain_account(&profile.id))
+        .unwrap()
+        .unwrap();
+    let entry: serde_json::Value = serde_json::from_str(entry.expose()).unwrap();
+    let copied = entry["refresh_token"].as_str().unwrap();
+    let their_key = latchkey_client::dpop::DeviceKey::generate();
+    let token_url = format!("{}/token", server.issuer);
+    let res = reqwest::Client::new()
+        .post(&token_url)
+        .header("DPoP", their_key.proof("POST", &token_url, None, None))
+        .form(&[
+            ("grant_type", "refresh_token"),
+            ("client_id", "latchkey-desktop"),
+            ("refresh_token", copied),
+        ])
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(res.status(), 400);
+    let body: serde_json::Value = res.json().await.unwrap();
+    assert_eq!(body["error"], "invalid_grant", "{body}");
+
+    // The family is dead, and the owner learns it on the next refresh.
+    let err = laptop.refresh_now(None).await.unwrap_err();
+    assert!(matches!(err, Error::SignedOut(_)), "{err}");
+    let events = latchkeyd::store::events::list(
+        &server.db,
+        &latchkeyd::store::events::Filter {
+            kind: Some("key_mismatch".into()),
+            limit: 10,
+            ..Default::default()
+        },
+    )
+    .await
+    .unwrap();
+    assert_eq!(events.len(), 1, "one key_mismatch signal");
+    assert_eq!(events[0].severity, "high");
+    assert_eq!(events[0].details["presented_jkt"], their_key.thumbprint());
+    assert_eq!(events[0].details["session_revoked"], true);
+}
+
 async fn get(url: &str) -> (u16, String) {
     let res = reqwest::get(url).await.unwrap();
     (res.status().as_u16(), res.text().await.unwrap())

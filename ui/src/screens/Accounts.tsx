@@ -72,6 +72,13 @@ export function Accounts({ data, onChanged }: Props) {
                   {STATE_TEXT[a.state]}
                   {a.reason ? `: ${a.reason}` : ''}
                 </div>
+                {a.state === 'signed_in' && (
+                  <div className="muted">
+                    {a.device_key
+                      ? `Bound to this device: key ${a.device_key.slice(0, 10)}… never leaves the ${data.keychain}`
+                      : 'Bearer session: the server does not bind tokens to this device'}
+                  </div>
+                )}
               </div>
               <div className="card-actions">
                 {!a.current && (

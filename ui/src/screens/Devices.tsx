@@ -19,6 +19,24 @@ const FILTERS: { value: SessionFilter; label: string }[] = [
   { value: 'expired', label: 'Expired' },
 ];
 
+/** Whether a copy of the session's refresh token would work anywhere else. */
+function Binding({ s }: { s: Session }) {
+  if (!s.key_thumbprint) {
+    return <div className="binding unbound muted">Bearer session: not bound to a device key</div>;
+  }
+  const key = `key ${s.key_thumbprint.slice(0, 10)}…`;
+  return (
+    <div className="binding bound" title={`DPoP key thumbprint ${s.key_thumbprint}`}>
+      <svg viewBox="0 0 16 16" aria-hidden="true" className="lock">
+        <path d="M4.5 7V5a3.5 3.5 0 0 1 7 0v2h.5a1 1 0 0 1 1 1v6a1 1 0 0 1-1 1H4a1 1 0 0 1-1-1V8a1 1 0 0 1 1-1zm1.5 0h4V5a2 2 0 0 0-4 0z" />
+      </svg>
+      {s.current
+        ? `Bound to this device (${key}): a copy of its token is useless elsewhere`
+        : `Bound to that device's key (${key})`}
+    </div>
+  );
+}
+
 export function SessionRow({ s, now, onRevoke, onFamily }: {
   s: Session;
   now: number;
@@ -34,6 +52,7 @@ export function SessionRow({ s, now, onRevoke, onFamily }: {
           {s.suspicious && <span className="badge warn">Suspicious</span>}
           <span className={`badge state-${s.state}`}>{s.state}</span>
         </div>
+        <Binding s={s} />
         <div className="muted">
           Last active <time dateTime={s.last_used_at} title={absolute(s.last_used_at)}>{relative(s.last_used_at, now)}</time>
           {s.last_seen.ip ? ` from ${s.last_seen.ip}` : ''} · first seen{' '}
