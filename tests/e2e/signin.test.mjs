@@ -1,43 +1,26 @@
 // The sign-in page as a person sees it: Debian's headless Chromium against a real latchkeyd
 // (its --demo account), a loopback "app" receiving the redirect, screenshots in docs/screenshots.
-// LATCHKEYD_BIN names the server binary (scripts/test builds it).
 import { test, before, after } from 'node:test';
 import assert from 'node:assert/strict';
-import { spawn } from 'node:child_process';
 import { createHash, randomBytes } from 'node:crypto';
 import { createServer } from 'node:http';
-import { mkdtempSync, mkdirSync } from 'node:fs';
-import { tmpdir } from 'node:os';
+import { mkdirSync } from 'node:fs';
 import { dirname, join, resolve } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { createRequire } from 'node:module';
 import { chromium } from 'playwright-core';
+import { startLatchkeyd } from './latchkeyd.mjs';
 
 const here = dirname(fileURLToPath(import.meta.url));
 const shots = resolve(here, '../../docs/screenshots');
 const axePath = createRequire(import.meta.url).resolve('axe-core/axe.min.js');
-const bin = process.env.LATCHKEYD_BIN || resolve(here, '../../target/debug/latchkeyd');
 
-let server, issuer, password, browser, app;
+let stopServer, issuer, password, browser, app;
 const callbacks = [];
 
 before(async () => {
   mkdirSync(shots, { recursive: true });
-  const home = mkdtempSync(join(tmpdir(), 'latchkey-e2e-'));
-  server = spawn(bin, ['serve', '--demo', '--listen', '127.0.0.1:0'], {
-    env: { PATH: process.env.PATH, HOME: home, XDG_DATA_HOME: join(home, 'data') },
-    stdio: ['ignore', 'pipe', 'inherit'],
-  });
-  let out = '';
-  await new Promise((ok, fail) => {
-    server.on('exit', (code) => fail(new Error(`latchkeyd exited with ${code}: ${out}`)));
-    server.stdout.on('data', (chunk) => {
-      out += chunk;
-      const url = out.match(/latchkeyd is running at (\S+)/);
-      const pw = out.match(/password\s+(\S+)/);
-      if (url && pw) { issuer = url[1]; password = pw[1]; ok(); }
-    });
-  });
+  ({ issuer, password, stop: stopServer } = await startLatchkeyd());
   // The "app": a loopback listener like the desktop client's.
   app = createServer((req, res) => {
     const url = new URL(req.url, 'http://127.0.0.1');
@@ -55,7 +38,7 @@ before(async () => {
 after(async () => {
   await browser?.close();
   app?.close();
-  server?.kill('SIGTERM');
+  stopServer?.();
 });
 
 const b64 = (buf) => buf.toString('base64url');
