@@ -137,6 +137,8 @@ test('add an account, see two devices, revoke one', async () => {
   await (await heading('Devices')).waitForDisplayed({ timeout: 20_000 });
   await waitFor(async () => (await browser.$$('article.device')).length === 1, 'this device');
   assert.match(await browser.$('article.device').getText(), /this device/i);
+  // DPoP: the app's session is bound to the key it keeps in the keychain.
+  assert.match(await browser.$('article.device .binding').getText(), /Bound to this device \(key [\w-]{10}…\)/);
 
   // A second device signs in (the CLI on another "machine"): it appears live.
   const phone = home('phone');
