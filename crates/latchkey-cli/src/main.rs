@@ -71,7 +71,14 @@ enum Command {
     /// Accounts, the keychain in use, and token expiry.
     Status,
     /// Print a valid access token (refreshing it if needed), for scripts.
-    Token,
+    ///
+    /// A token bound to this device (DPoP) is only accepted with a proof made for one request:
+    /// `--request GET URL` prints both headers, e.g. `curl -H @<(latchkey token --request GET "$URL") "$URL"`.
+    Token {
+        /// Print the Authorization (and DPoP proof) headers for one request instead.
+        #[arg(long, num_args = 2, value_names = ["METHOD", "URL"])]
+        request: Option<Vec<String>>,
+    },
     /// This account's sessions, by device.
     Sessions {
         /// Only sessions in this state: active, revoked or expired.
@@ -272,13 +279,34 @@ async fn run(cli: Cli) -> Result<(), Error> {
                 s.trim_end().to_string()
             });
         }
-        Command::Token => {
+        Command::Token { request: None } => {
             let (_, token, exp) = client.access_token(account).await?;
             out(
                 j,
                 &json!({ "access_token": token.expose(), "expires_at": exp }),
                 || token.expose().clone(),
             );
+        }
+        Command::Token {
+            request: Some(request),
+        } => {
+            let [method, url] = &request[..] else {
+                unreachable!("clap takes exactly two values")
+            };
+            let headers = client
+                .request_headers(account, &method.to_ascii_uppercase(), url)
+                .await?;
+            let map: serde_json::Map<String, Value> = headers
+                .iter()
+                .map(|(k, v)| (k.to_string(), Value::String(v.expose().clone())))
+                .collect();
+            out(j, &json!({ "headers": map }), || {
+                headers
+                    .iter()
+                    .map(|(k, v)| format!("{k}: {}", v.expose()))
+                    .collect::<Vec<_>>()
+                    .join("\n")
+            });
         }
         Command::Sessions { state, suspicious } => {
             let mut query = Vec::new();

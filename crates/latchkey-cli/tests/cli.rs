@@ -113,6 +113,23 @@ async fn login_status_token_sessions_revoke_others_and_logout() {
         token,
         "a valid token is served from the keychain"
     );
+    // The token is bound to this device: scripts get both headers for one request.
+    let url = format!("{issuer}/api/v1/me");
+    let headers = ok(laptop.path(), &["token", "--request", "get", &url]);
+    let mut req = reqwest::Client::new().get(&url);
+    for line in headers.lines() {
+        let (name, value) = line.split_once(": ").expect("a header line");
+        req = req.header(name, value);
+    }
+    let res = req.send().await.unwrap();
+    assert_eq!(res.status(), 200, "{headers}");
+    let bearer = reqwest::Client::new()
+        .get(&url)
+        .bearer_auth(token.trim())
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(bearer.status(), 401, "a bound token is not a bearer token");
 
     let sessions = json(laptop.path(), &["sessions"]);
     let me = &sessions["devices"][0];

@@ -102,6 +102,40 @@ impl Latchkey {
         })
     }
 
+    /// The headers that authorize one request with the account's access token: `Bearer`, or
+    /// for a token bound to this device `DPoP` with a proof for exactly this method and URL.
+    pub async fn request_headers(
+        &self,
+        account: Option<&str>,
+        method: &str,
+        url: &str,
+    ) -> Result<Vec<(&'static str, Secret<String>)>> {
+        let parsed = url::Url::parse(url)
+            .map_err(|e| Error::Config(format!("{url:?} is not a URL: {e}")))?;
+        if !matches!(parsed.scheme(), "http" | "https") || method.is_empty() {
+            return Err(Error::Config(
+                "give an HTTP method and an http(s) URL".into(),
+            ));
+        }
+        let access = self.access(account, false).await?;
+        let token = access.token.expose();
+        Ok(match &access.key {
+            Some(key) => vec![
+                ("Authorization", Secret::new(format!("DPoP {token}"))),
+                (
+                    "DPoP",
+                    Secret::new(key.proof(
+                        method,
+                        url,
+                        Some(token),
+                        self.nonces().get().as_deref(),
+                    )),
+                ),
+            ],
+            None => vec![("Authorization", Secret::new(format!("Bearer {token}")))],
+        })
+    }
+
     /// The account's sessions grouped by device (`GET /me/sessions`).
     pub async fn sessions(&self, account: Option<&str>, query: &str) -> Result<Value> {
         self.api(account, Method::GET, &format!("/me/sessions{query}"), None)
