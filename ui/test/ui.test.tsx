@@ -213,7 +213,7 @@ describe('Accounts', () => {
         onChanged={() => {}}
       />,
     );
-    expect(screen.getByText(/Bound to this device: key NzbLsXh8uD… never leaves the Secret Service/)).toBeTruthy();
+    expect(screen.getByText(/Bound to this device: key NzbLsXh8uD… is kept in the Secret Service and never sent/)).toBeTruthy();
     expect(screen.getByText(/Bearer session/)).toBeTruthy();
   });
 });

@@ -261,7 +261,7 @@ async fn run(cli: Cli) -> Result<(), Error> {
                             };
                             let binding = match device_key {
                                 Some(jkt) => format!(
-                                    "\n    bound to this device (DPoP key {}…): a copy of its token is useless elsewhere",
+                                    "\n    bound to this device (DPoP key {}…): a copied refresh token is useless without it",
                                     &jkt[..jkt.len().min(12)]
                                 ),
                                 None => "\n    bearer session: not bound to a device key".into(),

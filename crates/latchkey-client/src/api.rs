@@ -25,7 +25,7 @@ impl Latchkey {
             let mut req = http.request(method.clone(), url);
             req = match key {
                 Some(key) => {
-                    let nonce = self.nonces().get();
+                    let nonce = self.nonces().get(url);
                     let proof =
                         key.proof(method.as_str(), url, Some(token.expose()), nonce.as_deref());
                     req.header(AUTHORIZATION, format!("DPoP {}", token.expose()))
@@ -40,7 +40,7 @@ impl Latchkey {
                 req = req.header(ACCEPT, "text/event-stream");
             }
             let res = req.send().await?;
-            self.nonces().remember(res.headers());
+            self.nonces().remember(url, res.headers());
             let asks_nonce = res.status() == StatusCode::UNAUTHORIZED
                 && res
                     .headers()
@@ -128,7 +128,7 @@ impl Latchkey {
                         method,
                         url,
                         Some(token),
-                        self.nonces().get().as_deref(),
+                        self.nonces().get(url).as_deref(),
                     )),
                 ),
             ],

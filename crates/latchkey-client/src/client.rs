@@ -38,6 +38,10 @@ struct Stored {
     /// The device key (base64 PKCS#8) the session is bound to (DPoP); never leaves this entry.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     dpop_key: Option<String>,
+    /// The cached access token was issued bound to that key (`token_type` DPoP), so it is sent
+    /// as `DPoP` with a proof; a server may answer a proven refresh with a bearer token.
+    #[serde(default)]
+    access_bound: bool,
 }
 
 /// A usable access token and what it takes to present it.
@@ -73,11 +77,20 @@ impl Stored {
                 now_secs() + tokens.expires_in.map(|d| d.as_secs() as i64).unwrap_or(300),
             ),
             dpop_key: key.map(|k| k.export().into_inner()),
+            access_bound: key.is_some() && tokens.dpop_bound,
         })
     }
 
     fn key(&self) -> Result<Option<DeviceKey>> {
         self.dpop_key.as_deref().map(DeviceKey::import).transpose()
+    }
+
+    /// The key to prove API calls with: only for an access token that is bound to it.
+    fn access_key(&self) -> Result<Option<DeviceKey>> {
+        match self.access_bound {
+            true => self.key(),
+            false => Ok(None),
+        }
     }
 
     fn encode(&self) -> Secret<String> {
@@ -91,6 +104,7 @@ impl Stored {
             access_token: None,
             access_expires_at: None,
             dpop_key: self.dpop_key.clone(),
+            access_bound: false,
         };
         Secret::new(serde_json::to_string(&lean).expect("strings serialize"))
     }
@@ -343,7 +357,7 @@ impl Latchkey {
         }
         let before = self.stored(&profile)?;
         if let (false, Some((token, expires_at))) = (force, before.fresh_access()) {
-            let key = before.key()?;
+            let key = before.access_key()?;
             return Ok(Access {
                 profile,
                 token,
@@ -381,7 +395,7 @@ impl Latchkey {
                     expires_at: next.access_expires_at.unwrap_or_else(now_secs),
                     profile,
                     token: tokens.access_token,
-                    key,
+                    key: next.access_key()?,
                 })
             }
             Err(GrantError::Refused(detail)) => {

@@ -2,6 +2,7 @@
 //! carries. The private key lives only in the keychain entry of its account; a refresh token
 //! copied off this machine without it is refused by the server (and the family killed).
 
+use std::collections::HashMap;
 use std::future::Future;
 use std::pin::Pin;
 use std::sync::Mutex;
@@ -154,19 +155,25 @@ impl DeviceKey {
     }
 }
 
-/// The server's latest `DPoP-Nonce`, for the next proof.
+/// Each server's latest `DPoP-Nonce` (by origin), for the next proof sent there.
 #[derive(Default)]
-pub struct NonceCache(Mutex<Option<String>>);
+pub struct NonceCache(Mutex<HashMap<String, String>>);
+
+fn origin(url: &str) -> String {
+    url::Url::parse(url)
+        .map(|u| u.origin().ascii_serialization())
+        .unwrap_or_default()
+}
 
 impl NonceCache {
-    pub fn get(&self) -> Option<String> {
-        self.0.lock().ok().and_then(|n| n.clone())
+    pub fn get(&self, url: &str) -> Option<String> {
+        self.0.lock().ok()?.get(&origin(url)).cloned()
     }
 
-    pub fn remember(&self, headers: &reqwest::header::HeaderMap) {
+    pub fn remember(&self, url: &str, headers: &reqwest::header::HeaderMap) {
         if let Some(n) = headers.get("dpop-nonce").and_then(|v| v.to_str().ok()) {
-            if let Ok(mut slot) = self.0.lock() {
-                *slot = Some(n.to_string());
+            if let Ok(mut map) = self.0.lock() {
+                map.insert(origin(url), n.to_string());
             }
         }
     }
@@ -201,11 +208,12 @@ impl<'c> AsyncHttpClient<'c> for ProvingClient<'_> {
             let mut retried = false;
             loop {
                 let mut attempt = copy(&request);
+                let url = attempt.uri().to_string();
                 let proof = key.proof(
                     attempt.method().as_str(),
-                    &attempt.uri().to_string(),
+                    &url,
                     None,
-                    self.nonces.get().as_deref(),
+                    self.nonces.get(&url).as_deref(),
                 );
                 attempt.headers_mut().insert(
                     "dpop",
@@ -214,7 +222,7 @@ impl<'c> AsyncHttpClient<'c> for ProvingClient<'_> {
                         .expect("a compact JWS is a valid header value"),
                 );
                 let response = self.http.call(attempt).await?;
-                self.nonces.remember(response.headers());
+                self.nonces.remember(&url, response.headers());
                 let asks_nonce = response.status() == reqwest::StatusCode::BAD_REQUEST
                     && serde_json::from_slice::<serde_json::Value>(response.body())
                         .is_ok_and(|b| b["error"] == "use_dpop_nonce");

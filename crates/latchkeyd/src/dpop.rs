@@ -45,7 +45,8 @@ pub struct Proof {
     /// The SHA-256 JWK thumbprint of the key (RFC 7638): what tokens are bound to.
     pub jkt: String,
     pub jti: String,
-    /// When the proof stops being acceptable (its `iat` plus the maximum age), in ms.
+    /// Until when its `jti` must be remembered (past the last moment any replica would still
+    /// accept the proof), in ms.
     pub usable_until: Millis,
 }
 
@@ -119,10 +120,15 @@ pub fn verify(
     }
     let jwk: Jwk = serde_json::from_value(jwk_value.clone())
         .map_err(|_| Invalid("the DPoP proof's jwk is not a public key"))?;
+    // Coordinates of exactly the curve's size: the verifier would otherwise truncate (or panic
+    // on) a short or long one, and one key could then go by many thumbprints.
+    let coordinate = |c: &str| URL_SAFE_NO_PAD.decode(c).is_ok_and(|b| b.len() == 32);
     let key_fits = match (&jwk.algorithm, alg) {
-        (AlgorithmParameters::EllipticCurve(p), Algorithm::ES256) => p.curve == EllipticCurve::P256,
+        (AlgorithmParameters::EllipticCurve(p), Algorithm::ES256) => {
+            p.curve == EllipticCurve::P256 && coordinate(&p.x) && coordinate(&p.y)
+        }
         (AlgorithmParameters::OctetKeyPair(p), Algorithm::EdDSA) => {
-            p.curve == EllipticCurve::Ed25519
+            p.curve == EllipticCurve::Ed25519 && coordinate(&p.x)
         }
         _ => false,
     };
@@ -154,11 +160,16 @@ pub fn verify(
     if !same_target(&claims.htu, expected.url) {
         return Err(Invalid("the DPoP proof is for another URL (htu)"));
     }
+    // Bounds on our side of each comparison: `iat` is the client's and may be any i64.
     let now_secs = now.div_euclid(1000);
-    if claims.iat > now_secs + policy.clock_skew_secs as i64 {
+    let (max_age, skew) = (
+        policy.proof_max_age_secs as i64,
+        policy.clock_skew_secs as i64,
+    );
+    if claims.iat > now_secs + skew {
         return Err(Invalid("the DPoP proof's iat is in the future"));
     }
-    if now_secs - claims.iat > policy.proof_max_age_secs as i64 {
+    if claims.iat < now_secs - max_age {
         return Err(Invalid("the DPoP proof is too old (iat)"));
     }
     // A nonce the client sent must be good even where none is required: it was ours once.
@@ -180,7 +191,8 @@ pub fn verify(
     Ok(Proof {
         jkt,
         jti: claims.jti,
-        usable_until: (claims.iat + policy.proof_max_age_secs as i64 + 1) * 1000,
+        // Kept past the last moment any replica would accept it, clock differences included.
+        usable_until: (claims.iat + max_age + 2 * skew + 60) * 1000,
     })
 }
 

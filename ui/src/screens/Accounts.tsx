@@ -75,7 +75,7 @@ export function Accounts({ data, onChanged }: Props) {
                 {a.state === 'signed_in' && (
                   <div className="muted">
                     {a.device_key
-                      ? `Bound to this device: key ${a.device_key.slice(0, 10)}… never leaves the ${data.keychain}`
+                      ? `Bound to this device: key ${a.device_key.slice(0, 10)}… is kept in the ${data.keychain} and never sent`
                       : 'Bearer session: the server does not bind tokens to this device'}
                   </div>
                 )}

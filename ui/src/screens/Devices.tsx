@@ -31,7 +31,7 @@ function Binding({ s }: { s: Session }) {
         <path d="M4.5 7V5a3.5 3.5 0 0 1 7 0v2h.5a1 1 0 0 1 1 1v6a1 1 0 0 1-1 1H4a1 1 0 0 1-1-1V8a1 1 0 0 1 1-1zm1.5 0h4V5a2 2 0 0 0-4 0z" />
       </svg>
       {s.current
-        ? `Bound to this device (${key}): a copy of its token is useless elsewhere`
+        ? `Bound to this device (${key}): a copied refresh token is useless without this device's key`
         : `Bound to that device's key (${key})`}
     </div>
   );

@@ -24,28 +24,25 @@ fn proof_header(headers: &HeaderMap) -> Result<Option<&str>, ProofError> {
         .map_err(|_| ProofError::Invalid("the DPoP header is not ASCII"))
 }
 
-/// Verifies a proof and spends its `jti`: a proof is good for one request.
-async fn check(
-    state: &AppState,
-    value: &str,
-    expected: &Expected<'_>,
-) -> Result<Result<Proof, ProofError>, OAuthError> {
-    let proof = match dpop::verify(
+fn verify(state: &AppState, value: &str, expected: &Expected<'_>) -> Result<Proof, ProofError> {
+    dpop::verify(
         value,
         expected,
         &state.settings.dpop,
         &state.nonces,
         state.now(),
-    ) {
-        Ok(p) => p,
-        Err(e) => return Ok(Err(e)),
-    };
-    if !store::dpop::first_use(&state.db, &proof).await? {
-        return Ok(Err(ProofError::Invalid(
+    )
+}
+
+/// Spends a verified proof's `jti`: a proof is good for one request, on any replica.
+async fn spend(state: &AppState, proof: &Proof) -> Result<Result<(), ProofError>, OAuthError> {
+    if store::dpop::first_use(&state.db, proof).await? {
+        Ok(Ok(()))
+    } else {
+        Ok(Err(ProofError::Invalid(
             "this DPoP proof was already used (its jti was seen before)",
-        )));
+        )))
     }
-    Ok(Ok(proof))
 }
 
 fn token_endpoint_error(state: &AppState, e: ProofError) -> OAuthError {
@@ -71,9 +68,10 @@ fn resource_error(state: &AppState, e: ProofError) -> OAuthError {
     }
 }
 
-/// The token endpoint's proof, if the client sent one; an invalid proof is an error even where
-/// none was needed.
-pub async fn token_endpoint_proof(
+/// The token endpoint's proof, if the client sent one, verified but not yet spent (that is
+/// `spend_token_proof`, once the client is authenticated: no database write for strangers).
+/// An invalid proof is an error even where none was needed.
+pub fn token_endpoint_proof(
     state: &AppState,
     headers: &HeaderMap,
 ) -> Result<Option<Proof>, OAuthError> {
@@ -87,9 +85,14 @@ pub async fn token_endpoint_proof(
         access_token: None,
         require_nonce: state.settings.dpop.require_nonce,
     };
-    check(state, value, &expected)
-        .await?
+    verify(state, value, &expected)
         .map(Some)
+        .map_err(|e| token_endpoint_error(state, e))
+}
+
+pub async fn spend_token_proof(state: &AppState, proof: &Proof) -> Result<(), OAuthError> {
+    spend(state, proof)
+        .await?
         .map_err(|e| token_endpoint_error(state, e))
 }
 
@@ -162,15 +165,16 @@ pub async fn resource_access(
                 access_token: Some(token),
                 require_nonce: false,
             };
-            let proof = check(state, value, &expected)
-                .await?
-                .map_err(|e| resource_error(state, e))?;
+            let proof = verify(state, value, &expected).map_err(|e| resource_error(state, e))?;
             if proof.jkt != jkt {
                 return Err(OAuthError::dpop_challenge(
                     "invalid_dpop_proof",
                     "the DPoP proof is signed by another key than the one this token is bound to",
                 ));
             }
+            spend(state, &proof)
+                .await?
+                .map_err(|e| resource_error(state, e))?;
             Ok(claims)
         }
     }

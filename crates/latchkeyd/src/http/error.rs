@@ -94,7 +94,10 @@ impl OAuthError {
             "invalid_token",
             "an access token is required",
         );
-        e.challenge = Some("Bearer realm=\"latchkey\"".into());
+        e.challenge = Some(format!(
+            "Bearer realm=\"latchkey\", DPoP algs=\"{}\"",
+            crate::dpop::ALGS.join(" ")
+        ));
         e
     }
 

@@ -11,7 +11,7 @@ use serde::Serialize;
 use serde_json::json;
 
 use super::client_auth::authenticate;
-use super::dpop::{resource_access, token_endpoint_proof};
+use super::dpop::{resource_access, spend_token_proof, token_endpoint_proof};
 use super::error::OAuthError;
 use super::origin::RequestOrigin;
 use super::params::{OAuthForm, Params};
@@ -58,17 +58,13 @@ pub async fn token(
     let started = Instant::now();
     let grant_type = params.require("grant_type")?.to_string();
     let result = match grant_type.as_str() {
-        "authorization_code" | "refresh_token" => {
-            match token_endpoint_proof(&state, &headers).await {
-                Ok(proof) if grant_type == "authorization_code" => {
-                    code_grant(&state, &headers, &params, proof.as_ref(), &origin).await
-                }
-                Ok(proof) => {
-                    refresh_grant(&state, &headers, &params, proof.as_ref(), &origin).await
-                }
-                Err(e) => Err(e),
+        "authorization_code" | "refresh_token" => match token_endpoint_proof(&state, &headers) {
+            Ok(proof) if grant_type == "authorization_code" => {
+                code_grant(&state, &headers, &params, proof.as_ref(), &origin).await
             }
-        }
+            Ok(proof) => refresh_grant(&state, &headers, &params, proof.as_ref(), &origin).await,
+            Err(e) => Err(e),
+        },
         _ => Err(OAuthError::new(
             StatusCode::BAD_REQUEST,
             "unsupported_grant_type",
@@ -104,7 +100,9 @@ fn refusal(state: &AppState, r: Refusal) -> OAuthError {
             OAuthError::new(StatusCode::BAD_REQUEST, "invalid_scope", r.description())
         }
         Refusal::KeyMismatch => {
-            Metrics::outcome(&state.metrics.families_revoked, "key_mismatch");
+            if state.settings.dpop.revoke_on_key_mismatch {
+                Metrics::outcome(&state.metrics.families_revoked, "key_mismatch");
+            }
             tracing::warn!("a DPoP-bound refresh token was presented without its key");
             OAuthError::invalid_grant(r.description())
         }
@@ -120,6 +118,9 @@ async fn code_grant(
     origin: &Origin,
 ) -> Result<Response, OAuthError> {
     let client = authenticate(state, headers, params).await?.client;
+    if let Some(proof) = proof {
+        spend_token_proof(state, proof).await?;
+    }
     let code = params.require("code")?;
     let verifier = params.require("code_verifier")?;
     // RFC 7636 §4.1: 43-128 characters of the unreserved set.
@@ -228,6 +229,9 @@ async fn refresh_grant(
     origin: &Origin,
 ) -> Result<Response, OAuthError> {
     let client = authenticate(state, headers, params).await?.client;
+    if let Some(proof) = proof {
+        spend_token_proof(state, proof).await?;
+    }
     let refresh_token = params.require("refresh_token")?;
     let jkt = proof.map(|p| p.jkt.as_str());
     if let (Some(rotator), Some(token)) = (&state.rotator, parse_refresh_token(refresh_token)) {
@@ -236,6 +240,7 @@ async fn refresh_grant(
             client_id: client.client_id.clone(),
             requested_scope: params.get("scope").map(str::to_string),
             dpop_jkt: jkt.map(str::to_string),
+            bind_dpop: client.kind == ClientKind::Public,
             origin: origin.clone(),
         };
         if let Some(grant) = rotator.rotate(request).await {
@@ -250,6 +255,7 @@ async fn refresh_grant(
         params.get("scope"),
         KeyProof {
             jkt,
+            bind: client.kind == ClientKind::Public,
             revoke_on_mismatch: state.settings.dpop.revoke_on_key_mismatch,
         },
         origin,
@@ -379,7 +385,7 @@ pub async fn introspect(
         if !info.active {
             return Ok(inactive());
         }
-        return Ok(no_store(Json(json!({
+        let mut body = json!({
             "active": true,
             "token_type": "refresh_token",
             "client_id": info.client_id,
@@ -389,24 +395,32 @@ pub async fn introspect(
             "iat": info.issued_at.div_euclid(1000),
             "exp": info.expires_at.div_euclid(1000),
             "iss": state.issuer,
-            "cnf": info.dpop_jkt.map(|jkt| json!({ "jkt": jkt })),
-        }))));
+        });
+        if let Some(jkt) = info.dpop_jkt {
+            body["cnf"] = json!({ "jkt": jkt });
+        }
+        return Ok(no_store(Json(body)));
     }
     match access_token_state(&state, token).await? {
-        Ok(c) => Ok(no_store(Json(json!({
-            "active": true,
-            "token_type": if c.cnf.is_some() { "DPoP" } else { "Bearer" },
-            "cnf": c.cnf,
-            "client_id": c.client_id,
-            "sub": c.sub,
-            "scope": c.scope,
-            "sid": c.sid,
-            "jti": c.jti,
-            "iat": c.iat,
-            "exp": c.exp,
-            "iss": c.iss,
-            "aud": c.aud,
-        })))),
+        Ok(c) => {
+            let mut body = json!({
+                "active": true,
+                "token_type": if c.cnf.is_some() { "DPoP" } else { "Bearer" },
+                "client_id": c.client_id,
+                "sub": c.sub,
+                "scope": c.scope,
+                "sid": c.sid,
+                "jti": c.jti,
+                "iat": c.iat,
+                "exp": c.exp,
+                "iss": c.iss,
+                "aud": c.aud,
+            });
+            if let Some(cnf) = c.cnf {
+                body["cnf"] = json!(cnf);
+            }
+            Ok(no_store(Json(body)))
+        }
         Err(_) => Ok(inactive()),
     }
 }

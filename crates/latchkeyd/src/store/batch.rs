@@ -45,6 +45,8 @@ pub struct Request {
     pub requested_scope: Option<String>,
     /// The thumbprint of the key proved with the request (DPoP), if any.
     pub dpop_jkt: Option<String>,
+    /// A public client: an unbound family proving a key gets bound (on the one-at-a-time path).
+    pub bind_dpop: bool,
     pub origin: Origin,
 }
 
@@ -165,8 +167,9 @@ fn rotate_one(
     let Some((session_id, parent, client_id, granted, prior, bound)) = live else {
         return Ok(None);
     };
-    // A key mismatch is decided and recorded on the one-at-a-time path.
-    if client_id != r.client_id || (bound.is_some() && bound != r.dpop_jkt) {
+    // A key mismatch is decided and recorded, and a new binding made, on the one-at-a-time path.
+    let rebind = bound.is_none() && r.dpop_jkt.is_some() && r.bind_dpop;
+    if client_id != r.client_id || (bound.is_some() && bound != r.dpop_jkt) || rebind {
         return Ok(None);
     }
     let Some(scope) = refreshed_scope(r.requested_scope.as_deref(), granted) else {

@@ -183,6 +183,8 @@ pub struct Grant {
 pub struct KeyProof<'a> {
     /// The proof's JWK thumbprint; `None` without a proof.
     pub jkt: Option<&'a str>,
+    /// Bind a family that is not bound yet to this key (public clients, RFC 9449 §5).
+    pub bind: bool,
     pub revoke_on_mismatch: bool,
 }
 
@@ -576,7 +578,7 @@ pub async fn rotate(
         &presented,
         client_id,
         requested_scope,
-        key.jkt,
+        key,
         origin,
         now,
     )
@@ -595,7 +597,7 @@ async fn rotate_or_refuse(
     presented: &RefreshTokenRef,
     client_id: &str,
     requested_scope: Option<&str>,
-    jkt: Option<&str>,
+    key: KeyProof<'_>,
     origin: &Origin,
     now: Millis,
 ) -> Result<Outcome> {
@@ -619,7 +621,7 @@ async fn rotate_or_refuse(
             presented,
             client_id,
             requested_scope,
-            jkt,
+            key,
             origin,
             now,
         )
@@ -640,7 +642,7 @@ async fn rotate_or_refuse(
         Some(prior),
         client_id,
         requested_scope,
-        jkt,
+        key,
         origin,
         now,
     )
@@ -711,19 +713,21 @@ async fn successor(
     prior: Option<PriorUse>,
     client_id: &str,
     requested_scope: Option<&str>,
-    jkt: Option<&str>,
+    key: KeyProof<'_>,
     origin: &Origin,
     now: Millis,
 ) -> Result<Outcome> {
+    // An unbound family of a public client that now proves a key is bound to it from here on.
     let session = sqlx::query(&format!(
         "UPDATE sessions SET last_used_at = $1, last_ip = $2, last_user_agent = $3, generation = generation + 1, \
-         {RATE_WINDOW_SET} WHERE id = $4 AND revoked_at IS NULL AND expires_at > $1 \
+         {RATE_WINDOW_SET}, dpop_jkt = COALESCE(dpop_jkt, $5) WHERE id = $4 AND revoked_at IS NULL AND expires_at > $1 \
          RETURNING user_id, client_id, scope, auth_time, expires_at, generation, rate_window_count, dpop_jkt"
     ))
     .bind(now)
     .bind(origin.ip.as_deref())
     .bind(origin.user_agent.as_deref())
     .bind(session_id)
+    .bind(key.jkt.filter(|_| key.bind))
     .fetch_optional(&mut *tx)
     .await?;
     let Some(session) = session else {
@@ -733,7 +737,7 @@ async fn successor(
         return Ok(Err(Refusal::WrongClient)); // dropping `tx` rolls the rotation back
     }
     let bound: Option<String> = session.try_get("dpop_jkt")?;
-    if bound.as_deref().is_some_and(|b| Some(b) != jkt) {
+    if bound.as_deref().is_some_and(|b| Some(b) != key.jkt) {
         return Ok(Err(Refusal::KeyMismatch)); // rolled back likewise
     }
     let granted: String = session.try_get("scope")?;
@@ -783,7 +787,7 @@ async fn refuse_or_grace(
     presented: &RefreshTokenRef,
     client_id: &str,
     requested_scope: Option<&str>,
-    jkt: Option<&str>,
+    key: KeyProof<'_>,
     origin: &Origin,
     now: Millis,
 ) -> Result<Outcome> {
@@ -882,7 +886,7 @@ async fn refuse_or_grace(
                     None,
                     client_id,
                     requested_scope,
-                    jkt,
+                    key,
                     origin,
                     now,
                 )

@@ -86,13 +86,18 @@ impl TestServer {
 
     /// A second replica: the same database, master key and public issuer URL, its own port.
     pub async fn replica(&self) -> Self {
-        let settings = Settings {
+        self.replica_with(|_| {}).await
+    }
+
+    pub async fn replica_with(&self, tweak: impl FnOnce(&mut Settings)) -> Self {
+        let mut settings = Settings {
             listen: "127.0.0.1:0".parse().unwrap(),
             issuer: Some(self.base.clone()),
             master_key_file: Some(self.dir.path().join("master.key")),
             database: Some(self.database.clone()),
             ..Settings::default()
         };
+        tweak(&mut settings);
         let dir = tempfile::tempdir().unwrap();
         Self::launch(settings, dir, self.database.clone(), self.clock.clone()).await
     }

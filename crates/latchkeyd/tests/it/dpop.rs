@@ -273,11 +273,73 @@ async fn every_proof_is_checked_to_the_letter(backend: Backend) {
     );
     let (status, body) = refresh_with(&replica, &refresh, Some(key.sign(&base()))).await;
     assert_eq!(status, 200, "a fresh proof works on the replica: {body}");
-    let access = if status == 200 {
-        body["access_token"].as_str().unwrap().to_string()
-    } else {
-        access
+    assert_ne!(body["access_token"], access.as_str());
+    let access = body["access_token"].as_str().unwrap().to_string();
+    let refresh = body["refresh_token"].as_str().unwrap().to_string();
+
+    // Hostile values: an iat at the ends of i64 (no overflow, no proof that lives forever),
+    // and key coordinates of the wrong size (no panic, no second thumbprint for one key).
+    for iat in [i64::MIN, i64::MIN + 1, 0, i64::MAX] {
+        let (status, body) = refresh_with(
+            &server,
+            &refresh,
+            Some(refused(ProofClaims { iat, ..base() })),
+        )
+        .await;
+        assert_eq!(
+            (status, body["error"].as_str()),
+            (400, Some("invalid_dpop_proof")),
+            "iat {iat}: {body}"
+        );
+    }
+    let forged = |jwk: Value, alg: &str| {
+        let head = URL_SAFE_NO_PAD
+            .encode(serde_json::json!({ "typ": "dpop+jwt", "alg": alg, "jwk": jwk }).to_string());
+        let claims = URL_SAFE_NO_PAD.encode(serde_json::to_vec(&base()).unwrap());
+        format!("{head}.{claims}.{}", URL_SAFE_NO_PAD.encode([1u8; 64]))
     };
+    let b = |n: usize| URL_SAFE_NO_PAD.encode(vec![7u8; n]);
+    for (what, p) in [
+        (
+            "a short Ed25519 x",
+            forged(
+                serde_json::json!({ "kty": "OKP", "crv": "Ed25519", "x": "AA" }),
+                "EdDSA",
+            ),
+        ),
+        (
+            "a long Ed25519 x",
+            forged(
+                serde_json::json!({ "kty": "OKP", "crv": "Ed25519", "x": b(33) }),
+                "EdDSA",
+            ),
+        ),
+        (
+            "P-256 of 31 + 33 bytes",
+            forged(
+                serde_json::json!({ "kty": "EC", "crv": "P-256", "x": b(31), "y": b(33) }),
+                "ES256",
+            ),
+        ),
+        (
+            "a private key",
+            forged(
+                serde_json::json!({ "kty": "EC", "crv": "P-256", "x": b(32), "y": b(32), "d": b(32) }),
+                "ES256",
+            ),
+        ),
+        (
+            "a symmetric alg",
+            forged(serde_json::json!({ "kty": "oct", "k": b(32) }), "HS256"),
+        ),
+    ] {
+        let (status, body) = refresh_with(&server, &refresh, Some(p)).await;
+        assert_eq!(
+            (status, body["error"].as_str()),
+            (400, Some("invalid_dpop_proof")),
+            "{what}: {body}"
+        );
+    }
 
     // The account API: a bound token only as `DPoP` with a proof by its key for this request.
     let api = |scheme: &str, proof: Option<String>| {
@@ -465,7 +527,124 @@ async fn a_required_nonce_is_asked_for_and_honoured(backend: Backend) {
     assert!(next.is_some(), "a fresh nonce for the next proof");
 }
 
+async fn a_grace_replay_with_another_key_is_refused_and_rolled_back(backend: Backend) {
+    let server = TestServer::with(backend, |s| s.tokens.reuse_grace_secs = 30).await;
+    server.add_user("ann@example.com", Role::User).await;
+    let key = DeviceKey::generate();
+    let tokens = bound_sign_in(&server, "ann@example.com", &key).await;
+    let session = claims_of(tokens["access_token"].as_str().unwrap())["sid"]
+        .as_str()
+        .unwrap()
+        .to_string();
+    let first = tokens["refresh_token"].as_str().unwrap().to_string();
+    let (status, body) = refresh_with(
+        &server,
+        &first,
+        Some(key.sign(&proof(&server, "POST", "/token"))),
+    )
+    .await;
+    assert_eq!(status, 200, "{body}");
+    // The previous token replayed inside the grace window, by someone else's key.
+    let thief = DeviceKey::generate();
+    let (status, body) = refresh_with(
+        &server,
+        &first,
+        Some(thief.sign(&proof(&server, "POST", "/token"))),
+    )
+    .await;
+    assert_eq!(
+        (status, body["error"].as_str()),
+        (400, Some("invalid_grant")),
+        "{body}"
+    );
+    assert_eq!(events_of(&server, &session, "key_mismatch").await.len(), 1);
+    assert!(
+        events_of(&server, &session, "grace_replay")
+            .await
+            .is_empty(),
+        "the replay was rolled back"
+    );
+    let chain = grants::chain(&server.db, &session).await.unwrap();
+    assert_eq!(
+        chain.iter().filter(|l| l.state == "active").count(),
+        0,
+        "the family is revoked"
+    );
+}
+
+async fn a_bound_code_needs_its_proof(backend: Backend) {
+    let server = TestServer::start(backend).await;
+    server.add_user("ann@example.com", Role::User).await;
+    let key = DeviceKey::generate();
+    let signin = SignIn::new().set("dpop_jkt", Some(key.thumbprint()));
+    let cb = callback(&server, &signin, "ann@example.com").await;
+    let code = query_param(&cb, "code").unwrap();
+    let (status, body) = exchange(&server, &code, &signin.pkce.verifier).await;
+    assert_eq!(
+        (status, body["error"].as_str()),
+        (400, Some("invalid_grant")),
+        "no proof: {body}"
+    );
+}
+
+async fn a_public_clients_bearer_family_is_bound_by_its_first_proof(backend: Backend) {
+    let server = TestServer::start(backend).await;
+    server.add_user("ann@example.com", Role::User).await;
+    let tokens = sign_in(&server, "ann@example.com").await;
+    let session = claims_of(tokens["access_token"].as_str().unwrap())["sid"]
+        .as_str()
+        .unwrap()
+        .to_string();
+    let key = DeviceKey::generate();
+    let (status, body) = refresh_with(
+        &server,
+        tokens["refresh_token"].as_str().unwrap(),
+        Some(key.sign(&proof(&server, "POST", "/token"))),
+    )
+    .await;
+    assert_eq!(status, 200, "{body}");
+    let next = body["refresh_token"].as_str().unwrap().to_string();
+    // RFC 9449 §5: from now on the family is the key's.
+    let (status, body) = refresh_with(&server, &next, None).await;
+    assert_eq!(
+        (status, body["error"].as_str()),
+        (400, Some("invalid_grant")),
+        "{body}"
+    );
+    let found = events_of(&server, &session, "key_mismatch").await;
+    assert_eq!(found[0].details["bound_jkt"], key.thumbprint());
+}
+
+async fn nonces_from_one_replica_work_on_another(backend: Backend) {
+    let server = TestServer::with(backend, |s| s.dpop.require_nonce = true).await;
+    server.add_user("ann@example.com", Role::User).await;
+    let replica = server.replica_with(|s| s.dpop.require_nonce = true).await;
+    let key = DeviceKey::generate();
+    let tokens = sign_in(&server, "ann@example.com").await;
+    let form = [
+        ("grant_type", "refresh_token"),
+        ("client_id", "latchkey-desktop"),
+        ("refresh_token", tokens["refresh_token"].as_str().unwrap()),
+    ];
+    let (_, _, nonce) = token_request(
+        &server,
+        &form,
+        Some(key.sign(&proof(&server, "POST", "/token"))),
+    )
+    .await;
+    let good = ProofClaims {
+        nonce: nonce.clone(),
+        ..proof(&server, "POST", "/token")
+    };
+    let (status, body, _) = token_request(&replica, &form, Some(key.sign(&good))).await;
+    assert_eq!(status, 200, "the other replica's nonce: {body}");
+}
+
 both_backends!(
+    a_grace_replay_with_another_key_is_refused_and_rolled_back,
+    a_bound_code_needs_its_proof,
+    a_public_clients_bearer_family_is_bound_by_its_first_proof,
+    nonces_from_one_replica_work_on_another,
     a_bound_family_rotates_and_a_stolen_copy_kills_it,
     a_bearer_session_stays_bearer,
     every_proof_is_checked_to_the_letter,

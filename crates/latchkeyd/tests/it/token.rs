@@ -224,7 +224,7 @@ async fn an_expired_access_token_gets_401_and_nothing_else(backend: Backend) {
     assert_eq!(res.status(), 401);
     assert_eq!(
         res.headers()["www-authenticate"],
-        "Bearer realm=\"latchkey\""
+        "Bearer realm=\"latchkey\", DPoP algs=\"ES256 EdDSA\""
     );
 }
 
