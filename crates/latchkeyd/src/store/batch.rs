@@ -30,11 +30,12 @@ use crate::signals::{PriorUse, Use};
 
 const MAX_BATCH: usize = 256;
 
-/// The session update of `grants::successor`, in rusqlite's parameter syntax.
+/// The session update of `grants::successor`, in rusqlite's parameter syntax, also moving the
+/// family's head to the token just inserted.
 static ADVANCE_SESSION: std::sync::LazyLock<String> = std::sync::LazyLock::new(|| {
     format!(
         "UPDATE sessions SET last_used_at = ?1, last_ip = ?2, last_user_agent = ?3, generation = generation + 1, \
-         {} WHERE id = ?4 RETURNING user_id, auth_time, expires_at, generation, rate_window_count",
+         head_token_id = ?5, {} WHERE id = ?4 RETURNING user_id, auth_time, generation, rate_window_count",
         RATE_WINDOW_SET.replace("$1", "?1")
     )
 });
@@ -144,7 +145,7 @@ fn rotate_one(
     let live = tx
         .prepare_cached(
             "SELECT t.session_id, t.generation, s.client_id, s.scope, t.issued_at, t.issued_ip, \
-             t.issued_user_agent, s.dpop_jkt FROM refresh_tokens t \
+             t.issued_user_agent, s.dpop_jkt, s.expires_at FROM refresh_tokens t \
              JOIN sessions s ON s.id = t.session_id \
              WHERE t.id = ?1 AND t.secret_hash = ?2 AND t.state = 'active' AND t.expires_at > ?3 \
              AND s.revoked_at IS NULL",
@@ -161,10 +162,11 @@ fn rotate_one(
                     user_agent: row.get(6)?,
                 },
                 row.get::<_, Option<String>>(7)?,
+                row.get::<_, i64>(8)?,
             ))
         })
         .optional()?;
-    let Some((session_id, parent, client_id, granted, prior, bound)) = live else {
+    let Some((session_id, parent, client_id, granted, prior, bound, session_expires)) = live else {
         return Ok(None);
     };
     // A key mismatch is decided and recorded, and a new binding made, on the one-at-a-time path.
@@ -181,25 +183,34 @@ fn rotate_one(
          used_user_agent = ?3 WHERE id = ?4",
     )?
     .execute(params![now, ip, ua, r.token.id])?;
-    let (user_id, auth_time, session_expires, generation, in_window) = tx
+    // The live token's generation is the session's, so its successor's is the next one; the
+    // session update below confirms it (a mismatch would roll the whole batch back).
+    let generation = parent + 1;
+    let expires = refresh_expiry(policy, now, session_expires);
+    let (secret, secret_hash) = new_refresh_secret();
+    let id: i64 = tx
+        .prepare_cached(
+            "INSERT INTO refresh_tokens (secret_hash, session_id, generation, parent_generation, parent_id, state, \
+             issued_at, expires_at, issued_ip, issued_user_agent) \
+             VALUES (?1, ?2, ?3, ?4, ?5, 'active', ?6, ?7, ?8, ?9) RETURNING id",
+        )?
+        .query_row(
+            params![secret_hash, session_id, generation, parent, r.token.id, now, expires, ip, ua],
+            |row| row.get(0),
+        )?;
+    let (user_id, auth_time, advanced, in_window) = tx
         .prepare_cached(&ADVANCE_SESSION)?
-        .query_row(params![now, ip, ua, session_id], |row| {
+        .query_row(params![now, ip, ua, session_id, id], |row| {
             Ok((
                 row.get::<_, String>(0)?,
                 row.get::<_, i64>(1)?,
                 row.get::<_, i64>(2)?,
                 row.get::<_, i64>(3)?,
-                row.get::<_, i64>(4)?,
             ))
         })?;
-    let expires = refresh_expiry(policy, now, session_expires);
-    let (secret, secret_hash) = new_refresh_secret();
-    let id: i64 = tx
-        .prepare_cached(
-            "INSERT INTO refresh_tokens (secret_hash, session_id, generation, parent_generation, state, issued_at, \
-             expires_at, issued_ip, issued_user_agent) VALUES (?1, ?2, ?3, ?4, 'active', ?5, ?6, ?7, ?8) RETURNING id",
-        )?
-        .query_row(params![secret_hash, session_id, generation, parent, now, expires, ip, ua], |row| row.get(0))?;
+    if advanced != generation {
+        return Err(rusqlite::Error::InvalidQuery);
+    }
     let successor = refresh_token(id, &secret);
     Ok(Some(Grant {
         session_id,

@@ -498,13 +498,22 @@ async fn enforce_session_limit(
     Ok(())
 }
 
+/// The token a new one succeeds: the family's chain is a list linked by row id, walked from
+/// the session's head (no (session, generation) index, whose random page cost every rotation
+/// a write; docs/BENCHMARKS.md).
+#[derive(Debug, Clone, Copy)]
+pub(crate) struct Parent {
+    pub generation: i64,
+    pub id: i64,
+}
+
 #[allow(clippy::too_many_arguments)]
 async fn insert_refresh_token(
     tx: &mut Transaction<'static, Any>,
     policy: &TokenPolicy,
     session_id: &str,
     generation: i64,
-    parent_generation: Option<i64>,
+    parent: Option<Parent>,
     session_expires_at: Millis,
     origin: &Origin,
     now: Millis,
@@ -512,13 +521,15 @@ async fn insert_refresh_token(
     let (secret, secret_hash) = new_refresh_secret();
     let expires_at = refresh_expiry(policy, now, session_expires_at);
     let id: i64 = sqlx::query(
-        "INSERT INTO refresh_tokens (secret_hash, session_id, generation, parent_generation, state, issued_at, \
-         expires_at, issued_ip, issued_user_agent) VALUES ($1, $2, $3, $4, 'active', $5, $6, $7, $8) RETURNING id",
+        "INSERT INTO refresh_tokens (secret_hash, session_id, generation, parent_generation, parent_id, state, \
+         issued_at, expires_at, issued_ip, issued_user_agent) VALUES ($1, $2, $3, $4, $5, 'active', $6, $7, $8, $9) \
+         RETURNING id",
     )
     .bind(secret_hash)
     .bind(session_id)
     .bind(generation)
-    .bind(parent_generation)
+    .bind(parent.map(|p| p.generation))
+    .bind(parent.map(|p| p.id))
     .bind(now)
     .bind(expires_at)
     .bind(origin.ip.as_deref())
@@ -526,6 +537,11 @@ async fn insert_refresh_token(
     .fetch_one(&mut **tx)
     .await?
     .try_get("id")?;
+    sqlx::query("UPDATE sessions SET head_token_id = $1 WHERE id = $2")
+        .bind(id)
+        .bind(session_id)
+        .execute(&mut **tx)
+        .await?;
     let token = refresh_token(id, &secret);
     Ok((token, expires_at))
 }
@@ -628,7 +644,10 @@ async fn rotate_or_refuse(
         .await;
     };
     let session_id: String = retired.try_get("session_id")?;
-    let parent: i64 = retired.try_get("generation")?;
+    let parent = Parent {
+        generation: retired.try_get("generation")?,
+        id: presented.id,
+    };
     let prior = PriorUse {
         at: retired.try_get("issued_at")?,
         ip: retired.try_get("issued_ip")?,
@@ -709,7 +728,7 @@ async fn successor(
     mut tx: Transaction<'static, Any>,
     policy: &TokenPolicy,
     session_id: &str,
-    parent: i64,
+    parent: Parent,
     prior: Option<PriorUse>,
     client_id: &str,
     requested_scope: Option<&str>,
@@ -882,7 +901,10 @@ async fn refuse_or_grace(
                     tx,
                     policy,
                     &session_id,
-                    generation,
+                    Parent {
+                        generation,
+                        id: presented.id,
+                    },
                     None,
                     client_id,
                     requested_scope,
@@ -1108,29 +1130,50 @@ const CHAIN_COLUMNS: &str =
     "generation, parent_generation, state, retired_reason, issued_at, expires_at, \
      issued_ip, issued_user_agent, used_at, used_ip, used_user_agent, grace_replays";
 
+/// The family's tokens walked from its newest (the session's head) back along `parent_id`,
+/// newest first, at most `steps` of them.
+fn chain_walk(filter: &str) -> String {
+    let columns = CHAIN_COLUMNS
+        .split(", ")
+        .map(|c| format!("t.{}", c.trim()))
+        .collect::<Vec<_>>()
+        .join(", ");
+    format!(
+        "WITH RECURSIVE walk (id, parent_id, step) AS ( \
+           SELECT t.id, t.parent_id, 1 FROM refresh_tokens t JOIN sessions s ON t.id = s.head_token_id WHERE s.id = $1 \
+           UNION ALL \
+           SELECT t.id, t.parent_id, w.step + 1 FROM refresh_tokens t JOIN walk w ON t.id = w.parent_id WHERE w.step < $2 \
+         ) SELECT {columns} FROM walk w JOIN refresh_tokens t ON t.id = w.id {filter}"
+    )
+}
+
 /// The whole chain, oldest first.
 pub async fn chain(db: &Db, session_id: &str) -> Result<Vec<ChainLink>> {
-    let rows = sqlx::query(&format!(
-        "SELECT {CHAIN_COLUMNS} FROM refresh_tokens WHERE session_id = $1 ORDER BY generation"
-    ))
-    .bind(session_id)
-    .fetch_all(db.read())
-    .await?;
+    let rows = sqlx::query(&chain_walk("ORDER BY t.generation"))
+        .bind(session_id)
+        .bind(i64::MAX)
+        .fetch_all(db.read())
+        .await?;
     chain_links(&rows)
 }
 
-/// Up to `limit` generations before `before` (or the newest), newest first.
+/// Up to `limit` generations before `before` (or the newest), newest first. `head` is the
+/// session's generation: the walk from it stops as soon as the page is full.
 pub async fn chain_page(
     db: &Db,
     session_id: &str,
+    head: i64,
     before: Option<i64>,
     limit: i64,
 ) -> Result<Vec<ChainLink>> {
-    let rows = sqlx::query(&format!(
-        "SELECT {CHAIN_COLUMNS} FROM refresh_tokens WHERE session_id = $1 AND ($2 IS NULL OR generation < $2) \
-         ORDER BY generation DESC LIMIT $3"
+    // Generations fall by at least one per step, so this many steps reach below `before` and
+    // then fill the page.
+    let steps = before.map_or(0, |b| (head - b + 1).max(0)) + limit;
+    let rows = sqlx::query(&chain_walk(
+        "WHERE ($3 IS NULL OR t.generation < $3) ORDER BY t.generation DESC LIMIT $4",
     ))
     .bind(session_id)
+    .bind(steps)
     .bind(before)
     .bind(limit)
     .fetch_all(db.read())

@@ -507,7 +507,7 @@ pub async fn family(
     before: Option<i64>,
     limit: i64,
 ) -> Result<Family> {
-    let links = grants::chain_page(db, &session.id, before, limit + 1).await?;
+    let links = grants::chain_page(db, &session.id, session.generation, before, limit + 1).await?;
     let more = links.len() as i64 > limit;
     let events = events::list(
         db,
