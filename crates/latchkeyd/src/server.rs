@@ -1,5 +1,6 @@
 //! The running server: shared state, the listener, background upkeep and graceful shutdown.
 
+use axum::serve::ListenerExt;
 use std::collections::HashSet;
 use std::future::Future;
 use std::net::SocketAddr;
@@ -253,8 +254,14 @@ impl Server {
             // Live event streams would otherwise hold graceful shutdown open forever.
             stopping.shutdown.send_replace(true);
         };
+        // Answers go out at once, not held back for coalescing (Nagle).
+        let listener = self.listener.tap_io(|tcp| {
+            if let Err(e) = tcp.set_nodelay(true) {
+                tracing::debug!(error = %e, "cannot set TCP_NODELAY");
+            }
+        });
         axum::serve(
-            self.listener,
+            listener,
             app.into_make_service_with_connect_info::<SocketAddr>(),
         )
         .with_graceful_shutdown(shutdown)
