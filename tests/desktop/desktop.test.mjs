@@ -23,8 +23,22 @@ const appBin = process.env.LATCHKEY_DESKTOP_BIN || join(target, 'debug/latchkey-
 
 const work = mkdtempSync(join(tmpdir(), 'latchkey-desktop-e2e-'));
 const creds = join(work, 'creds');
-let server, driver, browser, issuer;
+let server, driver, browser, issuer, monitor;
 const passwords = {};
+// Everything said on the session bus (the app's notifications, its tray item), as
+// dbus-monitor prints it. The notification daemon itself is the one thing absent here.
+let bus = '';
+/** Did the app ask the notification service (org.freedesktop.Notifications) to show this? */
+const notified = (summary) => new RegExp(`member=Notify\\n(?:\\s+\\S+ .*\\n){3}\\s+string "${summary}"`).test(bus);
+
+/** The labels of the app's tray menu, read from the menu it exports on the session bus
+ * (com.canonical.dbusmenu, as a tray host would). */
+function trayMenu() {
+  const item = bus.match(/sender=(:[\d.]+) .*path=(\/org\/ayatana\/NotificationItem\/\S+\/Menu);/);
+  if (!item) return '';
+  return execFileSync('gdbus', ['call', '--session', '--dest', item[1], '--object-path', item[2],
+    '--method', 'com.canonical.dbusmenu.GetLayout', '0', 'int32 -1', '@as []'], { encoding: 'utf8' });
+}
 
 function home(name) {
   const h = join(work, name);
@@ -102,6 +116,8 @@ before(async () => {
       if (url && Object.keys(passwords).length === 2) { issuer = url[1]; ok(); }
     });
   });
+  monitor = spawn('dbus-monitor', ['--session'], { stdio: ['ignore', 'pipe', 'ignore'] });
+  monitor.stdout.on('data', (chunk) => { bus += chunk; });
   const fakeBrowser = join(work, 'browser');
   writeFileSync(fakeBrowser, `#!/bin/sh\nexec node ${join(root, 'scripts/demo-signin.mjs')} "$1" "$(sed -n 1p ${creds})" "$(sed -n 2p ${creds})"\n`);
   chmodSync(fakeBrowser, 0o755);
@@ -123,6 +139,8 @@ before(async () => {
 after(async () => {
   await browser?.deleteSession().catch(() => {});
   driver?.kill();
+  monitor?.kill();
+  writeFileSync(join(work, 'bus.log'), bus); // for a look after a failure
   server?.kill('SIGTERM');
 });
 
@@ -137,6 +155,9 @@ test('add an account, see two devices, revoke one', async () => {
   await (await heading('Devices')).waitForDisplayed({ timeout: 20_000 });
   await waitFor(async () => (await browser.$$('article.device')).length === 1, 'this device');
   assert.match(await browser.$('article.device').getText(), /this device/i);
+  // The tray says who is signed in.
+  await waitFor(() => trayMenu().includes("'Signed in as demo@latchkey.local'"), 'the tray state');
+  assert.match(trayMenu(), /'Show Latchkey'/);
   // DPoP: the app's session is bound to the key it keeps in the keychain.
   assert.match(await browser.$('article.device .binding').getText(), /Bound to this device \(key [\w-]{10}…\)/);
 
@@ -164,6 +185,9 @@ test('add an account, see two devices, revoke one', async () => {
   const phoneToken = spawn(cliBin, ['sessions'], { env: { ...process.env, ...phone } });
   const code = await new Promise((ok) => phoneToken.on('exit', ok));
   assert.equal(code, 3, 'the revoked device is signed out');
+  // What this window did itself is no news: no notification for it (the stream has had time).
+  await new Promise((r) => setTimeout(r, 1500));
+  assert.doesNotMatch(bus, /string "A session was signed out"/);
 });
 
 test('a replayed token shows in its family; a suspicious family is killed from Token families', async () => {
@@ -173,6 +197,8 @@ test('a replayed token shows in its family; a suspicious family is killed from T
   assert.equal(next.status, 200);
   const replay = await token({ grant_type: 'refresh_token', refresh_token: victim.body.refresh_token }, 'curl/8.5.0');
   assert.equal(replay.body.error, 'invalid_grant');
+  // The OS is told at once, through the notification service (org.freedesktop.Notifications).
+  await waitFor(() => notified('A session looks suspicious'), 'a notification of the reuse');
   // Another session used by different software: suspicious, but still alive.
   const odd = await rawSignIn('demo@latchkey.local', 'latchkey/0.1.0');
   const moved = await token({ grant_type: 'refresh_token', refresh_token: odd.body.refresh_token }, 'python-requests/2.31');
@@ -203,6 +229,16 @@ test('a replayed token shows in its family; a suspicious family is killed from T
   await waitFor(async () => /revoked/.test(await browser.$('.detail-pane header').getText()), 'the family to die');
   const dead = await token({ grant_type: 'refresh_token', refresh_token: moved.body.refresh_token }, 'python-requests/2.31');
   assert.equal(dead.body.error, 'invalid_grant');
+
+  // A session signed out elsewhere (that client's own logout): the OS says so.
+  const other = await rawSignIn('demo@latchkey.local', 'latchkey/0.1.0');
+  const out = await fetch(`${issuer}/revoke`, {
+    method: 'POST',
+    headers: { 'content-type': 'application/x-www-form-urlencoded' },
+    body: new URLSearchParams({ client_id: 'latchkey-desktop', token: other.body.refresh_token }),
+  });
+  assert.equal(out.status, 200);
+  await waitFor(() => notified('A session was signed out'), 'a notification of the sign-out elsewhere');
 });
 
 test('the token inspector shows claims, never the token', async () => {
@@ -221,6 +257,7 @@ test('support mode: revoke with a reason and find it in the audit log', async ()
   await (await browser.$('input[type="url"]')).setValue(issuer);
   await (await button('Sign in with browser')).click();
   await (await button('Support')).waitForDisplayed({ timeout: 20_000 });
+  await waitFor(() => trayMenu().includes("'Signed in as support@latchkey.local'"), 'the tray to follow the switch');
   await shot('accounts');
   await (await button('Support')).click();
   await (await browser.$('input[placeholder="alice@example.com"]')).setValue('demo@');
