@@ -22,7 +22,7 @@ use crate::server::AppState;
 use crate::signals;
 use crate::store::audit::Actor;
 use crate::store::clients::ClientKind;
-use crate::store::grants::{self, Grant, KeyProof, Refusal};
+use crate::store::grants::{self, Grant, KeyProof, RefreshRequest, Refusal};
 use crate::store::{batch, sessions};
 use crate::store::{users, Origin};
 use crate::tokens::{self, AccessClaims, AccessTokenInput, IdClaims, Invalid};
@@ -247,21 +247,19 @@ async fn refresh_grant(
             return refreshed(state, grant, proof, origin).await;
         }
     }
-    let outcome = grants::rotate(
-        &state.db,
-        &state.settings.tokens,
-        refresh_token,
-        &client.client_id,
-        params.get("scope"),
-        KeyProof {
+    let request = RefreshRequest {
+        client_id: &client.client_id,
+        requested_scope: params.get("scope"),
+        key: KeyProof {
             jkt,
             bind: client.kind == ClientKind::Public,
             revoke_on_mismatch: state.settings.dpop.revoke_on_key_mismatch,
         },
         origin,
-        state.now(),
-    )
-    .await?;
+        now: state.now(),
+    };
+    let outcome =
+        grants::rotate(&state.db, &state.settings.tokens, refresh_token, &request).await?;
     let grant = outcome.map_err(|r| refusal(state, r))?;
     refreshed(state, grant, proof, origin).await
 }

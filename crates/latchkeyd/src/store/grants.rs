@@ -177,6 +177,17 @@ pub struct Grant {
     pub used: Option<Use>,
 }
 
+/// One refresh-grant request, as the store sees it.
+#[derive(Debug, Clone, Copy)]
+pub struct RefreshRequest<'a> {
+    pub client_id: &'a str,
+    /// A narrower scope asked for, if any.
+    pub requested_scope: Option<&'a str>,
+    pub key: KeyProof<'a>,
+    pub origin: &'a Origin,
+    pub now: Millis,
+}
+
 /// The key a token request proved possession of (DPoP), and what to do with a family bound to
 /// another key.
 #[derive(Debug, Clone, Copy, Default)]
@@ -574,48 +585,28 @@ pub(crate) fn refresh_expiry(
 }
 
 /// The refresh grant: retire the presented token and issue its successor, or detect reuse.
-#[allow(clippy::too_many_arguments)]
 pub async fn rotate(
     db: &Db,
     policy: &TokenPolicy,
     token: &str,
-    client_id: &str,
-    requested_scope: Option<&str>,
-    key: KeyProof<'_>,
-    origin: &Origin,
-    now: Millis,
+    r: &RefreshRequest<'_>,
 ) -> Result<Outcome> {
     let Some(presented) = parse_refresh_token(token) else {
         return Ok(Err(Refusal::Unknown));
     };
-    let outcome = rotate_or_refuse(
-        db,
-        policy,
-        &presented,
-        client_id,
-        requested_scope,
-        key,
-        origin,
-        now,
-    )
-    .await?;
+    let outcome = rotate_or_refuse(db, policy, &presented, r).await?;
     if let Err(Refusal::KeyMismatch) = outcome {
         // The rotation was rolled back; now record the attempt, in a transaction of its own.
-        key_mismatch(db, &presented, client_id, key, origin, now).await?;
+        key_mismatch(db, &presented, r).await?;
     }
     Ok(outcome)
 }
 
-#[allow(clippy::too_many_arguments)]
 async fn rotate_or_refuse(
     db: &Db,
     policy: &TokenPolicy,
     presented: &RefreshTokenRef,
-    client_id: &str,
-    requested_scope: Option<&str>,
-    key: KeyProof<'_>,
-    origin: &Origin,
-    now: Millis,
+    r: &RefreshRequest<'_>,
 ) -> Result<Outcome> {
     let mut tx = db.write().begin().await?;
     let retired = sqlx::query(
@@ -623,25 +614,15 @@ async fn rotate_or_refuse(
          used_user_agent = $3 WHERE id = $4 AND secret_hash = $5 AND state = 'active' AND expires_at > $1 \
          RETURNING session_id, generation, issued_at, issued_ip, issued_user_agent",
     )
-    .bind(now)
-    .bind(origin.ip.as_deref())
-    .bind(origin.user_agent.as_deref())
+    .bind(r.now)
+    .bind(r.origin.ip.as_deref())
+    .bind(r.origin.user_agent.as_deref())
     .bind(presented.id)
     .bind(&presented.secret_hash)
     .fetch_optional(&mut *tx)
     .await?;
     let Some(retired) = retired else {
-        return refuse_or_grace(
-            tx,
-            policy,
-            presented,
-            client_id,
-            requested_scope,
-            key,
-            origin,
-            now,
-        )
-        .await;
+        return refuse_or_grace(tx, policy, presented, r).await;
     };
     let session_id: String = retired.try_get("session_id")?;
     let parent = Parent {
@@ -653,31 +634,12 @@ async fn rotate_or_refuse(
         ip: retired.try_get("issued_ip")?,
         user_agent: retired.try_get("issued_user_agent")?,
     };
-    successor(
-        tx,
-        policy,
-        &session_id,
-        parent,
-        Some(prior),
-        client_id,
-        requested_scope,
-        key,
-        origin,
-        now,
-    )
-    .await
+    successor(tx, policy, &session_id, parent, Some(prior), r).await
 }
 
 /// A bound family's token came with another key or none: refuse (done), record, and by policy
 /// revoke the family — holding someone's bound token without their key is proof of theft.
-async fn key_mismatch(
-    db: &Db,
-    presented: &RefreshTokenRef,
-    client_id: &str,
-    key: KeyProof<'_>,
-    origin: &Origin,
-    now: Millis,
-) -> Result<()> {
+async fn key_mismatch(db: &Db, presented: &RefreshTokenRef, r: &RefreshRequest<'_>) -> Result<()> {
     let mut tx = db.write().begin().await?;
     let row = sqlx::query(
         "SELECT t.session_id, t.generation, s.user_id, s.dpop_jkt FROM refresh_tokens t \
@@ -690,8 +652,8 @@ async fn key_mismatch(
     let Some(row) = row else { return Ok(()) };
     let session_id: String = row.try_get("session_id")?;
     let user_id: String = row.try_get("user_id")?;
-    let revoked = key.revoke_on_mismatch
-        && revoke_session_in(&mut tx, &session_id, "system", "key_mismatch", now).await?;
+    let revoked = r.key.revoke_on_mismatch
+        && revoke_session_in(&mut tx, &session_id, "system", "key_mismatch", r.now).await?;
     events::record(
         &mut tx,
         NewEvent {
@@ -699,17 +661,17 @@ async fn key_mismatch(
             severity: Severity::High,
             user_id: Some(&user_id),
             session_id: Some(&session_id),
-            origin,
+            origin: r.origin,
             details: json!({
                 "presented_generation": row.try_get::<i64, _>("generation")?,
                 "bound_jkt": row.try_get::<Option<String>, _>("dpop_jkt")?,
-                "presented_jkt": key.jkt,
-                "presented_by_client": client_id,
+                "presented_jkt": r.key.jkt,
+                "presented_by_client": r.client_id,
                 "session_revoked": revoked,
             }),
             audit: Audit::As(Actor::System),
         },
-        now,
+        r.now,
     )
     .await?;
     tx.commit().await?;
@@ -723,18 +685,13 @@ pub(crate) const RATE_WINDOW_SET: &str = "rate_window_count = CASE WHEN rate_win
      rate_window_start = CASE WHEN rate_window_start > $1 - 60000 THEN rate_window_start ELSE $1 END";
 
 /// Advances the session and issues the next token of the family, then commits.
-#[allow(clippy::too_many_arguments)]
 async fn successor(
     mut tx: Transaction<'static, Any>,
     policy: &TokenPolicy,
     session_id: &str,
     parent: Parent,
     prior: Option<PriorUse>,
-    client_id: &str,
-    requested_scope: Option<&str>,
-    key: KeyProof<'_>,
-    origin: &Origin,
-    now: Millis,
+    r: &RefreshRequest<'_>,
 ) -> Result<Outcome> {
     // An unbound family of a public client that now proves a key is bound to it from here on.
     let session = sqlx::query(&format!(
@@ -742,25 +699,25 @@ async fn successor(
          {RATE_WINDOW_SET}, dpop_jkt = COALESCE(dpop_jkt, $5) WHERE id = $4 AND revoked_at IS NULL AND expires_at > $1 \
          RETURNING user_id, client_id, scope, auth_time, expires_at, generation, rate_window_count, dpop_jkt"
     ))
-    .bind(now)
-    .bind(origin.ip.as_deref())
-    .bind(origin.user_agent.as_deref())
+    .bind(r.now)
+    .bind(r.origin.ip.as_deref())
+    .bind(r.origin.user_agent.as_deref())
     .bind(session_id)
-    .bind(key.jkt.filter(|_| key.bind))
+    .bind(r.key.jkt.filter(|_| r.key.bind))
     .fetch_optional(&mut *tx)
     .await?;
     let Some(session) = session else {
         return Ok(Err(Refusal::Revoked));
     };
-    if session.try_get::<String, _>("client_id")? != client_id {
+    if session.try_get::<String, _>("client_id")? != r.client_id {
         return Ok(Err(Refusal::WrongClient)); // dropping `tx` rolls the rotation back
     }
     let bound: Option<String> = session.try_get("dpop_jkt")?;
-    if bound.as_deref().is_some_and(|b| Some(b) != key.jkt) {
+    if bound.as_deref().is_some_and(|b| Some(b) != r.key.jkt) {
         return Ok(Err(Refusal::KeyMismatch)); // rolled back likewise
     }
     let granted: String = session.try_get("scope")?;
-    let Some(scope) = refreshed_scope(requested_scope, granted) else {
+    let Some(scope) = refreshed_scope(r.requested_scope, granted) else {
         return Ok(Err(Refusal::ScopeNotGranted));
     };
     let generation: i64 = session.try_get("generation")?;
@@ -772,15 +729,15 @@ async fn successor(
         generation,
         Some(parent),
         session_expires,
-        origin,
-        now,
+        r.origin,
+        r.now,
     )
     .await?;
     tx.commit().await?;
     Ok(Ok(Grant {
         session_id: session_id.to_string(),
         user_id: session.try_get("user_id")?,
-        client_id: client_id.to_string(),
+        client_id: r.client_id.to_string(),
         scope,
         auth_time: session.try_get("auth_time")?,
         nonce: None,
@@ -799,16 +756,11 @@ async fn successor(
 }
 
 /// The presented token is not live: tell why, and revoke the family if it was retired.
-#[allow(clippy::too_many_arguments)]
 async fn refuse_or_grace(
     mut tx: Transaction<'static, Any>,
     policy: &TokenPolicy,
     presented: &RefreshTokenRef,
-    client_id: &str,
-    requested_scope: Option<&str>,
-    key: KeyProof<'_>,
-    origin: &Origin,
-    now: Millis,
+    r: &RefreshRequest<'_>,
 ) -> Result<Outcome> {
     let row = sqlx::query(
         "SELECT t.session_id, t.generation, t.state, t.used_at, t.used_ip, t.used_user_agent, t.grace_replays, \
@@ -838,14 +790,14 @@ async fn refuse_or_grace(
                     severity: Severity::Medium,
                     user_id: Some(&user_id),
                     session_id: Some(&session_id),
-                    origin,
+                    origin: r.origin,
                     details: json!({
                         "presented_generation": generation,
                         "revoke_reason": row.try_get::<Option<String>, _>("revoke_reason")?,
                     }),
                     audit: Audit::As(Actor::System),
                 },
-                now,
+                r.now,
             )
             .await?;
             tx.commit().await?;
@@ -859,7 +811,7 @@ async fn refuse_or_grace(
     // by a client that lost the response: its unused successor is retired and replaced, so the
     // family still has exactly one live token.
     if policy.reuse_grace_secs > 0 {
-        if let Some(used_at) = used_at.filter(|u| now - u <= secs(policy.reuse_grace_secs)) {
+        if let Some(used_at) = used_at.filter(|u| r.now - u <= secs(policy.reuse_grace_secs)) {
             // Counting the replay first locks the presented token's row, so concurrent replays
             // of one token take turns (on PostgreSQL too) and the bound holds.
             let counted = sqlx::query(
@@ -890,11 +842,11 @@ async fn refuse_or_grace(
                         severity: Severity::Info,
                         user_id: Some(&user_id),
                         session_id: Some(&session_id),
-                        origin,
+                        origin: r.origin,
                         details: json!({ "replayed_generation": generation, "first_used_at": used_at }),
                         audit: Audit::As(Actor::System),
                     },
-                    now,
+                    r.now,
                 )
                 .await?;
                 return successor(
@@ -906,11 +858,7 @@ async fn refuse_or_grace(
                         id: presented.id,
                     },
                     None,
-                    client_id,
-                    requested_scope,
-                    key,
-                    origin,
-                    now,
+                    r,
                 )
                 .await;
             }
@@ -918,7 +866,7 @@ async fn refuse_or_grace(
     }
 
     // RFC 9700 §4.14.2: a replayed refresh token revokes the whole family.
-    revoke_session_in(&mut tx, &session_id, "system", "reuse_detected", now).await?;
+    revoke_session_in(&mut tx, &session_id, "system", "reuse_detected", r.now).await?;
     events::record(
         &mut tx,
         NewEvent {
@@ -926,18 +874,18 @@ async fn refuse_or_grace(
             severity: Severity::High,
             user_id: Some(&user_id),
             session_id: Some(&session_id),
-            origin,
+            origin: r.origin,
             details: json!({
                 "replayed_generation": generation,
                 "current_generation": row.try_get::<i64, _>("current_generation")?,
                 "retired_at": used_at,
                 "retired_by_ip": row.try_get::<Option<String>, _>("used_ip")?,
                 "retired_by_user_agent": row.try_get::<Option<String>, _>("used_user_agent")?,
-                "presented_by_client": client_id,
+                "presented_by_client": r.client_id,
             }),
             audit: Audit::As(Actor::System),
         },
-        now,
+        r.now,
     )
     .await?;
     tx.commit().await?;
