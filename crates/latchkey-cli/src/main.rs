@@ -460,8 +460,13 @@ fn sessions_text(list: &Value) -> String {
                 .as_str()
                 .map(|r| format!(" ({r})"))
                 .unwrap_or_default();
+            let bound = if session["key_thumbprint"].is_string() {
+                ", key-bound"
+            } else {
+                ""
+            };
             s.push_str(&format!(
-                "  {mark} {}  {}  {state}{why}  last used {} from {}\n",
+                "  {mark} {}  {}  {state}{why}{bound}  last used {} from {}\n",
                 session["id"].as_str().unwrap_or("?"),
                 session["app"].as_str().unwrap_or("?"),
                 when(&session["last_used_at"]),

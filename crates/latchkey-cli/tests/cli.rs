@@ -137,6 +137,7 @@ async fn login_status_token_sessions_revoke_others_and_logout() {
     assert_eq!(me["device"]["name"], "laptop");
     let text = ok(laptop.path(), &["sessions"]);
     assert!(text.contains("laptop (linux)  ← this device"), "{text}");
+    assert!(text.contains("active, key-bound"), "{text}");
 
     login(phone.path(), &issuer, "phone").await;
     let both = json(laptop.path(), &["sessions", "--state", "active"]);
