@@ -249,10 +249,18 @@ async fn api(
     Ok(client(state)?.api(None, method, path, body).await?)
 }
 
+async fn get(state: &State<'_, Desktop>, path: &str) -> Reply<Value> {
+    api(state, Method::GET, path, None).await
+}
+
+async fn post(state: &State<'_, Desktop>, path: &str, body: Option<Value>) -> Reply<Value> {
+    api(state, Method::POST, path, body).await
+}
+
 /// The signed-in user (with their role, which decides whether Support shows).
 #[tauri::command]
 pub async fn me(state: State<'_, Desktop>) -> Reply<Value> {
-    api(&state, Method::GET, "/me", None).await
+    get(&state, "/me").await
 }
 
 #[tauri::command]
@@ -266,7 +274,7 @@ pub async fn sessions(state: State<'_, Desktop>, filter: Option<String>) -> Repl
     let q = filter
         .map(|f| format!("?{f}&limit=200"))
         .unwrap_or_else(|| "?limit=200".into());
-    let list = api(&state, Method::GET, &format!("/me/sessions{q}"), None).await?;
+    let list = get(&state, &format!("/me/sessions{q}")).await?;
     static FIRST: std::sync::Once = std::sync::Once::new();
     FIRST.call_once(|| {
         if let Some(started) = crate::STARTED.get() {
@@ -298,7 +306,7 @@ pub async fn revoke_session(state: State<'_, Desktop>, session: String) -> Reply
 
 #[tauri::command]
 pub async fn revoke_other_sessions(state: State<'_, Desktop>) -> Reply<Value> {
-    let done = api(&state, Method::POST, "/me/sessions/revoke-others", None).await?;
+    let done = post(&state, "/me/sessions/revoke-others", None).await?;
     let mut mine = state.self_revoked.lock().expect("revoked lock");
     for id in done["revoked"].as_array().into_iter().flatten() {
         if let Some(id) = id.as_str() {
@@ -318,20 +326,13 @@ pub async fn family(
         ("before", before.map(|b| b.to_string())),
         ("limit", Some("100".into())),
     ]);
-    api(
-        &state,
-        Method::GET,
-        &format!("/me/sessions/{}/family{q}", id(&session)?),
-        None,
-    )
-    .await
+    get(&state, &format!("/me/sessions/{}/family{q}", id(&session)?)).await
 }
 
 #[tauri::command]
 pub async fn acknowledge(state: State<'_, Desktop>, session: String) -> Reply<Value> {
-    api(
+    post(
         &state,
-        Method::POST,
         &format!("/me/sessions/{}/acknowledge", id(&session)?),
         None,
     )
@@ -370,27 +371,23 @@ pub async fn admin_search_users(state: State<'_, Desktop>, q: String) -> Reply<V
         ("q", Some(q.trim().to_string())),
         ("limit", Some("50".into())),
     ]);
-    api(&state, Method::GET, &format!("/admin/users{q}"), None).await
+    get(&state, &format!("/admin/users{q}")).await
 }
 
 #[tauri::command]
 pub async fn admin_user_sessions(state: State<'_, Desktop>, user: String) -> Reply<Value> {
-    api(
+    get(
         &state,
-        Method::GET,
         &format!("/admin/users/{}/sessions?limit=200", id(&user)?),
-        None,
     )
     .await
 }
 
 #[tauri::command]
 pub async fn admin_family(state: State<'_, Desktop>, session: String) -> Reply<Value> {
-    api(
+    get(
         &state,
-        Method::GET,
         &format!("/admin/sessions/{}/family?limit=100", id(&session)?),
-        None,
     )
     .await
 }
@@ -399,7 +396,7 @@ pub async fn admin_family(state: State<'_, Desktop>, session: String) -> Reply<V
 pub async fn admin_events(state: State<'_, Desktop>, user: Option<String>) -> Reply<Value> {
     let user = user.as_deref().map(id).transpose()?.map(str::to_string);
     let q = query(&[("user_id", user), ("limit", Some("100".into()))]);
-    api(&state, Method::GET, &format!("/admin/events{q}"), None).await
+    get(&state, &format!("/admin/events{q}")).await
 }
 
 #[tauri::command]
@@ -409,9 +406,8 @@ pub async fn admin_revoke_session(
     reason: String,
 ) -> Reply<Value> {
     let body = json!({ "reason": self::reason(&reason)? });
-    api(
+    post(
         &state,
-        Method::POST,
         &format!("/admin/sessions/{}/revoke", id(&session)?),
         Some(body),
     )
@@ -425,9 +421,8 @@ pub async fn admin_revoke_all(
     reason: String,
 ) -> Reply<Value> {
     let body = json!({ "reason": self::reason(&reason)? });
-    api(
+    post(
         &state,
-        Method::POST,
         &format!("/admin/users/{}/revoke-all", id(&user)?),
         Some(body),
     )
@@ -456,5 +451,5 @@ pub async fn admin_audit(
         ("before", before.map(|b| b.to_string())),
         ("limit", Some("50".into())),
     ]);
-    api(&state, Method::GET, &format!("/admin/audit{q}"), None).await
+    get(&state, &format!("/admin/audit{q}")).await
 }

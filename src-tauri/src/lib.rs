@@ -118,18 +118,14 @@ pub fn run() {
 /// The tray icon: the account's state at a glance, and a way back to the window.
 fn tray(app: &tauri::App) -> tauri::Result<()> {
     let show = MenuItem::with_id(app, "show", "Show Latchkey", true, None::<&str>)?;
-    let state = MenuItem::with_id(
-        app,
-        "state",
-        watcher::tray_text(app.handle()),
-        false,
-        None::<&str>,
-    )?;
+    // One read of the accounts (a keychain look-up each) for the menu line and the tooltip.
+    let text = watcher::tray_text(app.handle());
+    let state = MenuItem::with_id(app, "state", &text, false, None::<&str>)?;
     let quit = MenuItem::with_id(app, "quit", "Quit", true, None::<&str>)?;
     let menu = Menu::with_items(app, &[&state, &show, &quit])?;
     let mut tray = TrayIconBuilder::with_id("latchkey")
         .menu(&menu)
-        .tooltip(watcher::tray_text(app.handle()))
+        .tooltip(&text)
         .on_menu_event(|app, event| match event.id.as_ref() {
             "show" => {
                 if let Some(window) = app.get_webview_window("main") {

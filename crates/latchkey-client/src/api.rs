@@ -1,14 +1,53 @@
 //! latchkeyd's account API: the user's sessions and families, revocation. Answers are JSON
 //! values as documented at the server's `/openapi.json`.
 
-use reqwest::header::{ACCEPT, AUTHORIZATION, WWW_AUTHENTICATE};
+use reqwest::header::{ACCEPT, WWW_AUTHENTICATE};
 use reqwest::{Method, StatusCode};
 use serde_json::Value;
 
+use crate::client::Access;
 use crate::dpop::DeviceKey;
 use crate::{Error, Latchkey, Result, Secret};
 
+/// What authorizes a request: the access token, and for a key-bound one the key that proves it.
+#[derive(Clone, Copy)]
+pub(crate) struct Credential<'a> {
+    pub token: &'a Secret<String>,
+    pub key: Option<&'a DeviceKey>,
+}
+
+impl Access {
+    fn credential(&self) -> Credential<'_> {
+        Credential {
+            token: &self.token,
+            key: self.key.as_ref(),
+        }
+    }
+}
+
 impl Latchkey {
+    /// The headers that authorize one request: `Authorization: Bearer`, or for a key-bound
+    /// token `Authorization: DPoP` and a fresh proof for exactly this method and URL.
+    fn authorization(
+        &self,
+        credential: Credential<'_>,
+        method: &str,
+        url: &str,
+    ) -> Vec<(&'static str, Secret<String>)> {
+        let token = credential.token.expose();
+        match credential.key {
+            Some(key) => {
+                let nonce = self.nonces().get(url);
+                let proof = key.proof(method, url, Some(token), nonce.as_deref());
+                vec![
+                    ("Authorization", Secret::new(format!("DPoP {token}"))),
+                    ("DPoP", Secret::new(proof)),
+                ]
+            }
+            None => vec![("Authorization", Secret::new(format!("Bearer {token}")))],
+        }
+    }
+
     /// Sends one request with the access token: as Bearer, or for a key-bound token as
     /// `DPoP` with a fresh proof (RFC 9449 §7), once more with the server's nonce if it asks.
     pub(crate) async fn send(
@@ -16,28 +55,21 @@ impl Latchkey {
         http: &reqwest::Client,
         method: Method,
         url: &str,
-        token: &Secret<String>,
-        key: Option<&DeviceKey>,
+        credential: Credential<'_>,
         body: Option<&Value>,
+        accept: Option<&str>,
     ) -> Result<reqwest::Response> {
         let mut retried = false;
         loop {
             let mut req = http.request(method.clone(), url);
-            req = match key {
-                Some(key) => {
-                    let nonce = self.nonces().get(url);
-                    let proof =
-                        key.proof(method.as_str(), url, Some(token.expose()), nonce.as_deref());
-                    req.header(AUTHORIZATION, format!("DPoP {}", token.expose()))
-                        .header("DPoP", proof)
-                }
-                None => req.bearer_auth(token.expose()),
-            };
+            for (name, value) in self.authorization(credential, method.as_str(), url) {
+                req = req.header(name, value.expose());
+            }
             if let Some(body) = body {
                 req = req.json(body);
             }
-            if url.ends_with("/events") {
-                req = req.header(ACCEPT, "text/event-stream");
+            if let Some(accept) = accept {
+                req = req.header(ACCEPT, accept);
             }
             let res = req.send().await?;
             self.nonces().remember(url, res.headers());
@@ -47,12 +79,23 @@ impl Latchkey {
                     .get(WWW_AUTHENTICATE)
                     .and_then(|v| v.to_str().ok())
                     .is_some_and(|v| v.contains("use_dpop_nonce"));
-            if key.is_some() && asks_nonce && !retried {
+            if credential.key.is_some() && asks_nonce && !retried {
                 retried = true;
                 continue;
             }
             return Ok(res);
         }
+    }
+
+    /// The URL of an account-API path for this access's server, if it is a latchkeyd.
+    fn account_api_url(access: &Access, path: &str) -> Result<String> {
+        let base = access.profile.metadata.latchkey_account_api.as_deref().ok_or_else(|| {
+            Error::Unsupported(format!(
+                "{} has no Latchkey account API: sessions and token families are a latchkeyd feature",
+                access.profile.issuer
+            ))
+        })?;
+        Ok(format!("{}{path}", base.trim_end_matches('/')))
     }
 
     /// One account-API call with a fresh access token.
@@ -64,21 +107,15 @@ impl Latchkey {
         body: Option<Value>,
     ) -> Result<Value> {
         let access = self.access(account, false).await?;
-        let base = access.profile.metadata.latchkey_account_api.as_deref().ok_or_else(|| {
-            Error::Unsupported(format!(
-                "{} has no Latchkey account API: sessions and token families are a latchkeyd feature",
-                access.profile.issuer
-            ))
-        })?;
-        let url = format!("{}{path}", base.trim_end_matches('/'));
+        let url = Self::account_api_url(&access, path)?;
         let res = self
             .send(
                 self.http(),
                 method,
                 &url,
-                &access.token,
-                access.key.as_ref(),
+                access.credential(),
                 body.as_ref(),
+                None,
             )
             .await?;
         let status = res.status();
@@ -118,22 +155,7 @@ impl Latchkey {
             ));
         }
         let access = self.access(account, false).await?;
-        let token = access.token.expose();
-        Ok(match &access.key {
-            Some(key) => vec![
-                ("Authorization", Secret::new(format!("DPoP {token}"))),
-                (
-                    "DPoP",
-                    Secret::new(key.proof(
-                        method,
-                        url,
-                        Some(token),
-                        self.nonces().get(url).as_deref(),
-                    )),
-                ),
-            ],
-            None => vec![("Authorization", Secret::new(format!("Bearer {token}")))],
-        })
+        Ok(self.authorization(access.credential(), method, url))
     }
 
     /// The account's sessions grouped by device (`GET /me/sessions`).
@@ -188,27 +210,16 @@ pub struct EventStream {
 impl Latchkey {
     pub async fn events(&self, account: Option<&str>) -> Result<EventStream> {
         let access = self.access(account, false).await?;
-        let base = access
-            .profile
-            .metadata
-            .latchkey_account_api
-            .as_deref()
-            .ok_or_else(|| {
-                Error::Unsupported(format!(
-                    "{} has no Latchkey account API",
-                    access.profile.issuer
-                ))
-            })?;
+        let url = Self::account_api_url(&access, "/me/events")?;
         // A stream lives until the access token expires; no overall timeout.
-        let url = format!("{}/me/events", base.trim_end_matches('/'));
         let res = self
             .send(
                 &reqwest::Client::new(),
                 Method::GET,
                 &url,
-                &access.token,
-                access.key.as_ref(),
+                access.credential(),
                 None,
+                Some("text/event-stream"),
             )
             .await?;
         match res.status() {

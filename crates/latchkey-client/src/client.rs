@@ -6,6 +6,7 @@ use base64::engine::general_purpose::URL_SAFE_NO_PAD;
 use base64::Engine;
 use serde::{Deserialize, Serialize};
 
+use crate::api::Credential;
 use crate::browser::Browser;
 use crate::discovery::{discover, Metadata};
 use crate::dpop::{DeviceKey, NonceCache, ProvingClient};
@@ -300,8 +301,8 @@ impl Latchkey {
                     &self.http,
                     reqwest::Method::GET,
                     userinfo,
-                    access,
-                    key,
+                    Credential { token: access, key },
+                    None,
                     None,
                 )
                 .await
