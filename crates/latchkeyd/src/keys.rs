@@ -4,6 +4,7 @@
 use std::collections::HashMap;
 use std::sync::{Arc, RwLock};
 
+use aws_lc_rs::signature;
 use ed25519_dalek::pkcs8::EncodePrivateKey as _;
 use jsonwebtoken::jwk::{Jwk, JwkSet, KeyAlgorithm, PublicKeyUse};
 use jsonwebtoken::{Algorithm, DecodingKey, EncodingKey};
@@ -29,7 +30,8 @@ pub enum KeyError {
 
 /// The key that signs new tokens, parsed once: `jsonwebtoken::encode` would re-parse the
 /// PKCS#8 document and re-derive the public key for every token, which doubled the cost of
-/// each refresh (docs/BENCHMARKS.md). Verification stays with jsonwebtoken.
+/// each refresh (docs/BENCHMARKS.md). Signing is aws-lc-rs, jsonwebtoken's backend here;
+/// verification stays with jsonwebtoken.
 pub struct ActiveKey {
     pub kid: String,
     pub alg: Algorithm,
@@ -37,40 +39,38 @@ pub struct ActiveKey {
 }
 
 enum Signer {
-    Ed25519(ed25519_dalek::SigningKey),
-    P256(p256::ecdsa::SigningKey),
+    Ed25519(signature::Ed25519KeyPair),
+    P256(signature::EcdsaKeyPair),
 }
 
 impl ActiveKey {
     fn parse(kid: String, alg: Algorithm, der: &[u8]) -> Result<Self, KeyError> {
-        use p256::pkcs8::DecodePrivateKey;
-        let malformed = |e: String| KeyError::Malformed {
+        let malformed = |e: aws_lc_rs::error::KeyRejected| KeyError::Malformed {
             kid: kid.clone(),
             message: format!("private key: {e}"),
         };
         let signer = match alg {
             Algorithm::ES256 => Signer::P256(
-                p256::ecdsa::SigningKey::from_pkcs8_der(der)
-                    .map_err(|e| malformed(e.to_string()))?,
+                signature::EcdsaKeyPair::from_pkcs8(
+                    &signature::ECDSA_P256_SHA256_FIXED_SIGNING,
+                    der,
+                )
+                .map_err(malformed)?,
             ),
-            _ => Signer::Ed25519(
-                ed25519_dalek::SigningKey::from_pkcs8_der(der)
-                    .map_err(|e| malformed(e.to_string()))?,
-            ),
+            _ => Signer::Ed25519(signature::Ed25519KeyPair::from_pkcs8(der).map_err(malformed)?),
         };
         Ok(Self { kid, alg, signer })
     }
 
     /// The JWS signature of `message` (RFC 7515), raw: 64 bytes for EdDSA and for ES256 (r || s).
-    pub fn sign(&self, message: &[u8]) -> Vec<u8> {
-        use ed25519_dalek::Signer as _;
-        match &self.signer {
-            Signer::Ed25519(key) => key.sign(message).to_bytes().to_vec(),
-            Signer::P256(key) => {
-                let signature: p256::ecdsa::Signature = key.sign(message);
-                signature.to_bytes().to_vec()
-            }
-        }
+    pub fn sign(&self, message: &[u8]) -> Result<Vec<u8>, aws_lc_rs::error::Unspecified> {
+        Ok(match &self.signer {
+            Signer::Ed25519(key) => key.sign(message).as_ref().to_vec(),
+            Signer::P256(key) => key
+                .sign(&aws_lc_rs::rand::SystemRandom::new(), message)?
+                .as_ref()
+                .to_vec(),
+        })
     }
 }
 

@@ -65,6 +65,8 @@ pub struct IdClaims<'a> {
 pub enum TokenError {
     #[error("cannot serialize a token: {0}")]
     Serialize(#[from] serde_json::Error),
+    #[error("cannot sign a token")]
+    Sign(#[from] aws_lc_rs::error::Unspecified),
 }
 
 /// Why a presented access token is refused.
@@ -123,7 +125,7 @@ fn compact(
     let mut token = URL_SAFE_NO_PAD.encode(serde_json::to_vec(header)?);
     token.push('.');
     token.push_str(&URL_SAFE_NO_PAD.encode(serde_json::to_vec(claims)?));
-    let signature = key.sign(token.as_bytes());
+    let signature = key.sign(token.as_bytes())?;
     token.push('.');
     token.push_str(&URL_SAFE_NO_PAD.encode(signature));
     Ok(token)

@@ -31,11 +31,13 @@ use crate::signals::{PriorUse, Use};
 const MAX_BATCH: usize = 256;
 
 /// The session update of `grants::successor`, in rusqlite's parameter syntax, also moving the
-/// family's head to the token just inserted.
+/// family's head to the token just inserted. No `RETURNING` here or in the insert: SQLite
+/// buffers a `RETURNING` statement's rows in an ephemeral table, which the profile showed
+/// costing more than the statement (a temporary b-tree opened and torn down per statement).
 static ADVANCE_SESSION: std::sync::LazyLock<String> = std::sync::LazyLock::new(|| {
     format!(
         "UPDATE sessions SET last_used_at = ?1, last_ip = ?2, last_user_agent = ?3, generation = generation + 1, \
-         head_token_id = ?5, {} WHERE id = ?4 RETURNING user_id, auth_time, generation, rate_window_count",
+         head_token_id = ?5, {} WHERE id = ?4",
         RATE_WINDOW_SET.replace("$1", "?1")
     )
 });
@@ -136,6 +138,19 @@ fn rotate_batch(
     Ok(replies)
 }
 
+/// The presented token and its session, when the token is live.
+struct Live {
+    session_id: String,
+    generation: i64,
+    client_id: String,
+    scope: String,
+    prior: PriorUse,
+    dpop_jkt: Option<String>,
+    session_expires: Millis,
+    user_id: String,
+    auth_time: Millis,
+}
+
 fn rotate_one(
     tx: &rusqlite::Transaction<'_>,
     policy: &TokenPolicy,
@@ -145,28 +160,41 @@ fn rotate_one(
     let live = tx
         .prepare_cached(
             "SELECT t.session_id, t.generation, s.client_id, s.scope, t.issued_at, t.issued_ip, \
-             t.issued_user_agent, s.dpop_jkt, s.expires_at FROM refresh_tokens t \
+             t.issued_user_agent, s.dpop_jkt, s.expires_at, s.user_id, s.auth_time FROM refresh_tokens t \
              JOIN sessions s ON s.id = t.session_id \
              WHERE t.id = ?1 AND t.secret_hash = ?2 AND t.state = 'active' AND t.expires_at > ?3 \
              AND s.revoked_at IS NULL",
         )?
         .query_row(params![r.token.id, r.token.secret_hash, now], |row| {
-            Ok((
-                row.get::<_, String>(0)?,
-                row.get::<_, i64>(1)?,
-                row.get::<_, String>(2)?,
-                row.get::<_, String>(3)?,
-                PriorUse {
+            Ok(Live {
+                session_id: row.get(0)?,
+                generation: row.get(1)?,
+                client_id: row.get(2)?,
+                scope: row.get(3)?,
+                prior: PriorUse {
                     at: row.get(4)?,
                     ip: row.get(5)?,
                     user_agent: row.get(6)?,
                 },
-                row.get::<_, Option<String>>(7)?,
-                row.get::<_, i64>(8)?,
-            ))
+                dpop_jkt: row.get(7)?,
+                session_expires: row.get(8)?,
+                user_id: row.get(9)?,
+                auth_time: row.get(10)?,
+            })
         })
         .optional()?;
-    let Some((session_id, parent, client_id, granted, prior, bound, session_expires)) = live else {
+    let Some(Live {
+        session_id,
+        generation: parent,
+        client_id,
+        scope: granted,
+        prior,
+        dpop_jkt: bound,
+        session_expires,
+        user_id,
+        auth_time,
+    }) = live
+    else {
         return Ok(None);
     };
     // A key mismatch is decided and recorded, and a new binding made, on the one-at-a-time path.
@@ -188,25 +216,19 @@ fn rotate_one(
     let generation = parent + 1;
     let expires = refresh_expiry(policy, now, session_expires);
     let (secret, secret_hash) = new_refresh_secret();
-    let id: i64 = tx
-        .prepare_cached(
-            "INSERT INTO refresh_tokens (secret_hash, session_id, generation, parent_generation, parent_id, state, \
-             issued_at, expires_at, issued_ip, issued_user_agent) \
-             VALUES (?1, ?2, ?3, ?4, ?5, 'active', ?6, ?7, ?8, ?9) RETURNING id",
-        )?
-        .query_row(
-            params![secret_hash, session_id, generation, parent, r.token.id, now, expires, ip, ua],
-            |row| row.get(0),
-        )?;
-    let (user_id, auth_time, advanced, in_window) = tx
-        .prepare_cached(&ADVANCE_SESSION)?
-        .query_row(params![now, ip, ua, session_id, id], |row| {
-            Ok((
-                row.get::<_, String>(0)?,
-                row.get::<_, i64>(1)?,
-                row.get::<_, i64>(2)?,
-                row.get::<_, i64>(3)?,
-            ))
+    tx.prepare_cached(
+        "INSERT INTO refresh_tokens (secret_hash, session_id, generation, parent_generation, parent_id, state, \
+         issued_at, expires_at, issued_ip, issued_user_agent) \
+         VALUES (?1, ?2, ?3, ?4, ?5, 'active', ?6, ?7, ?8, ?9)",
+    )?
+    .execute(params![secret_hash, session_id, generation, parent, r.token.id, now, expires, ip, ua])?;
+    let id = tx.last_insert_rowid();
+    tx.prepare_cached(&ADVANCE_SESSION)?
+        .execute(params![now, ip, ua, session_id, id])?;
+    let (advanced, in_window) = tx
+        .prepare_cached("SELECT generation, rate_window_count FROM sessions WHERE id = ?1")?
+        .query_row(params![session_id], |row| {
+            Ok((row.get::<_, i64>(0)?, row.get::<_, i64>(1)?))
         })?;
     if advanced != generation {
         return Err(rusqlite::Error::InvalidQuery);
