@@ -21,7 +21,9 @@ use std::time::Duration;
 use rusqlite::{params, Connection, OptionalExtension, TransactionBehavior};
 use tokio::sync::{mpsc, oneshot};
 
-use super::grants::{refresh_expiry, refreshed_scope, Grant, RATE_WINDOW_SET};
+use super::grants::{
+    refresh_expiry, refreshed_scope, Grant, INSERT_REFRESH_TOKEN, RATE_WINDOW_SET,
+};
 use super::Origin;
 use crate::clock::{Clock, Millis};
 use crate::config::TokenPolicy;
@@ -41,6 +43,10 @@ static ADVANCE_SESSION: std::sync::LazyLock<String> = std::sync::LazyLock::new(|
         RATE_WINDOW_SET.replace("$1", "?1")
     )
 });
+
+/// The insert without `RETURNING` (see above); the row id comes from `last_insert_rowid()`.
+static INSERT_TOKEN: std::sync::LazyLock<String> =
+    std::sync::LazyLock::new(|| INSERT_REFRESH_TOKEN.replace('$', "?"));
 
 pub struct Request {
     pub token: RefreshTokenRef,
@@ -216,12 +222,17 @@ fn rotate_one(
     let generation = parent + 1;
     let expires = refresh_expiry(policy, now, session_expires);
     let (secret, secret_hash) = new_refresh_secret();
-    tx.prepare_cached(
-        "INSERT INTO refresh_tokens (secret_hash, session_id, generation, parent_generation, parent_id, state, \
-         issued_at, expires_at, issued_ip, issued_user_agent) \
-         VALUES (?1, ?2, ?3, ?4, ?5, 'active', ?6, ?7, ?8, ?9)",
-    )?
-    .execute(params![secret_hash, session_id, generation, parent, r.token.id, now, expires, ip, ua])?;
+    tx.prepare_cached(&INSERT_TOKEN)?.execute(params![
+        secret_hash,
+        session_id,
+        generation,
+        parent,
+        r.token.id,
+        now,
+        expires,
+        ip,
+        ua
+    ])?;
     let id = tx.last_insert_rowid();
     tx.prepare_cached(&ADVANCE_SESSION)?
         .execute(params![now, ip, ua, session_id, id])?;

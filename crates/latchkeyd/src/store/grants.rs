@@ -518,6 +518,12 @@ pub(crate) struct Parent {
     pub id: i64,
 }
 
+/// A family's next refresh token, the one statement both rotation paths issue (the batch
+/// rotator in `batch.rs` runs it through rusqlite with `?n` parameters).
+pub(crate) const INSERT_REFRESH_TOKEN: &str =
+    "INSERT INTO refresh_tokens (secret_hash, session_id, generation, parent_generation, parent_id, state, \
+     issued_at, expires_at, issued_ip, issued_user_agent) VALUES ($1, $2, $3, $4, $5, 'active', $6, $7, $8, $9)";
+
 #[allow(clippy::too_many_arguments)]
 async fn insert_refresh_token(
     tx: &mut Transaction<'static, Any>,
@@ -531,23 +537,19 @@ async fn insert_refresh_token(
 ) -> Result<(Secret<String>, Millis)> {
     let (secret, secret_hash) = new_refresh_secret();
     let expires_at = refresh_expiry(policy, now, session_expires_at);
-    let id: i64 = sqlx::query(
-        "INSERT INTO refresh_tokens (secret_hash, session_id, generation, parent_generation, parent_id, state, \
-         issued_at, expires_at, issued_ip, issued_user_agent) VALUES ($1, $2, $3, $4, $5, 'active', $6, $7, $8, $9) \
-         RETURNING id",
-    )
-    .bind(secret_hash)
-    .bind(session_id)
-    .bind(generation)
-    .bind(parent.map(|p| p.generation))
-    .bind(parent.map(|p| p.id))
-    .bind(now)
-    .bind(expires_at)
-    .bind(origin.ip.as_deref())
-    .bind(origin.user_agent.as_deref())
-    .fetch_one(&mut **tx)
-    .await?
-    .try_get("id")?;
+    let id: i64 = sqlx::query(&format!("{INSERT_REFRESH_TOKEN} RETURNING id"))
+        .bind(secret_hash)
+        .bind(session_id)
+        .bind(generation)
+        .bind(parent.map(|p| p.generation))
+        .bind(parent.map(|p| p.id))
+        .bind(now)
+        .bind(expires_at)
+        .bind(origin.ip.as_deref())
+        .bind(origin.user_agent.as_deref())
+        .fetch_one(&mut **tx)
+        .await?
+        .try_get("id")?;
     sqlx::query("UPDATE sessions SET head_token_id = $1 WHERE id = $2")
         .bind(id)
         .bind(session_id)

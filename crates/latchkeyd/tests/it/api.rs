@@ -797,11 +797,7 @@ async fn high_severity_signals_can_revoke_at_once(backend: Backend) {
         "app",
     )
     .await;
-    assert_eq!(
-        (status, body["error"].as_str()),
-        (400, Some("invalid_grant")),
-        "{body}"
-    );
+    assert_error(status, &body, 400, "invalid_grant");
     let (_, list) = get(&server, &bearer(&laptop), "/api/v1/me/sessions").await;
     let phone = find_session(&list, &sid(&tokens));
     assert_eq!(phone["state"], "revoked");

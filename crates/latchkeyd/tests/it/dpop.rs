@@ -259,18 +259,10 @@ async fn every_proof_is_checked_to_the_letter(backend: Backend) {
     assert_eq!(status, 200, "{body}");
     let refresh = body["refresh_token"].as_str().unwrap().to_string();
     let (status, body) = refresh_with(&server, &refresh, Some(p.clone())).await;
-    assert_eq!(
-        (status, body["error"].as_str()),
-        (400, Some("invalid_dpop_proof")),
-        "{body}"
-    );
+    assert_error(status, &body, 400, "invalid_dpop_proof");
     let replica = server.replica().await;
     let (status, body) = refresh_with(&replica, &refresh, Some(p)).await;
-    assert_eq!(
-        (status, body["error"].as_str()),
-        (400, Some("invalid_dpop_proof")),
-        "{body}"
-    );
+    assert_error(status, &body, 400, "invalid_dpop_proof");
     let (status, body) = refresh_with(&replica, &refresh, Some(key.sign(&base()))).await;
     assert_eq!(status, 200, "a fresh proof works on the replica: {body}");
     assert_ne!(body["access_token"], access.as_str());
@@ -461,11 +453,7 @@ async fn dpop_jkt_binds_the_code(backend: Backend) {
     let other = DeviceKey::generate();
     let p = other.sign(&proof(&server, "POST", "/token"));
     let (status, body, _) = token_request(&server, &form, Some(p)).await;
-    assert_eq!(
-        (status, body["error"].as_str()),
-        (400, Some("invalid_grant")),
-        "{body}"
-    );
+    assert_error(status, &body, 400, "invalid_grant");
     assert!(body["error_description"]
         .as_str()
         .unwrap()
@@ -502,22 +490,14 @@ async fn a_required_nonce_is_asked_for_and_honoured(backend: Backend) {
         Some(key.sign(&proof(&server, "POST", "/token"))),
     )
     .await;
-    assert_eq!(
-        (status, body["error"].as_str()),
-        (400, Some("use_dpop_nonce")),
-        "{body}"
-    );
+    assert_error(status, &body, 400, "use_dpop_nonce");
     let nonce = nonce.expect("the error carries a nonce");
     let forged = ProofClaims {
         nonce: Some(URL_SAFE_NO_PAD.encode([1u8; 24])),
         ..proof(&server, "POST", "/token")
     };
     let (status, body, _) = token_request(&server, &form, Some(key.sign(&forged))).await;
-    assert_eq!(
-        (status, body["error"].as_str()),
-        (400, Some("use_dpop_nonce")),
-        "{body}"
-    );
+    assert_error(status, &body, 400, "use_dpop_nonce");
     let good = ProofClaims {
         nonce: Some(nonce),
         ..proof(&server, "POST", "/token")
@@ -552,11 +532,7 @@ async fn a_grace_replay_with_another_key_is_refused_and_rolled_back(backend: Bac
         Some(thief.sign(&proof(&server, "POST", "/token"))),
     )
     .await;
-    assert_eq!(
-        (status, body["error"].as_str()),
-        (400, Some("invalid_grant")),
-        "{body}"
-    );
+    assert_error(status, &body, 400, "invalid_grant");
     assert_eq!(events_of(&server, &session, "key_mismatch").await.len(), 1);
     assert!(
         events_of(&server, &session, "grace_replay")
@@ -606,11 +582,7 @@ async fn a_public_clients_bearer_family_is_bound_by_its_first_proof(backend: Bac
     let next = body["refresh_token"].as_str().unwrap().to_string();
     // RFC 9449 §5: from now on the family is the key's.
     let (status, body) = refresh_with(&server, &next, None).await;
-    assert_eq!(
-        (status, body["error"].as_str()),
-        (400, Some("invalid_grant")),
-        "{body}"
-    );
+    assert_error(status, &body, 400, "invalid_grant");
     let found = events_of(&server, &session, "key_mismatch").await;
     assert_eq!(found[0].details["bound_jkt"], key.thumbprint());
 }
