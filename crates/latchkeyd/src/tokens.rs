@@ -9,7 +9,7 @@ use serde::{Deserialize, Serialize};
 
 use crate::clock::Millis;
 use crate::keys::{ActiveKey, KeyRing};
-use crate::secret::new_id;
+use crate::secret::new_jti;
 
 pub const ACCESS_TOKEN_TYP: &str = "at+jwt";
 
@@ -102,7 +102,7 @@ pub fn mint_access_token(
         aud: input.issuer.to_string(),
         exp: iat + input.ttl_secs as i64,
         iat,
-        jti: new_id(),
+        jti: new_jti(),
         client_id: input.client_id.to_string(),
         scope: input.scope.to_string(),
         sid: input.session_id.to_string(),

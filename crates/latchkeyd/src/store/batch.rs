@@ -22,24 +22,39 @@ use rusqlite::{params, Connection, OptionalExtension, TransactionBehavior};
 use tokio::sync::{mpsc, oneshot};
 
 use super::grants::{
-    refresh_expiry, refreshed_scope, Grant, INSERT_REFRESH_TOKEN, RATE_WINDOW_SET,
+    refresh_expiry, refreshed_scope, Grant, INSERT_REFRESH_TOKEN, RATE_WINDOW_NEXT_COUNT,
+    RATE_WINDOW_SET,
 };
 use super::Origin;
 use crate::clock::{Clock, Millis};
 use crate::config::TokenPolicy;
-use crate::secret::{new_refresh_secret, refresh_token, RefreshTokenRef};
+use crate::secret::{new_refresh_secret, refresh_token, RefreshTokenRef, Secret};
 use crate::signals::{PriorUse, Use};
 
 const MAX_BATCH: usize = 256;
 
+/// The presented token and its session, if the token is live, with what the session's window
+/// count becomes: the batch's transaction is the only writer, so the update below makes it so.
+static SELECT_LIVE: std::sync::LazyLock<String> = std::sync::LazyLock::new(|| {
+    format!(
+        "SELECT t.session_id, t.generation, s.client_id, s.scope, t.issued_at, t.issued_ip, \
+         t.issued_user_agent, s.dpop_jkt, s.expires_at, s.user_id, s.auth_time, {} FROM refresh_tokens t \
+         JOIN sessions s ON s.id = t.session_id \
+         WHERE t.id = ?1 AND t.secret_hash = ?2 AND t.state = 'active' AND t.expires_at > ?3 \
+         AND s.revoked_at IS NULL",
+        RATE_WINDOW_NEXT_COUNT.replace("$1", "?3")
+    )
+});
+
 /// The session update of `grants::successor`, in rusqlite's parameter syntax, also moving the
-/// family's head to the token just inserted. No `RETURNING` here or in the insert: SQLite
-/// buffers a `RETURNING` statement's rows in an ephemeral table, which the profile showed
-/// costing more than the statement (a temporary b-tree opened and torn down per statement).
+/// family's head to the token just inserted, if the session is still at the presented token's
+/// generation. No `RETURNING` here or in the insert: SQLite buffers a `RETURNING` statement's
+/// rows in an ephemeral table, which the profile showed costing more than the statement (a
+/// temporary b-tree opened and torn down per statement).
 static ADVANCE_SESSION: std::sync::LazyLock<String> = std::sync::LazyLock::new(|| {
     format!(
         "UPDATE sessions SET last_used_at = ?1, last_ip = ?2, last_user_agent = ?3, generation = generation + 1, \
-         head_token_id = ?5, {} WHERE id = ?4",
+         head_token_id = ?5, {} WHERE id = ?4 AND generation = ?6",
         RATE_WINDOW_SET.replace("$1", "?1")
     )
 });
@@ -64,6 +79,9 @@ type Reply = Option<Grant>;
 
 struct Pending {
     request: Request,
+    /// The successor's secret and its hash, made by the caller: the rotator's thread is the one
+    /// every refresh waits on, so it does only what must be serial.
+    successor: (Secret<[u8; 32]>, Vec<u8>),
     reply: oneshot::Sender<Reply>,
 }
 
@@ -118,7 +136,15 @@ impl Rotator {
     /// Rotates in the next batch; `None` if the caller must take the one-at-a-time path.
     pub async fn rotate(&self, request: Request) -> Reply {
         let (reply, rx) = oneshot::channel();
-        self.tx.send(Pending { request, reply }).await.ok()?;
+        let successor = new_refresh_secret();
+        self.tx
+            .send(Pending {
+                request,
+                successor,
+                reply,
+            })
+            .await
+            .ok()?;
         rx.await.ok().flatten()
     }
 }
@@ -138,7 +164,7 @@ fn rotate_batch(
             replies.push(None);
             continue;
         }
-        replies.push(rotate_one(&tx, policy, &pending.request, now)?);
+        replies.push(rotate_one(&tx, policy, pending, now)?);
     }
     tx.commit()?;
     Ok(replies)
@@ -155,22 +181,22 @@ struct Live {
     session_expires: Millis,
     user_id: String,
     auth_time: Millis,
+    /// The session's refresh count in its one-minute window, this refresh included.
+    in_window: i64,
 }
 
 fn rotate_one(
     tx: &rusqlite::Transaction<'_>,
     policy: &TokenPolicy,
-    r: &Request,
+    Pending {
+        request: r,
+        successor: (secret, secret_hash),
+        ..
+    }: &Pending,
     now: Millis,
 ) -> rusqlite::Result<Reply> {
     let live = tx
-        .prepare_cached(
-            "SELECT t.session_id, t.generation, s.client_id, s.scope, t.issued_at, t.issued_ip, \
-             t.issued_user_agent, s.dpop_jkt, s.expires_at, s.user_id, s.auth_time FROM refresh_tokens t \
-             JOIN sessions s ON s.id = t.session_id \
-             WHERE t.id = ?1 AND t.secret_hash = ?2 AND t.state = 'active' AND t.expires_at > ?3 \
-             AND s.revoked_at IS NULL",
-        )?
+        .prepare_cached(&SELECT_LIVE)?
         .query_row(params![r.token.id, r.token.secret_hash, now], |row| {
             Ok(Live {
                 session_id: row.get(0)?,
@@ -186,6 +212,7 @@ fn rotate_one(
                 session_expires: row.get(8)?,
                 user_id: row.get(9)?,
                 auth_time: row.get(10)?,
+                in_window: row.get(11)?,
             })
         })
         .optional()?;
@@ -199,6 +226,7 @@ fn rotate_one(
         session_expires,
         user_id,
         auth_time,
+        in_window,
     }) = live
     else {
         return Ok(None);
@@ -218,10 +246,9 @@ fn rotate_one(
     )?
     .execute(params![now, ip, ua, r.token.id])?;
     // The live token's generation is the session's, so its successor's is the next one; the
-    // session update below confirms it (a mismatch would roll the whole batch back).
+    // session update below confirms it (a mismatch rolls the whole batch back).
     let generation = parent + 1;
     let expires = refresh_expiry(policy, now, session_expires);
-    let (secret, secret_hash) = new_refresh_secret();
     tx.prepare_cached(&INSERT_TOKEN)?.execute(params![
         secret_hash,
         session_id,
@@ -234,17 +261,13 @@ fn rotate_one(
         ua
     ])?;
     let id = tx.last_insert_rowid();
-    tx.prepare_cached(&ADVANCE_SESSION)?
-        .execute(params![now, ip, ua, session_id, id])?;
-    let (advanced, in_window) = tx
-        .prepare_cached("SELECT generation, rate_window_count FROM sessions WHERE id = ?1")?
-        .query_row(params![session_id], |row| {
-            Ok((row.get::<_, i64>(0)?, row.get::<_, i64>(1)?))
-        })?;
-    if advanced != generation {
-        return Err(rusqlite::Error::InvalidQuery);
+    let advanced = tx
+        .prepare_cached(&ADVANCE_SESSION)?
+        .execute(params![now, ip, ua, session_id, id, parent])?;
+    if advanced != 1 {
+        return Err(rusqlite::Error::StatementChangedRows(advanced));
     }
-    let successor = refresh_token(id, &secret);
+    let successor = refresh_token(id, secret);
     Ok(Some(Grant {
         session_id,
         user_id,

@@ -680,11 +680,22 @@ async fn key_mismatch(db: &Db, presented: &RefreshTokenRef, r: &RefreshRequest<'
     Ok(())
 }
 
-/// The session UPDATE of a rotation counts refreshes in a one-minute window (for
-/// `refresh_storm`): every right-hand side reads the row as it was before the update.
-pub(crate) const RATE_WINDOW_SET: &str = "rate_window_count = CASE WHEN rate_window_start > $1 - 60000 \
-     THEN rate_window_count + 1 ELSE 1 END, \
-     rate_window_start = CASE WHEN rate_window_start > $1 - 60000 THEN rate_window_start ELSE $1 END";
+/// A session's count of refreshes in its one-minute window (for `refresh_storm`) once the
+/// refresh at `$1` is counted, from the row as it was before.
+macro_rules! rate_window_next_count {
+    () => {
+        "CASE WHEN rate_window_start > $1 - 60000 THEN rate_window_count + 1 ELSE 1 END"
+    };
+}
+pub(crate) const RATE_WINDOW_NEXT_COUNT: &str = rate_window_next_count!();
+
+/// The session UPDATE of a rotation counts the refresh in the window: every right-hand side
+/// reads the row as it was before the update.
+pub(crate) const RATE_WINDOW_SET: &str = concat!(
+    "rate_window_count = ",
+    rate_window_next_count!(),
+    ", rate_window_start = CASE WHEN rate_window_start > $1 - 60000 THEN rate_window_start ELSE $1 END"
+);
 
 /// Advances the session and issues the next token of the family, then commits.
 async fn successor(

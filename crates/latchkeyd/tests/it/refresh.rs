@@ -546,7 +546,47 @@ async fn a_forged_secret_is_unknown_and_revokes_nothing(backend: Backend) {
     );
 }
 
+/// The family invariant and the token states are the database's own rules, not only the
+/// server's: a second live token, or a state that does not exist, is refused by the schema.
+async fn the_database_refuses_a_second_live_token_and_unknown_states(backend: Backend) {
+    let server = TestServer::start(backend).await;
+    server.add_user("eve@example.com", Role::User).await;
+    let tokens = sign_in(&server, "eve@example.com").await;
+    let session = session_of(&tokens);
+    let (status, body) = server
+        .refresh(tokens["refresh_token"].as_str().unwrap())
+        .await;
+    assert_eq!(status, 200, "{body}");
+    let second_live = sqlx::query(
+        "INSERT INTO refresh_tokens (secret_hash, session_id, generation, state, issued_at, expires_at) \
+         VALUES ($1, $2, 99, 'active', 0, 0)",
+    )
+    .bind(vec![0u8; 32])
+    .bind(&session)
+    .execute(server.db.write())
+    .await;
+    assert!(second_live.is_err(), "a second live token was accepted");
+    for state in ["stolen", "ACTIVE", ""] {
+        let changed = sqlx::query("UPDATE refresh_tokens SET state = $1 WHERE session_id = $2")
+            .bind(state)
+            .bind(&session)
+            .execute(server.db.write())
+            .await;
+        assert!(changed.is_err(), "the state {state:?} was accepted");
+    }
+    let retired = sqlx::query(
+        "UPDATE refresh_tokens SET state = 'revoked' WHERE session_id = $1 AND state = 'rotated'",
+    )
+    .bind(&session)
+    .execute(server.db.write())
+    .await
+    .unwrap();
+    assert_eq!(retired.rows_affected(), 1, "each known state is accepted");
+    assert_eq!(live_tokens(&server, &session).await, 1);
+}
+
 both_backends!(
+    the_database_refuses_a_second_live_token_and_unknown_states,
     a_forged_secret_is_unknown_and_revokes_nothing,
     concurrent_families_each_rotate_correctly,
     every_refresh_rotates_and_the_chain_is_kept,
