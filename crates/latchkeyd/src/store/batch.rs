@@ -5,8 +5,8 @@
 //! on a small machine waking that thread costs far more than the work: throughput was bound by
 //! hand-off latency, not CPU (docs/BENCHMARKS.md). The rotator is a writer thread of its own
 //! with a rusqlite connection to the same file: it takes every refresh waiting in its queue,
-//! rotates them one by one with cached statements inside one `BEGIN IMMEDIATE` transaction, and
-//! commits once. One hand-off per batch, one commit per batch.
+//! rotates them one by one with statements prepared once inside one `BEGIN IMMEDIATE`
+//! transaction, and commits once. One hand-off per batch, one commit per batch.
 //!
 //! Only the ordinary case is done here: a live token, presented by its own client with an
 //! allowed scope. Everything else (unknown, retired, revoked, expired, wrong client, the second
@@ -18,7 +18,7 @@ use std::path::Path;
 use std::sync::Arc;
 use std::time::Duration;
 
-use rusqlite::{params, Connection, OptionalExtension, TransactionBehavior};
+use rusqlite::{params, Connection, OptionalExtension, Statement};
 use tokio::sync::{mpsc, oneshot};
 
 use super::grants::{
@@ -100,14 +100,54 @@ fn open(path: &Path) -> rusqlite::Result<Connection> {
     Ok(conn)
 }
 
+/// The rotator's statements, prepared once for its connection's lifetime: through the
+/// statement cache, every use hashed the statement's text and every batch parsed its `BEGIN`
+/// and `COMMIT` anew, all on the thread every refresh waits for.
+struct Statements<'c> {
+    conn: &'c Connection,
+    begin: Statement<'c>,
+    commit: Statement<'c>,
+    select_live: Statement<'c>,
+    retire: Statement<'c>,
+    insert: Statement<'c>,
+    advance: Statement<'c>,
+}
+
+impl<'c> Statements<'c> {
+    fn prepare(conn: &'c Connection) -> rusqlite::Result<Self> {
+        Ok(Self {
+            conn,
+            begin: conn.prepare("BEGIN IMMEDIATE")?,
+            commit: conn.prepare("COMMIT")?,
+            select_live: conn.prepare(&SELECT_LIVE)?,
+            retire: conn.prepare(
+                "UPDATE refresh_tokens SET state = 'rotated', retired_reason = 'rotated', used_at = ?1, \
+                 used_ip = ?2, used_user_agent = ?3 WHERE id = ?4",
+            )?,
+            insert: conn.prepare(&INSERT_TOKEN)?,
+            advance: conn.prepare(&ADVANCE_SESSION)?,
+        })
+    }
+}
+
 impl Rotator {
     /// Starts the writer thread on the SQLite file; the thread ends when the last handle drops.
     pub fn spawn(path: &Path, policy: TokenPolicy, clock: Arc<dyn Clock>) -> std::io::Result<Self> {
-        let mut conn = open(path).map_err(std::io::Error::other)?;
+        let conn = open(path).map_err(std::io::Error::other)?;
+        // Prepared here first so that a schema the statements do not fit fails the start-up.
+        Statements::prepare(&conn).map_err(std::io::Error::other)?;
         let (tx, mut rx) = mpsc::channel::<Pending>(8192);
         std::thread::Builder::new()
             .name("latchkey-rotator".into())
             .spawn(move || {
+                let mut statements = match Statements::prepare(&conn) {
+                    Ok(statements) => statements,
+                    Err(e) => {
+                        // Every refresh then takes the one-at-a-time path.
+                        tracing::error!(error = %e, "the rotator cannot prepare its statements");
+                        return;
+                    }
+                };
                 let mut batch = Vec::with_capacity(MAX_BATCH);
                 while let Some(first) = rx.blocking_recv() {
                     batch.push(first);
@@ -117,7 +157,7 @@ impl Rotator {
                             Err(_) => break,
                         }
                     }
-                    let replies = match rotate_batch(&mut conn, &policy, &batch, clock.now_ms()) {
+                    let replies = match rotate_batch(&mut statements, &policy, &batch, clock.now_ms()) {
                         Ok(replies) => replies,
                         Err(e) => {
                             tracing::warn!(error = %e, size = batch.len(), "batched rotation failed; falling back");
@@ -150,24 +190,32 @@ impl Rotator {
 }
 
 fn rotate_batch(
-    conn: &mut Connection,
+    s: &mut Statements<'_>,
     policy: &TokenPolicy,
     batch: &[Pending],
     now: Millis,
 ) -> rusqlite::Result<Vec<Reply>> {
-    let tx = conn.transaction_with_behavior(TransactionBehavior::Immediate)?;
-    let mut replies = Vec::with_capacity(batch.len());
-    for pending in batch {
-        // A request abandoned (timed out, client gone) before its turn is not rotated: its
-        // client would never learn the successor and its retry would look like reuse.
-        if pending.reply.is_closed() {
-            replies.push(None);
-            continue;
+    s.begin.execute([])?;
+    let mut rotate_all = || {
+        let mut replies = Vec::with_capacity(batch.len());
+        for pending in batch {
+            // A request abandoned (timed out, client gone) before its turn is not rotated: its
+            // client would never learn the successor and its retry would look like reuse.
+            if pending.reply.is_closed() {
+                replies.push(None);
+                continue;
+            }
+            replies.push(rotate_one(s, policy, pending, now)?);
         }
-        replies.push(rotate_one(&tx, policy, pending, now)?);
+        s.commit.execute([])?;
+        Ok(replies)
+    };
+    let result = rotate_all();
+    // Nothing of a failed batch may stay: its refreshes are all retried one at a time.
+    if result.is_err() && !s.conn.is_autocommit() {
+        s.conn.execute_batch("ROLLBACK")?;
     }
-    tx.commit()?;
-    Ok(replies)
+    result
 }
 
 /// The presented token and its session, when the token is live.
@@ -186,7 +234,7 @@ struct Live {
 }
 
 fn rotate_one(
-    tx: &rusqlite::Transaction<'_>,
+    s: &mut Statements<'_>,
     policy: &TokenPolicy,
     Pending {
         request: r,
@@ -195,8 +243,8 @@ fn rotate_one(
     }: &Pending,
     now: Millis,
 ) -> rusqlite::Result<Reply> {
-    let live = tx
-        .prepare_cached(&SELECT_LIVE)?
+    let live = s
+        .select_live
         .query_row(params![r.token.id, r.token.secret_hash, now], |row| {
             Ok(Live {
                 session_id: row.get(0)?,
@@ -240,16 +288,12 @@ fn rotate_one(
         return Ok(None);
     };
     let (ip, ua) = (r.origin.ip.as_deref(), r.origin.user_agent.as_deref());
-    tx.prepare_cached(
-        "UPDATE refresh_tokens SET state = 'rotated', retired_reason = 'rotated', used_at = ?1, used_ip = ?2, \
-         used_user_agent = ?3 WHERE id = ?4",
-    )?
-    .execute(params![now, ip, ua, r.token.id])?;
+    s.retire.execute(params![now, ip, ua, r.token.id])?;
     // The live token's generation is the session's, so its successor's is the next one; the
     // session update below confirms it (a mismatch rolls the whole batch back).
     let generation = parent + 1;
     let expires = refresh_expiry(policy, now, session_expires);
-    tx.prepare_cached(&INSERT_TOKEN)?.execute(params![
+    let id = s.insert.insert(params![
         secret_hash,
         session_id,
         generation,
@@ -260,9 +304,8 @@ fn rotate_one(
         ip,
         ua
     ])?;
-    let id = tx.last_insert_rowid();
-    let advanced = tx
-        .prepare_cached(&ADVANCE_SESSION)?
+    let advanced = s
+        .advance
         .execute(params![now, ip, ua, session_id, id, parent])?;
     if advanced != 1 {
         return Err(rusqlite::Error::StatementChangedRows(advanced));

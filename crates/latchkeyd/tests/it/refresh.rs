@@ -585,7 +585,42 @@ async fn the_database_refuses_a_second_live_token_and_unknown_states(backend: Ba
     assert_eq!(live_tokens(&server, &session).await, 1);
 }
 
+/// On SQLite, a refresh first goes to the batched rotator; when its batch fails (here: the
+/// session's generation no longer matches its live token's), everything the batch wrote is
+/// rolled back and the one-at-a-time path rotates the token as if the batch had never run.
+async fn a_failed_rotation_batch_leaves_nothing_behind(backend: Backend) {
+    let server = TestServer::start(backend).await;
+    server.add_user("fay@example.com", Role::User).await;
+    let tokens = sign_in(&server, "fay@example.com").await;
+    let session = session_of(&tokens);
+    sqlx::query("UPDATE sessions SET generation = generation + 5 WHERE id = $1")
+        .bind(&session)
+        .execute(server.db.write())
+        .await
+        .unwrap();
+    let (status, body) = server
+        .refresh(tokens["refresh_token"].as_str().unwrap())
+        .await;
+    assert_eq!(status, 200, "{body}");
+    let chain = grants::chain(&server.db, &session).await.unwrap();
+    let states: Vec<_> = chain.iter().map(|l| l.state.as_str()).collect();
+    assert_eq!(
+        states,
+        ["rotated", "active"],
+        "one retired token, one successor"
+    );
+    assert_eq!(
+        chain[1].generation, 7,
+        "the successor follows the session's generation"
+    );
+    let (status, body) = server
+        .refresh(body["refresh_token"].as_str().unwrap())
+        .await;
+    assert_eq!(status, 200, "{body}");
+}
+
 both_backends!(
+    a_failed_rotation_batch_leaves_nothing_behind,
     the_database_refuses_a_second_live_token_and_unknown_states,
     a_forged_secret_is_unknown_and_revokes_nothing,
     concurrent_families_each_rotate_correctly,
