@@ -12,9 +12,8 @@ use base64::engine::general_purpose::STANDARD;
 use base64::Engine;
 use chacha20poly1305::aead::{Aead, KeyInit, Payload};
 use chacha20poly1305::{XChaCha20Poly1305, XNonce};
-use rand::RngCore;
 
-use crate::secret::Secret;
+use crate::secret::{random_bytes, Secret};
 
 #[derive(Debug, thiserror::Error)]
 pub enum MasterKeyError {
@@ -55,9 +54,7 @@ impl MasterKey {
     }
 
     pub fn generate() -> Self {
-        let mut key = [0u8; 32];
-        rand::rngs::OsRng.fill_bytes(&mut key);
-        Self(Secret::new(key))
+        Self(Secret::new(random_bytes()))
     }
 
     /// Reads the key file, creating it (mode 0600) with a fresh key on first start.
@@ -104,8 +101,7 @@ impl MasterKey {
 
     /// nonce || ciphertext; `context` binds the ciphertext to its row (e.g. the key id).
     pub fn seal(&self, plaintext: &[u8], context: &[u8]) -> Vec<u8> {
-        let mut nonce = [0u8; 24];
-        rand::rngs::OsRng.fill_bytes(&mut nonce);
+        let nonce: [u8; 24] = random_bytes();
         let sealed = self
             .cipher()
             .encrypt(

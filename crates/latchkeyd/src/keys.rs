@@ -8,7 +8,6 @@ use aws_lc_rs::signature;
 use ed25519_dalek::pkcs8::EncodePrivateKey as _;
 use jsonwebtoken::jwk::{Jwk, JwkSet, KeyAlgorithm, PublicKeyUse};
 use jsonwebtoken::{Algorithm, DecodingKey, EncodingKey};
-use rand::RngCore;
 use serde::Serialize;
 use sqlx::Row;
 
@@ -16,7 +15,7 @@ use crate::clock::Millis;
 use crate::config::SigningAlg;
 use crate::crypto::MasterKey;
 use crate::db::Db;
-use crate::secret::Secret;
+use crate::secret::{random_bytes, Secret};
 
 #[derive(Debug, thiserror::Error)]
 pub enum KeyError {
@@ -100,9 +99,8 @@ fn algorithm(alg: &str) -> Option<Algorithm> {
 
 /// A fresh PKCS#8 private key for `alg`.
 fn generate_pkcs8(alg: SigningAlg) -> Secret<Vec<u8>> {
-    let mut seed = [0u8; 32];
     loop {
-        rand::rngs::OsRng.fill_bytes(&mut seed);
+        let seed: [u8; 32] = random_bytes();
         let der = match alg {
             // PKCS#8 v1 (no embedded public key): the form jsonwebtoken's JWK export expects.
             SigningAlg::EdDsa => ed25519_dalek::pkcs8::KeypairBytes {

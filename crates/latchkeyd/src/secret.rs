@@ -51,8 +51,9 @@ impl TokenKind {
     }
 }
 
-/// Random bytes from aws-lc's DRBG: seeded from the operating system, reseeded on fork and VM
-/// snapshot, and with per-thread state, so a token costs no `getrandom` system call (two of
+/// Random bytes from aws-lc's DRBG, the one source of randomness for secrets and keys: seeded
+/// from the operating system, reseeded after a fork (and a VM snapshot, where the kernel
+/// reports one), with per-thread state, so a token costs no `getrandom` system call (two of
 /// them were a third of the refresh path's system calls).
 pub fn random_bytes<const N: usize>() -> [u8; N] {
     let mut bytes = [0u8; N];

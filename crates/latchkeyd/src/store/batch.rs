@@ -41,36 +41,6 @@ const MAX_BATCH: usize = 256;
 const FILL_BELOW: usize = 32;
 const FILL_YIELDS: u32 = 4;
 
-/// The presented token and its session, if the token is live, with what the session's window
-/// count becomes: the batch's transaction is the only writer, so the update below makes it so.
-static SELECT_LIVE: std::sync::LazyLock<String> = std::sync::LazyLock::new(|| {
-    format!(
-        "SELECT t.session_id, t.generation, s.client_id, s.scope, t.issued_at, t.issued_ip, \
-         t.issued_user_agent, s.dpop_jkt, s.expires_at, s.user_id, s.auth_time, {} FROM refresh_tokens t \
-         JOIN sessions s ON s.id = t.session_id \
-         WHERE t.id = ?1 AND t.secret_hash = ?2 AND t.state = 'active' AND t.expires_at > ?3 \
-         AND s.revoked_at IS NULL",
-        RATE_WINDOW_NEXT_COUNT.replace("$1", "?3")
-    )
-});
-
-/// The session update of `grants::successor`, in rusqlite's parameter syntax, also moving the
-/// family's head to the token just inserted, if the session is still at the presented token's
-/// generation. No `RETURNING` here or in the insert: SQLite buffers a `RETURNING` statement's
-/// rows in an ephemeral table, which the profile showed costing more than the statement (a
-/// temporary b-tree opened and torn down per statement).
-static ADVANCE_SESSION: std::sync::LazyLock<String> = std::sync::LazyLock::new(|| {
-    format!(
-        "UPDATE sessions SET last_used_at = ?1, last_ip = ?2, last_user_agent = ?3, generation = generation + 1, \
-         head_token_id = ?5, {} WHERE id = ?4 AND generation = ?6",
-        RATE_WINDOW_SET.replace("$1", "?1")
-    )
-});
-
-/// The insert without `RETURNING` (see above); the row id comes from `last_insert_rowid()`.
-static INSERT_TOKEN: std::sync::LazyLock<String> =
-    std::sync::LazyLock::new(|| INSERT_REFRESH_TOKEN.replace('$', "?"));
-
 pub struct Request {
     pub token: RefreshTokenRef,
     pub client_id: String,
@@ -123,39 +93,67 @@ struct Statements<'c> {
 
 impl<'c> Statements<'c> {
     fn prepare(conn: &'c Connection) -> rusqlite::Result<Self> {
+        // The presented token and its session, if the token is live, with what the session's
+        // window count becomes: the batch's transaction is the only writer, so `advance` makes
+        // it so.
+        let select_live = format!(
+            "SELECT t.session_id, t.generation, s.client_id, s.scope, t.issued_at, t.issued_ip, \
+             t.issued_user_agent, s.dpop_jkt, s.expires_at, s.user_id, s.auth_time, {} FROM refresh_tokens t \
+             JOIN sessions s ON s.id = t.session_id \
+             WHERE t.id = ?1 AND t.secret_hash = ?2 AND t.state = 'active' AND t.expires_at > ?3 \
+             AND s.revoked_at IS NULL",
+            RATE_WINDOW_NEXT_COUNT.replace("$1", "?3")
+        );
+        // The session update of `grants::successor`, also moving the family's head to the token
+        // just inserted, if the session is still at the presented token's generation. No
+        // `RETURNING` here or in the insert: SQLite buffers a `RETURNING` statement's rows in an
+        // ephemeral table, a temporary B-tree per statement; the row id comes from the insert.
+        let advance = format!(
+            "UPDATE sessions SET last_used_at = ?1, last_ip = ?2, last_user_agent = ?3, generation = generation + 1, \
+             head_token_id = ?5, {} WHERE id = ?4 AND generation = ?6",
+            RATE_WINDOW_SET.replace("$1", "?1")
+        );
         Ok(Self {
             conn,
             begin: conn.prepare("BEGIN IMMEDIATE")?,
             commit: conn.prepare("COMMIT")?,
-            select_live: conn.prepare(&SELECT_LIVE)?,
+            select_live: conn.prepare(&select_live)?,
             retire: conn.prepare(
                 "UPDATE refresh_tokens SET state = 'rotated', retired_reason = 'rotated', used_at = ?1, \
                  used_ip = ?2, used_user_agent = ?3 WHERE id = ?4",
             )?,
-            insert: conn.prepare(&INSERT_TOKEN)?,
-            advance: conn.prepare(&ADVANCE_SESSION)?,
+            insert: conn.prepare(&INSERT_REFRESH_TOKEN.replace('$', "?"))?,
+            advance: conn.prepare(&advance)?,
         })
     }
 }
 
 impl Rotator {
     /// Starts the writer thread on the SQLite file; the thread ends when the last handle drops.
+    /// A database the statements do not fit fails the start-up, not the first refresh.
     pub fn spawn(path: &Path, policy: TokenPolicy, clock: Arc<dyn Clock>) -> std::io::Result<Self> {
-        let conn = open(path).map_err(std::io::Error::other)?;
-        // Prepared here first so that a schema the statements do not fit fails the start-up.
-        Statements::prepare(&conn).map_err(std::io::Error::other)?;
+        let path = path.to_path_buf();
         let (tx, mut rx) = mpsc::channel::<Pending>(8192);
+        let (ready_tx, ready) = std::sync::mpsc::sync_channel(1);
         std::thread::Builder::new()
             .name("latchkey-rotator".into())
             .spawn(move || {
-                let mut statements = match Statements::prepare(&conn) {
-                    Ok(statements) => statements,
+                // The statements borrow the connection, so both live on this thread.
+                let conn = match open(&path) {
+                    Ok(conn) => conn,
                     Err(e) => {
-                        // Every refresh then takes the one-at-a-time path.
-                        tracing::error!(error = %e, "the rotator cannot prepare its statements");
+                        let _ = ready_tx.send(Err(e));
                         return;
                     }
                 };
+                let mut statements = match Statements::prepare(&conn) {
+                    Ok(statements) => statements,
+                    Err(e) => {
+                        let _ = ready_tx.send(Err(e));
+                        return;
+                    }
+                };
+                let _ = ready_tx.send(Ok(()));
                 let mut batch = Vec::with_capacity(MAX_BATCH);
                 while let Some(first) = rx.blocking_recv() {
                     batch.push(first);
@@ -183,6 +181,10 @@ impl Rotator {
                     }
                 }
             })?;
+        ready
+            .recv()
+            .map_err(std::io::Error::other)?
+            .map_err(std::io::Error::other)?;
         Ok(Self { tx })
     }
 

@@ -227,7 +227,6 @@ impl Pkce {
     }
 }
 
-/// A browser: keeps cookies, never follows redirects (the test reads each one).
 /// An OAuth error answer (RFC 6749 §5.2): this status, this `error` code. Prints the body.
 #[track_caller]
 pub fn assert_error(status: u16, body: &Value, expected_status: u16, code: &str) {
@@ -238,6 +237,7 @@ pub fn assert_error(status: u16, body: &Value, expected_status: u16, code: &str)
     );
 }
 
+/// A browser: keeps cookies, never follows redirects (the test reads each one).
 pub fn browser() -> reqwest::Client {
     reqwest::Client::builder()
         .cookie_store(true)
