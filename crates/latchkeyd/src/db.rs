@@ -7,7 +7,7 @@ use std::time::Duration;
 
 use sqlx::any::{AnyConnectOptions, AnyPoolOptions};
 use sqlx::migrate::Migrator;
-use sqlx::{AnyPool, Executor};
+use sqlx::{Any, AnyPool, Executor, Transaction};
 
 static SQLITE_MIGRATIONS: Migrator = sqlx::migrate!("./migrations/sqlite");
 static POSTGRES_MIGRATIONS: Migrator = sqlx::migrate!("./migrations/postgres");
@@ -135,6 +135,17 @@ impl Db {
 
     pub fn write(&self) -> &AnyPool {
         &self.write
+    }
+
+    /// A write transaction. On SQLite it takes the write lock at its start (`BEGIN IMMEDIATE`):
+    /// the rotator thread is a second writer on the file, and a deferred transaction that read
+    /// before it wrote would fail with `SQLITE_BUSY` if the rotator committed in between, with
+    /// no busy wait to cover it.
+    pub async fn begin_write(&self) -> Result<Transaction<'static, Any>, sqlx::Error> {
+        match self.backend {
+            Backend::Sqlite => self.write.begin_with("BEGIN IMMEDIATE").await,
+            Backend::Postgres => self.write.begin().await,
+        }
     }
 
     pub async fn close(&self) {

@@ -180,7 +180,7 @@ pub async fn rotate(
         }
     })?;
     let sealed = master.seal(der.expose(), kid.as_bytes());
-    let mut tx = db.write().begin().await?;
+    let mut tx = db.begin_write().await?;
     sqlx::query(
         "UPDATE signing_keys SET retired_at = $1 WHERE retired_at IS NULL OR retired_at > $1",
     )

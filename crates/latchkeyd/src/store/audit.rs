@@ -145,7 +145,7 @@ pub async fn append(conn: &mut AnyConnection, entry: Entry<'_>, now: Millis) -> 
 
 /// Appends one record in a transaction of its own.
 pub async fn append_alone(db: &Db, entry: Entry<'_>, now: Millis) -> Result<i64> {
-    let mut tx = db.write().begin().await?;
+    let mut tx = db.begin_write().await?;
     let seq = append(&mut tx, entry, now).await?;
     tx.commit().await?;
     Ok(seq)

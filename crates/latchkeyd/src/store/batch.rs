@@ -9,7 +9,7 @@
 //! transaction, and commits once. One hand-off per batch, one commit per batch.
 //!
 //! Only the ordinary case is done here: a live token, presented by its own client with an
-//! allowed scope. Everything else (unknown, retired, revoked, expired, wrong client, the second
+//! allowed scope. Retiring it is moving its session's head to its successor. Everything else (unknown, retired, revoked, expired, wrong client, the second
 //! of two concurrent uses) is answered "fall back", and the caller runs the one-at-a-time path
 //! in `grants::rotate`, which decides and records it. That path and every other write go
 //! through sqlx; SQLite serializes the two writers, and the busy timeout covers the rare wait.
@@ -86,7 +86,6 @@ struct Statements<'c> {
     begin: Statement<'c>,
     commit: Statement<'c>,
     select_live: Statement<'c>,
-    retire: Statement<'c>,
     insert: Statement<'c>,
     advance: Statement<'c>,
 }
@@ -100,11 +99,11 @@ impl<'c> Statements<'c> {
             "SELECT t.session_id, t.generation, s.client_id, s.scope, t.issued_at, t.issued_ip, \
              t.issued_user_agent, s.dpop_jkt, s.expires_at, s.user_id, s.auth_time, {} FROM refresh_tokens t \
              JOIN sessions s ON s.id = t.session_id \
-             WHERE t.id = ?1 AND t.secret_hash = ?2 AND t.state = 'active' AND t.expires_at > ?3 \
+             WHERE t.id = ?1 AND t.secret_hash = ?2 AND t.expires_at > ?3 AND s.head_token_id = t.id \
              AND s.revoked_at IS NULL",
             RATE_WINDOW_NEXT_COUNT.replace("$1", "?3")
         );
-        // The session update of `grants::successor`, also moving the family's head to the token
+        // The session update of `grants::advance`, also moving the family's head to the token
         // just inserted, if the session is still at the presented token's generation. No
         // `RETURNING` here or in the insert: SQLite buffers a `RETURNING` statement's rows in an
         // ephemeral table, a temporary B-tree per statement; the row id comes from the insert.
@@ -118,10 +117,6 @@ impl<'c> Statements<'c> {
             begin: conn.prepare("BEGIN IMMEDIATE")?,
             commit: conn.prepare("COMMIT")?,
             select_live: conn.prepare(&select_live)?,
-            retire: conn.prepare(
-                "UPDATE refresh_tokens SET state = 'rotated', retired_reason = 'rotated', used_at = ?1, \
-                 used_ip = ?2, used_user_agent = ?3 WHERE id = ?4",
-            )?,
             insert: conn.prepare(&INSERT_REFRESH_TOKEN.replace('$', "?"))?,
             advance: conn.prepare(&advance)?,
         })
@@ -303,7 +298,6 @@ fn rotate_one(
         return Ok(None);
     };
     let (ip, ua) = (r.origin.ip.as_deref(), r.origin.user_agent.as_deref());
-    s.retire.execute(params![now, ip, ua, r.token.id])?;
     // The live token's generation is the session's, so its successor's is the next one; the
     // session update below confirms it (a mismatch rolls the whole batch back).
     let generation = parent + 1;

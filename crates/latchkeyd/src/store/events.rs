@@ -93,7 +93,7 @@ pub async fn record(conn: &mut AnyConnection, event: NewEvent<'_>, now: Millis) 
 
 /// Records a security event in a transaction of its own.
 pub async fn record_alone(db: &Db, event: NewEvent<'_>, now: Millis) -> Result<()> {
-    let mut tx = db.write().begin().await?;
+    let mut tx = db.begin_write().await?;
     record(&mut tx, event, now).await?;
     tx.commit().await?;
     Ok(())

@@ -1,9 +1,10 @@
 //! Authorization requests, codes, sessions and their refresh-token families.
 //!
 //! A session is one sign-in on one device; its refresh tokens form one family. Rotation and
-//! reuse detection each run in one transaction, so they stay correct across replicas: the
-//! conditional `UPDATE … WHERE state = 'active'` lets exactly one concurrent refresh win, and a
-//! partial unique index keeps a family from ever holding two live tokens.
+//! reuse detection each run in one transaction, so they stay correct across replicas. A token
+//! is live only while it is its session's head (`sessions.head_token_id`), so a family cannot
+//! hold two; the session UPDATE that moves the head is conditional on the head it read, which
+//! lets exactly one of many concurrent refreshes win.
 
 use serde::Serialize;
 use serde_json::json;
@@ -124,7 +125,7 @@ pub async fn issue_code(
     now: Millis,
 ) -> Result<Option<Secret<String>>> {
     let code = new_token(TokenKind::AuthorizationCode);
-    let mut tx = db.write().begin().await?;
+    let mut tx = db.begin_write().await?;
     sqlx::query(
         "INSERT INTO auth_codes (code_hash, client_id, redirect_uri, user_id, scope, nonce, code_challenge, \
          device_name, device_platform, app_version, auth_time, ip, user_agent, created_at, expires_at, dpop_jkt) \
@@ -277,7 +278,7 @@ pub async fn redeem_code(
         bind_refresh,
     } = *exchange;
     let hash = token_hash(code);
-    let mut tx = db.write().begin().await?;
+    let mut tx = db.begin_write().await?;
     let row = sqlx::query(
         "UPDATE auth_codes SET redeemed_at = $1 WHERE code_hash = $2 AND redeemed_at IS NULL AND expires_at > $1 \
          RETURNING client_id, redirect_uri, user_id, scope, nonce, code_challenge, device_name, device_platform, \
@@ -521,8 +522,8 @@ pub(crate) struct Parent {
 /// A family's next refresh token, the one statement both rotation paths issue (the batch
 /// rotator in `batch.rs` runs it through rusqlite with `?n` parameters).
 pub(crate) const INSERT_REFRESH_TOKEN: &str =
-    "INSERT INTO refresh_tokens (secret_hash, session_id, generation, parent_generation, parent_id, state, \
-     issued_at, expires_at, issued_ip, issued_user_agent) VALUES ($1, $2, $3, $4, $5, 'active', $6, $7, $8, $9)";
+    "INSERT INTO refresh_tokens (secret_hash, session_id, generation, parent_generation, parent_id, \
+     issued_at, expires_at, issued_ip, issued_user_agent) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9)";
 
 #[allow(clippy::too_many_arguments)]
 async fn insert_refresh_token(
@@ -610,39 +611,57 @@ async fn rotate_or_refuse(
     presented: &RefreshTokenRef,
     r: &RefreshRequest<'_>,
 ) -> Result<Outcome> {
-    let mut tx = db.write().begin().await?;
-    let retired = sqlx::query(
-        "UPDATE refresh_tokens SET state = 'rotated', retired_reason = 'rotated', used_at = $1, used_ip = $2, \
-         used_user_agent = $3 WHERE id = $4 AND secret_hash = $5 AND state = 'active' AND expires_at > $1 \
-         RETURNING session_id, generation, issued_at, issued_ip, issued_user_agent",
+    let mut tx = db.begin_write().await?;
+    let live = sqlx::query(
+        "SELECT t.session_id, t.generation, t.issued_at, t.issued_ip, t.issued_user_agent \
+         FROM refresh_tokens t JOIN sessions s ON s.id = t.session_id \
+         WHERE t.id = $1 AND t.secret_hash = $2 AND t.expires_at > $3 AND s.head_token_id = t.id",
     )
-    .bind(r.now)
-    .bind(r.origin.ip.as_deref())
-    .bind(r.origin.user_agent.as_deref())
     .bind(presented.id)
     .bind(&presented.secret_hash)
+    .bind(r.now)
     .fetch_optional(&mut *tx)
     .await?;
-    let Some(retired) = retired else {
+    let Some(live) = live else {
         return refuse_or_grace(tx, policy, presented, r).await;
     };
-    let session_id: String = retired.try_get("session_id")?;
+    let session_id: String = live.try_get("session_id")?;
     let parent = Parent {
-        generation: retired.try_get("generation")?,
+        generation: live.try_get("generation")?,
         id: presented.id,
     };
     let prior = PriorUse {
-        at: retired.try_get("issued_at")?,
-        ip: retired.try_get("issued_ip")?,
-        user_agent: retired.try_get("issued_user_agent")?,
+        at: live.try_get("issued_at")?,
+        ip: live.try_get("issued_ip")?,
+        user_agent: live.try_get("issued_user_agent")?,
     };
-    successor(tx, policy, &session_id, parent, Some(prior), r).await
+    match advance(
+        &mut tx,
+        policy,
+        &session_id,
+        presented.id,
+        parent,
+        Some(prior),
+        r,
+    )
+    .await?
+    {
+        Advanced::Granted(grant) => {
+            tx.commit().await?;
+            Ok(Ok(grant))
+        }
+        // Dropping `tx` rolls the session update back.
+        Advanced::Refused(refusal) => Ok(Err(refusal)),
+        // Another replica rotated it first, or the family was revoked, since the read above
+        // (PostgreSQL; on SQLite the transaction holds the write lock throughout).
+        Advanced::NotLive => refuse_or_grace(tx, policy, presented, r).await,
+    }
 }
 
 /// A bound family's token came with another key or none: refuse (done), record, and by policy
 /// revoke the family — holding someone's bound token without their key is proof of theft.
 async fn key_mismatch(db: &Db, presented: &RefreshTokenRef, r: &RefreshRequest<'_>) -> Result<()> {
-    let mut tx = db.write().begin().await?;
+    let mut tx = db.begin_write().await?;
     let row = sqlx::query(
         "SELECT t.session_id, t.generation, s.user_id, s.dpop_jkt FROM refresh_tokens t \
          JOIN sessions s ON s.id = t.session_id WHERE t.id = $1 AND t.secret_hash = $2",
@@ -697,19 +716,31 @@ pub(crate) const RATE_WINDOW_SET: &str = concat!(
     ", rate_window_start = CASE WHEN rate_window_start > $1 - 60000 THEN rate_window_start ELSE $1 END"
 );
 
-/// Advances the session and issues the next token of the family, then commits.
-async fn successor(
-    mut tx: Transaction<'static, Any>,
+/// What [`advance`] did.
+#[allow(clippy::large_enum_variant)] // handed straight back once per refresh, never stored
+enum Advanced {
+    Granted(Grant),
+    /// The session moved (uncommitted); the caller drops the transaction.
+    Refused(Refusal),
+    /// The session's head is no longer `expected_head`, or the session is revoked or expired.
+    NotLive,
+}
+
+/// Moves the session's head from `expected_head` to a new token of the family, inside `tx`.
+async fn advance(
+    tx: &mut Transaction<'static, Any>,
     policy: &TokenPolicy,
     session_id: &str,
+    expected_head: i64,
     parent: Parent,
     prior: Option<PriorUse>,
     r: &RefreshRequest<'_>,
-) -> Result<Outcome> {
+) -> Result<Advanced> {
     // An unbound family of a public client that now proves a key is bound to it from here on.
     let session = sqlx::query(&format!(
         "UPDATE sessions SET last_used_at = $1, last_ip = $2, last_user_agent = $3, generation = generation + 1, \
-         {RATE_WINDOW_SET}, dpop_jkt = COALESCE(dpop_jkt, $5) WHERE id = $4 AND revoked_at IS NULL AND expires_at > $1 \
+         {RATE_WINDOW_SET}, dpop_jkt = COALESCE(dpop_jkt, $5) \
+         WHERE id = $4 AND head_token_id = $6 AND revoked_at IS NULL AND expires_at > $1 \
          RETURNING user_id, client_id, scope, auth_time, expires_at, generation, rate_window_count, dpop_jkt"
     ))
     .bind(r.now)
@@ -717,26 +748,27 @@ async fn successor(
     .bind(r.origin.user_agent.as_deref())
     .bind(session_id)
     .bind(r.key.jkt.filter(|_| r.key.bind))
-    .fetch_optional(&mut *tx)
+    .bind(expected_head)
+    .fetch_optional(&mut **tx)
     .await?;
     let Some(session) = session else {
-        return Ok(Err(Refusal::Revoked));
+        return Ok(Advanced::NotLive);
     };
     if session.try_get::<String, _>("client_id")? != r.client_id {
-        return Ok(Err(Refusal::WrongClient)); // dropping `tx` rolls the rotation back
+        return Ok(Advanced::Refused(Refusal::WrongClient));
     }
     let bound: Option<String> = session.try_get("dpop_jkt")?;
     if bound.as_deref().is_some_and(|b| Some(b) != r.key.jkt) {
-        return Ok(Err(Refusal::KeyMismatch)); // rolled back likewise
+        return Ok(Advanced::Refused(Refusal::KeyMismatch));
     }
     let granted: String = session.try_get("scope")?;
     let Some(scope) = refreshed_scope(r.requested_scope, granted) else {
-        return Ok(Err(Refusal::ScopeNotGranted));
+        return Ok(Advanced::Refused(Refusal::ScopeNotGranted));
     };
     let generation: i64 = session.try_get("generation")?;
     let session_expires: i64 = session.try_get("expires_at")?;
     let (refresh_token, refresh_expires_at) = insert_refresh_token(
-        &mut tx,
+        tx,
         policy,
         session_id,
         generation,
@@ -746,8 +778,7 @@ async fn successor(
         r.now,
     )
     .await?;
-    tx.commit().await?;
-    Ok(Ok(Grant {
+    Ok(Advanced::Granted(Grant {
         session_id: session_id.to_string(),
         user_id: session.try_get("user_id")?,
         client_id: r.client_id.to_string(),
@@ -776,9 +807,10 @@ async fn refuse_or_grace(
     r: &RefreshRequest<'_>,
 ) -> Result<Outcome> {
     let row = sqlx::query(
-        "SELECT t.session_id, t.generation, t.state, t.used_at, t.used_ip, t.used_user_agent, t.grace_replays, \
-         s.user_id, s.generation AS current_generation, s.revoked_at, s.revoke_reason \
-         FROM refresh_tokens t JOIN sessions s ON s.id = t.session_id WHERE t.id = $1 AND t.secret_hash = $2",
+        "SELECT t.session_id, t.generation, s.user_id, s.generation AS current_generation, s.revoked_at, \
+         s.revoke_reason, s.head_token_id, h.parent_id AS head_parent_id, h.issued_at AS head_issued_at \
+         FROM refresh_tokens t JOIN sessions s ON s.id = t.session_id \
+         LEFT JOIN refresh_tokens h ON h.id = s.head_token_id WHERE t.id = $1 AND t.secret_hash = $2",
     )
     .bind(presented.id)
     .bind(&presented.secret_hash)
@@ -787,44 +819,48 @@ async fn refuse_or_grace(
     let Some(row) = row else {
         return Ok(Err(Refusal::Unknown));
     };
-    let state: String = row.try_get("state")?;
     let session_id: String = row.try_get("session_id")?;
     let user_id: String = row.try_get("user_id")?;
     let generation: i64 = row.try_get("generation")?;
-    let used_at: Option<i64> = row.try_get("used_at")?;
-    let family_revoked = row.try_get::<Option<i64>, _>("revoked_at")?.is_some();
-    match state.as_str() {
-        _ if state == "revoked" || family_revoked => {
-            // Someone still holds a token of a dead family: worth recording, nothing to revoke.
-            events::record(
-                &mut tx,
-                NewEvent {
-                    kind: "revoked_token_used",
-                    severity: Severity::Medium,
-                    user_id: Some(&user_id),
-                    session_id: Some(&session_id),
-                    origin: r.origin,
-                    details: json!({
-                        "presented_generation": generation,
-                        "revoke_reason": row.try_get::<Option<String>, _>("revoke_reason")?,
-                    }),
-                    audit: Audit::As(Actor::System),
-                },
-                r.now,
-            )
-            .await?;
-            tx.commit().await?;
-            return Ok(Err(Refusal::Revoked));
-        }
-        "active" => return Ok(Err(Refusal::Expired)),
-        _ => {}
+    let current_generation: i64 = row.try_get("current_generation")?;
+    let head: Option<i64> = row.try_get("head_token_id")?;
+    if row.try_get::<Option<i64>, _>("revoked_at")?.is_some() {
+        // Someone still holds a token of a dead family: worth recording, nothing to revoke.
+        events::record(
+            &mut tx,
+            NewEvent {
+                kind: "revoked_token_used",
+                severity: Severity::Medium,
+                user_id: Some(&user_id),
+                session_id: Some(&session_id),
+                origin: r.origin,
+                details: json!({
+                    "presented_generation": generation,
+                    "revoke_reason": row.try_get::<Option<String>, _>("revoke_reason")?,
+                }),
+                audit: Audit::As(Actor::System),
+            },
+            r.now,
+        )
+        .await?;
+        tx.commit().await?;
+        return Ok(Err(Refusal::Revoked));
+    }
+    if head == Some(presented.id) {
+        // The family's live token, past its own or its family's lifetime.
+        return Ok(Err(Refusal::Expired));
     }
 
     // A retired token. Within the grace window, the immediately previous token may be replayed
-    // by a client that lost the response: its unused successor is retired and replaced, so the
-    // family still has exactly one live token.
-    if policy.reuse_grace_secs > 0 {
-        if let Some(used_at) = used_at.filter(|u| r.now - u <= secs(policy.reuse_grace_secs)) {
+    // by a client that lost the response: the head it never received (its successor) is
+    // replaced by a new one, so the family still has exactly one live token.
+    let head_parent: Option<i64> = row.try_get("head_parent_id")?;
+    let head_issued: Option<i64> = row.try_get("head_issued_at")?;
+    if let (Some(head), Some(first_used_at)) = (head, head_issued) {
+        let in_window = head_parent == Some(presented.id)
+            && policy.reuse_grace_secs > 0
+            && r.now - first_used_at <= secs(policy.reuse_grace_secs);
+        if in_window {
             // Counting the replay first locks the presented token's row, so concurrent replays
             // of one token take turns (on PostgreSQL too) and the bound holds.
             let counted = sqlx::query(
@@ -834,51 +870,50 @@ async fn refuse_or_grace(
             .bind(i64::from(policy.reuse_grace_max_replays))
             .execute(&mut *tx)
             .await?;
-            let superseded = if counted.rows_affected() == 1 {
-                sqlx::query(
-                    "UPDATE refresh_tokens SET state = 'rotated', retired_reason = 'superseded' \
-                     WHERE session_id = $1 AND parent_generation = $2 AND state = 'active' AND used_at IS NULL",
-                )
-                .bind(&session_id)
-                .bind(generation)
-                .execute(&mut *tx)
-                .await?
-                .rows_affected()
-            } else {
-                0
-            };
-            if superseded == 1 {
-                events::record(
-                    &mut tx,
-                    NewEvent {
-                        kind: "grace_replay",
-                        severity: Severity::Info,
-                        user_id: Some(&user_id),
-                        session_id: Some(&session_id),
-                        origin: r.origin,
-                        details: json!({ "replayed_generation": generation, "first_used_at": used_at }),
-                        audit: Audit::As(Actor::System),
-                    },
-                    r.now,
-                )
-                .await?;
-                return successor(
-                    tx,
-                    policy,
-                    &session_id,
-                    Parent {
-                        generation,
-                        id: presented.id,
-                    },
-                    None,
-                    r,
-                )
-                .await;
+            if counted.rows_affected() == 1 {
+                let parent = Parent {
+                    generation,
+                    id: presented.id,
+                };
+                match advance(&mut tx, policy, &session_id, head, parent, None, r).await? {
+                    Advanced::Granted(grant) => {
+                        events::record(
+                            &mut tx,
+                            NewEvent {
+                                kind: "grace_replay",
+                                severity: Severity::Info,
+                                user_id: Some(&user_id),
+                                session_id: Some(&session_id),
+                                origin: r.origin,
+                                details: json!({ "replayed_generation": generation, "first_used_at": first_used_at }),
+                                audit: Audit::As(Actor::System),
+                            },
+                            r.now,
+                        )
+                        .await?;
+                        tx.commit().await?;
+                        return Ok(Ok(grant));
+                    }
+                    Advanced::Refused(refusal) => return Ok(Err(refusal)),
+                    // Its successor was used meanwhile: this is a replay like any other.
+                    Advanced::NotLive => {}
+                }
             }
         }
     }
 
-    // RFC 9700 §4.14.2: a replayed refresh token revokes the whole family.
+    // RFC 9700 §4.14.2: a replayed refresh token revokes the whole family. The evidence is when
+    // and from where it was used first: its successor's issue. Generations fall by at least one
+    // per step back from the head, so this many steps reach it.
+    let steps = (current_generation - generation + 1).max(1);
+    let used = sqlx::query(&chain_walk("WHERE t.id = $3"))
+        .bind(&session_id)
+        .bind(steps)
+        .bind(presented.id)
+        .fetch_optional(&mut *tx)
+        .await?;
+    let used = chain_links(used.as_slice())?.pop();
+    let used = used.as_ref();
     revoke_session_in(&mut tx, &session_id, "system", "reuse_detected", r.now).await?;
     events::record(
         &mut tx,
@@ -890,10 +925,10 @@ async fn refuse_or_grace(
             origin: r.origin,
             details: json!({
                 "replayed_generation": generation,
-                "current_generation": row.try_get::<i64, _>("current_generation")?,
-                "retired_at": used_at,
-                "retired_by_ip": row.try_get::<Option<String>, _>("used_ip")?,
-                "retired_by_user_agent": row.try_get::<Option<String>, _>("used_user_agent")?,
+                "current_generation": current_generation,
+                "retired_at": used.and_then(|u| u.used_at),
+                "retired_by_ip": used.and_then(|u| u.used_ip.as_deref()),
+                "retired_by_user_agent": used.and_then(|u| u.used_user_agent.as_deref()),
                 "presented_by_client": r.client_id,
             }),
             audit: Audit::As(Actor::System),
@@ -905,8 +940,7 @@ async fn refuse_or_grace(
     Ok(Err(Refusal::ReuseDetected))
 }
 
-/// Revokes a session and its live refresh token inside `tx`. Tokens are locked before the
-/// session row, in the same order rotation takes them, so the two never deadlock.
+/// Revokes a session inside `tx`, and so its family: a token is live only while its session is.
 pub(crate) async fn revoke_session_in(
     tx: &mut Transaction<'static, Any>,
     session_id: &str,
@@ -914,13 +948,6 @@ pub(crate) async fn revoke_session_in(
     reason: &str,
     now: Millis,
 ) -> Result<bool> {
-    sqlx::query(
-        "UPDATE refresh_tokens SET state = 'revoked', retired_reason = $1 WHERE session_id = $2 AND state = 'active'",
-    )
-    .bind(reason)
-    .bind(session_id)
-    .execute(&mut **tx)
-    .await?;
     let done = sqlx::query(
         "UPDATE sessions SET revoked_at = $1, revoked_by = $2, revoke_reason = $3 WHERE id = $4 AND revoked_at IS NULL",
     )
@@ -942,7 +969,7 @@ pub async fn revoke_session(
     origin: &Origin,
     now: Millis,
 ) -> Result<bool> {
-    let mut tx = db.write().begin().await?;
+    let mut tx = db.begin_write().await?;
     let revoked = revoke_and_record(
         &mut tx,
         session_id,
@@ -1015,8 +1042,8 @@ pub async fn refresh_token_info(
         return Ok(None);
     };
     let row = sqlx::query(
-        "SELECT t.session_id, t.state, t.issued_at, t.expires_at, s.user_id, s.client_id, s.scope, s.revoked_at, s.dpop_jkt \
-         FROM refresh_tokens t JOIN sessions s ON s.id = t.session_id WHERE t.id = $1 AND t.secret_hash = $2",
+        "SELECT t.session_id, t.issued_at, t.expires_at, s.user_id, s.client_id, s.scope, s.revoked_at, s.dpop_jkt, \
+         s.head_token_id FROM refresh_tokens t JOIN sessions s ON s.id = t.session_id WHERE t.id = $1 AND t.secret_hash = $2",
     )
     .bind(presented.id)
     .bind(&presented.secret_hash)
@@ -1024,7 +1051,7 @@ pub async fn refresh_token_info(
     .await?;
     let Some(row) = row else { return Ok(None) };
     let expires_at: i64 = row.try_get("expires_at")?;
-    let active = row.try_get::<String, _>("state")? == "active"
+    let active = row.try_get::<Option<i64>, _>("head_token_id")? == Some(presented.id)
         && expires_at > now
         && row.try_get::<Option<i64>, _>("revoked_at")?.is_none();
     Ok(Some(RefreshTokenInfo {
@@ -1087,24 +1114,26 @@ pub struct ChainLink {
     pub grace_replays: i64,
 }
 
-const CHAIN_COLUMNS: &str =
-    "generation, parent_generation, state, retired_reason, issued_at, expires_at, \
-     issued_ip, issued_user_agent, used_at, used_ip, used_user_agent, grace_replays";
+/// A link's state and use are not stored: a token is `active` while it is the head of a live
+/// session, `revoked` as the head of a revoked one, and otherwise `rotated`, used when and where
+/// its successor (the link walked just before it) was issued.
+const CHAIN_COLUMNS: &str = "t.generation, t.parent_generation, \
+     CASE WHEN w.child_id IS NOT NULL THEN 'rotated' WHEN s.revoked_at IS NOT NULL THEN 'revoked' ELSE 'active' END AS state, \
+     CASE WHEN w.child_id IS NOT NULL THEN 'rotated' ELSE s.revoke_reason END AS retired_reason, \
+     t.issued_at, t.expires_at, t.issued_ip, t.issued_user_agent, c.issued_at AS used_at, c.issued_ip AS used_ip, \
+     c.issued_user_agent AS used_user_agent, t.grace_replays";
 
-/// The family's tokens walked from its newest (the session's head) back along `parent_id`,
-/// newest first, at most `steps` of them.
+/// The family's tokens walked from its newest (the session's head) back along `parent_id`, at
+/// most `$2` of them, each with the one walked before it (its successor).
 fn chain_walk(filter: &str) -> String {
-    let columns = CHAIN_COLUMNS
-        .split(", ")
-        .map(|c| format!("t.{}", c.trim()))
-        .collect::<Vec<_>>()
-        .join(", ");
     format!(
-        "WITH RECURSIVE walk (id, parent_id, step) AS ( \
-           SELECT t.id, t.parent_id, 1 FROM refresh_tokens t JOIN sessions s ON t.id = s.head_token_id WHERE s.id = $1 \
+        "WITH RECURSIVE walk (id, parent_id, child_id, step) AS ( \
+           SELECT t.id, t.parent_id, CAST(NULL AS BIGINT), 1 FROM refresh_tokens t \
+           JOIN sessions s ON t.id = s.head_token_id WHERE s.id = $1 \
            UNION ALL \
-           SELECT t.id, t.parent_id, w.step + 1 FROM refresh_tokens t JOIN walk w ON t.id = w.parent_id WHERE w.step < $2 \
-         ) SELECT {columns} FROM walk w JOIN refresh_tokens t ON t.id = w.id {filter}"
+           SELECT t.id, t.parent_id, w.id, w.step + 1 FROM refresh_tokens t JOIN walk w ON t.id = w.parent_id WHERE w.step < $2 \
+         ) SELECT {CHAIN_COLUMNS} FROM walk w JOIN refresh_tokens t ON t.id = w.id JOIN sessions s ON s.id = t.session_id \
+         LEFT JOIN refresh_tokens c ON c.id = w.child_id {filter}"
     )
 }
 
@@ -1166,7 +1195,7 @@ fn chain_links(rows: &[AnyRow]) -> Result<Vec<ChainLink>> {
 /// Deletes what has no use any more: expired forms and codes, old throttle entries.
 pub async fn prune(db: &Db, now: Millis, failure_window: Millis) -> Result<()> {
     let day = secs(24 * 3600);
-    let mut tx = db.write().begin().await?;
+    let mut tx = db.begin_write().await?;
     sqlx::query("DELETE FROM auth_requests WHERE expires_at < $1")
         .bind(now)
         .execute(&mut *tx)

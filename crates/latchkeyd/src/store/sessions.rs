@@ -262,7 +262,7 @@ pub async fn revoke_others(
     origin: &Origin,
     now: Millis,
 ) -> Result<Vec<String>> {
-    let mut tx = db.write().begin().await?;
+    let mut tx = db.begin_write().await?;
     let actor = Actor::User(user_id);
     let revoked = revoke_all_in(
         &mut tx,
@@ -287,7 +287,7 @@ pub async fn acknowledge(
     origin: &Origin,
     now: Millis,
 ) -> Result<u64> {
-    let mut tx = db.write().begin().await?;
+    let mut tx = db.begin_write().await?;
     let cleared = events::acknowledge(&mut tx, session_id, &format!("user:{user_id}"), now).await?;
     events::record(
         &mut tx,
@@ -317,7 +317,7 @@ pub async fn staff_revoke(
     origin: &Origin,
     now: Millis,
 ) -> Result<Option<bool>> {
-    let mut tx = db.write().begin().await?;
+    let mut tx = db.begin_write().await?;
     let owner = sqlx::query("SELECT user_id FROM sessions WHERE id = $1")
         .bind(session_id)
         .fetch_optional(&mut *tx)
@@ -362,7 +362,7 @@ pub async fn staff_revoke_all(
     origin: &Origin,
     now: Millis,
 ) -> Result<Vec<String>> {
-    let mut tx = db.write().begin().await?;
+    let mut tx = db.begin_write().await?;
     let actor = Actor::Support(staff_id);
     let revoked = revoke_all_in(
         &mut tx,
@@ -403,7 +403,7 @@ pub async fn record_signals(
     origin: &Origin,
     now: Millis,
 ) -> Result<bool> {
-    let mut tx = db.write().begin().await?;
+    let mut tx = db.begin_write().await?;
     for signal in found {
         events::record(
             &mut tx,

@@ -55,7 +55,7 @@ pub async fn attempt(
             policy.max_failures_per_address,
         ));
     }
-    let mut tx = db.write().begin().await?;
+    let mut tx = db.begin_write().await?;
     for (_, key, _) in &subjects {
         sqlx::query("INSERT INTO signin_failures (subject, at, attempt_id) VALUES ($1, $2, $3)")
             .bind(key)
@@ -98,7 +98,7 @@ async fn withdraw(db: &Db, attempt: &Attempt) -> Result<()> {
 /// The password was right: the attempt does not count, and the account's earlier failures are
 /// forgiven (the address's are not).
 pub async fn succeeded(db: &Db, attempt: Attempt) -> Result<()> {
-    let mut tx = db.write().begin().await?;
+    let mut tx = db.begin_write().await?;
     sqlx::query("DELETE FROM signin_failures WHERE attempt_id = $1 OR subject = $2")
         .bind(&attempt.id)
         .bind(account_key(&attempt.email))
