@@ -5,6 +5,8 @@ use std::collections::HashMap;
 use std::sync::{Arc, RwLock};
 
 use aws_lc_rs::signature;
+use base64::engine::general_purpose::URL_SAFE_NO_PAD;
+use base64::Engine as _;
 use ed25519_dalek::pkcs8::EncodePrivateKey as _;
 use jsonwebtoken::jwk::{Jwk, JwkSet, KeyAlgorithm, PublicKeyUse};
 use jsonwebtoken::{Algorithm, DecodingKey, EncodingKey};
@@ -16,6 +18,7 @@ use crate::config::SigningAlg;
 use crate::crypto::MasterKey;
 use crate::db::Db;
 use crate::secret::{random_bytes, Secret};
+use crate::tokens::ACCESS_TOKEN_TYP;
 
 #[derive(Debug, thiserror::Error)]
 pub enum KeyError {
@@ -35,6 +38,10 @@ pub struct ActiveKey {
     pub kid: String,
     pub alg: Algorithm,
     signer: Signer,
+    /// The encoded JWS headers of the two token types it signs, made once: they depend on
+    /// the key alone.
+    access_header: String,
+    id_header: String,
 }
 
 enum Signer {
@@ -58,7 +65,35 @@ impl ActiveKey {
             ),
             _ => Signer::Ed25519(signature::Ed25519KeyPair::from_pkcs8(der).map_err(malformed)?),
         };
-        Ok(Self { kid, alg, signer })
+        let encoded = |typ: &str| {
+            let mut header = jsonwebtoken::Header::new(alg);
+            header.kid = Some(kid.clone());
+            header.typ = Some(typ.into());
+            serde_json::to_vec(&header).map(|json| URL_SAFE_NO_PAD.encode(json))
+        };
+        let malformed_header = |e: serde_json::Error| KeyError::Malformed {
+            kid: kid.clone(),
+            message: format!("header: {e}"),
+        };
+        let access_header = encoded(ACCESS_TOKEN_TYP).map_err(malformed_header)?;
+        let id_header = encoded("JWT").map_err(malformed_header)?;
+        Ok(Self {
+            kid,
+            alg,
+            signer,
+            access_header,
+            id_header,
+        })
+    }
+
+    /// The base64url JWS header of an access token (`typ` `at+jwt`, RFC 9068) signed by this key.
+    pub fn access_header(&self) -> &str {
+        &self.access_header
+    }
+
+    /// The base64url JWS header of an ID token signed by this key.
+    pub fn id_header(&self) -> &str {
+        &self.id_header
     }
 
     /// The JWS signature of `message` (RFC 7515), raw: 64 bytes for EdDSA and for ES256 (r || s).

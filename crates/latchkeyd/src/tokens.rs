@@ -4,7 +4,7 @@ use std::collections::HashSet;
 
 use base64::engine::general_purpose::URL_SAFE_NO_PAD;
 use base64::Engine;
-use jsonwebtoken::{Header, Validation};
+use jsonwebtoken::Validation;
 use serde::{Deserialize, Serialize};
 
 use crate::clock::Millis;
@@ -110,32 +110,26 @@ pub fn mint_access_token(
             jkt: jkt.to_string(),
         }),
     };
-    let mut header = Header::new(key.alg);
-    header.kid = Some(key.kid.clone());
-    header.typ = Some(ACCESS_TOKEN_TYP.into());
-    compact(&key, &header, &claims)
+    compact(&key, key.access_header(), &claims)
 }
 
 /// JWS compact serialization (RFC 7515 §7.1): header.claims.signature, each base64url.
-fn compact(
-    key: &ActiveKey,
-    header: &Header,
-    claims: &impl Serialize,
-) -> Result<String, TokenError> {
-    let mut token = URL_SAFE_NO_PAD.encode(serde_json::to_vec(header)?);
+fn compact(key: &ActiveKey, header: &str, claims: &impl Serialize) -> Result<String, TokenError> {
+    let claims = serde_json::to_vec(claims)?;
+    // Room for everything: base64 is 4/3 of its input, and a signature is at most 64 bytes.
+    let mut token = String::with_capacity(header.len() + claims.len() * 4 / 3 + 96);
+    token.push_str(header);
     token.push('.');
-    token.push_str(&URL_SAFE_NO_PAD.encode(serde_json::to_vec(claims)?));
+    URL_SAFE_NO_PAD.encode_string(claims, &mut token);
     let signature = key.sign(token.as_bytes())?;
     token.push('.');
-    token.push_str(&URL_SAFE_NO_PAD.encode(signature));
+    URL_SAFE_NO_PAD.encode_string(signature, &mut token);
     Ok(token)
 }
 
 pub fn mint_id_token(keys: &KeyRing, claims: &IdClaims<'_>) -> Result<String, TokenError> {
     let key = keys.active();
-    let mut header = Header::new(key.alg);
-    header.kid = Some(key.kid.clone());
-    compact(&key, &header, claims)
+    compact(&key, key.id_header(), claims)
 }
 
 /// Checks type, signature and issuer. Expiry is the caller's to judge against its clock, so
