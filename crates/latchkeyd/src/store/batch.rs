@@ -8,10 +8,11 @@
 //! rotates them one by one with statements prepared once inside one `BEGIN IMMEDIATE`
 //! transaction, and commits once. One hand-off per batch, one commit per batch.
 //!
-//! Only the ordinary case is done here: a live token, presented by its own client with an
-//! allowed scope. Retiring it is moving its session's head to its successor. Everything else (unknown, retired, revoked, expired, wrong client, the second
-//! of two concurrent uses) is answered "fall back", and the caller runs the one-at-a-time path
-//! in `grants::rotate`, which decides and records it. That path and every other write go
+//! Only the ordinary case is done here: a live token (its session's head), presented by its own
+//! client with an allowed scope; retiring it is moving the head to its successor. Everything
+//! else (unknown, retired, revoked, expired, wrong client, the second of two concurrent uses)
+//! is answered "fall back", and the caller runs the one-at-a-time path in `grants::rotate`,
+//! which decides and records it. That path and every other write go
 //! through sqlx; SQLite serializes the two writers, and the busy timeout covers the rare wait.
 
 use std::path::Path;
@@ -103,13 +104,14 @@ impl<'c> Statements<'c> {
              AND s.revoked_at IS NULL",
             RATE_WINDOW_NEXT_COUNT.replace("$1", "?3")
         );
-        // The session update of `grants::advance`, also moving the family's head to the token
-        // just inserted, if the session is still at the presented token's generation. No
+        // The session update of `grants::advance`, moving the family's head from the presented
+        // token to the one just inserted, if the session is still at that head and its
+        // generation (the select read both in this transaction; anything else rolls back). No
         // `RETURNING` here or in the insert: SQLite buffers a `RETURNING` statement's rows in an
         // ephemeral table, a temporary B-tree per statement; the row id comes from the insert.
         let advance = format!(
             "UPDATE sessions SET last_used_at = ?1, last_ip = ?2, last_user_agent = ?3, generation = generation + 1, \
-             head_token_id = ?5, {} WHERE id = ?4 AND generation = ?6",
+             head_token_id = ?5, {} WHERE id = ?4 AND generation = ?6 AND head_token_id = ?7",
             RATE_WINDOW_SET.replace("$1", "?1")
         );
         Ok(Self {
@@ -315,7 +317,7 @@ fn rotate_one(
     ])?;
     let advanced = s
         .advance
-        .execute(params![now, ip, ua, session_id, id, parent])?;
+        .execute(params![now, ip, ua, session_id, id, parent, r.token.id])?;
     if advanced != 1 {
         return Err(rusqlite::Error::StatementChangedRows(advanced));
     }

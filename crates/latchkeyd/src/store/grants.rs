@@ -806,19 +806,32 @@ async fn refuse_or_grace(
     presented: &RefreshTokenRef,
     r: &RefreshRequest<'_>,
 ) -> Result<Outcome> {
-    let row = sqlx::query(
-        "SELECT t.session_id, t.generation, s.user_id, s.generation AS current_generation, s.revoked_at, \
-         s.revoke_reason, s.head_token_id, h.parent_id AS head_parent_id, h.issued_at AS head_issued_at \
-         FROM refresh_tokens t JOIN sessions s ON s.id = t.session_id \
-         LEFT JOIN refresh_tokens h ON h.id = s.head_token_id WHERE t.id = $1 AND t.secret_hash = $2",
+    // The session's row is locked first, and the head read under that lock. Every path takes
+    // rows in the same order (session, then token, then the audit head): a refresh that lost
+    // the race in `advance` arrives here holding the session's row already (PostgreSQL keeps a
+    // row lock taken by an UPDATE whose recheck failed), and two replays of one token must not
+    // each read a head the other is about to move.
+    let locked = sqlx::query(
+        "UPDATE sessions SET head_token_id = head_token_id \
+         WHERE id = (SELECT t.session_id FROM refresh_tokens t WHERE t.id = $1 AND t.secret_hash = $2)",
     )
     .bind(presented.id)
     .bind(&presented.secret_hash)
-    .fetch_optional(&mut *tx)
+    .execute(&mut *tx)
     .await?;
-    let Some(row) = row else {
+    if locked.rows_affected() == 0 {
         return Ok(Err(Refusal::Unknown));
-    };
+    }
+    let row = sqlx::query(
+        "SELECT t.session_id, t.generation, t.first_used_at, s.user_id, s.generation AS current_generation, \
+         s.revoked_at, s.revoke_reason, s.expires_at AS session_expires_at, s.head_token_id, \
+         h.parent_id AS head_parent_id, h.issued_at AS head_issued_at \
+         FROM refresh_tokens t JOIN sessions s ON s.id = t.session_id \
+         LEFT JOIN refresh_tokens h ON h.id = s.head_token_id WHERE t.id = $1",
+    )
+    .bind(presented.id)
+    .fetch_one(&mut *tx)
+    .await?;
     let session_id: String = row.try_get("session_id")?;
     let user_id: String = row.try_get("user_id")?;
     let generation: i64 = row.try_get("generation")?;
@@ -853,21 +866,30 @@ async fn refuse_or_grace(
 
     // A retired token. Within the grace window, the immediately previous token may be replayed
     // by a client that lost the response: the head it never received (its successor) is
-    // replaced by a new one, so the family still has exactly one live token.
+    // replaced by a new one, so the family still has exactly one live token. The window runs
+    // from the token's first use: its first successor's issue, kept on the token from its first
+    // replay on, since the replacement successor shows the replay instead.
     let head_parent: Option<i64> = row.try_get("head_parent_id")?;
     let head_issued: Option<i64> = row.try_get("head_issued_at")?;
-    if let (Some(head), Some(first_used_at)) = (head, head_issued) {
+    if let (Some(head), Some(head_issued)) = (head, head_issued) {
+        let first_used_at = row
+            .try_get::<Option<i64>, _>("first_used_at")?
+            .unwrap_or(head_issued);
         let in_window = head_parent == Some(presented.id)
             && policy.reuse_grace_secs > 0
             && r.now - first_used_at <= secs(policy.reuse_grace_secs);
+        if in_window && row.try_get::<i64, _>("session_expires_at")? <= r.now {
+            // A lost response at the very end of the family's life: nothing to forgive.
+            return Ok(Err(Refusal::Expired));
+        }
         if in_window {
-            // Counting the replay first locks the presented token's row, so concurrent replays
-            // of one token take turns (on PostgreSQL too) and the bound holds.
             let counted = sqlx::query(
-                "UPDATE refresh_tokens SET grace_replays = grace_replays + 1 WHERE id = $1 AND grace_replays < $2",
+                "UPDATE refresh_tokens SET grace_replays = grace_replays + 1, \
+                 first_used_at = COALESCE(first_used_at, $3) WHERE id = $1 AND grace_replays < $2",
             )
             .bind(presented.id)
             .bind(i64::from(policy.reuse_grace_max_replays))
+            .bind(first_used_at)
             .execute(&mut *tx)
             .await?;
             if counted.rows_affected() == 1 {
@@ -895,7 +917,8 @@ async fn refuse_or_grace(
                         return Ok(Ok(grant));
                     }
                     Advanced::Refused(refusal) => return Ok(Err(refusal)),
-                    // Its successor was used meanwhile: this is a replay like any other.
+                    // Not under the session's lock with the head, revocation and expiry checked
+                    // above; if it were, the replay is refused like any other.
                     Advanced::NotLive => {}
                 }
             }
@@ -1116,11 +1139,14 @@ pub struct ChainLink {
 
 /// A link's state and use are not stored: a token is `active` while it is the head of a live
 /// session, `revoked` as the head of a revoked one, and otherwise `rotated`, used when and where
-/// its successor (the link walked just before it) was issued.
+/// its successor (the link walked just before it) was issued. A token replayed within the grace
+/// window has two successors; its use is the first one's time (`first_used_at`), and the
+/// address and user agent of the replay.
 const CHAIN_COLUMNS: &str = "t.generation, t.parent_generation, \
      CASE WHEN w.child_id IS NOT NULL THEN 'rotated' WHEN s.revoked_at IS NOT NULL THEN 'revoked' ELSE 'active' END AS state, \
      CASE WHEN w.child_id IS NOT NULL THEN 'rotated' ELSE s.revoke_reason END AS retired_reason, \
-     t.issued_at, t.expires_at, t.issued_ip, t.issued_user_agent, c.issued_at AS used_at, c.issued_ip AS used_ip, \
+     t.issued_at, t.expires_at, t.issued_ip, t.issued_user_agent, COALESCE(t.first_used_at, c.issued_at) AS used_at, \
+     c.issued_ip AS used_ip, \
      c.issued_user_agent AS used_user_agent, t.grace_replays";
 
 /// The family's tokens walked from its newest (the session's head) back along `parent_id`, at
@@ -1158,7 +1184,10 @@ pub async fn chain_page(
 ) -> Result<Vec<ChainLink>> {
     // Generations fall by at least one per step, so this many steps reach below `before` and
     // then fill the page.
-    let steps = before.map_or(0, |b| (head - b + 1).max(0)) + limit;
+    // `before` comes from the caller: no arithmetic on it may overflow.
+    let steps = before
+        .map_or(0, |b| head.saturating_sub(b).saturating_add(1).max(0))
+        .saturating_add(limit);
     let rows = sqlx::query(&chain_walk(
         "WHERE ($3 IS NULL OR t.generation < $3) ORDER BY t.generation DESC LIMIT $4",
     ))

@@ -235,8 +235,12 @@ async fn revoke_all_in(
     now: Millis,
     audit: Audit<'_>,
 ) -> Result<Vec<String>> {
-    let ids: Vec<String> = sqlx::query(
-        "SELECT id FROM sessions WHERE user_id = $1 AND ($2 IS NULL OR id <> $2) AND revoked_at IS NULL ORDER BY id",
+    // Every session's row is locked before any event is recorded: recording takes the audit
+    // head, and a refresh takes its session before the audit head, so taking sessions one by
+    // one while holding the audit head could deadlock with one.
+    let mut ids: Vec<String> = sqlx::query(
+        "UPDATE sessions SET head_token_id = head_token_id \
+         WHERE user_id = $1 AND ($2 IS NULL OR id <> $2) AND revoked_at IS NULL RETURNING id",
     )
     .bind(user_id)
     .bind(keep)
@@ -245,6 +249,7 @@ async fn revoke_all_in(
     .iter()
     .map(|r| r.try_get("id"))
     .collect::<std::result::Result<_, _>>()?;
+    ids.sort();
     let mut revoked = Vec::new();
     for id in ids {
         if grants::revoke_and_record(tx, &id, actor, reason, origin, now, audit).await? {
@@ -446,8 +451,9 @@ pub struct Generation {
     pub generation: i64,
     /// `active` (the one live token), `rotated` (retired by use) or `revoked`.
     pub state: String,
-    /// Why it was retired: `rotated` (by the next generation), `superseded` (by a grace
-    /// replay), `reuse_detected`, `token_revoked`, a staff reason, …
+    /// Why it was retired: `rotated` (by the next generation), or for the last generation of
+    /// a revoked family the family's reason (`reuse_detected`, `token_revoked`, a staff
+    /// reason, …).
     pub retired_reason: Option<String>,
     #[serde(with = "crate::http::api::time_format")]
     #[schema(value_type = String, format = DateTime)]

@@ -281,6 +281,21 @@ async fn the_grace_window_forgives_one_lost_response(backend: Backend) {
     assert_eq!(status, 400);
     let _ = lost;
 
+    // The window runs from the token's first use, not from its last replay.
+    let tokens = sign_in(&server, "dan@example.com").await;
+    let session = session_of(&tokens);
+    let a = tokens["refresh_token"].as_str().unwrap().to_string();
+    assert_eq!(server.refresh(&a).await.0, 200);
+    server.clock.advance(Duration::from_secs(3));
+    assert_eq!(server.refresh(&a).await.0, 200, "a replay in the window");
+    server.clock.advance(Duration::from_secs(8));
+    assert_eq!(
+        server.refresh(&a).await.0,
+        400,
+        "11 s after its first use, even 8 s after the last replay"
+    );
+    assert_eq!(live_tokens(&server, &session).await, 0);
+
     // After the window, the first replay already kills the family.
     let tokens = sign_in(&server, "dan@example.com").await;
     let session = session_of(&tokens);
@@ -300,6 +315,53 @@ async fn the_grace_window_forgives_one_lost_response(backend: Backend) {
         server.refresh(c["refresh_token"].as_str().unwrap()).await.0,
         400
     );
+}
+
+/// Many requests with one token at once, with a grace window: they take turns on the session,
+/// so each is answered (never a server error, never a deadlock between them), the bound on
+/// replays holds, and the one past it revokes the family.
+async fn concurrent_replays_within_the_grace_window_take_turns(backend: Backend) {
+    let server = TestServer::with(backend, |s| {
+        s.tokens.reuse_grace_secs = 10;
+        s.tokens.reuse_grace_max_replays = 2;
+    })
+    .await;
+    server.add_user("gil@example.com", Role::User).await;
+    let tokens = sign_in(&server, "gil@example.com").await;
+    let session = session_of(&tokens);
+    let token = tokens["refresh_token"].as_str().unwrap().to_string();
+    let mut tasks = tokio::task::JoinSet::new();
+    for _ in 0..20 {
+        let http = server.http.clone();
+        let url = server.url("/token");
+        let token = token.clone();
+        tasks.spawn(async move {
+            http.post(url)
+                .form(&[
+                    ("grant_type", "refresh_token"),
+                    ("client_id", "latchkey-desktop"),
+                    ("refresh_token", token.as_str()),
+                ])
+                .send()
+                .await
+                .unwrap()
+                .status()
+                .as_u16()
+        });
+    }
+    let mut statuses = Vec::new();
+    while let Some(status) = tasks.join_next().await {
+        statuses.push(status.unwrap());
+    }
+    statuses.sort();
+    let mut expected = vec![200; 3];
+    expected.extend([400; 17]);
+    assert_eq!(statuses, expected, "one rotation, two replays, then reuse");
+    assert_eq!(live_tokens(&server, &session).await, 0);
+    let events = events::for_session(&server.db, &session).await.unwrap();
+    let count = |kind: &str| events.iter().filter(|e| e.kind == kind).count();
+    assert_eq!(count("grace_replay"), 2);
+    assert_eq!(count("reuse_detected"), 1);
 }
 
 async fn families_expire_when_idle_and_at_their_absolute_lifetime(backend: Backend) {
@@ -634,6 +696,14 @@ async fn a_failed_rotation_batch_leaves_nothing_behind(backend: Backend) {
         ["rotated", "active"],
         "one retired token, one successor"
     );
+    let rows: i64 = sqlx::query("SELECT COUNT(*) AS n FROM refresh_tokens WHERE session_id = $1")
+        .bind(&session)
+        .fetch_one(server.db.read())
+        .await
+        .unwrap()
+        .try_get("n")
+        .unwrap();
+    assert_eq!(rows, 2, "no token of the failed batch is left");
     assert_eq!(
         chain[1].generation, 7,
         "the successor follows the session's generation"
@@ -653,6 +723,7 @@ both_backends!(
     a_replayed_token_revokes_the_whole_family,
     a_hundred_concurrent_refreshes_give_one_success,
     the_grace_window_forgives_one_lost_response,
+    concurrent_replays_within_the_grace_window_take_turns,
     families_expire_when_idle_and_at_their_absolute_lifetime,
     the_session_limit_evicts_the_least_recently_used,
     refresh_tokens_belong_to_their_client,
