@@ -204,16 +204,13 @@ async fn a_replayed_token_revokes_the_whole_family(backend: Backend) {
     );
 }
 
-async fn a_hundred_concurrent_refreshes_give_one_success(backend: Backend) {
-    let server = TestServer::start(backend).await;
-    server.add_user("cat@example.com", Role::User).await;
-    let tokens = sign_in(&server, "cat@example.com").await;
-    let token = tokens["refresh_token"].as_str().unwrap().to_string();
+/// The statuses of `n` refreshes with one token, all sent at once, in ascending order.
+async fn refresh_at_once(server: &TestServer, token: &str, n: usize) -> Vec<u16> {
     let mut tasks = tokio::task::JoinSet::new();
-    for _ in 0..100 {
+    for _ in 0..n {
         let http = server.http.clone();
         let url = server.url("/token");
-        let token = token.clone();
+        let token = token.to_string();
         tasks.spawn(async move {
             http.post(url)
                 .form(&[
@@ -232,6 +229,16 @@ async fn a_hundred_concurrent_refreshes_give_one_success(backend: Backend) {
     while let Some(status) = tasks.join_next().await {
         statuses.push(status.unwrap());
     }
+    statuses.sort();
+    statuses
+}
+
+async fn a_hundred_concurrent_refreshes_give_one_success(backend: Backend) {
+    let server = TestServer::start(backend).await;
+    server.add_user("cat@example.com", Role::User).await;
+    let tokens = sign_in(&server, "cat@example.com").await;
+    let token = tokens["refresh_token"].as_str().unwrap().to_string();
+    let statuses = refresh_at_once(&server, &token, 100).await;
     assert_eq!(
         statuses.iter().filter(|s| **s == 200).count(),
         1,
@@ -330,30 +337,7 @@ async fn concurrent_replays_within_the_grace_window_take_turns(backend: Backend)
     let tokens = sign_in(&server, "gil@example.com").await;
     let session = session_of(&tokens);
     let token = tokens["refresh_token"].as_str().unwrap().to_string();
-    let mut tasks = tokio::task::JoinSet::new();
-    for _ in 0..20 {
-        let http = server.http.clone();
-        let url = server.url("/token");
-        let token = token.clone();
-        tasks.spawn(async move {
-            http.post(url)
-                .form(&[
-                    ("grant_type", "refresh_token"),
-                    ("client_id", "latchkey-desktop"),
-                    ("refresh_token", token.as_str()),
-                ])
-                .send()
-                .await
-                .unwrap()
-                .status()
-                .as_u16()
-        });
-    }
-    let mut statuses = Vec::new();
-    while let Some(status) = tasks.join_next().await {
-        statuses.push(status.unwrap());
-    }
-    statuses.sort();
+    let statuses = refresh_at_once(&server, &token, 20).await;
     let mut expected = vec![200; 3];
     expected.extend([400; 17]);
     assert_eq!(statuses, expected, "one rotation, two replays, then reuse");
