@@ -878,11 +878,11 @@ async fn refuse_or_grace(
         let in_window = head_parent == Some(presented.id)
             && policy.reuse_grace_secs > 0
             && r.now - first_used_at <= secs(policy.reuse_grace_secs);
-        if in_window && row.try_get::<i64, _>("session_expires_at")? <= r.now {
-            // A lost response at the very end of the family's life: nothing to forgive.
-            return Ok(Err(Refusal::Expired));
-        }
         if in_window {
+            if row.try_get::<i64, _>("session_expires_at")? <= r.now {
+                // A lost response at the very end of the family's life: nothing to forgive.
+                return Ok(Err(Refusal::Expired));
+            }
             let counted = sqlx::query(
                 "UPDATE refresh_tokens SET grace_replays = grace_replays + 1, \
                  first_used_at = COALESCE(first_used_at, $3) WHERE id = $1 AND grace_replays < $2",
