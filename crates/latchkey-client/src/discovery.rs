@@ -36,10 +36,30 @@ impl Metadata {
     }
 }
 
+/// Tokens and passwords cross only TLS, except to a server on this very machine: plain http is
+/// for development against a loopback address (RFC 8252 §8.3, RFC 6749 §3.1 and §3.2).
+pub fn check_transport(address: &str) -> Result<()> {
+    let url = url::Url::parse(address)
+        .map_err(|e| Error::Config(format!("{address:?} is not a URL: {e}")))?;
+    let loopback = match url.host() {
+        Some(url::Host::Ipv4(ip)) => ip.is_loopback(),
+        Some(url::Host::Ipv6(ip)) => ip.is_loopback(),
+        Some(url::Host::Domain(d)) => d.eq_ignore_ascii_case("localhost"),
+        None => false,
+    };
+    match url.scheme() {
+        "https" if url.host().is_some() => Ok(()),
+        "http" if loopback => Ok(()),
+        _ => Err(Error::Config(format!(
+            "the server's address must start with https:// ({address} is not; plain http is only for a server on this computer)"
+        ))),
+    }
+}
+
 /// Fetches the metadata: OpenID Connect's location first, then RFC 8414's.
 pub async fn discover(http: &reqwest::Client, issuer: &str) -> Result<Metadata> {
     let issuer = issuer.trim_end_matches('/');
-    url::Url::parse(issuer).map_err(|e| Error::Config(format!("{issuer:?} is not a URL: {e}")))?;
+    check_transport(issuer)?;
     let mut last = String::new();
     for path in [
         "/.well-known/openid-configuration",
@@ -61,6 +81,18 @@ pub async fn discover(http: &reqwest::Client, issuer: &str) -> Result<Metadata> 
                 meta.issuer
             )));
         }
+        for endpoint in [
+            Some(&meta.authorization_endpoint),
+            Some(&meta.token_endpoint),
+            meta.revocation_endpoint.as_ref(),
+            meta.userinfo_endpoint.as_ref(),
+            meta.latchkey_account_api.as_ref(),
+        ]
+        .into_iter()
+        .flatten()
+        {
+            check_transport(endpoint)?;
+        }
         if let Some(methods) = &meta.code_challenge_methods_supported {
             if !methods.iter().any(|m| m == "S256") {
                 return Err(Error::Unsupported(format!(
@@ -73,4 +105,33 @@ pub async fn discover(http: &reqwest::Client, issuer: &str) -> Result<Metadata> 
     Err(Error::Server(format!(
         "{issuer} publishes no authorization server metadata ({last})"
     )))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::check_transport;
+
+    #[test]
+    fn plain_http_only_on_loopback() {
+        for ok in [
+            "https://login.example.com",
+            "http://127.0.0.1:7878",
+            "http://[::1]:7878/x",
+            "http://localhost:7878",
+        ] {
+            assert!(check_transport(ok).is_ok(), "{ok}");
+        }
+        for refused in [
+            "http://login.example.com",
+            "http://192.168.1.10:7878",
+            "ftp://127.0.0.1",
+            "not a url",
+        ] {
+            let e = check_transport(refused).unwrap_err().to_string();
+            assert!(
+                e.contains("https://") || e.contains("not a URL"),
+                "{refused}: {e}"
+            );
+        }
+    }
 }

@@ -62,8 +62,17 @@ enum Command {
 
 #[derive(Debug, Subcommand)]
 enum AuditCommand {
-    /// Recompute the hash chain; fails if any record was edited or removed.
-    Verify,
+    /// Recompute the keyed chain; fails if any record was edited, inserted or removed, or if a
+    /// checkpoint's record is gone or differs.
+    Verify {
+        /// A file of signed checkpoints (`audit.checkpoint_file`, the server's log lines, or
+        /// `audit checkpoint` output), kept where the database's users cannot write; repeat
+        /// for several.
+        #[arg(long = "checkpoint", value_name = "FILE")]
+        checkpoints: Vec<PathBuf>,
+    },
+    /// Print a signed checkpoint of the log as it is now (one JSON line), to keep elsewhere.
+    Checkpoint,
     /// Print records as JSON lines, oldest first.
     Export {
         /// Only records after this sequence number.
@@ -120,6 +129,14 @@ enum ClientCommand {
         /// Allowed redirect URI (repeat for several). Loopback IPs accept any port.
         #[arg(long = "redirect-uri", required = true, value_name = "URI")]
         redirect_uris: Vec<String>,
+        /// A scope the client may ask for (repeat, or separate with spaces)
+        /// [default: openid profile email offline_access].
+        #[arg(long = "scope", value_name = "SCOPE")]
+        scopes: Vec<String>,
+        /// An app you run yourself: it may then be registered for `account` (the user's own
+        /// devices and sessions) and `support` (other people's, for support staff).
+        #[arg(long)]
+        first_party: bool,
     },
     /// List clients.
     List,
@@ -271,11 +288,26 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
                     name,
                     kind,
                     redirect_uris,
+                    scopes,
+                    first_party,
                 } => {
-                    let secret =
-                        clients::add(&db, &client_id, &name, kind, &redirect_uris, clock.now_ms())
-                            .await?;
-                    println!("registered {} client {client_id}", kind.as_str());
+                    let new = clients::NewClient {
+                        client_id: &client_id,
+                        name: &name,
+                        kind,
+                        redirect_uris: &redirect_uris,
+                        scopes: &scopes,
+                        first_party,
+                    };
+                    let secret = clients::add(&db, &new, clock.now_ms()).await?;
+                    let registered = clients::find(&db, &client_id)
+                        .await?
+                        .map(|c| c.scopes.join(" "))
+                        .unwrap_or_default();
+                    println!(
+                        "registered {} client {client_id} for the scopes: {registered}",
+                        kind.as_str()
+                    );
                     if let Some(secret) = secret {
                         println!(
                             "client secret (shown once, store it now): {}",
@@ -284,12 +316,22 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
                     }
                 }
                 ClientCommand::List => {
+                    println!(
+                        "{:<24} {:<12} {:<12} {:<52} REDIRECT URIS",
+                        "CLIENT", "KIND", "PARTY", "SCOPES"
+                    );
                     for c in clients::list(&db).await? {
-                        let builtin = if c.builtin { " (built in)" } else { "" };
+                        let party = match (c.builtin, c.first_party) {
+                            (true, _) => "built in",
+                            (false, true) => "first",
+                            (false, false) => "third",
+                        };
                         println!(
-                            "{:<24} {:<12} {}{builtin}",
+                            "{:<24} {:<12} {:<12} {:<52} {}",
                             c.client_id,
                             c.kind.as_str(),
+                            party,
+                            c.scopes.join(" "),
                             c.redirect_uris.join(" ")
                         );
                     }
@@ -302,16 +344,29 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
             Ok(())
         }
         Command::Audit(cmd) => {
-            let db = server::open_db(&settings).await?;
+            let (db, master) = server::open_audited_db(&settings).await?;
             match cmd {
-                AuditCommand::Verify => match crate::store::audit::verify(&db).await? {
-                    crate::store::audit::Verdict::Intact { records, head } => {
-                        println!("audit log intact: {records} records, head {head}");
-                    }
-                    crate::store::audit::Verdict::Broken { seq, problem } => {
-                        bail!("audit log tampered with at record {seq}: {problem}");
-                    }
-                },
+                AuditCommand::Verify { checkpoints } => {
+                    verify_audit(&db, &master, &checkpoints).await?
+                }
+                AuditCommand::Checkpoint => {
+                    let t = &settings.tokens;
+                    let publish = crate::clock::secs(t.access_token_ttl_secs + 300);
+                    let keys = crate::keys::KeyRing::load(
+                        db.clone(),
+                        master,
+                        t.signing_alg,
+                        publish,
+                        clock.now_ms(),
+                    )
+                    .await?;
+                    let issuer = settings
+                        .issuer
+                        .clone()
+                        .unwrap_or_else(|| format!("http://{}", settings.listen));
+                    let cp = crate::checkpoint::take(&db, &keys, &issuer, clock.now_ms()).await?;
+                    println!("{}", cp.line());
+                }
                 AuditCommand::Export { after } => {
                     let stdout = std::io::stdout();
                     let mut out = std::io::BufWriter::new(stdout.lock());
@@ -351,6 +406,63 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
                         println!("{:<28} {:<6} {}", k.kid, k.alg, k.state);
                     }
                 }
+            }
+            Ok(())
+        }
+    }
+}
+
+async fn verify_audit(
+    db: &crate::db::Db,
+    master: &crate::crypto::MasterKey,
+    files: &[PathBuf],
+) -> anyhow::Result<()> {
+    use crate::store::audit::{self, ChainKey, Verdict};
+    let mut anchors = Vec::new();
+    for file in files {
+        let text = std::fs::read_to_string(file)
+            .with_context(|| format!("cannot read the checkpoint file {}", file.display()))?;
+        let found = crate::checkpoint::read(db, master, &file.display().to_string(), &text).await?;
+        if found.is_empty() {
+            bail!("{} holds no checkpoint", file.display());
+        }
+        anchors.extend(found);
+    }
+    match audit::verify(db, &ChainKey::derive(master), &anchors).await? {
+        Verdict::Broken { seq, problem } => {
+            bail!("audit log tampered with at record {seq}: {problem}")
+        }
+        Verdict::Intact {
+            records,
+            head,
+            unkeyed,
+            anchors,
+            newest_anchor,
+        } => {
+            println!("audit log intact: {records} records, head {head}");
+            match newest_anchor {
+                Some(a) => {
+                    println!(
+                        "  matches {anchors} checkpoint(s); the newest ({}, {}) covers records 1-{}",
+                        a.source,
+                        crate::http::api::time_format::format(a.at),
+                        a.records
+                    );
+                    if records > a.records {
+                        println!(
+                            "  records {}-{records} are protected by the keyed chain alone: a cut-off tail there would not show",
+                            a.records + 1
+                        );
+                    }
+                }
+                None => println!(
+                    "  no checkpoint given: a cut-off tail, or the whole database replaced by an older copy, would not show (--checkpoint FILE)"
+                ),
+            }
+            if unkeyed > 0 {
+                println!(
+                    "  records 1-{unkeyed} were written before the chain was keyed: only a checkpoint covering them shows whether they were rewritten"
+                );
             }
             Ok(())
         }

@@ -77,6 +77,7 @@ pub struct Settings {
     pub signals: SignalPolicy,
     pub dpop: DpopPolicy,
     pub limits: Limits,
+    pub audit: AuditPolicy,
 }
 
 impl Default for Settings {
@@ -94,6 +95,27 @@ impl Default for Settings {
             signals: SignalPolicy::default(),
             dpop: DpopPolicy::default(),
             limits: Limits::default(),
+            audit: AuditPolicy::default(),
+        }
+    }
+}
+
+/// Signed checkpoints of the audit log, kept outside the database (see `checkpoint`).
+#[derive(Debug, Clone, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct AuditPolicy {
+    /// Append each checkpoint to this file (JSON lines), besides the log. Ship it somewhere
+    /// the database's users cannot write: it is what `audit verify --checkpoint` trusts.
+    pub checkpoint_file: Option<PathBuf>,
+    /// How often a checkpoint is taken while the log grows (and once at shutdown).
+    pub checkpoint_interval_secs: u64,
+}
+
+impl Default for AuditPolicy {
+    fn default() -> Self {
+        Self {
+            checkpoint_file: None,
+            checkpoint_interval_secs: 300,
         }
     }
 }

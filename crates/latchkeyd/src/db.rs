@@ -7,7 +7,9 @@ use std::time::Duration;
 
 use sqlx::any::{AnyConnectOptions, AnyPoolOptions};
 use sqlx::migrate::Migrator;
-use sqlx::{Any, AnyPool, Executor, Transaction};
+use sqlx::{Any, AnyConnection, AnyPool, Executor, Transaction};
+
+use crate::store::audit::ChainKey;
 
 static SQLITE_MIGRATIONS: Migrator = sqlx::migrate!("./migrations/sqlite");
 static POSTGRES_MIGRATIONS: Migrator = sqlx::migrate!("./migrations/postgres");
@@ -42,6 +44,39 @@ pub struct Db {
     write: AnyPool,
     backend: Backend,
     sqlite_path: Option<std::path::PathBuf>,
+    /// Keys the audit chain; without it nothing can be appended to the audit log.
+    chain_key: Option<ChainKey>,
+}
+
+/// A write transaction, carrying what its writes need beyond the connection: the key that
+/// chains audit records. Dereferences to the connection, like sqlx's own transaction.
+pub struct Tx {
+    inner: Transaction<'static, Any>,
+    chain_key: Option<ChainKey>,
+}
+
+impl std::ops::Deref for Tx {
+    type Target = AnyConnection;
+
+    fn deref(&self) -> &AnyConnection {
+        &self.inner
+    }
+}
+
+impl std::ops::DerefMut for Tx {
+    fn deref_mut(&mut self) -> &mut AnyConnection {
+        &mut self.inner
+    }
+}
+
+impl Tx {
+    pub async fn commit(self) -> Result<(), sqlx::Error> {
+        self.inner.commit().await
+    }
+
+    pub fn chain_key(&self) -> Option<&ChainKey> {
+        self.chain_key.as_ref()
+    }
 }
 
 impl Db {
@@ -91,6 +126,7 @@ impl Db {
                     write,
                     backend,
                     sqlite_path: Some(path),
+                    chain_key: None,
                 })
             }
             Backend::Postgres => {
@@ -106,6 +142,7 @@ impl Db {
                     write: pool,
                     backend,
                     sqlite_path: None,
+                    chain_key: None,
                 })
             }
         }
@@ -141,11 +178,22 @@ impl Db {
     /// the rotator thread is a second writer on the file, and a deferred transaction that read
     /// before it wrote would fail with `SQLITE_BUSY` if the rotator committed in between, with
     /// no busy wait to cover it.
-    pub async fn begin_write(&self) -> Result<Transaction<'static, Any>, sqlx::Error> {
-        match self.backend {
-            Backend::Sqlite => self.write.begin_with("BEGIN IMMEDIATE").await,
-            Backend::Postgres => self.write.begin().await,
-        }
+    pub async fn begin_write(&self) -> Result<Tx, sqlx::Error> {
+        let inner = match self.backend {
+            Backend::Sqlite => self.write.begin_with("BEGIN IMMEDIATE").await?,
+            Backend::Postgres => self.write.begin().await?,
+        };
+        Ok(Tx {
+            inner,
+            chain_key: self.chain_key.clone(),
+        })
+    }
+
+    /// The same database, with the key that chains audit records (derived from the master
+    /// key, which the database never holds).
+    pub fn with_chain_key(mut self, key: ChainKey) -> Self {
+        self.chain_key = Some(key);
+        self
     }
 
     pub async fn close(&self) {

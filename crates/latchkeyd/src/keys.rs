@@ -4,7 +4,7 @@
 use std::collections::HashMap;
 use std::sync::{Arc, RwLock};
 
-use aws_lc_rs::signature;
+use aws_lc_rs::signature::{self, KeyPair as _};
 use base64::engine::general_purpose::URL_SAFE_NO_PAD;
 use base64::Engine as _;
 use ed25519_dalek::pkcs8::EncodePrivateKey as _;
@@ -84,6 +84,14 @@ impl ActiveKey {
             access_header,
             id_header,
         })
+    }
+
+    /// The base64url JWS header of a token of type `typ` signed by this key.
+    pub fn header(&self, typ: &str) -> String {
+        let mut header = jsonwebtoken::Header::new(self.alg);
+        header.kid = Some(self.kid.clone());
+        header.typ = Some(typ.into());
+        URL_SAFE_NO_PAD.encode(serde_json::to_vec(&header).expect("a JWS header serializes"))
     }
 
     /// The base64url JWS header of an access token (`typ` `at+jwt`, RFC 9068) signed by this key.
@@ -269,6 +277,48 @@ pub async fn list(db: &Db, now: Millis) -> Result<Vec<KeyInfo>, KeyError> {
             })
         })
         .collect()
+}
+
+/// The public half of signing key `kid`, worked out from its private half as sealed with the
+/// master key, never read from the stored JWK: a key row written into the database by someone
+/// without the master key is not taken. `None` if there is no such key or it does not open.
+pub async fn genuine_public_key(
+    db: &Db,
+    master: &MasterKey,
+    kid: &str,
+) -> Result<Option<signature::UnparsedPublicKey<Vec<u8>>>, KeyError> {
+    let row = sqlx::query("SELECT alg, private_key FROM signing_keys WHERE kid = $1")
+        .bind(kid)
+        .fetch_optional(db.read())
+        .await?;
+    let Some(row) = row else { return Ok(None) };
+    let sealed: Vec<u8> = row.try_get("private_key")?;
+    let Some(der) = master.open(&sealed, kid.as_bytes()) else {
+        return Ok(None);
+    };
+    let alg: String = row.try_get("alg")?;
+    Ok(match algorithm(&alg) {
+        Some(Algorithm::ES256) => signature::EcdsaKeyPair::from_pkcs8(
+            &signature::ECDSA_P256_SHA256_FIXED_SIGNING,
+            der.expose(),
+        )
+        .ok()
+        .map(|k| {
+            signature::UnparsedPublicKey::new(
+                &signature::ECDSA_P256_SHA256_FIXED,
+                k.public_key().as_ref().to_vec(),
+            )
+        }),
+        Some(Algorithm::EdDSA) => signature::Ed25519KeyPair::from_pkcs8(der.expose())
+            .ok()
+            .map(|k| {
+                signature::UnparsedPublicKey::new(
+                    &signature::ED25519,
+                    k.public_key().as_ref().to_vec(),
+                )
+            }),
+        _ => None,
+    })
 }
 
 impl KeyRing {

@@ -3,6 +3,7 @@
 
 #![forbid(unsafe_code)]
 
+pub mod checkpoint;
 pub mod cli;
 pub mod clock;
 pub mod config;
@@ -12,6 +13,7 @@ pub mod dpop;
 pub mod http;
 pub mod keys;
 pub mod metrics;
+pub mod scope;
 pub mod secret;
 pub mod server;
 pub mod signals;

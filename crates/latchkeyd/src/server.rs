@@ -18,6 +18,7 @@ use crate::db::Db;
 use crate::http::api::stream::EventHub;
 use crate::keys::KeyRing;
 use crate::metrics::Metrics;
+use crate::store::audit::ChainKey;
 use crate::store::{self, clients::Client};
 
 /// Everything a request handler needs; cheap to clone.
@@ -165,6 +166,15 @@ pub async fn open_db(settings: &Settings) -> anyhow::Result<Db> {
     Ok(db)
 }
 
+/// Opens the database with the master key loaded, for whatever writes the audit log.
+pub async fn open_audited_db(settings: &Settings) -> anyhow::Result<(Db, MasterKey)> {
+    let master = master_key(settings)?;
+    let db = open_db(settings)
+        .await?
+        .with_chain_key(ChainKey::derive(&master));
+    Ok((db, master))
+}
+
 pub struct Server {
     state: AppState,
     listener: TcpListener,
@@ -179,9 +189,8 @@ impl Server {
             .await
             .with_context(|| format!("cannot listen on {}", settings.listen))?;
         let addr = listener.local_addr()?;
-        let master = master_key(&settings)?;
+        let (db, master) = open_audited_db(&settings).await?;
         let nonces = crate::dpop::Nonces::new(&master, settings.dpop.nonce_lifetime_secs);
-        let db = open_db(&settings).await?;
         let now = clock.now_ms();
         store::clients::ensure_builtin(&db, now).await?;
         let t = &settings.tokens;
@@ -241,6 +250,7 @@ impl Server {
     ) -> anyhow::Result<()> {
         let state = self.state.clone();
         let upkeep = tokio::spawn(upkeep(state.clone()));
+        let checkpoints = tokio::spawn(checkpoints(state.clone()));
         let hub = tokio::spawn(
             state
                 .events
@@ -269,8 +279,59 @@ impl Server {
         .context("the HTTP server stopped")?;
         upkeep.abort();
         hub.abort();
+        checkpoints.abort();
+        // The log as it stands at shutdown, anchored outside the database.
+        checkpoint(&state).await;
         state.db.close().await;
         Ok(())
+    }
+}
+
+/// Takes a signed checkpoint of the audit log: into the log, and the checkpoint file if one
+/// is configured. The number of records it covers, if it was taken.
+async fn checkpoint(state: &AppState) -> Option<i64> {
+    let taken = crate::checkpoint::take(&state.db, &state.keys, &state.issuer, state.now()).await;
+    let cp = match taken {
+        Ok(cp) => cp,
+        Err(e) => {
+            tracing::warn!(error = %e, "cannot take an audit checkpoint");
+            return None;
+        }
+    };
+    tracing::info!(
+        records = cp.records,
+        head = %cp.head,
+        checkpoint = %cp.checkpoint,
+        "audit checkpoint"
+    );
+    if let Some(path) = &state.settings.audit.checkpoint_file {
+        if let Err(e) = crate::checkpoint::append(path, &cp) {
+            tracing::error!(error = %e, "cannot write the audit checkpoint file");
+            return None;
+        }
+    }
+    Some(cp.records)
+}
+
+/// Checkpoints the audit log every `checkpoint_interval_secs` while it grows.
+async fn checkpoints(state: AppState) {
+    let every = state.settings.audit.checkpoint_interval_secs.max(1);
+    let mut tick = tokio::time::interval(Duration::from_secs(every));
+    let mut last: Option<i64> = None;
+    loop {
+        tick.tick().await;
+        let head = sqlx::query_scalar::<_, i64>("SELECT seq FROM audit_head WHERE id = 1")
+            .fetch_one(state.db.read())
+            .await;
+        match head {
+            Ok(records) if Some(records) != last => {
+                if let Some(taken) = checkpoint(&state).await {
+                    last = Some(taken);
+                }
+            }
+            Ok(_) => {}
+            Err(e) => tracing::warn!(error = %e, "cannot read the audit log's head"),
+        }
     }
 }
 

@@ -9,9 +9,71 @@ use serde::{Deserialize, Serialize};
 
 use crate::clock::Millis;
 use crate::keys::{ActiveKey, KeyRing};
+use crate::scope;
 use crate::secret::new_jti;
 
 pub const ACCESS_TOKEN_TYP: &str = "at+jwt";
+
+/// The resources an access token is for (RFC 9068 §2.2, RFC 7519 §4.1.3): a single string
+/// when there is one, as most libraries expect, else an array.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(from = "OneOrMany", into = "OneOrMany")]
+pub struct Audience(pub Vec<String>);
+
+#[derive(Serialize, Deserialize)]
+#[serde(untagged)]
+enum OneOrMany {
+    One(String),
+    Many(Vec<String>),
+}
+
+impl From<OneOrMany> for Audience {
+    fn from(v: OneOrMany) -> Self {
+        match v {
+            OneOrMany::One(one) => Audience(vec![one]),
+            OneOrMany::Many(many) => Audience(many),
+        }
+    }
+}
+
+impl From<Audience> for OneOrMany {
+    fn from(mut a: Audience) -> Self {
+        if a.0.len() == 1 {
+            OneOrMany::One(a.0.remove(0))
+        } else {
+            OneOrMany::Many(a.0)
+        }
+    }
+}
+
+impl Audience {
+    pub fn contains(&self, audience: &str) -> bool {
+        self.0.iter().any(|a| a == audience)
+    }
+}
+
+/// The audience of latchkeyd's account and support APIs, as access tokens name it: the API's
+/// base URL, as discovery publishes it (`latchkey_account_api`).
+pub fn api_audience(issuer: &str) -> String {
+    format!("{issuer}/api/v1")
+}
+
+/// What a token with `scope` may be used for: the issuer's userinfo with `openid`, the
+/// account and support APIs with `account` or `support`. A token for neither names the
+/// issuer, so that no other resource takes it for its own.
+pub fn audience(issuer: &str, scope: &str) -> Audience {
+    let mut aud = Vec::new();
+    if scope::contains(scope, scope::OPENID) {
+        aud.push(issuer.to_string());
+    }
+    if scope::contains(scope, scope::ACCOUNT) || scope::contains(scope, scope::SUPPORT) {
+        aud.push(api_audience(issuer));
+    }
+    if aud.is_empty() {
+        aud.push(issuer.to_string());
+    }
+    Audience(aud)
+}
 
 /// The claims of an access token. `sid` names the session, so revoking the session revokes the
 /// token for every check that consults the database.
@@ -19,7 +81,7 @@ pub const ACCESS_TOKEN_TYP: &str = "at+jwt";
 pub struct AccessClaims {
     pub iss: String,
     pub sub: String,
-    pub aud: String,
+    pub aud: Audience,
     pub exp: i64,
     pub iat: i64,
     pub jti: String,
@@ -38,7 +100,7 @@ pub struct Confirmation {
 
 impl AccessClaims {
     pub fn has_scope(&self, scope: &str) -> bool {
-        self.scope.split_ascii_whitespace().any(|s| s == scope)
+        scope::contains(&self.scope, scope)
     }
 }
 
@@ -99,7 +161,7 @@ pub fn mint_access_token(
     let claims = AccessClaims {
         iss: input.issuer.to_string(),
         sub: input.user_id.to_string(),
-        aud: input.issuer.to_string(),
+        aud: audience(input.issuer, input.scope),
         exp: iat + input.ttl_secs as i64,
         iat,
         jti: new_jti(),
@@ -125,6 +187,12 @@ fn compact(key: &ActiveKey, header: &str, claims: &impl Serialize) -> Result<Str
     token.push('.');
     URL_SAFE_NO_PAD.encode_string(signature, &mut token);
     Ok(token)
+}
+
+/// Any other JWS latchkeyd signs with its token keys (audit checkpoints), of type `typ`.
+pub fn sign_jws(keys: &KeyRing, typ: &str, claims: &impl Serialize) -> Result<String, TokenError> {
+    let key = keys.active();
+    compact(&key, &key.header(typ), claims)
 }
 
 pub fn mint_id_token(keys: &KeyRing, claims: &IdClaims<'_>) -> Result<String, TokenError> {
@@ -160,4 +228,26 @@ pub fn verify_access_token(
             jsonwebtoken::errors::ErrorKind::InvalidSignature => Invalid::BadSignature,
             _ => Invalid::Malformed,
         })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_audience_names_what_the_scope_reaches() {
+        let iss = "https://login.example.com";
+        let one = audience(iss, "openid email offline_access");
+        assert_eq!(serde_json::to_value(&one).unwrap(), iss);
+        let api = audience(iss, "openid account");
+        assert_eq!(
+            serde_json::to_value(&api).unwrap(),
+            serde_json::json!([iss, "https://login.example.com/api/v1"])
+        );
+        assert!(audience(iss, "support").contains(&api_audience(iss)));
+        assert!(!audience(iss, "support").contains(iss));
+        assert_eq!(audience(iss, "offline_access").0, [iss]);
+        let back: Audience = serde_json::from_value(serde_json::json!("x")).unwrap();
+        assert_eq!(back.0, ["x"]);
+    }
 }

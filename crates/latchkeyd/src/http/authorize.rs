@@ -16,9 +16,9 @@ use url::Url;
 use super::error::{html_response, PageError};
 use super::origin::RequestOrigin;
 use super::params::Params;
-use super::SCOPES;
 use crate::clock::secs;
 use crate::metrics::Metrics;
+use crate::scope;
 use crate::secret::{new_id, new_token, token_hash, TokenKind};
 use crate::server::AppState;
 use crate::store::audit::Actor;
@@ -26,27 +26,34 @@ use crate::store::clients::Client;
 use crate::store::events::{self, Audit, NewEvent, Severity};
 use crate::store::grants::{self, AuthRequest, DeviceInfo};
 use crate::store::throttle::{self, Limited};
-use crate::store::{users, Origin};
+use crate::store::users::{self, Role};
+use crate::store::Origin;
 
 const BROWSER_COOKIE: &str = "lk_browser";
 const CSP: &str = "default-src 'none'; style-src 'self'; img-src 'self' data:; base-uri 'none'; frame-ancestors 'none'";
 
 struct ScopeLine {
     text: &'static str,
+    /// Powers over other people's accounts: shown apart, so nobody grants them unawares.
+    staff: bool,
 }
 
-fn scope_lines(scope: &str) -> Vec<ScopeLine> {
-    SCOPES
+fn scope_lines(requested: &str) -> Vec<ScopeLine> {
+    scope::ALL
         .iter()
-        .filter(|s| scope.split_ascii_whitespace().any(|g| g == **s))
+        .filter(|s| scope::contains(requested, s))
         .map(|s| ScopeLine {
             text: match *s {
-                "openid" => "Confirm who you are",
-                "profile" => "See your name",
-                "email" => "See your email address",
-                "account" => "See and sign out your devices and sessions",
+                scope::OPENID => "Confirm who you are",
+                scope::PROFILE => "See your name",
+                scope::EMAIL => "See your email address",
+                scope::ACCOUNT => "See and sign out your devices and sessions",
+                scope::SUPPORT => {
+                    "If your account is a support-staff account: find any account, see its devices, sessions and security events, sign them out, and read the audit log"
+                }
                 _ => "Stay signed in on this device until you sign out or revoke it",
             },
+            staff: *s == scope::SUPPORT,
         })
         .collect()
 }
@@ -242,11 +249,18 @@ pub async fn start(
             "code_challenge must be a base64url-encoded SHA-256 hash (43 characters)",
         );
     }
-    let scope = params.get("scope").unwrap_or("openid");
+    let scope = params.get("scope").unwrap_or(scope::OPENID);
     let mut granted: Vec<&str> = Vec::new();
     for s in scope.split_ascii_whitespace() {
-        if !SCOPES.contains(&s) {
+        if !scope::is_known(s) {
             return fail("invalid_scope", &format!("unknown scope {s:?}"));
+        }
+        // Every client gets only what it was registered for.
+        if !client.allows(s) {
+            return fail(
+                "invalid_scope",
+                &format!("this app is not registered for the {s} scope"),
+            );
         }
         if !granted.contains(&s) {
             granted.push(s);
@@ -511,9 +525,22 @@ async fn submit_inner(
     throttle::succeeded(&state.db, attempt)
         .await
         .map_err(internal)?;
+    // Staff powers only for staff: anyone else signing in to an app that asks for `support`
+    // gets the rest of what it asked for.
+    let scope = if user.role == Role::Support {
+        request.scope.clone()
+    } else {
+        request
+            .scope
+            .split_ascii_whitespace()
+            .filter(|s| *s != scope::SUPPORT)
+            .collect::<Vec<_>>()
+            .join(" ")
+    };
     let code = grants::issue_code(
         &state.db,
         &request,
+        &scope,
         &user.id,
         origin,
         &state.settings.tokens,

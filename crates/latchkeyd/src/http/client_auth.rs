@@ -7,7 +7,7 @@ use base64::engine::general_purpose::STANDARD;
 use base64::Engine;
 
 use super::error::OAuthError;
-use super::params::Params;
+use super::params::{has_control, Params};
 use crate::server::AppState;
 use crate::store::clients::{Client, ClientKind};
 
@@ -53,7 +53,15 @@ pub async fn authenticate(
                     true,
                 ));
             }
-            (decode(id), Some(decode(secret)), true)
+            let (id, secret) = (decode(id), decode(secret));
+            // PostgreSQL refuses NUL in text; no client id or secret holds a control character.
+            if has_control(&id) || has_control(&secret) {
+                return Err(OAuthError::invalid_client(
+                    "malformed Basic credentials",
+                    true,
+                ));
+            }
+            (id, Some(secret), true)
         }
         None => (
             params.require("client_id")?.to_string(),

@@ -125,21 +125,42 @@ fn authorization(headers: &HeaderMap) -> Result<(Scheme, &str), OAuthError> {
     }
 }
 
-/// The claims of a protected-resource request's live access token. A DPoP-bound token is
-/// accepted only as `DPoP` with a proof by its key for this very request; never as Bearer.
+/// One of latchkeyd's own protected resources, as its access checks see it.
+pub struct Resource<'a> {
+    /// The `aud` its tokens carry.
+    pub audience: &'a str,
+    /// The scope a token needs here, and the words of the 403 when it lacks it.
+    pub scope: &'static str,
+    pub lacking_scope: &'static str,
+}
+
+/// The claims of a protected-resource request's live access token for `resource`. A
+/// DPoP-bound token is accepted only as `DPoP` with a proof by its key for this very request;
+/// never as Bearer.
 pub async fn resource_access(
     state: &AppState,
     headers: &HeaderMap,
     method: &str,
     path: &str,
+    resource: &Resource<'_>,
 ) -> Result<AccessClaims, OAuthError> {
     let (scheme, token) = authorization(headers)?;
-    let claims = access_token_state(state, token)
-        .await?
-        .map_err(|d| match scheme {
-            Scheme::Bearer => OAuthError::invalid_token(d),
-            Scheme::Dpop => OAuthError::dpop_challenge("invalid_token", d),
-        })?;
+    let refused = |d| match scheme {
+        Scheme::Bearer => OAuthError::invalid_token(d),
+        Scheme::Dpop => OAuthError::dpop_challenge("invalid_token", d),
+    };
+    let claims = access_token_state(state, token).await?.map_err(refused)?;
+    if !claims.has_scope(resource.scope) {
+        return Err(OAuthError::new(
+            StatusCode::FORBIDDEN,
+            "insufficient_scope",
+            resource.lacking_scope,
+        ));
+    }
+    // RFC 9068 §4: a token issued for another resource is not good here.
+    if !claims.aud.contains(resource.audience) {
+        return Err(refused("the access token was not issued for this resource"));
+    }
     let bound = claims.cnf.as_ref().map(|c| c.jkt.clone());
     match (scheme, bound) {
         (Scheme::Bearer, None) => Ok(claims),

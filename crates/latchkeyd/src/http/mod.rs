@@ -25,14 +25,6 @@ use tower_http::trace::TraceLayer;
 use crate::server::AppState;
 use error::OAuthError;
 
-pub const SCOPES: [&str; 5] = [
-    "openid",
-    "profile",
-    "email",
-    "offline_access",
-    api::ACCOUNT_SCOPE,
-];
-
 pub fn router(state: AppState) -> Router {
     let limits = &state.settings.limits;
     let (api_routes, openapi) = api::routes();
@@ -90,7 +82,7 @@ pub fn discovery_document(issuer: &str) -> String {
         "jwks_uri": url("/jwks.json"),
         "revocation_endpoint": url("/revoke"),
         "introspection_endpoint": url("/introspect"),
-        "scopes_supported": SCOPES,
+        "scopes_supported": crate::scope::ALL,
         "response_types_supported": ["code"],
         "response_modes_supported": ["query"],
         "grant_types_supported": ["authorization_code", "refresh_token"],

@@ -11,17 +11,18 @@ use serde::Serialize;
 use serde_json::json;
 
 use super::client_auth::authenticate;
-use super::dpop::{resource_access, spend_token_proof, token_endpoint_proof};
+use super::dpop::{resource_access, spend_token_proof, token_endpoint_proof, Resource};
 use super::error::OAuthError;
 use super::origin::RequestOrigin;
 use super::params::{OAuthForm, Params};
 use crate::dpop::Proof;
 use crate::metrics::Metrics;
+use crate::scope;
 use crate::secret::parse_refresh_token;
 use crate::server::AppState;
 use crate::signals;
 use crate::store::audit::Actor;
-use crate::store::clients::ClientKind;
+use crate::store::clients::{Client, ClientKind};
 use crate::store::grants::{self, Grant, KeyProof, RefreshRequest, Refusal};
 use crate::store::{batch, sessions};
 use crate::store::{users, Origin};
@@ -33,8 +34,11 @@ struct TokenResponse {
     /// `DPoP` when the access token is bound to the proof's key (RFC 9449 §5), else `Bearer`.
     token_type: &'static str,
     expires_in: u64,
-    refresh_token: String,
-    refresh_token_expires_in: i64,
+    /// Only when `offline_access` was granted (OpenID Connect Core §11).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    refresh_token: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    refresh_token_expires_in: Option<i64>,
     scope: String,
     #[serde(skip_serializing_if = "Option::is_none")]
     id_token: Option<String>,
@@ -151,19 +155,20 @@ async fn code_grant(
     )
     .await?;
     let grant = outcome.map_err(|r| refusal(state, r))?;
-    let id_token = if grant.scope.split_ascii_whitespace().any(|s| s == "openid") {
+    let id_token = if scope::contains(&grant.scope, scope::OPENID) {
         Some(id_token(state, &grant).await?)
     } else {
         None
     };
-    token_response(state, grant, proof, id_token)
+    let offline = scope::contains(&grant.scope, scope::OFFLINE_ACCESS);
+    token_response(state, &client, grant, proof, id_token, offline)
 }
 
 async fn id_token(state: &AppState, grant: &Grant) -> Result<String, OAuthError> {
     let user = users::find(&state.db, &grant.user_id)
         .await?
         .ok_or_else(|| OAuthError::invalid_grant("the account no longer exists"))?;
-    let has = |s: &str| grant.scope.split_ascii_whitespace().any(|g| g == s);
+    let has = |s: &str| scope::contains(&grant.scope, s);
     let iat = state.clock.now_secs();
     let claims = IdClaims {
         iss: &state.issuer,
@@ -181,22 +186,27 @@ async fn id_token(state: &AppState, grant: &Grant) -> Result<String, OAuthError>
     Ok(tokens::mint_id_token(&state.keys, &claims)?)
 }
 
+/// The token response for a grant. Its scope is what the session was granted and the client
+/// is registered for now: a client whose registration was narrowed loses the rest at once.
 fn token_response(
     state: &AppState,
+    client: &Client,
     grant: Grant,
     proof: Option<&Proof>,
     id_token: Option<String>,
+    with_refresh_token: bool,
 ) -> Result<Response, OAuthError> {
     let jkt = proof.map(|p| p.jkt.as_str());
     let ttl = state.settings.tokens.access_token_ttl_secs;
     let now = state.now();
+    let scope = scope::within(&grant.scope, &client.scopes).join(" ");
     let access_token = tokens::mint_access_token(
         &state.keys,
         &AccessTokenInput {
             issuer: &state.issuer,
             user_id: &grant.user_id,
             client_id: &grant.client_id,
-            scope: &grant.scope,
+            scope: &scope,
             session_id: &grant.session_id,
             ttl_secs: ttl,
             jkt,
@@ -207,9 +217,10 @@ fn token_response(
         access_token,
         token_type: if jkt.is_some() { "DPoP" } else { "Bearer" },
         expires_in: ttl,
-        refresh_token_expires_in: (grant.refresh_expires_at - now).div_euclid(1000),
-        refresh_token: grant.refresh_token.into_inner(),
-        scope: grant.scope,
+        refresh_token_expires_in: with_refresh_token
+            .then(|| (grant.refresh_expires_at - now).div_euclid(1000)),
+        refresh_token: with_refresh_token.then(|| grant.refresh_token.into_inner()),
+        scope,
         id_token,
     }));
     // Where nonces are required, hand the client the one for its next proof.
@@ -244,7 +255,7 @@ async fn refresh_grant(
             origin: origin.clone(),
         };
         if let Some(grant) = rotator.rotate(request).await {
-            return refreshed(state, grant, proof, origin).await;
+            return refreshed(state, &client, grant, proof, origin).await;
         }
     }
     let request = RefreshRequest {
@@ -261,12 +272,13 @@ async fn refresh_grant(
     let outcome =
         grants::rotate(&state.db, &state.settings.tokens, refresh_token, &request).await?;
     let grant = outcome.map_err(|r| refusal(state, r))?;
-    refreshed(state, grant, proof, origin).await
+    refreshed(state, &client, grant, proof, origin).await
 }
 
 /// Answers a successful rotation, after checking it for suspicion signals.
 async fn refreshed(
     state: &AppState,
+    client: &Client,
     grant: Grant,
     proof: Option<&Proof>,
     origin: &Origin,
@@ -293,7 +305,7 @@ async fn refreshed(
             }
         }
     }
-    token_response(state, grant, proof, None)
+    token_response(state, client, grant, proof, None, true)
 }
 
 /// RFC 7009. Revoking a refresh token ends its whole session; an access token is revoked alone.
@@ -379,8 +391,10 @@ pub async fn introspect(
     let token = params.require("token")?;
     let now = state.now();
     let inactive = || no_store(Json(json!({ "active": false })));
+    // A client learns only about its own tokens: anyone else's is `active: false`, as an
+    // unknown one is (RFC 7662 §4 leaves to the server what a caller may see).
     if let Some(info) = grants::refresh_token_info(&state.db, token, now).await? {
-        if !info.active {
+        if !info.active || info.client_id != client.client_id {
             return Ok(inactive());
         }
         let mut body = json!({
@@ -400,7 +414,7 @@ pub async fn introspect(
         return Ok(no_store(Json(body)));
     }
     match access_token_state(&state, token).await? {
-        Ok(c) => {
+        Ok(c) if c.client_id == client.client_id => {
             let mut body = json!({
                 "active": true,
                 "token_type": if c.cnf.is_some() { "DPoP" } else { "Bearer" },
@@ -419,7 +433,7 @@ pub async fn introspect(
             }
             Ok(no_store(Json(body)))
         }
-        Err(_) => Ok(inactive()),
+        _ => Ok(inactive()),
     }
 }
 
@@ -428,14 +442,12 @@ pub async fn userinfo(
     method: axum::http::Method,
     headers: HeaderMap,
 ) -> Result<Response, OAuthError> {
-    let claims = resource_access(&state, &headers, method.as_str(), "/userinfo").await?;
-    if !claims.has_scope("openid") {
-        return Err(OAuthError::new(
-            StatusCode::FORBIDDEN,
-            "insufficient_scope",
-            "userinfo needs the openid scope",
-        ));
-    }
+    let resource = Resource {
+        audience: &state.issuer,
+        scope: scope::OPENID,
+        lacking_scope: "userinfo needs the openid scope",
+    };
+    let claims = resource_access(&state, &headers, method.as_str(), "/userinfo", &resource).await?;
     let user = users::find(&state.db, &claims.sub)
         .await?
         .ok_or(OAuthError::invalid_token("the account no longer exists"))?;

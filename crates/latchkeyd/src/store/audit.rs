@@ -1,22 +1,62 @@
 //! The audit log: who did what to whom, when, from where and why.
 //!
 //! Append-only: this module has no update or delete, and the database refuses both with a
-//! trigger. Each record carries the SHA-256 of the one before it, chained from a fixed genesis
-//! value, and `audit_head` holds the last sequence number and hash, so `verify` finds an edited
-//! record, a deleted one (a gap or a broken link) and a deleted tail (the head no longer
-//! matches).
+//! trigger. Each record carries an HMAC-SHA256 of itself and of the record before it (chained
+//! from a fixed genesis value), under a key derived from the master key, which the database
+//! never holds: whoever can only write the database can edit, insert or remove a record, but
+//! cannot make the chain agree again. What the chain alone cannot show is a cut-off tail (the
+//! records after the cut are simply gone, and `audit_head` is as writable as the rest), or the
+//! whole log swapped for an older copy: signed checkpoints kept outside the database (see
+//! `crate::checkpoint`) close both. Records written before the chain was keyed carry a plain
+//! SHA-256 link; they are accepted only before the first keyed one. docs/security.md says
+//! exactly what is and is not detectable.
 
+use std::sync::Arc;
+
+use hmac::{Hmac, Mac};
 use serde::Serialize;
 use sha2::{Digest, Sha256};
 use sqlx::any::AnyRow;
-use sqlx::{AnyConnection, Row};
+use sqlx::Row;
 use utoipa::ToSchema;
 
-use super::{Origin, Result};
+use super::{Origin, Result, StoreError};
 use crate::clock::Millis;
-use crate::db::Db;
+use crate::crypto::MasterKey;
+use crate::db::{Db, Tx};
+use crate::secret::Secret;
 
 pub const GENESIS: &str = "0000000000000000000000000000000000000000000000000000000000000000";
+
+/// The key of the audit chain (HMAC-SHA256), derived from the master key so that every replica
+/// sharing it chains alike.
+#[derive(Clone)]
+pub struct ChainKey(Arc<Secret<[u8; 32]>>);
+
+impl std::fmt::Debug for ChainKey {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("ChainKey(<redacted>)")
+    }
+}
+
+impl ChainKey {
+    pub fn derive(master: &MasterKey) -> Self {
+        Self(Arc::new(master.derive("latchkey audit chain v1")))
+    }
+
+    fn link(&self, prev_hash: &str, body: &str) -> String {
+        let mut mac = <Hmac<Sha256> as Mac>::new_from_slice(self.0.expose())
+            .expect("HMAC takes a key of any length");
+        mac.update(prev_hash.as_bytes());
+        mac.update(b"\n");
+        mac.update(body.as_bytes());
+        hex(&mac.finalize().into_bytes())
+    }
+}
+
+fn hex(bytes: &[u8]) -> String {
+    bytes.iter().map(|b| format!("{b:02x}")).collect()
+}
 
 /// Who acted.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -84,21 +124,28 @@ struct Hashed<'a> {
     details: &'a str,
 }
 
-fn chain_hash(prev_hash: &str, record: &Hashed<'_>) -> String {
-    let body = serde_json::to_string(record).expect("plain strings and numbers serialize");
+fn body(record: &Hashed<'_>) -> String {
+    serde_json::to_string(record).expect("plain strings and numbers serialize")
+}
+
+/// The unkeyed link of records written before the chain was keyed.
+fn legacy_link(prev_hash: &str, body: &str) -> String {
     let digest = Sha256::new()
         .chain_update(prev_hash.as_bytes())
         .chain_update(b"\n")
         .chain_update(body.as_bytes())
         .finalize();
-    digest.iter().map(|b| format!("{b:02x}")).collect()
+    hex(&digest)
 }
 
 /// Appends one record inside the caller's transaction. Taking the head row serializes
 /// writers (on PostgreSQL it is a row lock held to commit), so the chain has no forks.
-pub async fn append(conn: &mut AnyConnection, entry: Entry<'_>, now: Millis) -> Result<i64> {
+pub async fn append(conn: &mut Tx, entry: Entry<'_>, now: Millis) -> Result<i64> {
+    let key = conn.chain_key().cloned().ok_or_else(|| {
+        StoreError::Invalid("the audit log is written only with the master key loaded".into())
+    })?;
     let head = sqlx::query("UPDATE audit_head SET seq = seq + 1 WHERE id = 1 RETURNING seq, hash")
-        .fetch_one(&mut *conn)
+        .fetch_one(&mut **conn)
         .await?;
     let seq: i64 = head.try_get("seq")?;
     let prev_hash: String = head.try_get("hash")?;
@@ -116,7 +163,7 @@ pub async fn append(conn: &mut AnyConnection, entry: Entry<'_>, now: Millis) -> 
         user_agent: entry.origin.user_agent.as_deref(),
         details: &details,
     };
-    let hash = chain_hash(&prev_hash, &hashed);
+    let hash = key.link(&prev_hash, &body(&hashed));
     sqlx::query(
         "INSERT INTO audit_log (seq, at, actor_kind, actor_id, action, target_user_id, target_session_id, reason, \
          ip, user_agent, details, prev_hash, hash) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13)",
@@ -134,11 +181,11 @@ pub async fn append(conn: &mut AnyConnection, entry: Entry<'_>, now: Millis) -> 
     .bind(&details)
     .bind(&prev_hash)
     .bind(&hash)
-    .execute(&mut *conn)
+    .execute(&mut **conn)
     .await?;
     sqlx::query("UPDATE audit_head SET hash = $1 WHERE id = 1")
         .bind(&hash)
-        .execute(&mut *conn)
+        .execute(&mut **conn)
         .await?;
     Ok(seq)
 }
@@ -281,16 +328,61 @@ async fn page_after(db: &Db, after: i64) -> Result<Vec<Stored>> {
     rows.iter().map(from_row).collect()
 }
 
+/// A point of the chain vouched for from outside the database: the log had `records`
+/// records, the last with this hash (a checkpoint whose signature was already checked).
 #[derive(Debug, Clone, PartialEq, Eq)]
-pub enum Verdict {
-    Intact { records: i64, head: String },
-    Broken { seq: i64, problem: String },
+pub struct Anchor {
+    pub records: i64,
+    pub head: String,
+    /// When it was taken, and where it was read from (for the report).
+    pub at: Millis,
+    pub source: String,
 }
 
-/// Walks the whole chain and recomputes every hash.
-pub async fn verify(db: &Db) -> Result<Verdict> {
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Verdict {
+    Intact {
+        records: i64,
+        head: String,
+        /// Records at the start of the log written before the chain was keyed.
+        unkeyed: i64,
+        /// How many anchors were checked, and the newest of them.
+        anchors: usize,
+        newest_anchor: Option<Anchor>,
+    },
+    Broken {
+        seq: i64,
+        problem: String,
+    },
+}
+
+/// Walks the whole chain and recomputes every link, and checks that each anchor's record is
+/// still there, unchanged.
+pub async fn verify(db: &Db, key: &ChainKey, anchors: &[Anchor]) -> Result<Verdict> {
+    let mut anchors: Vec<&Anchor> = anchors.iter().collect();
+    anchors.sort_by_key(|a| a.records);
+    let mut pending = anchors.iter().peekable();
     let mut expected_seq = 1;
     let mut prev = GENESIS.to_string();
+    let mut keyed = false;
+    let mut unkeyed = 0;
+    let anchor_broken = |a: &Anchor| {
+        format!(
+            "it differs from the checkpoint of {} ({}, {} records): records up to it were rewritten",
+            crate::http::api::time_format::format(a.at),
+            a.source,
+            a.records
+        )
+    };
+    // A checkpoint of the empty log.
+    while let Some(a) = pending.next_if(|a| a.records == 0) {
+        if a.head != GENESIS {
+            return Ok(Verdict::Broken {
+                seq: 0,
+                problem: anchor_broken(a),
+            });
+        }
+    }
     loop {
         let page = page_after(db, expected_seq - 1).await?;
         for Stored {
@@ -313,26 +405,33 @@ pub async fn verify(db: &Db) -> Result<Verdict> {
             if r.prev_hash != prev {
                 return broken("its link to the record before does not match".into());
             }
-            let recomputed = chain_hash(
-                &prev,
-                &Hashed {
-                    seq: r.seq,
-                    at: r.at,
-                    actor_kind: &r.actor_kind,
-                    actor_id: r.actor_id.as_deref(),
-                    action: &r.action,
-                    target_user_id: r.target_user_id.as_deref(),
-                    target_session_id: r.target_session_id.as_deref(),
-                    reason: r.reason.as_deref(),
-                    ip: r.ip.as_deref(),
-                    user_agent: r.user_agent.as_deref(),
-                    details: details_text,
-                },
-            );
-            if recomputed != r.hash {
+            let body = body(&Hashed {
+                seq: r.seq,
+                at: r.at,
+                actor_kind: &r.actor_kind,
+                actor_id: r.actor_id.as_deref(),
+                action: &r.action,
+                target_user_id: r.target_user_id.as_deref(),
+                target_session_id: r.target_session_id.as_deref(),
+                reason: r.reason.as_deref(),
+                ip: r.ip.as_deref(),
+                user_agent: r.user_agent.as_deref(),
+                details: details_text,
+            });
+            if key.link(&prev, &body) == r.hash {
+                keyed = true;
+            } else if !keyed && legacy_link(&prev, &body) == r.hash {
+                unkeyed += 1;
+            } else {
                 return broken(
-                    "its content does not match its hash (the record was edited)".into(),
+                    "its content does not match its link (the record was edited, or written without this server's master key)"
+                        .into(),
                 );
+            }
+            while let Some(a) = pending.next_if(|a| a.records == r.seq) {
+                if a.head != r.hash {
+                    return broken(anchor_broken(a));
+                }
             }
             prev = r.hash.clone();
             expected_seq += 1;
@@ -341,12 +440,23 @@ pub async fn verify(db: &Db) -> Result<Verdict> {
             break;
         }
     }
+    let records = expected_seq - 1;
+    if let Some(a) = pending.next() {
+        return Ok(Verdict::Broken {
+            seq: records + 1,
+            problem: format!(
+                "the log ends at record {records}, but the checkpoint of {} ({}) saw {} records: records were removed from the end",
+                crate::http::api::time_format::format(a.at),
+                a.source,
+                a.records
+            ),
+        });
+    }
     let head = sqlx::query("SELECT seq, hash FROM audit_head WHERE id = 1")
         .fetch_one(db.read())
         .await?;
     let head_seq: i64 = head.try_get("seq")?;
     let head_hash: String = head.try_get("hash")?;
-    let records = expected_seq - 1;
     if head_seq != records || head_hash != prev {
         return Ok(Verdict::Broken {
             seq: records + 1,
@@ -358,6 +468,9 @@ pub async fn verify(db: &Db) -> Result<Verdict> {
     Ok(Verdict::Intact {
         records,
         head: prev,
+        unkeyed,
+        anchors: anchors.len(),
+        newest_anchor: anchors.last().map(|a| (*a).clone()),
     })
 }
 
@@ -366,7 +479,8 @@ mod tests {
     use super::*;
 
     #[test]
-    fn the_hash_covers_every_field_and_the_link() {
+    fn the_link_covers_every_field_the_link_before_and_the_key() {
+        let key = ChainKey::derive(&MasterKey::generate());
         let base = Hashed {
             seq: 1,
             at: 1_000,
@@ -380,13 +494,24 @@ mod tests {
             user_agent: None,
             details: "{}",
         };
-        let h = chain_hash(GENESIS, &base);
+        let h = key.link(GENESIS, &body(&base));
         assert_eq!(h.len(), 64);
-        assert_ne!(h, chain_hash(&h, &base), "the link is covered");
+        assert_ne!(h, key.link(&h, &body(&base)), "the link is covered");
         let edited = Hashed {
             reason: Some("ticket 43"),
             ..base
         };
-        assert_ne!(h, chain_hash(GENESIS, &edited), "the reason is covered");
+        assert_ne!(
+            h,
+            key.link(GENESIS, &body(&edited)),
+            "the reason is covered"
+        );
+        let other = ChainKey::derive(&MasterKey::generate());
+        assert_ne!(h, other.link(GENESIS, &body(&base)), "the key is covered");
+        assert_ne!(
+            h,
+            legacy_link(GENESIS, &body(&base)),
+            "keyed is not plain SHA-256"
+        );
     }
 }

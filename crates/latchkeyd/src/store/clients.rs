@@ -4,11 +4,15 @@ use url::{Host, Url};
 use super::{conflict_on_unique, Result, StoreError};
 use crate::clock::Millis;
 use crate::db::Db;
+use crate::scope;
 use crate::secret::{constant_time_eq, new_token, token_hash, Secret, TokenKind};
 
 /// The desktop app and CLI: a public native client on loopback redirects (RFC 8252 §7.3).
 pub const DESKTOP_CLIENT_ID: &str = "latchkey-desktop";
 const DESKTOP_REDIRECTS: [&str; 2] = ["http://127.0.0.1/callback", "http://[::1]/callback"];
+/// The desktop app is first-party: it may reach the account API, and the support API for
+/// people with the support role.
+const DESKTOP_SCOPES: [&str; 6] = scope::ALL;
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize, clap::ValueEnum)]
 #[serde(rename_all = "lowercase")]
@@ -34,6 +38,10 @@ pub struct Client {
     pub name: String,
     pub kind: ClientKind,
     pub redirect_uris: Vec<String>,
+    /// The scopes it may ask for; a request for any other is refused.
+    pub scopes: Vec<String>,
+    /// Run by the operator: only these may be granted `account` and `support`.
+    pub first_party: bool,
     pub builtin: bool,
     pub created_at: Millis,
     #[serde(skip)]
@@ -46,11 +54,18 @@ impl std::fmt::Debug for Client {
             .field("client_id", &self.client_id)
             .field("kind", &self.kind)
             .field("redirect_uris", &self.redirect_uris)
+            .field("scopes", &self.scopes)
+            .field("first_party", &self.first_party)
             .finish_non_exhaustive()
     }
 }
 
 impl Client {
+    /// May this client ask for `scope`?
+    pub fn allows(&self, scope: &str) -> bool {
+        self.scopes.iter().any(|s| s == scope)
+    }
+
     pub fn verify_secret(&self, secret: &str) -> bool {
         match &self.secret_hash {
             Some(hash) => constant_time_eq(hash, &token_hash(secret)),
@@ -128,24 +143,35 @@ fn client_from_row(row: &sqlx::any::AnyRow) -> Result<Client> {
             ClientKind::Public
         },
         redirect_uris: serde_json::from_str(&uris).unwrap_or_default(),
+        scopes: row
+            .try_get::<String, _>("scopes")?
+            .split_ascii_whitespace()
+            .map(str::to_string)
+            .collect(),
+        first_party: row.try_get::<i64, _>("first_party")? != 0,
         builtin: row.try_get::<i64, _>("builtin")? != 0,
         created_at: row.try_get("created_at")?,
         secret_hash: row.try_get("secret_hash")?,
     })
 }
 
-const COLUMNS: &str = "client_id, name, kind, secret_hash, redirect_uris, builtin, created_at";
+const COLUMNS: &str =
+    "client_id, name, kind, secret_hash, redirect_uris, scopes, first_party, builtin, created_at";
 
-/// Present from first start; re-created if someone deleted it from the database by hand.
+/// Present from first start, re-created if someone deleted it from the database by hand, and
+/// given this version's redirects and scopes if an older version registered it.
 pub async fn ensure_builtin(db: &Db, now: Millis) -> Result<()> {
     let uris = serde_json::to_string(&DESKTOP_REDIRECTS).expect("static list serializes");
     sqlx::query(
-        "INSERT INTO clients (client_id, name, kind, redirect_uris, builtin, created_at) \
-         VALUES ($1, $2, 'public', $3, 1, $4) ON CONFLICT (client_id) DO NOTHING",
+        "INSERT INTO clients (client_id, name, kind, redirect_uris, scopes, first_party, builtin, created_at) \
+         VALUES ($1, $2, 'public', $3, $4, 1, 1, $5) ON CONFLICT (client_id) DO UPDATE SET \
+         kind = 'public', redirect_uris = excluded.redirect_uris, scopes = excluded.scopes, \
+         first_party = 1, builtin = 1",
     )
     .bind(DESKTOP_CLIENT_ID)
     .bind("Latchkey Desktop")
     .bind(&uris)
+    .bind(DESKTOP_SCOPES.join(" "))
     .bind(now)
     .execute(db.write())
     .await?;
@@ -169,15 +195,54 @@ pub async fn list(db: &Db) -> Result<Vec<Client>> {
     rows.iter().map(client_from_row).collect()
 }
 
+/// A client to register.
+#[derive(Debug, Clone)]
+pub struct NewClient<'a> {
+    pub client_id: &'a str,
+    pub name: &'a str,
+    pub kind: ClientKind,
+    pub redirect_uris: &'a [String],
+    /// The scopes it may ask for; empty means the default (`openid profile email offline_access`).
+    pub scopes: &'a [String],
+    pub first_party: bool,
+}
+
+/// The scopes a new client may ask for, checked: known ones, and `account` or `support` only
+/// for a first-party client.
+fn registered_scopes(c: &NewClient<'_>) -> Result<Vec<String>> {
+    let asked: Vec<&str> = c
+        .scopes
+        .iter()
+        .flat_map(|s| s.split_ascii_whitespace())
+        .collect();
+    let asked = if asked.is_empty() {
+        scope::DEFAULT_CLIENT.to_vec()
+    } else {
+        asked
+    };
+    let mut scopes: Vec<String> = Vec::new();
+    for s in asked {
+        if !scope::is_known(s) {
+            return Err(StoreError::Invalid(format!(
+                "unknown scope {s:?}: latchkeyd knows {}",
+                scope::ALL.join(", ")
+            )));
+        }
+        if scope::FIRST_PARTY_ONLY.contains(&s) && !c.first_party {
+            return Err(StoreError::Invalid(format!(
+                "the {s} scope reaches latchkeyd's own account and support APIs: only a first-party client (--first-party) may have it"
+            )));
+        }
+        if !scopes.iter().any(|k| k == s) {
+            scopes.push(s.to_string());
+        }
+    }
+    Ok(scopes)
+}
+
 /// Registers a client; for a confidential one, returns its secret (shown once, stored hashed).
-pub async fn add(
-    db: &Db,
-    client_id: &str,
-    name: &str,
-    kind: ClientKind,
-    redirect_uris: &[String],
-    now: Millis,
-) -> Result<Option<Secret<String>>> {
+pub async fn add(db: &Db, c: &NewClient<'_>, now: Millis) -> Result<Option<Secret<String>>> {
+    let client_id = c.client_id;
     let id_ok = !client_id.is_empty()
         && client_id.len() <= 128
         && client_id
@@ -188,25 +253,33 @@ pub async fn add(
             "a client id is 1-128 characters of letters, digits and - . _ ~".into(),
         ));
     }
-    if redirect_uris.is_empty() {
+    if c.name.trim().is_empty() || c.name.chars().any(char::is_control) {
+        return Err(StoreError::Invalid(
+            "a client's name is shown on the sign-in page: plain text, not empty".into(),
+        ));
+    }
+    if c.redirect_uris.is_empty() {
         return Err(StoreError::Invalid(
             "a client needs at least one redirect URI".into(),
         ));
     }
-    for uri in redirect_uris {
+    for uri in c.redirect_uris {
         validate_redirect_uri(uri)?;
     }
-    let secret = (kind == ClientKind::Confidential).then(|| new_token(TokenKind::ClientSecret));
-    let uris = serde_json::to_string(redirect_uris).expect("strings serialize");
+    let scopes = registered_scopes(c)?;
+    let secret = (c.kind == ClientKind::Confidential).then(|| new_token(TokenKind::ClientSecret));
+    let uris = serde_json::to_string(c.redirect_uris).expect("strings serialize");
     sqlx::query(
-        "INSERT INTO clients (client_id, name, kind, secret_hash, redirect_uris, builtin, created_at) \
-         VALUES ($1, $2, $3, $4, $5, 0, $6)",
+        "INSERT INTO clients (client_id, name, kind, secret_hash, redirect_uris, scopes, first_party, builtin, created_at) \
+         VALUES ($1, $2, $3, $4, $5, $6, $7, 0, $8)",
     )
     .bind(client_id)
-    .bind(name)
-    .bind(kind.as_str())
+    .bind(c.name.trim())
+    .bind(c.kind.as_str())
     .bind(secret.as_ref().map(|s| token_hash(s.expose())))
     .bind(&uris)
+    .bind(scopes.join(" "))
+    .bind(i64::from(c.first_party))
     .bind(now)
     .execute(db.write())
     .await
@@ -242,6 +315,8 @@ mod tests {
             name: "d".into(),
             kind: ClientKind::Public,
             redirect_uris: DESKTOP_REDIRECTS.iter().map(|s| s.to_string()).collect(),
+            scopes: DESKTOP_SCOPES.iter().map(|s| s.to_string()).collect(),
+            first_party: true,
             builtin: true,
             created_at: 0,
             secret_hash: None,
@@ -281,5 +356,38 @@ mod tests {
         assert!(validate_redirect_uri("http://app.example.com/cb").is_err());
         assert!(validate_redirect_uri("https://app.example.com/cb#x").is_err());
         assert!(validate_redirect_uri("javascript:alert(1)").is_err());
+    }
+
+    #[test]
+    fn only_first_party_clients_may_have_the_api_scopes() {
+        let uris = ["https://app.example.com/cb".to_string()];
+        let client = |scopes: &[&str], first_party| {
+            let scopes: Vec<String> = scopes.iter().map(|s| s.to_string()).collect();
+            registered_scopes(&NewClient {
+                client_id: "app",
+                name: "App",
+                kind: ClientKind::Confidential,
+                redirect_uris: &uris,
+                scopes: &scopes,
+                first_party,
+            })
+        };
+        assert_eq!(
+            client(&[], false).unwrap(),
+            ["openid", "profile", "email", "offline_access"]
+        );
+        assert_eq!(
+            client(&["openid email", "openid"], false).unwrap(),
+            ["openid", "email"]
+        );
+        for api in ["account", "support"] {
+            let refused = client(&["openid", api], false).unwrap_err().to_string();
+            assert!(refused.contains("first-party"), "{refused}");
+        }
+        assert_eq!(
+            client(&["openid account support"], true).unwrap(),
+            ["openid", "account", "support"]
+        );
+        assert!(client(&["admin"], true).is_err());
     }
 }

@@ -3,13 +3,13 @@
 use serde::Serialize;
 use serde_json::json;
 use sqlx::any::AnyRow;
-use sqlx::{AnyConnection, Row};
+use sqlx::Row;
 use utoipa::ToSchema;
 
 use super::audit::{self, Actor};
 use super::{Origin, Result};
 use crate::clock::Millis;
-use crate::db::Db;
+use crate::db::{Db, Tx};
 use crate::secret::new_id;
 use crate::signals;
 
@@ -55,7 +55,7 @@ pub struct NewEvent<'a> {
 }
 
 /// Records a security event, and its audit record, inside the caller's transaction.
-pub async fn record(conn: &mut AnyConnection, event: NewEvent<'_>, now: Millis) -> Result<()> {
+pub async fn record(conn: &mut Tx, event: NewEvent<'_>, now: Millis) -> Result<()> {
     sqlx::query(
         "INSERT INTO security_events (id, at, kind, severity, user_id, session_id, ip, user_agent, details) \
          VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9)",
@@ -69,7 +69,7 @@ pub async fn record(conn: &mut AnyConnection, event: NewEvent<'_>, now: Millis) 
     .bind(event.origin.ip.as_deref())
     .bind(event.origin.user_agent.as_deref())
     .bind(event.details.to_string())
-    .execute(&mut *conn)
+    .execute(&mut **conn)
     .await?;
     if let Audit::As(actor) = event.audit {
         let reason = event.details.get("reason").and_then(|r| r.as_str());
@@ -244,12 +244,7 @@ async fn open_signals_where(db: &Db, scope: &str, key: &str) -> Result<Vec<Event
 }
 
 /// "This was me": marks the session's open signals acknowledged; how many there were.
-pub async fn acknowledge(
-    conn: &mut AnyConnection,
-    session_id: &str,
-    by: &str,
-    now: Millis,
-) -> Result<u64> {
+pub async fn acknowledge(conn: &mut Tx, session_id: &str, by: &str, now: Millis) -> Result<u64> {
     let done = sqlx::query(&format!(
         "UPDATE security_events SET acknowledged_at = $1, acknowledged_by = $2 \
          WHERE session_id = $3 AND acknowledged_at IS NULL AND kind IN ({})",
@@ -258,7 +253,7 @@ pub async fn acknowledge(
     .bind(now)
     .bind(by)
     .bind(session_id)
-    .execute(&mut *conn)
+    .execute(&mut **conn)
     .await?;
     Ok(done.rows_affected())
 }

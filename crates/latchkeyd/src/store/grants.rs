@@ -9,14 +9,14 @@
 use serde::Serialize;
 use serde_json::json;
 use sqlx::any::AnyRow;
-use sqlx::{Any, Row, Transaction};
+use sqlx::Row;
 
 use super::audit::Actor;
 use super::events::{self, Audit, NewEvent, Severity};
 use super::{Origin, Result};
 use crate::clock::{secs, Millis};
 use crate::config::TokenPolicy;
-use crate::db::Db;
+use crate::db::{Db, Tx};
 use crate::secret::{
     new_id, new_refresh_secret, new_token, parse_refresh_token, pkce_s256_matches, refresh_token,
     token_hash, RefreshTokenRef, Secret, TokenKind,
@@ -119,6 +119,7 @@ pub async fn delete_auth_request(db: &Db, id: &str) -> Result<()> {
 pub async fn issue_code(
     db: &Db,
     req: &AuthRequest,
+    scope: &str,
     user_id: &str,
     origin: &Origin,
     policy: &TokenPolicy,
@@ -135,7 +136,7 @@ pub async fn issue_code(
     .bind(&req.client_id)
     .bind(&req.redirect_uri)
     .bind(user_id)
-    .bind(&req.scope)
+    .bind(scope)
     .bind(req.nonce.as_deref())
     .bind(&req.code_challenge)
     .bind(req.device.name.as_deref())
@@ -359,7 +360,14 @@ pub async fn redeem_code(
     enforce_session_limit(&mut tx, policy, &user_id, origin, now).await?;
     let new_device = is_new_device(&mut tx, &user_id, &device).await?;
 
-    let expires_at = now + secs(policy.family_lifetime_secs);
+    // Without offline_access no refresh token is handed out: the sign-in lasts as long as its
+    // access token, and the device list says so.
+    let lifetime = if crate::scope::contains(&scope, crate::scope::OFFLINE_ACCESS) {
+        policy.family_lifetime_secs
+    } else {
+        policy.access_token_ttl_secs
+    };
+    let expires_at = now + secs(lifetime);
     let bound = dpop_jkt.filter(|_| bind_refresh);
     sqlx::query(
         "INSERT INTO sessions (id, user_id, client_id, scope, device_name, device_platform, app_version, auth_time, \
@@ -444,11 +452,7 @@ pub async fn redeem_code(
 
 /// A device (name and platform as the app reported them) this account has not signed in
 /// from before; the very first sign-in of an account is not news.
-async fn is_new_device(
-    tx: &mut Transaction<'static, Any>,
-    user_id: &str,
-    device: &DeviceInfo,
-) -> Result<bool> {
+async fn is_new_device(tx: &mut Tx, user_id: &str, device: &DeviceInfo) -> Result<bool> {
     let any = sqlx::query("SELECT 1 FROM sessions WHERE user_id = $1 LIMIT 1")
         .bind(user_id)
         .fetch_optional(&mut **tx)
@@ -470,7 +474,7 @@ async fn is_new_device(
 
 /// Revokes the least recently used sessions so that one more fits under the limit.
 async fn enforce_session_limit(
-    tx: &mut Transaction<'static, Any>,
+    tx: &mut Tx,
     policy: &TokenPolicy,
     user_id: &str,
     origin: &Origin,
@@ -527,7 +531,7 @@ pub(crate) const INSERT_REFRESH_TOKEN: &str =
 
 #[allow(clippy::too_many_arguments)]
 async fn insert_refresh_token(
-    tx: &mut Transaction<'static, Any>,
+    tx: &mut Tx,
     policy: &TokenPolicy,
     session_id: &str,
     generation: i64,
@@ -728,7 +732,7 @@ enum Advanced {
 
 /// Moves the session's head from `expected_head` to a new token of the family, inside `tx`.
 async fn advance(
-    tx: &mut Transaction<'static, Any>,
+    tx: &mut Tx,
     policy: &TokenPolicy,
     session_id: &str,
     expected_head: i64,
@@ -801,7 +805,7 @@ async fn advance(
 
 /// The presented token is not live: tell why, and revoke the family if it was retired.
 async fn refuse_or_grace(
-    mut tx: Transaction<'static, Any>,
+    mut tx: Tx,
     policy: &TokenPolicy,
     presented: &RefreshTokenRef,
     r: &RefreshRequest<'_>,
@@ -965,7 +969,7 @@ async fn refuse_or_grace(
 
 /// Revokes a session inside `tx`, and so its family: a token is live only while its session is.
 pub(crate) async fn revoke_session_in(
-    tx: &mut Transaction<'static, Any>,
+    tx: &mut Tx,
     session_id: &str,
     by: &str,
     reason: &str,
@@ -1009,7 +1013,7 @@ pub async fn revoke_session(
 
 /// Revokes a session inside `tx` and records a `session_revoked` event if it was live.
 pub(crate) async fn revoke_and_record(
-    tx: &mut Transaction<'static, Any>,
+    tx: &mut Tx,
     session_id: &str,
     actor: Actor<'_>,
     reason: &str,

@@ -12,7 +12,7 @@ use super::events::{self, Audit, Event, NewEvent, Severity};
 use super::grants::{self, ChainLink};
 use super::{Origin, Result};
 use crate::clock::{secs, Millis};
-use crate::db::Db;
+use crate::db::{Db, Tx};
 use crate::signals::Signal;
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, serde::Deserialize, ToSchema)]
@@ -226,7 +226,7 @@ pub async fn liveness(db: &Db, session_id: &str) -> Result<Option<Liveness>> {
 /// Revokes every live session of the account but `keep`, inside `tx`; the ids revoked.
 #[allow(clippy::too_many_arguments)]
 async fn revoke_all_in(
-    tx: &mut sqlx::Transaction<'static, sqlx::Any>,
+    tx: &mut Tx,
     user_id: &str,
     keep: Option<&str>,
     actor: Actor<'_>,

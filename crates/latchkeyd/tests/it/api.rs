@@ -9,8 +9,10 @@ use serde_json::{json, Value};
 
 use crate::both_backends;
 use crate::common::*;
+use latchkeyd::store::clients::ClientKind;
 
-const ACCOUNT_SCOPE: &str = "openid email offline_access account";
+/// What the desktop app asks for: `support` is granted only to support staff.
+const ACCOUNT_SCOPE: &str = "openid email offline_access account support";
 
 /// Signs in through the form with `client_id` from `device`; returns the token response.
 async fn sign_in_as(
@@ -366,11 +368,14 @@ async fn the_authorization_matrix_holds(backend: Backend) {
             Some(json!({ "reason": "ticket 1" })),
         ),
     ];
+    // Alice asked for `support` like the desktop app does, and was not granted it.
+    assert!(!scope_of(&alice).contains("support"), "{alice}");
+    assert!(scope_of(&staff).contains("support"), "{staff}");
     for (method, path, body) in &admin_calls {
         let (status, err) = call(&server, method.clone(), &a, path, body.clone()).await;
         assert_eq!(
             (status, err["error"].as_str()),
-            (403, Some("forbidden")),
+            (403, Some("insufficient_scope")),
             "{method} {path}"
         );
     }
@@ -443,16 +448,240 @@ async fn the_authorization_matrix_holds(backend: Backend) {
     }
 }
 
+fn scope_of(tokens: &Value) -> String {
+    tokens["scope"].as_str().unwrap().to_string()
+}
+
+/// The security review's finding: a support agent signing in to a third-party app handed it
+/// the support API. Now the app cannot ask for it, what it gets is not for this API, and a
+/// staff token stops working the moment the role is taken away.
+async fn a_third_party_app_never_reaches_the_support_api(backend: Backend) {
+    let server = TestServer::start(backend).await;
+    let agent = server.add_user("agent@example.com", Role::Support).await;
+    server.add_user("carol@example.com", Role::User).await;
+    let secret = server
+        .add_client("billing", "Billing", ClientKind::Confidential, &[], false)
+        .await
+        .unwrap();
+
+    // Asking for what it is not registered for: refused back to the app, before any sign-in.
+    for scope in [
+        "openid account",
+        "openid support",
+        "openid email offline_access account support",
+    ] {
+        let signin = SignIn::new()
+            .set("client_id", Some("billing"))
+            .set("scope", Some(scope));
+        let res = browser()
+            .get(signin.authorize_url(&server))
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(res.status(), 303, "{scope}");
+        let location = res.headers()["location"].to_str().unwrap();
+        assert_eq!(
+            query_param(location, "error").as_deref(),
+            Some("invalid_scope"),
+            "{location}"
+        );
+    }
+    // What it may have, it gets; and its token is for userinfo, not the account API.
+    let tokens = sign_in_with(
+        &server,
+        "agent@example.com",
+        "billing",
+        Some(&secret),
+        "openid profile email offline_access",
+    )
+    .await;
+    let at = bearer(&tokens);
+    let claims = jsonwebtoken::dangerous::insecure_decode::<Value>(&at)
+        .unwrap()
+        .claims;
+    assert_eq!(claims["aud"], server.base);
+    for path in [
+        "/api/v1/admin/users",
+        "/api/v1/admin/audit",
+        "/api/v1/me/sessions",
+    ] {
+        let (status, err) = get(&server, &at, path).await;
+        assert_eq!(
+            (status, err["error"].as_str()),
+            (403, Some("insufficient_scope")),
+            "{path}"
+        );
+    }
+    assert_eq!(userinfo_status(&server, &at).await, 200);
+
+    // A client narrowed after the fact loses what it had at its next refresh.
+    let first_party = server
+        .add_client("portal", "Portal", ClientKind::Confidential, &[], true)
+        .await
+        .unwrap();
+    let portal = sign_in_with(
+        &server,
+        "agent@example.com",
+        "portal",
+        Some(&first_party),
+        "openid offline_access account support",
+    )
+    .await;
+    assert_eq!(scope_of(&portal), "openid offline_access account support");
+    let claims = jsonwebtoken::dangerous::insecure_decode::<Value>(&bearer(&portal))
+        .unwrap()
+        .claims;
+    assert_eq!(
+        claims["aud"],
+        json!([server.base, format!("{}/api/v1", server.base)])
+    );
+    assert_eq!(
+        get(&server, &bearer(&portal), "/api/v1/admin/users")
+            .await
+            .0,
+        200
+    );
+    sqlx::query("UPDATE clients SET scopes = 'openid offline_access' WHERE client_id = 'portal'")
+        .execute(server.db.write())
+        .await
+        .unwrap();
+    // A replica that has not cached the client yet (the cache holds clients for seconds).
+    let replica = server.replica().await;
+    let (status, refreshed) = replica
+        .post_form(
+            "/token",
+            &[
+                ("grant_type", "refresh_token"),
+                ("client_id", "portal"),
+                ("client_secret", &first_party),
+                ("refresh_token", portal["refresh_token"].as_str().unwrap()),
+            ],
+        )
+        .await;
+    assert_eq!(status, 200, "{refreshed}");
+    assert_eq!(scope_of(&refreshed), "openid offline_access");
+    assert_eq!(
+        get(&server, &bearer(&refreshed), "/api/v1/admin/users")
+            .await
+            .0,
+        403
+    );
+
+    // A staff token outlives the role: the role is read on every call.
+    let desktop_staff = desktop(&server, "agent@example.com", "helpdesk").await;
+    assert_eq!(
+        get(&server, &bearer(&desktop_staff), "/api/v1/admin/users")
+            .await
+            .0,
+        200
+    );
+    sqlx::query("UPDATE users SET role = 'user' WHERE id = $1")
+        .bind(&agent.id)
+        .execute(server.db.write())
+        .await
+        .unwrap();
+    let (status, err) = get(&server, &bearer(&desktop_staff), "/api/v1/admin/users").await;
+    assert_eq!((status, err["error"].as_str()), (403, Some("forbidden")));
+}
+
+/// Control characters (NUL above all, which PostgreSQL refuses in text) wherever input enters:
+/// a clear 400 or 401 in the endpoint's own format, never a 500.
+async fn control_characters_are_refused_where_input_enters(backend: Backend) {
+    use base64::Engine;
+    let server = TestServer::start(backend).await;
+    server.add_user("staff@example.com", Role::Support).await;
+    let staff = desktop(&server, "staff@example.com", "helpdesk").await;
+    let s = bearer(&staff);
+    let basic = |id: &str| {
+        format!(
+            "Basic {}",
+            base64::engine::general_purpose::STANDARD.encode(format!("{id}:secret"))
+        )
+    };
+    for path in ["/token", "/revoke", "/introspect"] {
+        for id in ["latchkey\0desktop", "api\u{1b}[31m", "x\r\ny"] {
+            let res = server
+                .http
+                .post(server.url(path))
+                .header("authorization", basic(id))
+                .form(&[
+                    ("grant_type", "refresh_token"),
+                    ("refresh_token", "x"),
+                    ("token", "x"),
+                ])
+                .send()
+                .await
+                .unwrap();
+            let status = res.status().as_u16();
+            let body: Value = res.json().await.unwrap();
+            assert_eq!(
+                (status, body["error"].as_str()),
+                (401, Some("invalid_client")),
+                "{path} {id:?}"
+            );
+        }
+    }
+    for (path, code) in [
+        ("/api/v1/me/sessions/a%00b/family", 400),
+        ("/api/v1/me/sessions/%FF%FE/family", 400),
+        ("/api/v1/me/events?kind=a%00b", 400),
+        ("/api/v1/me/events?session_id=%01", 400),
+        ("/api/v1/admin/users?q=al%00ice", 400),
+        ("/api/v1/admin/users/x%00y/sessions", 400),
+        ("/api/v1/admin/audit?action=admin.%00", 400),
+        ("/api/v1/admin/events?user_id=%00", 400),
+    ] {
+        let (status, body) = get(&server, &s, path).await;
+        assert_eq!(
+            (status, body["error"].as_str()),
+            (code, Some("invalid_request")),
+            "{path}: {body}"
+        );
+    }
+    let (status, body) = call(
+        &server,
+        reqwest::Method::DELETE,
+        &s,
+        "/api/v1/me/sessions/a%00b",
+        None,
+    )
+    .await;
+    assert_eq!(
+        (status, body["error"].as_str()),
+        (400, Some("invalid_request"))
+    );
+    let (status, body) = post(
+        &server,
+        &s,
+        "/api/v1/admin/sessions/a%00b/revoke",
+        json!({ "reason": "ticket 1" }),
+    )
+    .await;
+    assert_eq!(
+        (status, body["error"].as_str()),
+        (400, Some("invalid_request"))
+    );
+    // The sign-in form: a page, never a redirect or a 500.
+    let res = browser()
+        .post(server.url("/authorize"))
+        .form(&[
+            ("request", "a\0b"),
+            ("csrf_token", "x"),
+            ("username", "a@b"),
+        ])
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(res.status(), 400);
+    assert!(res.text().await.unwrap().contains("<html"));
+}
+
 async fn revocation_reaches_refresh_introspection_and_the_api_at_once(backend: Backend) {
     let server = TestServer::start(backend).await;
     server.add_user("alice@example.com", Role::User).await;
-    let creds = resource_server(&server).await;
     let laptop = desktop(&server, "alice@example.com", "laptop").await;
     let stolen = desktop(&server, "alice@example.com", "old phone").await;
-    assert_eq!(
-        introspect(&server, &creds, &bearer(&stolen)).await["active"],
-        true
-    );
+    assert_eq!(userinfo_status(&server, &bearer(&stolen)).await, 200);
     assert_eq!(get(&server, &bearer(&stolen), "/api/v1/me").await.0, 200);
 
     let (status, revoked) = delete(
@@ -472,14 +701,7 @@ async fn revocation_reaches_refresh_introspection_and_the_api_at_once(backend: B
         (status, body["error"].as_str()),
         (400, Some("invalid_grant"))
     );
-    assert_eq!(
-        introspect(&server, &creds, &bearer(&stolen)).await["active"],
-        false
-    );
-    assert_eq!(
-        introspect(&server, &creds, stolen["refresh_token"].as_str().unwrap()).await["active"],
-        false
-    );
+    assert_eq!(userinfo_status(&server, &bearer(&stolen)).await, 401);
     let (status, body) = get(&server, &bearer(&stolen), "/api/v1/me/sessions").await;
     assert_eq!(
         (status, body["error"].as_str()),
@@ -965,52 +1187,183 @@ async fn support_staff_find_inspect_and_revoke_with_a_reason(backend: Backend) {
     );
 }
 
+/// The fields an audit record's link covers, in their order (as `store::audit` hashes them).
+#[derive(serde::Serialize)]
+struct Linked<'a> {
+    seq: i64,
+    at: i64,
+    actor_kind: &'a str,
+    actor_id: Option<&'a str>,
+    action: &'a str,
+    target_user_id: Option<&'a str>,
+    target_session_id: Option<&'a str>,
+    reason: Option<&'a str>,
+    ip: Option<&'a str>,
+    user_agent: Option<&'a str>,
+    details: &'a str,
+}
+
+/// What someone with write access to the database, but not the master key, can compute: the
+/// unkeyed SHA-256 link of a record.
+fn forged_link(prev: &str, row: &sqlx::any::AnyRow) -> String {
+    use sha2::{Digest, Sha256};
+    use sqlx::Row;
+    let text = |c: &str| row.try_get::<Option<String>, _>(c).unwrap();
+    let (actor_kind, action, details) = (
+        text("actor_kind").unwrap(),
+        text("action").unwrap(),
+        text("details").unwrap(),
+    );
+    let (actor_id, user, session, reason, ip, ua) = (
+        text("actor_id"),
+        text("target_user_id"),
+        text("target_session_id"),
+        text("reason"),
+        text("ip"),
+        text("user_agent"),
+    );
+    let body = serde_json::to_string(&Linked {
+        seq: row.try_get("seq").unwrap(),
+        at: row.try_get("at").unwrap(),
+        actor_kind: &actor_kind,
+        actor_id: actor_id.as_deref(),
+        action: &action,
+        target_user_id: user.as_deref(),
+        target_session_id: session.as_deref(),
+        reason: reason.as_deref(),
+        ip: ip.as_deref(),
+        user_agent: ua.as_deref(),
+        details: &details,
+    })
+    .unwrap();
+    let digest = Sha256::new()
+        .chain_update(prev.as_bytes())
+        .chain_update(b"\n")
+        .chain_update(body.as_bytes())
+        .finalize();
+    digest.iter().map(|b| format!("{b:02x}")).collect()
+}
+
+/// Drops the database's guard on the audit log, runs `sql`, and puts the guard back: what an
+/// attacker with the database's credentials can do.
+async fn behind_the_guard(server: &TestServer, backend: Backend, sql: &[(&str, Vec<String>)]) {
+    let db = server.db.write();
+    let (drop, restore): (&[&str], &[&str]) = match backend {
+        Backend::Sqlite => (
+            &[
+                "DROP TRIGGER audit_log_no_update",
+                "DROP TRIGGER audit_log_no_delete",
+            ],
+            &[
+                "CREATE TRIGGER audit_log_no_update BEFORE UPDATE ON audit_log \
+                 BEGIN SELECT RAISE(ABORT, 'the audit log is append-only'); END",
+                "CREATE TRIGGER audit_log_no_delete BEFORE DELETE ON audit_log \
+                 BEGIN SELECT RAISE(ABORT, 'the audit log is append-only'); END",
+            ],
+        ),
+        Backend::Postgres => (
+            &["ALTER TABLE audit_log DISABLE TRIGGER audit_log_no_change"],
+            &["ALTER TABLE audit_log ENABLE TRIGGER audit_log_no_change"],
+        ),
+    };
+    for q in drop {
+        sqlx::query(q).execute(db).await.unwrap();
+    }
+    for (q, binds) in sql {
+        let mut query = sqlx::query(q);
+        for b in binds {
+            query = query.bind(b.as_str());
+        }
+        query.execute(db).await.unwrap();
+    }
+    for q in restore {
+        sqlx::query(q).execute(db).await.unwrap();
+    }
+}
+
 async fn the_audit_log_is_append_only_and_tampering_is_caught(backend: Backend) {
+    use sqlx::Row;
     let server = TestServer::start(backend).await;
     server.add_user("alice@example.com", Role::User).await;
+    server.add_user("staff@example.com", Role::Support).await;
     let a = desktop(&server, "alice@example.com", "laptop").await;
     let b = desktop(&server, "alice@example.com", "phone").await;
+    let staff = desktop(&server, "staff@example.com", "helpdesk").await;
     delete(
         &server,
         &bearer(&a),
         &format!("/api/v1/me/sessions/{}", sid(&b)),
     )
     .await;
+    // Two staff records: the ones an insider would want gone.
+    let (status, _) = get(&server, &bearer(&staff), "/api/v1/admin/users?q=alice").await;
+    assert_eq!(status, 200);
+    let (status, _) = post(
+        &server,
+        &bearer(&staff),
+        &format!("/api/v1/admin/sessions/{}/revoke", sid(&a)),
+        json!({ "reason": "ticket 7" }),
+    )
+    .await;
+    assert_eq!(status, 200);
     let count = audit_count(&server).await;
     assert!(
-        count >= 5,
-        "sign-ins, sessions and the revocation are audited: {count}"
+        count >= 7,
+        "sign-ins, sessions, revocations and staff calls are audited: {count}"
     );
-    match audit::verify(&server.db).await.unwrap() {
-        Verdict::Intact { records, .. } => assert_eq!(records, count),
+    let key = latchkeyd::store::audit::ChainKey::derive(
+        &latchkeyd::crypto::MasterKey::load_or_create(&server.dir.path().join("master.key"))
+            .unwrap(),
+    );
+    match audit::verify(&server.db, &key, &[]).await.unwrap() {
+        Verdict::Intact {
+            records, unkeyed, ..
+        } => assert_eq!((records, unkeyed), (count, 0)),
         broken => panic!("{broken:?}"),
     }
-    let verify = || {
-        std::process::Command::new(env!("CARGO_BIN_EXE_latchkeyd"))
-            .args(["audit", "verify", "--database", &server.database])
-            .output()
-            .unwrap()
+    let cli = |args: &[&str]| {
+        let mut cmd = std::process::Command::new(env!("CARGO_BIN_EXE_latchkeyd"));
+        cmd.args(args)
+            .args(["--database", &server.database, "--master-key-file"])
+            .arg(server.dir.path().join("master.key"));
+        let out = cmd.output().unwrap();
+        (
+            out.status.success(),
+            String::from_utf8_lossy(&out.stdout).into_owned(),
+            String::from_utf8_lossy(&out.stderr).into_owned(),
+        )
     };
-    let ok = verify();
-    assert!(
-        ok.status.success(),
-        "{}",
-        String::from_utf8_lossy(&ok.stderr)
-    );
-    assert!(String::from_utf8_lossy(&ok.stdout).contains(&format!("{count} records")));
+    let (ok, out, err) = cli(&["audit", "verify"]);
+    assert!(ok, "{err}");
+    assert!(out.contains(&format!("{count} records")), "{out}");
+    assert!(out.contains("no checkpoint given"), "{out}");
 
-    let export = std::process::Command::new(env!("CARGO_BIN_EXE_latchkeyd"))
-        .args(["audit", "export", "--database", &server.database])
-        .output()
-        .unwrap();
-    let lines: Vec<Value> = String::from_utf8(export.stdout)
-        .unwrap()
+    // A signed checkpoint, kept outside the database.
+    let (ok, line, err) = cli(&["audit", "checkpoint"]);
+    assert!(ok, "{err}");
+    let checkpoints = server.dir.path().join("checkpoints.jsonl");
+    std::fs::write(&checkpoints, &line).unwrap();
+    let cp: Value = serde_json::from_str(line.trim()).unwrap();
+    assert_eq!(cp["records"], count);
+    let checked = [
+        "audit",
+        "verify",
+        "--checkpoint",
+        checkpoints.to_str().unwrap(),
+    ];
+    let (ok, out, err) = cli(&checked);
+    assert!(ok, "{err}");
+    assert!(out.contains("matches 1 checkpoint"), "{out}");
+
+    let export = cli(&["audit", "export"]).1;
+    let lines: Vec<Value> = export
         .lines()
         .map(|l| serde_json::from_str(l).unwrap())
         .collect();
     assert_eq!(lines.len() as i64, count);
     assert_eq!(lines[0]["seq"], 1);
     assert_eq!(lines[1]["prev_hash"], lines[0]["hash"]);
+    assert_eq!(lines[count as usize - 1]["action"], "admin.session.revoke");
 
     // The database itself refuses edits and deletions.
     let db = server.db.write();
@@ -1025,71 +1378,124 @@ async fn the_audit_log_is_append_only_and_tampering_is_caught(backend: Backend) 
         .await
         .is_err());
 
-    // Someone with the database drops the guard and edits a record: caught.
-    let drop_guards: &[&str] = match backend {
-        Backend::Sqlite => &[
-            "DROP TRIGGER audit_log_no_update",
-            "DROP TRIGGER audit_log_no_delete",
+    // The reproduced attack: the guard dropped, the two staff records deleted from the end, the
+    // head set to the record before them, the guard restored. The chain alone cannot tell; the
+    // checkpoint does.
+    let kept = lines[count as usize - 3].clone();
+    behind_the_guard(
+        &server,
+        backend,
+        &[
+            (
+                "DELETE FROM audit_log WHERE seq > CAST($1 AS BIGINT)",
+                vec![(count - 2).to_string()],
+            ),
+            (
+                "UPDATE audit_head SET seq = seq - 2, hash = $1 WHERE id = 1",
+                vec![kept["hash"].as_str().unwrap().to_string()],
+            ),
         ],
-        Backend::Postgres => &["DROP TRIGGER audit_log_no_change ON audit_log"],
-    };
-    for sql in drop_guards {
-        sqlx::query(sql).execute(db).await.unwrap();
-    }
-    sqlx::query("UPDATE audit_log SET ip = '203.0.113.9' WHERE seq = 2")
-        .execute(db)
+    )
+    .await;
+    let (ok, out, _) = cli(&["audit", "verify"]);
+    assert!(ok, "a cut-off tail is invisible to the chain alone: {out}");
+    let (ok, _, err) = cli(&checked);
+    assert!(!ok, "the checkpoint catches the cut-off tail");
+    assert!(
+        err.contains(&format!("tampered with at record {}", count - 1))
+            && err.contains("removed from the end"),
+        "{err}"
+    );
+
+    // An edit, with every link after it recomputed the only way possible without the master
+    // key (plain SHA-256): caught by the chain alone, at the edited record.
+    behind_the_guard(
+        &server,
+        backend,
+        &[(
+            "UPDATE audit_log SET ip = '203.0.113.9' WHERE seq = 2",
+            vec![],
+        )],
+    )
+    .await;
+    let rows = sqlx::query("SELECT * FROM audit_log ORDER BY seq")
+        .fetch_all(server.db.read())
         .await
         .unwrap();
+    let mut prev: String = rows[0].try_get("hash").unwrap();
+    let mut relink = Vec::new();
+    for row in &rows[1..] {
+        let link = forged_link(&prev, row);
+        let seq: i64 = row.try_get("seq").unwrap();
+        relink.push((
+            "UPDATE audit_log SET prev_hash = $1, hash = $2 WHERE seq = CAST($3 AS BIGINT)",
+            vec![prev.clone(), link.clone(), seq.to_string()],
+        ));
+        prev = link;
+    }
+    relink.push((
+        "UPDATE audit_head SET hash = $1 WHERE id = 1",
+        vec![prev.clone()],
+    ));
+    behind_the_guard(&server, backend, &relink).await;
     assert_eq!(
-        audit::verify(&server.db).await.unwrap(),
+        audit::verify(&server.db, &key, &[]).await.unwrap(),
         Verdict::Broken {
             seq: 2,
-            problem: "its content does not match its hash (the record was edited)".into()
+            problem: "its content does not match its link (the record was edited, or written without this server's master key)".into()
         }
     );
-    let caught = verify();
-    assert!(!caught.status.success());
-    let message = String::from_utf8_lossy(&caught.stderr);
-    assert!(message.contains("tampered with at record 2"), "{message}");
+    let (ok, _, err) = cli(&["audit", "verify"]);
+    assert!(!ok);
+    assert!(err.contains("tampered with at record 2"), "{err}");
 
-    // Restoring the field is not enough to hide a deletion, from the middle or the end.
-    let original: String = lines[1]["ip"]
-        .as_str()
-        .map(str::to_string)
-        .unwrap_or_default();
-    sqlx::query("UPDATE audit_log SET ip = $1 WHERE seq = 2")
-        .bind(if original.is_empty() {
-            None
-        } else {
-            Some(original)
-        })
-        .execute(db)
-        .await
-        .unwrap();
-    assert!(matches!(
-        audit::verify(&server.db).await.unwrap(),
-        Verdict::Intact { .. }
-    ));
-    sqlx::query("DELETE FROM audit_log WHERE seq = $1")
-        .bind(count)
-        .execute(db)
-        .await
-        .unwrap();
-    assert!(matches!(
-        audit::verify(&server.db).await.unwrap(),
-        Verdict::Broken { .. }
-    ));
-    sqlx::query("DELETE FROM audit_log WHERE seq = 3")
-        .execute(db)
-        .await
-        .unwrap();
-    match audit::verify(&server.db).await.unwrap() {
-        Verdict::Broken { seq, problem } => {
-            assert_eq!(seq, 4);
-            assert!(problem.contains("record 3 is missing"), "{problem}");
-        }
-        intact => panic!("{intact:?}"),
+    // The whole log rewritten with plain links from the first record on: it reads as a log
+    // from before the chain was keyed, which `verify` says plainly; the checkpoint catches it.
+    let mut prev = latchkeyd::store::audit::GENESIS.to_string();
+    let mut relink = Vec::new();
+    for row in &rows {
+        let link = forged_link(&prev, row);
+        let seq: i64 = row.try_get("seq").unwrap();
+        relink.push((
+            "UPDATE audit_log SET prev_hash = $1, hash = $2 WHERE seq = CAST($3 AS BIGINT)",
+            vec![prev.clone(), link.clone(), seq.to_string()],
+        ));
+        prev = link;
     }
+    relink.push((
+        "UPDATE audit_head SET hash = $1 WHERE id = 1",
+        vec![prev.clone()],
+    ));
+    behind_the_guard(&server, backend, &relink).await;
+    let (ok, out, _) = cli(&["audit", "verify"]);
+    assert!(ok);
+    assert!(
+        out.contains(&format!(
+            "records 1-{} were written before the chain was keyed",
+            count - 2
+        )),
+        "{out}"
+    );
+    let (ok, _, err) = cli(&checked);
+    assert!(!ok, "the checkpoint catches a rewrite of the whole log");
+    assert!(
+        err.contains("differs from the checkpoint") || err.contains("removed from the end"),
+        "{err}"
+    );
+
+    // A checkpoint edited to match the forgery does not verify.
+    let mut forged = cp.clone();
+    let jws = cp["checkpoint"].as_str().unwrap();
+    let parts: Vec<&str> = jws.split('.').collect();
+    let payload = base64::Engine::encode(
+        &base64::engine::general_purpose::URL_SAFE_NO_PAD,
+        json!({ "iss": "x", "records": count - 2, "head": prev, "at": 0 }).to_string(),
+    );
+    forged["checkpoint"] = json!(format!("{}.{payload}.{}", parts[0], parts[2]));
+    std::fs::write(&checkpoints, forged.to_string()).unwrap();
+    let (ok, _, err) = cli(&checked);
+    assert!(!ok);
+    assert!(err.contains("signature does not verify"), "{err}");
 }
 
 /// Reads the event stream until `needle` shows up (or fails after a few seconds).
@@ -1263,6 +1669,8 @@ async fn the_openapi_document_describes_every_api_route(backend: Backend) {
 both_backends!(
     sessions_are_listed_by_device_with_the_current_one_marked,
     the_authorization_matrix_holds,
+    a_third_party_app_never_reaches_the_support_api,
+    control_characters_are_refused_where_input_enters,
     revocation_reaches_refresh_introspection_and_the_api_at_once,
     a_replayed_token_shows_in_the_family_chain,
     signals_are_raised_with_evidence_and_acknowledged,

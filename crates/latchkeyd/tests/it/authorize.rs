@@ -59,6 +59,19 @@ async fn the_signin_page_names_the_app_and_device(backend: Backend) {
     assert!(page.contains("name=\"username\"") && page.contains("name=\"password\""));
     assert!(page.contains("See your email address"));
     assert!(page.contains("the app on this computer"));
+    assert!(!page.contains("Staff powers"), "none asked for");
+
+    // Staff powers, when asked for, are named as such.
+    let signin = SignIn::new().set(
+        "scope",
+        Some("openid profile email offline_access account support"),
+    );
+    let (_, page) = open_form(&server, &signin).await;
+    assert!(page.contains("See and sign out your devices and sessions"));
+    assert!(
+        page.contains("Staff powers:") && page.contains("sign them out, and read the audit log"),
+        "{page}"
+    );
 
     // Device text is the client's word: markup in it is shown as text, never run.
     let signin = SignIn::new().set("device_name", Some("<script>alert(1)</script>"));

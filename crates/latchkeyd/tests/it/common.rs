@@ -7,6 +7,7 @@ use std::sync::Arc;
 use base64::engine::general_purpose::URL_SAFE_NO_PAD;
 use base64::Engine;
 use latchkeyd::db::Db;
+use latchkeyd::store::clients::{self, ClientKind};
 use latchkeyd::store::users::{self, Role};
 use latchkeyd::{ManualClock, Server, Settings};
 use rand::RngCore;
@@ -172,18 +173,49 @@ impl TestServer {
             .unwrap()
     }
 
-    /// Registers a second public native client, "other-app", on the loopback redirect.
+    /// Registers a second first-party public native client, "other-app", on the loopback
+    /// redirect, with every scope the desktop app has.
     pub async fn add_other_app(&self) {
-        latchkeyd::store::clients::add(
+        self.add_client("other-app", "Other app", ClientKind::Public, &[], true)
+            .await;
+    }
+
+    /// Registers a client on the loopback redirect (and an https one); a confidential
+    /// client's secret is returned.
+    pub async fn add_client(
+        &self,
+        client_id: &str,
+        name: &str,
+        kind: ClientKind,
+        scopes: &[&str],
+        first_party: bool,
+    ) -> Option<String> {
+        let scopes: Vec<String> = if scopes.is_empty() && first_party {
+            latchkeyd::scope::ALL
+                .iter()
+                .map(|s| s.to_string())
+                .collect()
+        } else {
+            scopes.iter().map(|s| s.to_string()).collect()
+        };
+        clients::add(
             &self.db,
-            "other-app",
-            "Other app",
-            latchkeyd::store::clients::ClientKind::Public,
-            &["http://127.0.0.1/callback".into()],
+            &clients::NewClient {
+                client_id,
+                name,
+                kind,
+                redirect_uris: &[
+                    "http://127.0.0.1/callback".into(),
+                    "https://api.example.com/cb".into(),
+                ],
+                scopes: &scopes,
+                first_party,
+            },
             self.clock.now_ms(),
         )
         .await
-        .unwrap();
+        .unwrap()
+        .map(|s| s.into_inner())
     }
 
     pub async fn refresh(&self, refresh_token: &str) -> (u16, Value) {
@@ -390,18 +422,59 @@ pub async fn sign_in(server: &TestServer, email: &str) -> Value {
 
 /// A confidential client (a resource server) that may introspect.
 pub async fn resource_server(server: &TestServer) -> (String, String) {
-    let secret = latchkeyd::store::clients::add(
-        &server.db,
-        "api-gateway",
-        "API gateway",
-        latchkeyd::store::clients::ClientKind::Confidential,
-        &["https://api.example.com/cb".to_string()],
-        server.clock.now_ms(),
-    )
-    .await
-    .unwrap()
-    .unwrap();
-    ("api-gateway".into(), secret.into_inner())
+    let secret = server
+        .add_client(
+            "api-gateway",
+            "API gateway",
+            ClientKind::Confidential,
+            &[],
+            false,
+        )
+        .await
+        .unwrap();
+    ("api-gateway".into(), secret)
+}
+
+/// The status of `GET /userinfo` with a bearer access token: 200 while it is good.
+pub async fn userinfo_status(server: &TestServer, access_token: &str) -> u16 {
+    server
+        .http
+        .get(server.url("/userinfo"))
+        .bearer_auth(access_token)
+        .send()
+        .await
+        .unwrap()
+        .status()
+        .as_u16()
+}
+
+/// Signs in through the form with `client_id`, authenticating the code exchange with
+/// `secret` when the client is confidential; the token response.
+pub async fn sign_in_with(
+    server: &TestServer,
+    email: &str,
+    client_id: &str,
+    secret: Option<&str>,
+    scope: &str,
+) -> Value {
+    let signin = SignIn::new()
+        .set("client_id", Some(client_id))
+        .set("scope", Some(scope));
+    let cb = callback(server, &signin, email).await;
+    let code = query_param(&cb, "code").expect("callback carries a code");
+    let mut form = vec![
+        ("grant_type", "authorization_code"),
+        ("client_id", client_id),
+        ("code", &code),
+        ("redirect_uri", REDIRECT),
+        ("code_verifier", &signin.pkce.verifier),
+    ];
+    if let Some(secret) = secret {
+        form.push(("client_secret", secret));
+    }
+    let (status, body) = server.post_form("/token", &form).await;
+    assert_eq!(status, 200, "{body}");
+    body
 }
 
 pub async fn introspect(server: &TestServer, creds: &(String, String), token: &str) -> Value {

@@ -103,7 +103,6 @@ async fn es256_keys_sign_when_configured(backend: Backend) {
 async fn codes_are_single_use_and_a_second_redemption_revokes(backend: Backend) {
     let server = TestServer::start(backend).await;
     server.add_user("frank@example.com", Role::User).await;
-    let creds = resource_server(&server).await;
     let signin = SignIn::new();
     let cb = callback(&server, &signin, "frank@example.com").await;
     let code = query_param(&cb, "code").unwrap();
@@ -120,8 +119,10 @@ async fn codes_are_single_use_and_a_second_redemption_revokes(backend: Backend) 
         (status, body["error"].as_str()),
         (400, Some("invalid_grant"))
     );
-    let intro = introspect(&server, &creds, first["access_token"].as_str().unwrap()).await;
-    assert_eq!(intro["active"], false);
+    assert_eq!(
+        userinfo_status(&server, first["access_token"].as_str().unwrap()).await,
+        401
+    );
 }
 
 async fn code_exchange_checks_verifier_client_and_redirect(backend: Backend) {
@@ -231,15 +232,10 @@ async fn an_expired_access_token_gets_401_and_nothing_else(backend: Backend) {
 async fn revocation_ends_the_session(backend: Backend) {
     let server = TestServer::start(backend).await;
     server.add_user("ivy@example.com", Role::User).await;
-    let creds = resource_server(&server).await;
     let tokens = sign_in(&server, "ivy@example.com").await;
     let refresh = tokens["refresh_token"].as_str().unwrap();
     let access = tokens["access_token"].as_str().unwrap();
-    assert_eq!(introspect(&server, &creds, access).await["active"], true);
-    assert_eq!(
-        introspect(&server, &creds, refresh).await["token_type"],
-        "refresh_token"
-    );
+    assert_eq!(userinfo_status(&server, access).await, 200);
 
     assert_eq!(
         server
@@ -257,8 +253,7 @@ async fn revocation_ends_the_session(backend: Backend) {
     );
     let (status, _) = server.refresh(refresh).await;
     assert_eq!(status, 400);
-    assert_eq!(introspect(&server, &creds, access).await["active"], false);
-    assert_eq!(introspect(&server, &creds, refresh).await["active"], false);
+    assert_eq!(userinfo_status(&server, access).await, 401);
     let res = server
         .http
         .get(server.url("/userinfo"))
@@ -293,7 +288,7 @@ async fn revocation_ends_the_session(backend: Backend) {
             .0,
         200
     );
-    assert_eq!(introspect(&server, &creds, access).await["active"], false);
+    assert_eq!(userinfo_status(&server, access).await, 401);
     let (status, _) = server
         .refresh(tokens["refresh_token"].as_str().unwrap())
         .await;
@@ -304,8 +299,17 @@ async fn introspection_is_for_confidential_clients(backend: Backend) {
     let server = TestServer::start(backend).await;
     server.add_user("jon@example.com", Role::User).await;
     let creds = resource_server(&server).await;
-    let tokens = sign_in(&server, "jon@example.com").await;
+    let desktop = sign_in(&server, "jon@example.com").await;
+    let tokens = sign_in_with(
+        &server,
+        "jon@example.com",
+        &creds.0,
+        Some(&creds.1),
+        "openid profile email offline_access",
+    )
+    .await;
     let access = tokens["access_token"].as_str().unwrap();
+    let refresh = tokens["refresh_token"].as_str().unwrap();
     let (status, body) = server
         .post_form(
             "/introspect",
@@ -342,13 +346,41 @@ async fn introspection_is_for_confidential_clients(backend: Backend) {
         .await;
     assert_eq!(status, 200);
     assert_eq!(body["active"], true);
-    assert_eq!(body["client_id"], "latchkey-desktop");
+    assert_eq!(body["client_id"], "api-gateway");
     assert_eq!(body["scope"], "openid profile email offline_access");
+    assert_eq!(body["aud"], server.base);
     assert!(body["sid"].is_string() && body["jti"].is_string());
+    assert_eq!(
+        introspect(&server, &creds, refresh).await["token_type"],
+        "refresh_token"
+    );
     assert_eq!(
         introspect(&server, &creds, "garbage").await,
         serde_json::json!({"active": false})
     );
+    // A client learns nothing about another client's tokens, live as they are.
+    for other in [&desktop["access_token"], &desktop["refresh_token"]] {
+        assert_eq!(
+            introspect(&server, &creds, other.as_str().unwrap()).await,
+            serde_json::json!({"active": false})
+        );
+    }
+    assert_eq!(
+        userinfo_status(&server, desktop["access_token"].as_str().unwrap()).await,
+        200
+    );
+    // Its own revoked session reads inactive at once.
+    let res = server
+        .http
+        .post(server.url("/revoke"))
+        .basic_auth(&creds.0, Some(&creds.1))
+        .form(&[("token", refresh)])
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(res.status(), 200);
+    assert_eq!(introspect(&server, &creds, access).await["active"], false);
+    assert_eq!(introspect(&server, &creds, refresh).await["active"], false);
 }
 
 async fn bad_input_gets_standard_errors_never_500(backend: Backend) {
@@ -492,6 +524,40 @@ async fn bad_input_gets_standard_errors_never_500(backend: Backend) {
     assert!(
         res.text().await.unwrap().contains("<html"),
         "the browser gets a page"
+    );
+}
+
+/// OpenID Connect Core §11: a refresh token only for `offline_access`; without it the sign-in
+/// lasts as long as its access token.
+async fn a_refresh_token_only_with_offline_access(backend: Backend) {
+    let server = TestServer::start(backend).await;
+    server.add_user("oli@example.com", Role::User).await;
+    let signin = SignIn::new().set("scope", Some("openid email"));
+    let cb = callback(&server, &signin, "oli@example.com").await;
+    let code = query_param(&cb, "code").unwrap();
+    let (status, tokens) = exchange(&server, &code, &signin.pkce.verifier).await;
+    assert_eq!(status, 200, "{tokens}");
+    assert_eq!(tokens["scope"], "openid email");
+    assert!(tokens.get("refresh_token").is_none(), "{tokens}");
+    assert!(tokens.get("refresh_token_expires_in").is_none());
+    assert!(tokens["id_token"].is_string());
+    let access = tokens["access_token"].as_str().unwrap();
+    assert_eq!(userinfo_status(&server, access).await, 200);
+    let sid = jsonwebtoken::dangerous::insecure_decode::<Value>(access)
+        .unwrap()
+        .claims["sid"]
+        .as_str()
+        .unwrap()
+        .to_string();
+    let session =
+        latchkeyd::store::sessions::find(&server.db, &sid, 1_000_000_000, server.clock.now_ms())
+            .await
+            .unwrap()
+            .unwrap();
+    assert_eq!(
+        session.expires_at - session.signed_in_at,
+        300_000,
+        "the session ends with its access token"
     );
 }
 
@@ -653,6 +719,7 @@ both_backends!(
     revocation_ends_the_session,
     introspection_is_for_confidential_clients,
     bad_input_gets_standard_errors_never_500,
+    a_refresh_token_only_with_offline_access,
     operations_endpoints_answer,
     rotated_signing_keys_stay_published_until_their_tokens_expire,
 );

@@ -1,7 +1,7 @@
 //! The support-staff API. Every successful call leaves exactly one audit record: reads name
 //! whose data was read, actions carry the staff member's mandatory reason.
 
-use axum::extract::{Path, State};
+use axum::extract::State;
 use axum::Json;
 use serde::{Deserialize, Serialize};
 use serde_json::json;
@@ -13,7 +13,9 @@ use super::me::{
     chain_limit, event_list, parse_cursor, session_page, ChainQuery, EventList, Revoked,
     SessionList, SessionQuery,
 };
-use super::{not_found, page_limit, ApiErrorBody, ApiJson, ApiQuery, Paging, ReasonBody, Staff};
+use super::{
+    not_found, page_limit, ApiErrorBody, ApiJson, ApiPath, ApiQuery, Paging, ReasonBody, Staff,
+};
 use crate::http::error::OAuthError;
 use crate::http::origin::RequestOrigin;
 use crate::server::AppState;
@@ -132,7 +134,7 @@ pub async fn user_sessions(
     State(state): State<AppState>,
     RequestOrigin(origin): RequestOrigin,
     staff: Staff,
-    Path(id): Path<String>,
+    ApiPath(id): ApiPath,
     ApiQuery(q): ApiQuery<SessionQuery>,
 ) -> Result<Json<UserSessions>, OAuthError> {
     let user = user_summary(&state, &id).await?;
@@ -168,7 +170,7 @@ pub async fn session_family(
     State(state): State<AppState>,
     RequestOrigin(origin): RequestOrigin,
     staff: Staff,
-    Path(id): Path<String>,
+    ApiPath(id): ApiPath,
     ApiQuery(q): ApiQuery<ChainQuery>,
 ) -> Result<Json<Family>, OAuthError> {
     let session = any_session(&state, &id).await?;
@@ -245,7 +247,7 @@ pub async fn revoke_session(
     State(state): State<AppState>,
     RequestOrigin(origin): RequestOrigin,
     staff: Staff,
-    Path(id): Path<String>,
+    ApiPath(id): ApiPath,
     ApiJson(body): ApiJson<ReasonBody>,
 ) -> Result<Json<SessionView>, OAuthError> {
     let reason = body.require()?;
@@ -272,7 +274,7 @@ pub async fn revoke_all(
     State(state): State<AppState>,
     RequestOrigin(origin): RequestOrigin,
     staff: Staff,
-    Path(id): Path<String>,
+    ApiPath(id): ApiPath,
     ApiJson(body): ApiJson<ReasonBody>,
 ) -> Result<Json<Revoked>, OAuthError> {
     let reason = body.require()?;

@@ -1,13 +1,13 @@
 //! The account API: the signed-in user's sessions, families and security events.
 
-use axum::extract::{Path, State};
+use axum::extract::State;
 use axum::http::{header, HeaderMap};
 use axum::response::{IntoResponse, Response};
 use axum::Json;
 use serde::{Deserialize, Serialize};
 use utoipa::{IntoParams, ToSchema};
 
-use super::{not_found, page_limit, ApiErrorBody, ApiQuery, Caller, Paging};
+use super::{not_found, page_limit, ApiErrorBody, ApiPath, ApiQuery, Caller, Paging};
 use crate::http::error::OAuthError;
 use crate::http::origin::RequestOrigin;
 use crate::server::AppState;
@@ -170,7 +170,7 @@ pub async fn revoke_session(
     State(state): State<AppState>,
     RequestOrigin(origin): RequestOrigin,
     caller: Caller,
-    Path(id): Path<String>,
+    ApiPath(id): ApiPath,
 ) -> Result<Json<SessionView>, OAuthError> {
     own_session(&state, &caller, &id).await?;
     let actor = Actor::User(&caller.user.id);
@@ -235,7 +235,7 @@ pub(super) fn chain_limit(q: &ChainQuery) -> i64 {
 pub async fn family(
     State(state): State<AppState>,
     caller: Caller,
-    Path(id): Path<String>,
+    ApiPath(id): ApiPath,
     ApiQuery(q): ApiQuery<ChainQuery>,
 ) -> Result<Json<Family>, OAuthError> {
     let session = own_session(&state, &caller, &id).await?;
@@ -252,7 +252,7 @@ pub async fn acknowledge(
     State(state): State<AppState>,
     RequestOrigin(origin): RequestOrigin,
     caller: Caller,
-    Path(id): Path<String>,
+    ApiPath(id): ApiPath,
 ) -> Result<Json<SessionView>, OAuthError> {
     own_session(&state, &caller, &id).await?;
     sessions::acknowledge(&state.db, &caller.user.id, &id, &origin, state.now()).await?;

@@ -8,7 +8,7 @@ mod admin;
 mod me;
 pub mod stream;
 
-use axum::extract::{FromRequest, FromRequestParts, Query, Request};
+use axum::extract::{FromRequest, FromRequestParts, Path, Query, Request};
 use axum::http::request::Parts;
 use axum::http::StatusCode;
 use axum::Json;
@@ -19,15 +19,13 @@ use utoipa::{IntoParams, Modify, OpenApi, ToSchema};
 use utoipa_axum::router::OpenApiRouter;
 use utoipa_axum::routes;
 
-use super::dpop::resource_access;
+use super::dpop::{resource_access, Resource};
 use super::error::OAuthError;
+use super::params::{control_in, has_control};
+use crate::scope;
 use crate::server::AppState;
 use crate::store::users::{self, Role, User};
-use crate::tokens::AccessClaims;
-
-/// The scope an access token needs for the account and support APIs: other apps a user signs
-/// in to must not be able to list or revoke their sessions.
-pub const ACCOUNT_SCOPE: &str = "account";
+use crate::tokens::{self, AccessClaims};
 
 /// Times in the API are RFC 3339 strings in UTC.
 pub mod time_format {
@@ -70,49 +68,64 @@ pub fn not_found(what: &'static str) -> OAuthError {
     OAuthError::new(StatusCode::NOT_FOUND, "not_found", what)
 }
 
-/// The signed-in user of an account-API call, from a live access token with the account scope.
+/// The signed-in user of an account-API call, from a live access token for this API with the
+/// `account` scope: other apps a user signs in to must not list or revoke their sessions.
 pub struct Caller {
     pub user: User,
     pub claims: AccessClaims,
+}
+
+/// The caller of an API call, from a live access token whose audience is this API and whose
+/// scope holds `needed`; the account read from the database, so a disabled one is refused.
+async fn api_caller(
+    parts: &Parts,
+    state: &AppState,
+    needed: &'static str,
+) -> Result<Caller, OAuthError> {
+    let audience = tokens::api_audience(&state.issuer);
+    let resource = Resource {
+        audience: &audience,
+        scope: needed,
+        lacking_scope: match needed {
+            scope::SUPPORT => "the support API needs a sign-in with the `support` scope, which Latchkey's own apps get for support staff: sign in again",
+            _ => "this API needs an access token with the `account` scope, which only Latchkey's own apps are granted",
+        },
+    };
+    let claims = resource_access(
+        state,
+        &parts.headers,
+        parts.method.as_str(),
+        parts.uri.path(),
+        &resource,
+    )
+    .await?;
+    let user = users::find(&state.db, &claims.sub)
+        .await?
+        .filter(|u| !u.disabled)
+        .ok_or(OAuthError::invalid_token(
+            "the account no longer exists or is disabled",
+        ))?;
+    Ok(Caller { user, claims })
 }
 
 impl FromRequestParts<AppState> for Caller {
     type Rejection = OAuthError;
 
     async fn from_request_parts(parts: &mut Parts, state: &AppState) -> Result<Self, OAuthError> {
-        let claims = resource_access(
-            state,
-            &parts.headers,
-            parts.method.as_str(),
-            parts.uri.path(),
-        )
-        .await?;
-        if !claims.has_scope(ACCOUNT_SCOPE) {
-            return Err(OAuthError::new(
-                StatusCode::FORBIDDEN,
-                "insufficient_scope",
-                "this API needs an access token with the `account` scope",
-            ));
-        }
-        let user = users::find(&state.db, &claims.sub)
-            .await?
-            .filter(|u| !u.disabled)
-            .ok_or(OAuthError::invalid_token(
-                "the account no longer exists or is disabled",
-            ))?;
-        Ok(Caller { user, claims })
+        api_caller(parts, state, scope::ACCOUNT).await
     }
 }
 
-/// A support-staff member: a caller whose account has the `support` role now (the role is
-/// read from the database on every call, so taking it away takes effect at once).
+/// A support-staff member: a token with the `support` scope (granted only to first-party apps,
+/// only at a support-role sign-in) of an account that has the `support` role now (read from
+/// the database on every call, so taking the role away takes effect at once).
 pub struct Staff(pub Caller);
 
 impl FromRequestParts<AppState> for Staff {
     type Rejection = OAuthError;
 
     async fn from_request_parts(parts: &mut Parts, state: &AppState) -> Result<Self, OAuthError> {
-        let caller = Caller::from_request_parts(parts, state).await?;
+        let caller = api_caller(parts, state, scope::SUPPORT).await?;
         if caller.user.role != Role::Support {
             return Err(OAuthError::new(
                 StatusCode::FORBIDDEN,
@@ -124,17 +137,43 @@ impl FromRequestParts<AppState> for Staff {
     }
 }
 
-/// Query parameters, with a 400 in the API's error format when they do not parse.
+/// Query parameters, with a 400 in the API's error format when they do not parse or hold a
+/// control character.
 pub struct ApiQuery<T>(pub T);
 
 impl<T: DeserializeOwned + Send> FromRequestParts<AppState> for ApiQuery<T> {
     type Rejection = OAuthError;
 
     async fn from_request_parts(parts: &mut Parts, state: &AppState) -> Result<Self, OAuthError> {
+        if let Some(name) = parts.uri.query().and_then(|q| control_in(q.as_bytes())) {
+            return Err(OAuthError::invalid_request(format!(
+                "the query parameter {name} contains a control character"
+            )));
+        }
         Query::<T>::from_request_parts(parts, state)
             .await
             .map(|Query(q)| ApiQuery(q))
             .map_err(|e| OAuthError::invalid_request(e.body_text()))
+    }
+}
+
+/// A path segment (an account or session id), with a 400 in the API's error format when it
+/// does not decode or holds a control character.
+pub struct ApiPath(pub String);
+
+impl FromRequestParts<AppState> for ApiPath {
+    type Rejection = OAuthError;
+
+    async fn from_request_parts(parts: &mut Parts, state: &AppState) -> Result<Self, OAuthError> {
+        let Path(id) = Path::<String>::from_request_parts(parts, state)
+            .await
+            .map_err(|e| OAuthError::invalid_request(e.body_text()))?;
+        if has_control(&id) {
+            return Err(OAuthError::invalid_request(
+                "the id in the path contains a control character",
+            ));
+        }
+        Ok(ApiPath(id))
     }
 }
 
@@ -238,8 +277,9 @@ impl Modify for BearerAuth {
     info(
         title = "Latchkey account and support API",
         description = "Sessions, devices, refresh-token families, suspicion signals and the audit log. \
-                       Every call needs an access token with the `account` scope, as `Authorization: Bearer`, or for a key-bound token \
-                       as `Authorization: DPoP` with a DPoP proof (RFC 9449); `/admin` calls need the support role."
+                       Every call needs an access token for this API (its `aud` names `/api/v1`), as `Authorization: Bearer`, or for a key-bound token \
+                       as `Authorization: DPoP` with a DPoP proof (RFC 9449). `/me` calls need the `account` scope; `/admin` calls need the \
+                       `support` scope and an account with the support role. Both scopes are granted only to first-party clients."
     ),
     modifiers(&BearerAuth),
     components(schemas(ApiErrorBody)),
