@@ -92,6 +92,11 @@ struct ServeArgs {
     /// Log format.
     #[arg(long, env = "LATCHKEY_LOG_FORMAT", value_enum)]
     log_format: Option<LogFormat>,
+    /// Take each client's address from X-Forwarded-For (its last hop): only when a reverse
+    /// proxy you run sets it and nothing else can reach latchkeyd.
+    #[arg(long, env = "LATCHKEY_TRUST_FORWARDED_FOR", value_name = "BOOL",
+          num_args = 0..=1, default_missing_value = "true")]
+    trust_forwarded_for: Option<bool>,
     /// Create (or reset) the demo accounts demo@latchkey.local and support@latchkey.local
     /// (support role) and print their passwords.
     #[arg(long)]
@@ -216,6 +221,9 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
             }
             if let Some(format) = args.log_format {
                 settings.log_format = format;
+            }
+            if let Some(trust) = args.trust_forwarded_for {
+                settings.trust_forwarded_for = trust;
             }
             init_logging(settings.log_format);
             let database = crate::db::redact_url(&settings.database_url());

@@ -162,20 +162,37 @@ impl Default for TokenPolicy {
 #[derive(Debug, Clone, Deserialize)]
 #[serde(default, deny_unknown_fields)]
 pub struct SignInPolicy {
+    /// Failed passwords for one account from one address within the window, before sign-ins
+    /// to it from there wait for the window to pass.
     pub max_failures_per_account: u32,
+    /// Failed passwords for one account from everywhere within the window before each
+    /// further attempt waits, twice as long each time, up to the window (a distributed
+    /// guesser; the account holder is only delayed).
+    pub max_failures_per_account_total: u32,
+    /// Failed passwords from one address (IPv6: one /64) within the window before each further
+    /// attempt from there waits, twice as long each time, up to `address_backoff_max_secs`: a
+    /// growing delay, not a lockout, so that strangers guessing from a shared address (an
+    /// office, a proxy) cannot lock everyone else there out.
     pub max_failures_per_address: u32,
+    pub address_backoff_max_secs: u64,
     pub failure_window_secs: u64,
     /// How long a sign-in form stays valid.
     pub form_ttl_secs: u64,
+    /// Password checks running at once (argon2id takes 19 MiB each); more wait their turn.
+    /// 0: one per CPU.
+    pub max_concurrent_password_checks: usize,
 }
 
 impl Default for SignInPolicy {
     fn default() -> Self {
         Self {
             max_failures_per_account: 5,
+            max_failures_per_account_total: 100,
             max_failures_per_address: 20,
+            address_backoff_max_secs: 60,
             failure_window_secs: 15 * 60,
             form_ttl_secs: 15 * 60,
+            max_concurrent_password_checks: 0,
         }
     }
 }
@@ -244,6 +261,12 @@ impl Default for DpopPolicy {
 pub struct Limits {
     pub request_body_bytes: usize,
     pub request_timeout_secs: u64,
+    /// Requests to the sign-in page and form (`/authorize`) per client address: each one
+    /// writes a form or checks a password, so a flood is cut off before the database.
+    pub authorize: RateLimit,
+    /// Failed requests at `/token`, `/revoke` and `/introspect` per client address; requests
+    /// that succeed are never limited.
+    pub token_failures: RateLimit,
 }
 
 impl Default for Limits {
@@ -251,8 +274,25 @@ impl Default for Limits {
         Self {
             request_body_bytes: 64 * 1024,
             request_timeout_secs: 15,
+            authorize: RateLimit {
+                per_minute: 60,
+                burst: 30,
+            },
+            token_failures: RateLimit {
+                per_minute: 60,
+                burst: 30,
+            },
         }
     }
+}
+
+/// A rate per client address (IPv4 /32, IPv6 /64): `per_minute` sustained, up to `burst` at
+/// once. A `per_minute` of 0 switches the limit off.
+#[derive(Debug, Clone, Copy, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RateLimit {
+    pub per_minute: u32,
+    pub burst: u32,
 }
 
 impl Settings {

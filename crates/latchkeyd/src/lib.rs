@@ -12,6 +12,7 @@ pub mod db;
 pub mod dpop;
 pub mod http;
 pub mod keys;
+pub mod limit;
 pub mod metrics;
 pub mod scope;
 pub mod secret;

@@ -26,6 +26,8 @@ pub struct Metrics {
     pub grant_seconds: Histogram,
     pub signins: Family<OutcomeLabels, Counter>,
     pub families_revoked: Family<OutcomeLabels, Counter>,
+    /// Requests refused by a per-address limit, by limit (`authorize`, `token_failures`).
+    pub rate_limited: Family<OutcomeLabels, Counter>,
 }
 
 impl Default for Metrics {
@@ -55,6 +57,12 @@ impl Default for Metrics {
             "Token families revoked by the server, by reason",
             families_revoked.clone(),
         );
+        let rate_limited = Family::<OutcomeLabels, Counter>::default();
+        registry.register(
+            "rate_limited",
+            "Requests refused by a per-address rate limit before any database work, by limit",
+            rate_limited.clone(),
+        );
         let ok = |grant_type: &str| {
             grants
                 .get_or_create(&GrantLabels {
@@ -71,6 +79,7 @@ impl Default for Metrics {
             grant_seconds,
             signins,
             families_revoked,
+            rate_limited,
         }
     }
 }

@@ -17,6 +17,7 @@ use crate::crypto::MasterKey;
 use crate::db::Db;
 use crate::http::api::stream::EventHub;
 use crate::keys::KeyRing;
+use crate::limit::Limiter;
 use crate::metrics::Metrics;
 use crate::store::audit::ChainKey;
 use crate::store::{self, clients::Client};
@@ -41,6 +42,12 @@ pub struct Inner {
     pub events: EventHub,
     /// Turns true when the server starts shutting down (ends the live streams).
     pub shutdown: watch::Sender<bool>,
+    /// Per-address limits checked before any database work (`/authorize`, failed token
+    /// requests).
+    pub limits: RateLimits,
+    /// Password checks (argon2id, 19 MiB each) running at once; a burst waits its turn
+    /// instead of exhausting memory.
+    pub password_checks: tokio::sync::Semaphore,
     clients: ttl_cache::Cache<Arc<Client>>,
     /// Sessions known to be revoked. Revocation is final, so this cache can never be wrong;
     /// live sessions are always checked in the database (another replica may revoke them).
@@ -110,6 +117,11 @@ impl AppState {
         }
         Ok(found)
     }
+}
+
+pub struct RateLimits {
+    pub authorize: Option<Limiter>,
+    pub token_failures: Option<Limiter>,
 }
 
 /// A tiny time-bounded cache; entries older than the TTL are read as misses.
@@ -203,6 +215,17 @@ impl Server {
             .unwrap_or_else(|| format!("http://{addr}"))
             .trim_end_matches('/')
             .to_string();
+        if issuer.starts_with("https://") && !settings.trust_forwarded_for {
+            // Behind a TLS proxy every request comes from the proxy's address: the per-address
+            // limits and sign-in throttling would then treat all users as one.
+            tracing::warn!(
+                issuer = %issuer,
+                "the issuer is https but trust_forwarded_for is off: if a reverse proxy terminates \
+                 TLS in front of latchkeyd, every client has the proxy's address and rate limits \
+                 apply to everyone at once; set trust_forwarded_for = true (LATCHKEY_TRUST_FORWARDED_FOR) \
+                 when that proxy sets X-Forwarded-For and nothing else can reach latchkeyd"
+            );
+        }
         let discovery = crate::http::discovery_document(&issuer);
         let rotator = match db.sqlite_path() {
             Some(path) => Some(
@@ -211,6 +234,15 @@ impl Server {
             ),
             None => None,
         };
+        let limits = RateLimits {
+            authorize: Limiter::new(&settings.limits.authorize),
+            token_failures: Limiter::new(&settings.limits.token_failures),
+        };
+        let password_checks =
+            tokio::sync::Semaphore::new(match settings.signin.max_concurrent_password_checks {
+                0 => std::thread::available_parallelism().map_or(2, |n| n.get()),
+                n => n,
+            });
         let state = AppState(Arc::new(Inner {
             settings,
             issuer,
@@ -223,6 +255,8 @@ impl Server {
             rotator,
             events: EventHub::default(),
             shutdown: watch::channel(false).0,
+            limits,
+            password_checks,
             clients: ttl_cache::Cache::new(Duration::from_secs(5)),
             revoked_sessions: RwLock::new(HashSet::new()),
         }));
@@ -349,6 +383,15 @@ async fn upkeep(state: AppState) {
         let window = secs(state.settings.signin.failure_window_secs);
         if let Err(e) = store::grants::prune(&state.db, now, window).await {
             tracing::warn!(error = %e, "cannot prune expired records");
+        }
+        if let Err(e) = store::throttle::close_reports(&state.db, window, now).await {
+            tracing::warn!(error = %e, "cannot close the throttled sign-in reports");
+        }
+        for limiter in [&state.limits.authorize, &state.limits.token_failures]
+            .into_iter()
+            .flatten()
+        {
+            limiter.prune(now);
         }
     }
 }

@@ -157,6 +157,16 @@ pub fn describe(kind: &str, d: &Value) -> String {
         "session_created" => "Signed in on this device".into(),
         "signed_in" => "Signed in with email and password".into(),
         "signin_failed" => "A sign-in with a wrong password".into(),
+        "signin_throttled" if d.get("summary").is_some() => format!(
+            "{} sign-in attempts were blocked within {} minutes after too many failures {}",
+            n("attempts"),
+            (n("window_end") - n("window_start")) / 60_000,
+            if s("limited") == "address" {
+                "from one network"
+            } else {
+                "for this account"
+            }
+        ),
         "signin_throttled" => "Sign-in attempts blocked after too many failures".into(),
         "session_revoked" => format!("Session revoked ({})", s("reason")),
         "session_evicted" => "Signed out: too many sessions on the account, this one was used least recently".into(),

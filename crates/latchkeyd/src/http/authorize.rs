@@ -13,10 +13,11 @@ use axum::response::{IntoResponse, Redirect, Response};
 use serde_json::json;
 use url::Url;
 
-use super::error::{html_response, PageError};
+use super::error::{html_response, page_csp, PageError};
 use super::origin::RequestOrigin;
 use super::params::Params;
 use crate::clock::secs;
+use crate::limit::AddressKey;
 use crate::metrics::Metrics;
 use crate::scope;
 use crate::secret::{new_id, new_token, token_hash, TokenKind};
@@ -30,7 +31,6 @@ use crate::store::users::{self, Role};
 use crate::store::Origin;
 
 const BROWSER_COOKIE: &str = "lk_browser";
-const CSP: &str = "default-src 'none'; style-src 'self'; img-src 'self' data:; base-uri 'none'; frame-ancestors 'none'";
 
 struct ScopeLine {
     text: &'static str,
@@ -151,14 +151,33 @@ fn cookie_value<'a>(headers: &'a HeaderMap, name: &str) -> Option<&'a str> {
         .map(|(_, v)| v)
 }
 
-fn page(status: StatusCode, page: &impl Template, set_cookie: Option<String>) -> Response {
+/// Where the sign-in form may post: here, and (browsers apply `form-action` to the redirect
+/// that follows a post) the app it returns to. CSP has no syntax for IPv6 literals, so an app
+/// on `[::1]` widens it to plain http; the redirect itself is checked against the app's
+/// registration either way.
+fn form_action(redirect_uri: &str) -> String {
+    let target = match Url::parse(redirect_uri) {
+        Ok(u) => match (u.scheme(), u.host()) {
+            ("http" | "https", Some(url::Host::Ipv6(_))) => format!("{}:", u.scheme()),
+            ("http" | "https", Some(_)) => u.origin().ascii_serialization(),
+            (scheme, _) => format!("{scheme}:"),
+        },
+        Err(_) => String::new(),
+    };
+    format!("'self' {target}").trim_end().to_string()
+}
+
+fn page(
+    status: StatusCode,
+    page: &impl Template,
+    set_cookie: Option<String>,
+    redirect_uri: &str,
+) -> Response {
     let mut res = html_response(status, page);
     let headers = res.headers_mut();
-    headers.insert(
-        header::CONTENT_SECURITY_POLICY,
-        HeaderValue::from_static(CSP),
-    );
-    headers.insert(header::X_FRAME_OPTIONS, HeaderValue::from_static("DENY"));
+    if let Ok(csp) = HeaderValue::from_str(&page_csp(&form_action(redirect_uri))) {
+        headers.insert(header::CONTENT_SECURITY_POLICY, csp);
+    }
     if let Some(cookie) = set_cookie.and_then(|c| HeaderValue::from_str(&c).ok()) {
         headers.insert(header::SET_COOKIE, cookie);
     }
@@ -190,11 +209,47 @@ async fn client_and_redirect(
     Ok((client, redirect_uri.to_string()))
 }
 
+/// Counts a request against the address's `/authorize` limit; the refusal page if it is over,
+/// decided before any database work.
+fn over_limit(state: &AppState, origin: &Origin) -> Option<Response> {
+    let limiter = state.limits.authorize.as_ref()?;
+    let key = origin.ip.as_deref().and_then(AddressKey::parse)?;
+    let wait = limiter.charge(key, state.now()).err()?;
+    Metrics::outcome(&state.metrics.rate_limited, "authorize");
+    let secs = wait.div_euclid(1000) + 1;
+    let mut res = PageError::new(
+        StatusCode::TOO_MANY_REQUESTS,
+        "Too many sign-in requests",
+        format!(
+            "Latchkey has had too many sign-in requests from your network address. For everyone's safety, try again in {}.",
+            wait_words(wait)
+        ),
+    )
+    .into_response();
+    if let Ok(v) = HeaderValue::from_str(&secs.to_string()) {
+        res.headers_mut().insert(header::RETRY_AFTER, v);
+    }
+    Some(res)
+}
+
+/// A wait in words: seconds when short, minutes beyond two.
+fn wait_words(ms: i64) -> String {
+    match (ms + 999).div_euclid(1000) {
+        ..=1 => "a second".into(),
+        n @ 2..=119 => format!("{n} seconds"),
+        _ => minutes(ms),
+    }
+}
+
 pub async fn start(
     State(state): State<AppState>,
+    RequestOrigin(origin): RequestOrigin,
     headers: HeaderMap,
     RawQuery(query): RawQuery,
 ) -> Response {
+    if let Some(refused) = over_limit(&state, &origin) {
+        return refused;
+    }
     let params = match Params::parse(query.unwrap_or_default().as_bytes()) {
         Ok(p) => p,
         Err(e) => {
@@ -343,7 +398,7 @@ pub async fn start(
         email: "",
         error: None,
     };
-    page(StatusCode::OK, &view, set_cookie)
+    page(StatusCode::OK, &view, set_cookie, &redirect_uri)
 }
 
 fn minutes(ms: i64) -> String {
@@ -361,6 +416,9 @@ pub async fn submit(
     headers: HeaderMap,
     body: axum::body::Bytes,
 ) -> Response {
+    if let Some(refused) = over_limit(&state, &origin) {
+        return refused;
+    }
     match submit_inner(&state, &origin, &headers, &body).await {
         Ok(res) | Err(res) => res,
     }
@@ -440,7 +498,7 @@ async fn submit_inner(
             email,
             error: Some(message),
         };
-        page(status, &view, None)
+        page(status, &view, None, &request.redirect_uri)
     };
     let Some(password) = form.get("password").filter(|_| !email.is_empty()) else {
         return Err(rerender(
@@ -456,26 +514,22 @@ async fn submit_inner(
         .map_err(internal)?;
     let attempt = match attempt {
         Ok(attempt) => attempt,
-        Err((which, wait)) => {
+        Err(throttled) => {
             Metrics::outcome(&state.metrics.signins, "throttled");
-            let (whose, limited) = match which {
-                Limited::Account => ("this account", "account"),
-                Limited::Address => ("your network address", "address"),
+            let whose = match throttled.which {
+                Limited::Account => "this account",
+                Limited::Address => "your network address",
             };
             let known = users::find_by_email(&state.db, email)
                 .await
                 .map_err(internal)?;
-            events::record_alone(
+            throttle::report(
                 &state.db,
-                NewEvent {
-                    kind: "signin_throttled",
-                    severity: Severity::Medium,
-                    user_id: known.as_ref().map(|u| u.id.as_str()),
-                    session_id: None,
-                    origin,
-                    details: json!({ "client_id": request.client_id, "limited": limited }),
-                    audit: Audit::As(Actor::System),
-                },
+                &throttled,
+                known.as_ref().map(|u| u.id.as_str()),
+                &request.client_id,
+                origin,
+                policy,
                 now,
             )
             .await
@@ -483,16 +537,22 @@ async fn submit_inner(
             return Err(rerender(
                 StatusCode::TOO_MANY_REQUESTS,
                 format!(
-                "Too many failed sign-in attempts for {whose}. For your security, try again in {}.",
-                minutes(wait)
-            ),
+                    "Too many failed sign-in attempts for {whose}. For your security, try again in {}.",
+                    wait_words(throttled.wait)
+                ),
             ));
         }
     };
 
-    let user = users::authenticate(&state.db, email, password)
-        .await
-        .map_err(internal)?;
+    // argon2id takes 19 MiB a check: a burst waits for a turn rather than exhausting memory.
+    let user = {
+        let Ok(_turn) = state.password_checks.acquire().await else {
+            return Err(PageError::internal().into_response());
+        };
+        users::authenticate(&state.db, email, password)
+            .await
+            .map_err(internal)?
+    };
     let Some(user) = user else {
         // The recorded attempt stays: it is this failure.
         let known = users::find_by_email(&state.db, email)
@@ -571,4 +631,26 @@ async fn submit_inner(
     }
     pairs.push(("iss", &state.issuer));
     Ok(redirect_with(&request.redirect_uri, &pairs))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::form_action;
+
+    #[test]
+    fn the_form_may_post_here_and_to_the_app_it_returns_to() {
+        assert_eq!(
+            form_action("http://127.0.0.1:53124/callback"),
+            "'self' http://127.0.0.1:53124"
+        );
+        assert_eq!(
+            form_action("https://app.example.com/cb?x=1"),
+            "'self' https://app.example.com"
+        );
+        assert_eq!(form_action("http://[::1]:8080/callback"), "'self' http:");
+        assert_eq!(
+            form_action("com.example.app:/cb"),
+            "'self' com.example.app:"
+        );
+    }
 }

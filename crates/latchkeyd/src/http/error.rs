@@ -21,6 +21,8 @@ pub struct OAuthError {
     challenge: Option<String>,
     /// A fresh DPoP server nonce for the client's next proof (`DPoP-Nonce`).
     dpop_nonce: Option<String>,
+    /// Seconds until a rate-limited client may try again (`Retry-After`).
+    retry_after: Option<i64>,
 }
 
 #[derive(Serialize)]
@@ -41,7 +43,30 @@ impl OAuthError {
             description: description.into(),
             challenge: None,
             dpop_nonce: None,
+            retry_after: None,
         }
+    }
+
+    /// 429: too many failed requests from the client's address. RFC 6749 has no code for a
+    /// rate limit; `temporarily_unavailable` (§4.1.2.1) says "try again later", and
+    /// `Retry-After` says when.
+    pub fn rate_limited(wait_ms: i64) -> Self {
+        let secs = (wait_ms + 999).div_euclid(1000).max(1);
+        let mut e = Self::new(
+            StatusCode::TOO_MANY_REQUESTS,
+            "temporarily_unavailable",
+            format!("too many failed requests from your network address: try again in {secs} s"),
+        );
+        e.retry_after = Some(secs);
+        e
+    }
+
+    /// Does this refusal count against the client's address (see `limit`)? Client errors do,
+    /// except the nonce round trip that DPoP asks of honest clients.
+    pub fn counts_as_failure(&self) -> bool {
+        self.status.is_client_error()
+            && self.status != StatusCode::TOO_MANY_REQUESTS
+            && self.code != "use_dpop_nonce"
     }
 
     /// RFC 9449 §7.1: a 401 from a resource, challenging with the DPoP scheme.
@@ -129,6 +154,9 @@ impl IntoResponse for OAuthError {
         if let Some(nonce) = self.dpop_nonce.and_then(|n| HeaderValue::from_str(&n).ok()) {
             headers.insert("dpop-nonce", nonce);
         }
+        if let Some(secs) = self.retry_after {
+            headers.insert(header::RETRY_AFTER, HeaderValue::from(secs));
+        }
         res
     }
 }
@@ -191,6 +219,15 @@ impl IntoResponse for PageError {
     }
 }
 
+/// The Content-Security-Policy of every page latchkeyd shows: its own stylesheet and nothing
+/// else, never framed (clickjacking), forms posted only where `form_action` allows.
+pub fn page_csp(form_action: &str) -> String {
+    format!(
+        "default-src 'none'; style-src 'self'; img-src 'self' data:; base-uri 'none'; \
+         frame-ancestors 'none'; form-action {form_action}"
+    )
+}
+
 impl From<StoreError> for PageError {
     fn from(e: StoreError) -> Self {
         tracing::error!(error = %e, "internal error on a browser page");
@@ -198,12 +235,20 @@ impl From<StoreError> for PageError {
     }
 }
 
+/// A page, with the headers every page carries: no caching, a strict CSP (forms may post
+/// nowhere; the sign-in page widens that for itself), never in a frame.
 pub fn html_response(status: StatusCode, page: &impl Template) -> Response {
-    match page.render() {
+    let mut res = match page.render() {
         Ok(html) => (status, [(header::CACHE_CONTROL, "no-store")], Html(html)).into_response(),
         Err(e) => {
             tracing::error!(error = %e, "template rendering failed");
             (StatusCode::INTERNAL_SERVER_ERROR, "internal error").into_response()
         }
+    };
+    let headers = res.headers_mut();
+    if let Ok(csp) = HeaderValue::from_str(&page_csp("'none'")) {
+        headers.insert(header::CONTENT_SECURITY_POLICY, csp);
     }
+    headers.insert(header::X_FRAME_OPTIONS, HeaderValue::from_static("DENY"));
+    res
 }

@@ -16,6 +16,7 @@ use super::error::OAuthError;
 use super::origin::RequestOrigin;
 use super::params::{OAuthForm, Params};
 use crate::dpop::Proof;
+use crate::limit::AddressKey;
 use crate::metrics::Metrics;
 use crate::scope;
 use crate::secret::parse_refresh_token;
@@ -53,20 +54,57 @@ fn no_store(body: impl IntoResponse) -> Response {
     res
 }
 
+/// Runs a token, revocation or introspection request under the per-address limit on failed
+/// requests: an address past it is refused before any database work; a request that fails
+/// is counted against it.
+async fn limited(
+    state: &AppState,
+    origin: &Origin,
+    handle: impl std::future::Future<Output = Result<Response, OAuthError>>,
+) -> Result<Response, OAuthError> {
+    let limit = state
+        .limits
+        .token_failures
+        .as_ref()
+        .zip(origin.ip.as_deref().and_then(AddressKey::parse));
+    if let Some((limiter, key)) = limit {
+        if let Err(wait) = limiter.check(key, state.now()) {
+            Metrics::outcome(&state.metrics.rate_limited, "token_failures");
+            return Err(OAuthError::rate_limited(wait));
+        }
+    }
+    let result = handle.await;
+    if let (Err(e), Some((limiter, key))) = (&result, limit) {
+        if e.counts_as_failure() {
+            let _ = limiter.charge(key, state.now());
+        }
+    }
+    result
+}
+
 pub async fn token(
     State(state): State<AppState>,
     RequestOrigin(origin): RequestOrigin,
     headers: HeaderMap,
     OAuthForm(params): OAuthForm,
 ) -> Result<Response, OAuthError> {
+    limited(&state, &origin, grant(&state, &origin, &headers, &params)).await
+}
+
+async fn grant(
+    state: &AppState,
+    origin: &Origin,
+    headers: &HeaderMap,
+    params: &Params,
+) -> Result<Response, OAuthError> {
     let started = Instant::now();
     let grant_type = params.require("grant_type")?.to_string();
     let result = match grant_type.as_str() {
-        "authorization_code" | "refresh_token" => match token_endpoint_proof(&state, &headers) {
+        "authorization_code" | "refresh_token" => match token_endpoint_proof(state, headers) {
             Ok(proof) if grant_type == "authorization_code" => {
-                code_grant(&state, &headers, &params, proof.as_ref(), &origin).await
+                code_grant(state, headers, params, proof.as_ref(), origin).await
             }
-            Ok(proof) => refresh_grant(&state, &headers, &params, proof.as_ref(), &origin).await,
+            Ok(proof) => refresh_grant(state, headers, params, proof.as_ref(), origin).await,
             Err(e) => Err(e),
         },
         _ => Err(OAuthError::new(
@@ -315,7 +353,21 @@ pub async fn revoke(
     headers: HeaderMap,
     OAuthForm(params): OAuthForm,
 ) -> Result<Response, OAuthError> {
-    let client = authenticate(&state, &headers, &params).await?.client;
+    limited(
+        &state,
+        &origin,
+        revoke_token(&state, &origin, &headers, &params),
+    )
+    .await
+}
+
+async fn revoke_token(
+    state: &AppState,
+    origin: &Origin,
+    headers: &HeaderMap,
+    params: &Params,
+) -> Result<Response, OAuthError> {
+    let client = authenticate(state, headers, params).await?.client;
     let token = params.require("token")?;
     let now = state.now();
     // RFC 7009 §2.1: a client may revoke only its own tokens.
@@ -335,7 +387,7 @@ pub async fn revoke(
             &info.session_id,
             Actor::Client(&client.client_id),
             "token_revoked",
-            &origin,
+            origin,
             now,
         )
         .await?;
@@ -378,10 +430,19 @@ pub(crate) async fn access_token_state(
 /// RFC 7662, for confidential clients (resource servers).
 pub async fn introspect(
     State(state): State<AppState>,
+    RequestOrigin(origin): RequestOrigin,
     headers: HeaderMap,
     OAuthForm(params): OAuthForm,
 ) -> Result<Response, OAuthError> {
-    let client = authenticate(&state, &headers, &params).await?.client;
+    limited(&state, &origin, introspect_token(&state, &headers, &params)).await
+}
+
+async fn introspect_token(
+    state: &AppState,
+    headers: &HeaderMap,
+    params: &Params,
+) -> Result<Response, OAuthError> {
+    let client = authenticate(state, headers, params).await?.client;
     if client.kind != ClientKind::Confidential {
         return Err(OAuthError::invalid_client(
             "introspection is for confidential clients (resource servers)",
@@ -413,7 +474,7 @@ pub async fn introspect(
         }
         return Ok(no_store(Json(body)));
     }
-    match access_token_state(&state, token).await? {
+    match access_token_state(state, token).await? {
         Ok(c) if c.client_id == client.client_id => {
             let mut body = json!({
                 "active": true,

@@ -209,12 +209,28 @@ pub async fn list(db: &Db, f: &Filter) -> Result<Vec<Event>> {
     rows.iter().map(from_row).collect()
 }
 
-/// Events at or after `since`, oldest first (the live stream's poll).
-pub async fn since(db: &Db, since: Millis, limit: i64) -> Result<Vec<Event>> {
+/// Events of any account after the `(at, id)` cursor `after` (and up to `until`, inclusive),
+/// oldest first: the live stream's poll. Events of no account are never streamed.
+pub async fn for_streams_after(
+    db: &Db,
+    after: (Millis, &str),
+    until: Option<&(Millis, String)>,
+    limit: i64,
+) -> Result<Vec<Event>> {
+    let (until_at, until_id) = match until {
+        Some((at, id)) => (Some(*at), Some(id.as_str())),
+        None => (None, None),
+    };
     let rows = sqlx::query(&format!(
-        "SELECT {COLUMNS} FROM security_events WHERE at >= $1 ORDER BY at, id LIMIT $2"
+        "SELECT {COLUMNS} FROM security_events WHERE user_id IS NOT NULL \
+         AND (at > $1 OR (at = $1 AND id > $2)) \
+         AND ($3 IS NULL OR at < $3 OR (at = $3 AND id <= $4)) \
+         ORDER BY at, id LIMIT $5"
     ))
-    .bind(since)
+    .bind(after.0)
+    .bind(after.1)
+    .bind(until_at)
+    .bind(until_id)
     .bind(limit)
     .fetch_all(db.read())
     .await?;

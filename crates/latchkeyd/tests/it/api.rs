@@ -1515,6 +1515,214 @@ async fn read_until(res: &mut reqwest::Response, seen: &mut String, needle: &str
     );
 }
 
+/// The security review's flood: thousands of sign-in POSTs from one address. They are cut
+/// off before the database, the few that get through are counted per window rather than one
+/// audit record each, and the account holder's live stream stays current throughout.
+async fn a_sign_in_flood_leaves_the_stream_current_and_the_audit_log_short(backend: Backend) {
+    use futures_util::StreamExt;
+    let server = TestServer::with(backend, |s| s.trust_forwarded_for = true).await;
+    let alice = server.add_user("alice@example.com", Role::User).await;
+    let laptop = desktop(&server, "alice@example.com", "laptop").await;
+    let mut res = server
+        .http
+        .get(server.url("/api/v1/me/events"))
+        .bearer_auth(bearer(&laptop))
+        .header("accept", "text/event-stream")
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(res.status(), 200);
+    tokio::time::sleep(Duration::from_millis(700)).await;
+    let before = audit_count(&server).await;
+
+    // The attacker's sign-in form, posted 10,000 times with wrong passwords for Alice and for
+    // made-up accounts, 32 at a time.
+    const ATTACKER: &str = "203.0.113.9";
+    let attacker = browser();
+    // A thousand sign-in pages asked for first: each would be a form written to the database.
+    let forms_before = auth_requests(&server).await;
+    let pages: Vec<u16> = futures_util::stream::iter(0..1_000)
+        .map(|_| {
+            let req = attacker
+                .get(SignIn::new().authorize_url(&server))
+                .header("x-forwarded-for", ATTACKER);
+            async move { req.send().await.unwrap().status().as_u16() }
+        })
+        .buffer_unordered(32)
+        .collect()
+        .await;
+    let forms = auth_requests(&server).await - forms_before;
+    assert!(forms <= 30, "{forms} forms written for 1,000 requests");
+    assert_eq!(
+        pages.iter().filter(|s| **s == 429).count() as i64,
+        1_000 - forms
+    );
+    server.clock.advance(Duration::from_secs(60));
+    let page = attacker
+        .get(SignIn::new().authorize_url(&server))
+        .header("x-forwarded-for", ATTACKER)
+        .send()
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap();
+    let (request, csrf) = (
+        hidden(&page, "request").expect(&page),
+        hidden(&page, "csrf_token").unwrap(),
+    );
+    let statuses: Vec<u16> = futures_util::stream::iter(0..10_000)
+        .map(|i| {
+            let (attacker, url) = (attacker.clone(), server.url("/authorize"));
+            let email = if i % 2 == 0 {
+                "alice@example.com".to_string()
+            } else {
+                format!("guess{i}@example.com")
+            };
+            let form = [
+                ("request", request.clone()),
+                ("csrf_token", csrf.clone()),
+                ("username", email),
+                ("password", "wrong password".to_string()),
+                ("action", "signin".to_string()),
+            ];
+            async move {
+                attacker
+                    .post(url)
+                    .header("x-forwarded-for", ATTACKER)
+                    .form(&form)
+                    .send()
+                    .await
+                    .unwrap()
+                    .status()
+                    .as_u16()
+            }
+        })
+        .buffer_unordered(32)
+        .collect()
+        .await;
+    let refused = statuses.iter().filter(|s| **s == 429).count();
+    assert!(refused >= 9_950, "{refused} of 10,000 refused");
+    assert!(statuses.iter().all(|s| matches!(s, 401 | 429)));
+    let flood_records = audit_count(&server).await - before;
+    assert!(
+        flood_records <= 40,
+        "10,000 POSTs left {flood_records} audit records"
+    );
+    let throttled = sqlx::query_scalar::<_, i64>(
+        "SELECT COUNT(*) FROM security_events WHERE kind = 'signin_throttled'",
+    )
+    .fetch_one(server.db.read())
+    .await
+    .unwrap();
+    assert!(
+        throttled <= 2,
+        "one report per limited subject: {throttled}"
+    );
+
+    // Alice, elsewhere, signs in and signs her phone out: her stream shows both at once.
+    let phone = desktop(&server, "alice@example.com", "phone").await;
+    let mut seen = String::new();
+    read_until(&mut res, &mut seen, &sid(&phone)).await;
+    delete(
+        &server,
+        &bearer(&laptop),
+        &format!("/api/v1/me/sessions/{}", sid(&phone)),
+    )
+    .await;
+    read_until(&mut res, &mut seen, "event: session_revoked").await;
+
+    // When the window closes, the count of what was throttled is recorded, once.
+    server.clock.advance(Duration::from_secs(16 * 60));
+    let window = 15 * 60 * 1000;
+    let closed =
+        latchkeyd::store::throttle::close_reports(&server.db, window, server.clock.now_ms())
+            .await
+            .unwrap();
+    assert_eq!(
+        latchkeyd::store::throttle::close_reports(&server.db, window, server.clock.now_ms())
+            .await
+            .unwrap(),
+        0,
+        "closed once"
+    );
+    let events = latchkeyd::store::events::list(
+        &server.db,
+        &latchkeyd::store::events::Filter {
+            user_id: Some(alice.id.clone()),
+            kind: Some("signin_throttled".into()),
+            limit: 10,
+            ..Default::default()
+        },
+    )
+    .await
+    .unwrap();
+    let summaries: Vec<_> = events
+        .iter()
+        .filter(|e| e.details["summary"] == true)
+        .collect();
+    assert!(closed <= 2 && summaries.len() <= 1, "{events:?}");
+    for s in summaries {
+        assert!(s.details["attempts"].as_i64().unwrap() >= 2, "{s:?}");
+        assert!(
+            s.summary.contains("sign-in attempts were blocked"),
+            "{}",
+            s.summary
+        );
+    }
+}
+
+async fn auth_requests(server: &TestServer) -> i64 {
+    sqlx::query_scalar::<_, i64>("SELECT COUNT(*) FROM auth_requests")
+        .fetch_one(server.db.read())
+        .await
+        .unwrap()
+}
+
+/// With the per-address limit switched off, throttled attempts still cost no more than a
+/// report per limited subject and window.
+async fn throttled_sign_ins_are_counted_not_recorded_one_by_one(backend: Backend) {
+    use futures_util::StreamExt;
+    let server = TestServer::with(backend, |s| s.limits.authorize.per_minute = 0).await;
+    server.add_user("alice@example.com", Role::User).await;
+    let signin = SignIn::new();
+    let (attacker, page) = open_form(&server, &signin).await;
+    let before = audit_count(&server).await;
+    let statuses: Vec<u16> = futures_util::stream::iter(0..2_000)
+        .map(|i| {
+            let email = if i % 2 == 0 {
+                "alice@example.com".to_string()
+            } else {
+                format!("guess{i}@example.com")
+            };
+            let (server, attacker, page) = (&server, &attacker, &page);
+            async move {
+                submit_form(server, attacker, page, &email, "wrong password")
+                    .await
+                    .status()
+                    .as_u16()
+            }
+        })
+        .buffer_unordered(16)
+        .collect()
+        .await;
+    assert!(statuses.iter().filter(|s| **s == 429).count() >= 1_950);
+    let records = audit_count(&server).await - before;
+    assert!(
+        records <= 30,
+        "2,000 throttled POSTs left {records} audit records"
+    );
+    let reports =
+        sqlx::query_scalar::<_, i64>("SELECT CAST(SUM(attempts) AS BIGINT) FROM throttle_reports")
+            .fetch_one(server.db.read())
+            .await
+            .unwrap();
+    assert!(
+        reports >= 1_950,
+        "every throttled attempt is counted: {reports}"
+    );
+}
+
 async fn security_events_stream_live(backend: Backend) {
     let server = TestServer::start(backend).await;
     server.add_user("alice@example.com", Role::User).await;
@@ -1536,7 +1744,26 @@ async fn security_events_stream_live(backend: Backend) {
     // Let the stream subscribe before anything happens.
     tokio::time::sleep(Duration::from_millis(700)).await;
 
-    desktop(&server, "bob@example.com", "bob's").await;
+    // A burst of another account's events, larger than any page, all within the seconds the
+    // poller looks back over: none of it may hold back Alice's events behind it.
+    let bob = desktop(&server, "bob@example.com", "bob's").await;
+    let bob_id = get(&server, &bearer(&bob), "/api/v1/me").await.1["id"]
+        .as_str()
+        .unwrap()
+        .to_string();
+    let at = server.clock.now_ms() - 1_000;
+    for chunk in 0..30 {
+        let values: Vec<String> = (0..100)
+            .map(|i| format!("('burst-{chunk:02}-{i:03}', {at}, 'signal_acknowledged', 'info', '{bob_id}', '{{}}')"))
+            .collect();
+        sqlx::query(&format!(
+            "INSERT INTO security_events (id, at, kind, severity, user_id, details) VALUES {}",
+            values.join(", ")
+        ))
+        .execute(server.db.write())
+        .await
+        .unwrap();
+    }
     let phone = desktop(&server, "alice@example.com", "phone").await;
     let mut seen = String::new();
     read_until(&mut res, &mut seen, &sid(&phone)).await;
@@ -1679,5 +1906,7 @@ both_backends!(
     support_staff_find_inspect_and_revoke_with_a_reason,
     the_audit_log_is_append_only_and_tampering_is_caught,
     security_events_stream_live,
+    a_sign_in_flood_leaves_the_stream_current_and_the_audit_log_short,
+    throttled_sign_ins_are_counted_not_recorded_one_by_one,
     the_openapi_document_describes_every_api_route,
 );

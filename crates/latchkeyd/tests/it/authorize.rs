@@ -186,7 +186,21 @@ async fn too_many_failures_from_one_address_are_throttled(backend: Backend) {
     }
     let res = submit_form(&server, &browser, &page, "carol@example.com", PASSWORD).await;
     assert_eq!(res.status(), 429);
-    assert!(res.text().await.unwrap().contains("your network address"));
+    let text = res.text().await.unwrap();
+    assert!(text.contains("your network address"), "{text}");
+    assert!(text.contains("try again in a second"), "{text}");
+
+    // A delay, not a lockout: the account holder at the same address gets in once it passes,
+    // while each further stranger's guess waits twice as long as the one before.
+    server.clock.advance(std::time::Duration::from_secs(1));
+    let res = submit_form(&server, &browser, &page, "nobody@example.com", "x").await;
+    assert_eq!(res.status(), 401);
+    let res = submit_form(&server, &browser, &page, "carol@example.com", PASSWORD).await;
+    assert_eq!(res.status(), 429);
+    assert!(res.text().await.unwrap().contains("try again in 2 seconds"));
+    server.clock.advance(std::time::Duration::from_secs(2));
+    let res = submit_form(&server, &browser, &page, "carol@example.com", PASSWORD).await;
+    assert_eq!(res.status(), 303, "not locked out");
 }
 
 async fn the_form_is_bound_to_its_browser(backend: Backend) {

@@ -561,6 +561,65 @@ async fn a_refresh_token_only_with_offline_access(backend: Backend) {
     );
 }
 
+/// Failed requests at the token endpoint are limited per address before any database work;
+/// a client refreshing with good tokens is never slowed down.
+async fn failed_token_requests_are_cut_off_per_address(backend: Backend) {
+    let server = TestServer::with(backend, |s| s.trust_forwarded_for = true).await;
+    server.add_user("pat@example.com", Role::User).await;
+    let tokens = sign_in(&server, "pat@example.com").await;
+    let refresh = |token: String, from: &'static str| {
+        let req = server
+            .http
+            .post(server.url("/token"))
+            .header("x-forwarded-for", from)
+            .form(&[
+                ("grant_type", "refresh_token"),
+                ("client_id", "latchkey-desktop"),
+                ("refresh_token", token.as_str()),
+            ]);
+        async move {
+            let res = req.send().await.unwrap();
+            let status = res.status().as_u16();
+            let retry = res.headers().get("retry-after").cloned();
+            (status, retry, res.json::<Value>().await.unwrap())
+        }
+    };
+    // Good refreshes, far more than the failure burst, on a frozen clock: all answered.
+    let mut current = tokens["refresh_token"].as_str().unwrap().to_string();
+    for _ in 0..60 {
+        let (status, _, body) = refresh(current, "198.51.100.4").await;
+        assert_eq!(status, 200, "{body}");
+        current = body["refresh_token"].as_str().unwrap().to_string();
+    }
+    // Guesses: the burst is answered (and costs a lookup each), the rest refused up front.
+    let mut refused = 0;
+    for i in 0..100 {
+        let (status, retry, body) = refresh(format!("lkrt_{i}_guess"), "203.0.113.50").await;
+        match status {
+            400 => assert_eq!(body["error"], "invalid_grant"),
+            429 => {
+                refused += 1;
+                assert_eq!(body["error"], "temporarily_unavailable");
+                assert_eq!(retry.unwrap(), "1");
+            }
+            other => panic!("{other}: {body}"),
+        }
+    }
+    assert_eq!(
+        refused, 70,
+        "30 failures at once, then none until the limit recovers"
+    );
+    // Another address is not affected; the limited one recovers with time.
+    let (status, _, body) = refresh(current, "198.51.100.4").await;
+    assert_eq!(status, 200, "{body}");
+    let current = body["refresh_token"].as_str().unwrap().to_string();
+    let (status, ..) = refresh("lkrt_1_guess".into(), "203.0.113.50").await;
+    assert_eq!(status, 429);
+    server.clock.advance(std::time::Duration::from_secs(2));
+    let (status, ..) = refresh(current, "203.0.113.50").await;
+    assert_eq!(status, 200, "the address may refresh again");
+}
+
 async fn operations_endpoints_answer(backend: Backend) {
     let server = TestServer::start(backend).await;
     server.add_user("kim@example.com", Role::User).await;
@@ -720,6 +779,7 @@ both_backends!(
     introspection_is_for_confidential_clients,
     bad_input_gets_standard_errors_never_500,
     a_refresh_token_only_with_offline_access,
+    failed_token_requests_are_cut_off_per_address,
     operations_endpoints_answer,
     rotated_signing_keys_stay_published_until_their_tokens_expire,
 );

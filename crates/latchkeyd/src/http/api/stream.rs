@@ -2,13 +2,16 @@
 //!
 //! Events are written by whichever replica handled the request, so the stream does not rely on
 //! in-process notification: one poller per server reads new events from the database twice a
-//! second (only while someone is listening) and fans them out to the open streams. Each poll
-//! re-reads a few seconds back and drops ids already sent, so an event committed late by a
-//! slower transaction or a replica with a slightly different clock is still delivered once.
-//! For the same reason a new stream may begin with events from the seconds before it opened;
-//! clients tell them apart by id.
+//! second (only while someone is listening) and fans them out to the open streams. It reads
+//! forward from an `(at, id)` cursor a page at a time, so no burst of events, however large,
+//! can hold back the ones after it; events that belong to no account (a stranger's failed
+//! sign-ins) are not read at all, since no stream shows them. Each poll also looks a few
+//! seconds back for events committed late (a slower transaction, a replica with a slightly
+//! different clock) and drops ids already sent, so those are delivered once too. For the same
+//! reason a new stream may begin with events from the seconds before it opened; clients tell
+//! them apart by id.
 
-use std::collections::{HashSet, VecDeque};
+use std::collections::HashMap;
 use std::convert::Infallible;
 use std::sync::Arc;
 use std::time::Duration;
@@ -24,7 +27,9 @@ use crate::store::events::{self, Event};
 
 const POLL: Duration = Duration::from_millis(500);
 const OVERLAP_MS: Millis = 5_000;
-const REMEMBERED: usize = 4_096;
+const PAGE: i64 = 500;
+/// Pages read forward per poll; what is left waits for the next poll, half a second later.
+const PAGES_PER_POLL: usize = 20;
 
 /// Fans events out to the open streams.
 #[derive(Clone)]
@@ -40,12 +45,44 @@ impl Default for EventHub {
     }
 }
 
+/// Where the poller has read up to, and what it sent in the last few seconds.
+struct Cursor {
+    at: Millis,
+    id: String,
+    /// Ids sent, with their times: kept while a late-commit look-back could read them again.
+    sent: HashMap<String, Millis>,
+}
+
+impl Cursor {
+    fn starting(now: Millis) -> Self {
+        Self {
+            at: now,
+            id: String::new(),
+            sent: HashMap::new(),
+        }
+    }
+
+    /// Was it new? Remembers it either way.
+    fn first_sight(&mut self, event: &Event) -> bool {
+        self.sent.insert(event.id.clone(), event.at).is_none()
+    }
+
+    fn advance(&mut self, event: &Event) {
+        if (event.at, event.id.as_str()) > (self.at, self.id.as_str()) {
+            self.at = event.at;
+            self.id = event.id.clone();
+        }
+    }
+
+    fn forget_before(&mut self, at: Millis) {
+        self.sent.retain(|_, t| *t >= at);
+    }
+}
+
 impl EventHub {
     /// Polls for new events until `shutdown` turns true.
     pub async fn run(self, state: AppState, mut shutdown: watch::Receiver<bool>) {
-        let mut watermark = state.now();
-        let mut sent: HashSet<String> = HashSet::new();
-        let mut order: VecDeque<String> = VecDeque::new();
+        let mut cursor = Cursor::starting(state.now());
         let mut tick = tokio::time::interval(POLL);
         loop {
             tokio::select! {
@@ -53,31 +90,49 @@ impl EventHub {
                 _ = shutdown.changed() => return,
             }
             if self.tx.receiver_count() == 0 {
-                watermark = state.now();
+                cursor = Cursor::starting(state.now());
                 continue;
             }
-            let found = match events::since(&state.db, watermark - OVERLAP_MS, 1_000).await {
-                Ok(found) => found,
-                Err(e) => {
-                    tracing::warn!(error = %e, "event stream: cannot read new events");
-                    continue;
-                }
-            };
-            for event in found {
-                watermark = watermark.max(event.at);
-                if !sent.insert(event.id.clone()) {
-                    continue;
-                }
-                order.push_back(event.id.clone());
-                if order.len() > REMEMBERED {
-                    if let Some(old) = order.pop_front() {
-                        sent.remove(&old);
-                    }
-                }
-                let _ = self.tx.send(Arc::new(event));
+            if let Err(e) = self.poll(&state, &mut cursor).await {
+                tracing::warn!(error = %e, "event stream: cannot read new events");
             }
         }
     }
+
+    async fn poll(&self, state: &AppState, cursor: &mut Cursor) -> crate::store::Result<()> {
+        // Late commits: a look back over the last few seconds before the cursor.
+        let back = cursor.at - OVERLAP_MS;
+        for event in
+            events::for_streams_after(&state.db, (back, ""), Some(&cursor_key(cursor)), PAGE * 4)
+                .await?
+        {
+            if cursor.first_sight(&event) {
+                let _ = self.tx.send(Arc::new(event));
+            }
+        }
+        // New events, forward from the cursor.
+        for _ in 0..PAGES_PER_POLL {
+            let page =
+                events::for_streams_after(&state.db, (cursor.at, cursor.id.as_str()), None, PAGE)
+                    .await?;
+            let full = page.len() as i64 == PAGE;
+            for event in page {
+                cursor.advance(&event);
+                if cursor.first_sight(&event) {
+                    let _ = self.tx.send(Arc::new(event));
+                }
+            }
+            if !full {
+                break;
+            }
+        }
+        cursor.forget_before(cursor.at - OVERLAP_MS);
+        Ok(())
+    }
+}
+
+fn cursor_key(cursor: &Cursor) -> (Millis, String) {
+    (cursor.at, cursor.id.clone())
 }
 
 struct Listener {
