@@ -123,7 +123,14 @@ fn announce<R: Runtime>(app: &AppHandle<R>, kind: &str, event: &serde_json::Valu
             .lock()
             .expect("revoked lock")
             .remove(session);
-        if !mine {
+        // A revocation for theft follows its own signal, which is announced already.
+        let after_signal = matches!(
+            event["details"]["reason"].as_str(),
+            Some("reuse_detected" | "key_mismatch" | "authorization_code_reused")
+        ) || event["details"]["reason"]
+            .as_str()
+            .is_some_and(|r| r.starts_with("auto_revoked_"));
+        if !mine && !after_signal {
             notify(app, "A session was signed out", summary);
         }
         refresh_tray(app);

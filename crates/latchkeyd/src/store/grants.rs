@@ -310,23 +310,31 @@ pub async fn redeem_code(
         }
         let session_id: Option<String> = used.try_get("session_id")?;
         let user_id: String = used.try_get("user_id")?;
-        if let Some(sid) = &session_id {
-            revoke_session_in(&mut tx, sid, "system", "authorization_code_reused", now).await?;
+        let detected = NewEvent {
+            kind: "code_reuse_detected",
+            severity: Severity::High,
+            user_id: Some(&user_id),
+            session_id: session_id.as_deref(),
+            origin,
+            details: json!({ "revoked_session": session_id }),
+            audit: Audit::As(Actor::System),
+        };
+        match &session_id {
+            Some(sid) => {
+                revoke_and_record(
+                    &mut tx,
+                    sid,
+                    Actor::System,
+                    "authorization_code_reused",
+                    origin,
+                    now,
+                    Audit::Covered,
+                    Some(detected),
+                )
+                .await?;
+            }
+            None => events::record(&mut tx, detected, now).await?,
         }
-        events::record(
-            &mut tx,
-            NewEvent {
-                kind: "code_reuse_detected",
-                severity: Severity::High,
-                user_id: Some(&user_id),
-                session_id: session_id.as_deref(),
-                origin,
-                details: json!({ "revoked_session": session_id }),
-                audit: Audit::As(Actor::System),
-            },
-            now,
-        )
-        .await?;
         tx.commit().await?;
         return Ok(Err(Refusal::CodeReused));
     };
@@ -495,19 +503,24 @@ async fn enforce_session_limit(
     }
     for row in &rows[..rows.len() + 1 - max] {
         let sid: String = row.try_get("id")?;
-        revoke_session_in(tx, &sid, "system", "session_limit", now).await?;
-        events::record(
+        let evicted = NewEvent {
+            kind: "session_evicted",
+            severity: Severity::Low,
+            user_id: Some(user_id),
+            session_id: Some(&sid),
+            origin,
+            details: json!({ "reason": "session_limit", "max_sessions_per_user": max }),
+            audit: Audit::As(Actor::System),
+        };
+        revoke_and_record(
             tx,
-            NewEvent {
-                kind: "session_evicted",
-                severity: Severity::Low,
-                user_id: Some(user_id),
-                session_id: Some(&sid),
-                origin,
-                details: json!({ "reason": "session_limit", "max_sessions_per_user": max }),
-                audit: Audit::As(Actor::System),
-            },
+            &sid,
+            Actor::System,
+            "session_limit",
+            origin,
             now,
+            Audit::Covered,
+            Some(evicted),
         )
         .await?;
     }
@@ -677,28 +690,36 @@ async fn key_mismatch(db: &Db, presented: &RefreshTokenRef, r: &RefreshRequest<'
     let Some(row) = row else { return Ok(()) };
     let session_id: String = row.try_get("session_id")?;
     let user_id: String = row.try_get("user_id")?;
-    let revoked = r.key.revoke_on_mismatch
-        && revoke_session_in(&mut tx, &session_id, "system", "key_mismatch", r.now).await?;
-    events::record(
-        &mut tx,
-        NewEvent {
-            kind: "key_mismatch",
-            severity: Severity::High,
-            user_id: Some(&user_id),
-            session_id: Some(&session_id),
-            origin: r.origin,
-            details: json!({
-                "presented_generation": row.try_get::<i64, _>("generation")?,
-                "bound_jkt": row.try_get::<Option<String>, _>("dpop_jkt")?,
-                "presented_jkt": r.key.jkt,
-                "presented_by_client": r.client_id,
-                "session_revoked": revoked,
-            }),
-            audit: Audit::As(Actor::System),
-        },
-        r.now,
-    )
-    .await?;
+    let mismatch = NewEvent {
+        kind: "key_mismatch",
+        severity: Severity::High,
+        user_id: Some(&user_id),
+        session_id: Some(&session_id),
+        origin: r.origin,
+        details: json!({
+            "presented_generation": row.try_get::<i64, _>("generation")?,
+            "bound_jkt": row.try_get::<Option<String>, _>("dpop_jkt")?,
+            "presented_jkt": r.key.jkt,
+            "presented_by_client": r.client_id,
+            "session_revoked": false,
+        }),
+        audit: Audit::As(Actor::System),
+    };
+    if r.key.revoke_on_mismatch {
+        revoke_and_record(
+            &mut tx,
+            &session_id,
+            Actor::System,
+            "key_mismatch",
+            r.origin,
+            r.now,
+            Audit::Covered,
+            Some(mismatch),
+        )
+        .await?;
+    } else {
+        events::record(&mut tx, mismatch, r.now).await?;
+    }
     tx.commit().await?;
     Ok(())
 }
@@ -941,26 +962,31 @@ async fn refuse_or_grace(
         .await?;
     let used = chain_links(used.as_slice())?.pop();
     let used = used.as_ref();
-    revoke_session_in(&mut tx, &session_id, "system", "reuse_detected", r.now).await?;
-    events::record(
+    let detected = NewEvent {
+        kind: "reuse_detected",
+        severity: Severity::High,
+        user_id: Some(&user_id),
+        session_id: Some(&session_id),
+        origin: r.origin,
+        details: json!({
+            "replayed_generation": generation,
+            "current_generation": current_generation,
+            "retired_at": used.and_then(|u| u.used_at),
+            "retired_by_ip": used.and_then(|u| u.used_ip.as_deref()),
+            "retired_by_user_agent": used.and_then(|u| u.used_user_agent.as_deref()),
+            "presented_by_client": r.client_id,
+        }),
+        audit: Audit::As(Actor::System),
+    };
+    revoke_and_record(
         &mut tx,
-        NewEvent {
-            kind: "reuse_detected",
-            severity: Severity::High,
-            user_id: Some(&user_id),
-            session_id: Some(&session_id),
-            origin: r.origin,
-            details: json!({
-                "replayed_generation": generation,
-                "current_generation": current_generation,
-                "retired_at": used.and_then(|u| u.used_at),
-                "retired_by_ip": used.and_then(|u| u.used_ip.as_deref()),
-                "retired_by_user_agent": used.and_then(|u| u.used_user_agent.as_deref()),
-                "presented_by_client": r.client_id,
-            }),
-            audit: Audit::As(Actor::System),
-        },
+        &session_id,
+        Actor::System,
+        "reuse_detected",
+        r.origin,
         r.now,
+        Audit::Covered,
+        Some(detected),
     )
     .await?;
     tx.commit().await?;
@@ -968,7 +994,9 @@ async fn refuse_or_grace(
 }
 
 /// Revokes a session inside `tx`, and so its family: a token is live only while its session is.
-pub(crate) async fn revoke_session_in(
+/// Only `revoke_and_record` calls it: every revocation leaves a `session_revoked` event, which
+/// is what ends the session's live streams and tells its devices.
+async fn revoke_session_in(
     tx: &mut Tx,
     session_id: &str,
     by: &str,
@@ -1005,13 +1033,19 @@ pub async fn revoke_session(
         origin,
         now,
         Audit::As(actor),
+        None,
     )
     .await?;
     tx.commit().await?;
     Ok(revoked)
 }
 
-/// Revokes a session inside `tx` and records a `session_revoked` event if it was live.
+/// Revokes a session inside `tx` and records why: first its `cause` (the signal that led to
+/// it, if any; `details.session_revoked` says whether this call ended the session), then a
+/// `session_revoked` event if the session was live, so a live stream shows the cause before it
+/// ends. The one way a session is revoked, whoever or whatever revokes it. The session's row is
+/// taken first, then the audit head (the lock order every path keeps).
+#[allow(clippy::too_many_arguments)]
 pub(crate) async fn revoke_and_record(
     tx: &mut Tx,
     session_id: &str,
@@ -1020,8 +1054,15 @@ pub(crate) async fn revoke_and_record(
     origin: &Origin,
     now: Millis,
     audit: Audit<'_>,
+    cause: Option<NewEvent<'_>>,
 ) -> Result<bool> {
     let revoked = revoke_session_in(tx, session_id, &actor.revoked_by(), reason, now).await?;
+    if let Some(mut cause) = cause {
+        if let Some(details) = cause.details.as_object_mut() {
+            details.insert("session_revoked".into(), json!(revoked));
+        }
+        events::record(tx, cause, now).await?;
+    }
     if revoked {
         let user_id: Option<String> = sqlx::query("SELECT user_id FROM sessions WHERE id = $1")
             .bind(session_id)

@@ -252,7 +252,7 @@ async fn revoke_all_in(
     ids.sort();
     let mut revoked = Vec::new();
     for id in ids {
-        if grants::revoke_and_record(tx, &id, actor, reason, origin, now, audit).await? {
+        if grants::revoke_and_record(tx, &id, actor, reason, origin, now, audit, None).await? {
             revoked.push(id);
         }
     }
@@ -338,6 +338,7 @@ pub async fn staff_revoke(
         origin,
         now,
         Audit::Covered,
+        None,
     )
     .await?;
     audit::append(
@@ -409,6 +410,11 @@ pub async fn record_signals(
     now: Millis,
 ) -> Result<bool> {
     let mut tx = db.begin_write().await?;
+    // The session's row before the audit head, the lock order every path keeps.
+    sqlx::query("UPDATE sessions SET head_token_id = head_token_id WHERE id = $1")
+        .bind(&grant.session_id)
+        .execute(&mut *tx)
+        .await?;
     for signal in found {
         events::record(
             &mut tx,
@@ -436,6 +442,7 @@ pub async fn record_signals(
                 origin,
                 now,
                 Audit::As(Actor::System),
+                None,
             )
             .await?
         }

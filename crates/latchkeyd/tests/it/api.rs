@@ -1723,6 +1723,83 @@ async fn throttled_sign_ins_are_counted_not_recorded_one_by_one(backend: Backend
     );
 }
 
+/// Opens the live stream of a session's own access token.
+async fn open_stream(server: &TestServer, tokens: &Value) -> reqwest::Response {
+    let res = server
+        .http
+        .get(server.url("/api/v1/me/events"))
+        .bearer_auth(bearer(tokens))
+        .header("accept", "text/event-stream")
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(res.status(), 200);
+    // Let the stream subscribe before anything happens.
+    tokio::time::sleep(Duration::from_millis(700)).await;
+    res
+}
+
+/// Reads the stream to its end; what it said. Fails if it is still open after a few seconds.
+async fn read_to_end(mut res: reqwest::Response) -> String {
+    let mut seen = String::new();
+    let ended = tokio::time::timeout(Duration::from_secs(5), async {
+        while let Some(bytes) = res.chunk().await.unwrap() {
+            seen.push_str(&String::from_utf8_lossy(&bytes));
+        }
+    })
+    .await;
+    assert!(ended.is_ok(), "the stream is still open: {seen}");
+    seen
+}
+
+/// Whatever revokes a session (reuse, a second redemption of its code, the session cap), its
+/// live stream ends with a `session_revoked` event.
+async fn every_revocation_ends_the_sessions_stream(backend: Backend) {
+    let server = TestServer::with(backend, |s| s.tokens.max_sessions_per_user = 3).await;
+    server.add_user("alice@example.com", Role::User).await;
+
+    // Reuse: the session's first refresh token, replayed after the rotation.
+    let reused = desktop(&server, "alice@example.com", "laptop").await;
+    let stream = open_stream(&server, &reused).await;
+    let first = reused["refresh_token"].as_str().unwrap();
+    assert_eq!(server.refresh(first).await.0, 200);
+    assert_eq!(server.refresh(first).await.0, 400);
+    let said = read_to_end(stream).await;
+    let (cause, end) = (
+        said.find("event: reuse_detected"),
+        said.find("event: session_revoked"),
+    );
+    assert!(
+        cause.is_some() && end.is_some() && cause < end,
+        "the cause, then the end: {said}"
+    );
+
+    // A code redeemed twice.
+    let signin = SignIn::new()
+        .set("scope", Some(ACCOUNT_SCOPE))
+        .set("device_name", Some("phone"));
+    let cb = callback(&server, &signin, "alice@example.com").await;
+    let code = query_param(&cb, "code").unwrap();
+    let (status, twice) = exchange(&server, &code, &signin.pkce.verifier).await;
+    assert_eq!(status, 200);
+    let stream = open_stream(&server, &twice).await;
+    assert_eq!(exchange(&server, &code, &signin.pkce.verifier).await.0, 400);
+    let said = read_to_end(stream).await;
+    assert!(said.contains("authorization_code_reused"), "{said}");
+
+    // The session cap: the least recently used session goes when one more signs in.
+    let oldest = desktop(&server, "alice@example.com", "tablet").await;
+    let stream = open_stream(&server, &oldest).await;
+    server.clock.advance(Duration::from_secs(1));
+    desktop(&server, "alice@example.com", "desktop").await;
+    server.clock.advance(Duration::from_secs(1));
+    desktop(&server, "alice@example.com", "watch").await;
+    server.clock.advance(Duration::from_secs(1));
+    desktop(&server, "alice@example.com", "tv").await;
+    let said = read_to_end(stream).await;
+    assert!(said.contains("session_limit"), "{said}");
+}
+
 async fn security_events_stream_live(backend: Backend) {
     let server = TestServer::start(backend).await;
     server.add_user("alice@example.com", Role::User).await;
@@ -1906,6 +1983,7 @@ both_backends!(
     support_staff_find_inspect_and_revoke_with_a_reason,
     the_audit_log_is_append_only_and_tampering_is_caught,
     security_events_stream_live,
+    every_revocation_ends_the_sessions_stream,
     a_sign_in_flood_leaves_the_stream_current_and_the_audit_log_short,
     throttled_sign_ins_are_counted_not_recorded_one_by_one,
     the_openapi_document_describes_every_api_route,
