@@ -24,6 +24,11 @@ RUN groupadd --system --gid "$UID" latchkey \
        --shell /usr/sbin/nologin latchkey \
     && install -d -o latchkey -g latchkey -m 0750 /var/lib/latchkey
 COPY --from=build /out/latchkeyd /usr/bin/latchkeyd
+# These defaults are for trying latchkeyd on your own machine: plain http, an issuer of
+# http://localhost:7878, every client address as the container sees it. latchkeyd warns at
+# start that it serves plain http beyond loopback. For anything else set LATCHKEY_ISSUER to
+# the https URL people use, put a TLS reverse proxy in front, and set
+# LATCHKEY_TRUST_FORWARDED_FOR=true so that rate limits see each client's own address.
 ENV LATCHKEY_LISTEN=0.0.0.0:7878 \
     LATCHKEY_ISSUER=http://localhost:7878 \
     LATCHKEY_DATABASE=sqlite:///var/lib/latchkey/latchkey.db \

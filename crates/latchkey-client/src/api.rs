@@ -128,6 +128,10 @@ impl Latchkey {
             .unwrap_or("the server refused the request")
             .to_string();
         Err(match status {
+            // RFC 9470: the session is fine, the action needs a fresher sign-in.
+            StatusCode::UNAUTHORIZED if value["error"] == "insufficient_user_authentication" => {
+                Error::Refused(message)
+            }
             StatusCode::UNAUTHORIZED => Error::SignedOut(format!(
                 "the server no longer accepts this session: {message}"
             )),

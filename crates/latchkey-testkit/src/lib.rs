@@ -34,9 +34,17 @@ impl Latchkeyd {
             .await
             .expect("latchkeyd starts");
         for (email, role) in accounts {
-            users::add(server.db(), email, None, *role, PASSWORD, 0)
-                .await
-                .expect("add account");
+            users::add(
+                server.db(),
+                email,
+                None,
+                *role,
+                PASSWORD,
+                latchkeyd::store::audit::Actor::System,
+                0,
+            )
+            .await
+            .expect("add account");
         }
         let issuer = server.issuer().to_string();
         let db = server.db().clone();

@@ -13,6 +13,7 @@ use rand::Rng;
 use crate::clock::{Clock, SystemClock};
 use crate::config::{LogFormat, Settings, SigningAlg};
 use crate::server::{self, Server};
+use crate::store::audit::Actor;
 use crate::store::clients::{self, ClientKind};
 use crate::store::users::{self, Role};
 
@@ -92,6 +93,9 @@ struct ServeArgs {
     /// Log format.
     #[arg(long, env = "LATCHKEY_LOG_FORMAT", value_enum)]
     log_format: Option<LogFormat>,
+    /// Serve Prometheus metrics on this address (for the monitoring network only).
+    #[arg(long, env = "LATCHKEY_METRICS_LISTEN", value_name = "ADDR")]
+    metrics_listen: Option<SocketAddr>,
     /// Take each client's address from X-Forwarded-For (its last hop): only when a reverse
     /// proxy you run sets it and nothing else can reach latchkeyd.
     #[arg(long, env = "LATCHKEY_TRUST_FORWARDED_FOR", value_name = "BOOL",
@@ -119,6 +123,11 @@ enum UserCommand {
     },
     /// List accounts.
     List,
+    /// Disable an account: every session of it is signed out at once and it cannot sign in
+    /// until enabled again.
+    Disable { email: String },
+    /// Enable a disabled account (its old sessions stay signed out).
+    Enable { email: String },
 }
 
 #[derive(Debug, Subcommand)]
@@ -222,15 +231,26 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
             if let Some(format) = args.log_format {
                 settings.log_format = format;
             }
+            if let Some(at) = args.metrics_listen {
+                settings.metrics_listen = Some(at);
+            }
             if let Some(trust) = args.trust_forwarded_for {
                 settings.trust_forwarded_for = trust;
             }
             init_logging(settings.log_format);
+            if args.demo && !serves_this_machine_only(&settings) {
+                bail!(
+                    "--demo creates accounts with printed passwords (one of them support staff): it is for trying Latchkey on this machine, so it needs a loopback listen address and issuer (like --listen 127.0.0.1:7878)"
+                );
+            }
             let database = crate::db::redact_url(&settings.database_url());
             let server = Server::bind(settings, Arc::new(clock)).await?;
             println!("latchkeyd is running at {}", server.issuer());
             println!("  listening on  {}", server.local_addr());
             println!("  database      {database}");
+            if let Some(at) = server.metrics_addr() {
+                println!("  metrics       http://{at}/metrics");
+            }
             println!(
                 "  discovery     {}/.well-known/openid-configuration",
                 server.issuer()
@@ -254,7 +274,8 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
             server.run(server::shutdown_signal()).await
         }
         Command::User(cmd) => {
-            let db = server::open_db(&settings).await?;
+            let (db, _) = server::open_audited_db(&settings).await?;
+            let operator = operator();
             match cmd {
                 UserCommand::Add {
                     email,
@@ -269,6 +290,7 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
                         name.as_deref(),
                         role,
                         &password,
+                        Actor::Operator(&operator),
                         clock.now_ms(),
                     )
                     .await?;
@@ -281,15 +303,44 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
                 }
                 UserCommand::List => {
                     for u in users::list(&db).await? {
-                        println!("{:<38} {:<8} {}", u.id, u.role.as_str(), u.email);
+                        let state = if u.disabled { "disabled" } else { "" };
+                        println!(
+                            "{:<38} {:<8} {:<40} {state}",
+                            u.id,
+                            u.role.as_str(),
+                            u.email
+                        );
                     }
+                }
+                UserCommand::Disable { email } => {
+                    let revoked = users::set_disabled(
+                        &db,
+                        &email,
+                        true,
+                        Actor::Operator(&operator),
+                        clock.now_ms(),
+                    )
+                    .await?;
+                    println!("disabled {email}: {} session(s) signed out", revoked.len());
+                }
+                UserCommand::Enable { email } => {
+                    users::set_disabled(
+                        &db,
+                        &email,
+                        false,
+                        Actor::Operator(&operator),
+                        clock.now_ms(),
+                    )
+                    .await?;
+                    println!("enabled {email}: it can sign in again");
                 }
             }
             Ok(())
         }
         Command::Client(cmd) => {
-            let db = server::open_db(&settings).await?;
+            let (db, _) = server::open_audited_db(&settings).await?;
             clients::ensure_builtin(&db, clock.now_ms()).await?;
+            let operator = operator();
             match cmd {
                 ClientCommand::Add {
                     client_id,
@@ -307,7 +358,8 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
                         scopes: &scopes,
                         first_party,
                     };
-                    let secret = clients::add(&db, &new, clock.now_ms()).await?;
+                    let secret =
+                        clients::add(&db, &new, Actor::Operator(&operator), clock.now_ms()).await?;
                     let registered = clients::find(&db, &client_id)
                         .await?
                         .map(|c| c.scopes.join(" "))
@@ -345,8 +397,17 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
                     }
                 }
                 ClientCommand::Remove { client_id } => {
-                    clients::remove(&db, &client_id).await?;
-                    println!("removed client {client_id}");
+                    let revoked = clients::remove(
+                        &db,
+                        &client_id,
+                        Actor::Operator(&operator),
+                        clock.now_ms(),
+                    )
+                    .await?;
+                    println!(
+                        "removed client {client_id}: {} session(s) signed out",
+                        revoked.len()
+                    );
                 }
             }
             Ok(())
@@ -389,10 +450,9 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
             Ok(())
         }
         Command::Keys(cmd) => {
-            let db = server::open_db(&settings).await?;
+            let (db, master) = server::open_audited_db(&settings).await?;
             match cmd {
                 KeysCommand::Rotate { alg } => {
-                    let master = server::master_key(&settings)?;
                     let alg = alg.unwrap_or(settings.tokens.signing_alg);
                     let delay = settings.tokens.key_activation_delay_secs;
                     let key = crate::keys::rotate(
@@ -401,6 +461,7 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
                         alg,
                         clock.now_ms(),
                         crate::clock::secs(delay),
+                        Actor::Operator(&operator()),
                     )
                     .await?;
                     println!(
@@ -491,6 +552,29 @@ fn read_password() -> anyhow::Result<String> {
     Ok(password)
 }
 
+/// Who runs this command, as the audit log names an operator: their login name.
+fn operator() -> String {
+    ["LOGNAME", "USER", "USERNAME"]
+        .iter()
+        .find_map(|v| std::env::var(v).ok().filter(|s| !s.trim().is_empty()))
+        .map(|s| s.chars().filter(|c| !c.is_control()).take(64).collect())
+        .unwrap_or_else(|| "unknown".into())
+}
+
+/// Is the server reachable from this machine only: a loopback listen address and, if one is
+/// set, a loopback issuer?
+fn serves_this_machine_only(settings: &Settings) -> bool {
+    let issuer_local = settings.issuer.as_deref().is_none_or(|issuer| {
+        url::Url::parse(issuer).is_ok_and(|u| match u.host() {
+            Some(url::Host::Ipv4(ip)) => ip.is_loopback(),
+            Some(url::Host::Ipv6(ip)) => ip.is_loopback(),
+            Some(url::Host::Domain(d)) => d.eq_ignore_ascii_case("localhost"),
+            None => false,
+        })
+    });
+    settings.listen.ip().is_loopback() && issuer_local
+}
+
 pub const DEMO_EMAIL: &str = "demo@latchkey.local";
 pub const DEMO_SUPPORT_EMAIL: &str = "support@latchkey.local";
 
@@ -511,14 +595,15 @@ async fn demo_account(
         })
         .collect::<Vec<_>>()
         .join("-");
+    let by = Actor::Operator("serve --demo");
     if users::find_by_email(db, email).await?.is_some() {
-        users::set_password(db, email, &password).await?;
+        users::set_password(db, email, &password, by, now).await?;
     } else {
         let name = match role {
             Role::User => "Demo User",
             Role::Support => "Demo Support",
         };
-        users::add(db, email, Some(name), role, &password, now).await?;
+        users::add(db, email, Some(name), role, &password, by, now).await?;
     }
     Ok(password)
 }

@@ -70,6 +70,10 @@ pub struct Settings {
     pub log_format: LogFormat,
     /// Take the client address from the last `X-Forwarded-For` hop (only behind a trusted proxy).
     pub trust_forwarded_for: bool,
+    /// Serve Prometheus metrics (`/metrics`) on this address, for the monitoring network only;
+    /// without it there is no `/metrics` at all. The metrics say how many grants, sign-ins
+    /// and revocations the server handles: not for the public.
+    pub metrics_listen: Option<SocketAddr>,
     /// How often signing keys are reloaded (to pick up `keys rotate`) and dead rows pruned.
     pub upkeep_interval_secs: u64,
     pub tokens: TokenPolicy,
@@ -89,6 +93,7 @@ impl Default for Settings {
             master_key_file: None,
             log_format: LogFormat::Text,
             trust_forwarded_for: false,
+            metrics_listen: None,
             upkeep_interval_secs: 30,
             tokens: TokenPolicy::default(),
             signin: SignInPolicy::default(),
@@ -212,6 +217,9 @@ pub struct SignalPolicy {
     pub storm_refreshes_per_minute: u32,
     /// Revoke a family as soon as it raises a high-severity signal.
     pub auto_revoke_high: bool,
+    /// "This was me" for a session from that same session needs a sign-in at most this old:
+    /// a flagged session's token may be in someone else's hands.
+    pub acknowledge_max_age_secs: u64,
 }
 
 impl Default for SignalPolicy {
@@ -222,6 +230,7 @@ impl Default for SignalPolicy {
             concurrent_window_secs: 120,
             storm_refreshes_per_minute: 30,
             auto_revoke_high: false,
+            acknowledge_max_age_secs: 300,
         }
     }
 }

@@ -64,11 +64,17 @@ impl MasterKey {
             Ok(text) => Self::from_base64(&text),
             Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
                 let key = Self::generate();
-                if let Some(dir) = path.parent() {
-                    fs::create_dir_all(dir).map_err(|source| MasterKeyError::Create {
-                        path: shown.clone(),
-                        source,
-                    })?;
+                if let Some(dir) = path.parent().filter(|d| !d.as_os_str().is_empty()) {
+                    let mut builder = fs::DirBuilder::new();
+                    builder.recursive(true);
+                    #[cfg(unix)]
+                    std::os::unix::fs::DirBuilderExt::mode(&mut builder, 0o700);
+                    builder
+                        .create(dir)
+                        .map_err(|source| MasterKeyError::Create {
+                            path: shown.clone(),
+                            source,
+                        })?;
                 }
                 let mut options = fs::OpenOptions::new();
                 options.write(true).create_new(true);

@@ -218,11 +218,16 @@ fn sqlite_url_with_create(url: &str) -> Result<String, DbError> {
         .parent()
         .filter(|d| !d.as_os_str().is_empty())
     {
-        std::fs::create_dir_all(dir).map_err(|source| DbError::CreateDir {
+        let mut builder = std::fs::DirBuilder::new();
+        builder.recursive(true);
+        #[cfg(unix)]
+        std::os::unix::fs::DirBuilderExt::mode(&mut builder, 0o700);
+        builder.create(dir).map_err(|source| DbError::CreateDir {
             path: dir.display().to_string(),
             source,
         })?;
     }
+    private_file(Path::new(path))?;
     let mut query = query.to_string();
     if !query.contains("mode=") {
         if !query.is_empty() {
@@ -231,6 +236,46 @@ fn sqlite_url_with_create(url: &str) -> Result<String, DbError> {
         query.push_str("mode=rwc");
     }
     Ok(format!("sqlite://{path}?{query}"))
+}
+
+/// The database holds every session and hashed token: it is created readable by its owner
+/// alone (SQLite gives its `-wal` and `-shm` files the database file's mode). A file from an
+/// older version that anyone on the machine could read loses that.
+fn private_file(path: &Path) -> Result<(), DbError> {
+    let failed = |source| DbError::CreateDir {
+        path: path.display().to_string(),
+        source,
+    };
+    let mut options = std::fs::OpenOptions::new();
+    options.write(true).create_new(true);
+    #[cfg(unix)]
+    std::os::unix::fs::OpenOptionsExt::mode(&mut options, 0o600);
+    match options.open(path) {
+        Ok(_) => Ok(()),
+        Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists => {
+            #[cfg(unix)]
+            for suffix in ["", "-wal", "-shm"] {
+                let mut file = path.as_os_str().to_owned();
+                file.push(suffix);
+                let file = std::path::PathBuf::from(file);
+                use std::os::unix::fs::PermissionsExt;
+                let Ok(meta) = std::fs::metadata(&file) else {
+                    continue;
+                };
+                let mode = meta.permissions().mode();
+                if mode & 0o007 != 0 {
+                    tracing::warn!(
+                        file = %file.display(),
+                        "the database was readable by every user of this machine; making it private"
+                    );
+                    std::fs::set_permissions(&file, std::fs::Permissions::from_mode(mode & !0o007))
+                        .map_err(failed)?;
+                }
+            }
+            Ok(())
+        }
+        Err(e) => Err(failed(e)),
+    }
 }
 
 fn path_of_sqlite_url(url: &str) -> std::path::PathBuf {
@@ -259,6 +304,33 @@ mod tests {
             redact_url("postgres://app:hunter2@db:5432/latchkey"),
             "postgres://app:***@db:5432/latchkey"
         );
+    }
+
+    #[cfg(unix)]
+    #[tokio::test]
+    async fn the_database_is_private_to_its_owner() {
+        use std::os::unix::fs::PermissionsExt;
+        let root = std::env::temp_dir().join(format!("lk-perm-{}", std::process::id()));
+        let _ = std::fs::remove_dir_all(&root);
+        let file = root.join("data/latchkey/latchkey.db");
+        let db = Db::connect(&format!("sqlite://{}", file.display()))
+            .await
+            .unwrap();
+        db.migrate().await.unwrap();
+        let mode = |p: &std::path::Path| std::fs::metadata(p).unwrap().permissions().mode() & 0o777;
+        assert_eq!(mode(&root.join("data")), 0o700);
+        assert_eq!(mode(&root.join("data/latchkey")), 0o700);
+        assert_eq!(mode(&file), 0o600);
+        assert_eq!(mode(&root.join("data/latchkey/latchkey.db-wal")), 0o600);
+        db.close().await;
+        // A database an older version left readable by everyone is made private.
+        std::fs::set_permissions(&file, std::fs::Permissions::from_mode(0o644)).unwrap();
+        let db = Db::connect(&format!("sqlite://{}", file.display()))
+            .await
+            .unwrap();
+        assert_eq!(mode(&file), 0o640);
+        db.close().await;
+        std::fs::remove_dir_all(&root).unwrap();
     }
 
     #[test]

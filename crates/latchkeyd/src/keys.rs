@@ -18,6 +18,8 @@ use crate::config::SigningAlg;
 use crate::crypto::MasterKey;
 use crate::db::Db;
 use crate::secret::{random_bytes, Secret};
+use crate::store::audit::{self, Actor};
+use crate::store::{Origin, StoreError};
 use crate::tokens::ACCESS_TOKEN_TYP;
 
 #[derive(Debug, thiserror::Error)]
@@ -208,6 +210,7 @@ pub async fn rotate(
     alg: SigningAlg,
     now: Millis,
     activation_delay: Millis,
+    by: Actor<'_>,
 ) -> Result<KeyInfo, KeyError> {
     let kid = format!(
         "{}-{}",
@@ -240,6 +243,31 @@ pub async fn rotate(
     .bind(now)
     .execute(&mut *tx)
     .await?;
+    audit::append(
+        &mut tx,
+        audit::Entry {
+            actor: by,
+            action: "keys.rotate",
+            target_user_id: None,
+            target_session_id: None,
+            reason: None,
+            origin: &Origin::default(),
+            details: serde_json::json!({
+                "kid": kid,
+                "alg": alg.as_str(),
+                "signs_from": now + activation_delay,
+            }),
+        },
+        now,
+    )
+    .await
+    .map_err(|e| match e {
+        StoreError::Db(e) => KeyError::Db(e),
+        other => KeyError::Malformed {
+            kid: kid.clone(),
+            message: other.to_string(),
+        },
+    })?;
     tx.commit().await?;
     Ok(KeyInfo {
         kid,
@@ -333,7 +361,7 @@ impl KeyRing {
         let set = match Self::read_set(&db, &master, publish_after_retire, now).await? {
             Some(set) => set,
             None => {
-                rotate(&db, &master, alg, now, 0).await?;
+                rotate(&db, &master, alg, now, 0, Actor::System).await?;
                 Self::read_set(&db, &master, publish_after_retire, now)
                     .await?
                     .expect("the key just created is active")

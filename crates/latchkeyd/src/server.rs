@@ -190,6 +190,8 @@ pub async fn open_audited_db(settings: &Settings) -> anyhow::Result<(Db, MasterK
 pub struct Server {
     state: AppState,
     listener: TcpListener,
+    /// `/metrics`, on an address of its own (`metrics_listen`), if one is configured.
+    metrics: Option<TcpListener>,
 }
 
 impl Server {
@@ -201,6 +203,14 @@ impl Server {
             .await
             .with_context(|| format!("cannot listen on {}", settings.listen))?;
         let addr = listener.local_addr()?;
+        let metrics = match settings.metrics_listen {
+            Some(at) => Some(
+                TcpListener::bind(at)
+                    .await
+                    .with_context(|| format!("cannot listen on {at} for metrics"))?,
+            ),
+            None => None,
+        };
         let (db, master) = open_audited_db(&settings).await?;
         let nonces = crate::dpop::Nonces::new(&master, settings.dpop.nonce_lifetime_secs);
         let now = clock.now_ms();
@@ -215,6 +225,14 @@ impl Server {
             .unwrap_or_else(|| format!("http://{addr}"))
             .trim_end_matches('/')
             .to_string();
+        if issuer.starts_with("http://") && !addr.ip().is_loopback() {
+            tracing::warn!(
+                issuer = %issuer,
+                "latchkeyd serves plain http beyond this machine: fine for trying it out, never for \
+                 real use (passwords and tokens would cross the network in clear); put a TLS \
+                 reverse proxy in front and set the issuer to its https URL"
+            );
+        }
         if issuer.starts_with("https://") && !settings.trust_forwarded_for {
             // Behind a TLS proxy every request comes from the proxy's address: the per-address
             // limits and sign-in throttling would then treat all users as one.
@@ -260,13 +278,22 @@ impl Server {
             clients: ttl_cache::Cache::new(Duration::from_secs(5)),
             revoked_sessions: RwLock::new(HashSet::new()),
         }));
-        Ok(Self { state, listener })
+        Ok(Self {
+            state,
+            listener,
+            metrics,
+        })
     }
 
     pub fn local_addr(&self) -> SocketAddr {
         self.listener
             .local_addr()
             .expect("a bound listener has an address")
+    }
+
+    /// Where `/metrics` is served, if anywhere.
+    pub fn metrics_addr(&self) -> Option<SocketAddr> {
+        self.metrics.as_ref().and_then(|l| l.local_addr().ok())
     }
 
     pub fn issuer(&self) -> &str {
@@ -292,6 +319,18 @@ impl Server {
                 .run(state.clone(), state.shutdown.subscribe()),
         );
         let app = crate::http::router(state.clone());
+        let metrics = self.metrics.map(|listener| {
+            let mut stop = state.shutdown.subscribe();
+            let app = crate::http::metrics_router(state.clone());
+            tokio::spawn(async move {
+                let serve = axum::serve(listener, app).with_graceful_shutdown(async move {
+                    let _ = stop.wait_for(|stopping| *stopping).await;
+                });
+                if let Err(e) = serve.await {
+                    tracing::error!(error = %e, "the metrics listener stopped");
+                }
+            })
+        });
         let stopping = state.clone();
         let shutdown = async move {
             shutdown.await;
@@ -311,6 +350,9 @@ impl Server {
         .with_graceful_shutdown(shutdown)
         .await
         .context("the HTTP server stopped")?;
+        if let Some(metrics) = metrics {
+            let _ = metrics.await;
+        }
         upkeep.abort();
         hub.abort();
         checkpoints.abort();

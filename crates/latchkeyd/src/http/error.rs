@@ -112,6 +112,20 @@ impl OAuthError {
         e
     }
 
+    /// 401 insufficient_user_authentication (RFC 9470 §3): this needs a sign-in no older than
+    /// `max_age` seconds.
+    pub fn insufficient_user_authentication(max_age: u64, description: &'static str) -> Self {
+        let mut e = Self::new(
+            StatusCode::UNAUTHORIZED,
+            "insufficient_user_authentication",
+            description,
+        );
+        e.challenge = Some(format!(
+            "Bearer realm=\"latchkey\", error=\"insufficient_user_authentication\", error_description=\"{description}\", max_age={max_age}"
+        ));
+        e
+    }
+
     /// 401 without an error code: no credentials were presented at all (RFC 6750 §3.1).
     pub fn missing_token() -> Self {
         let mut e = Self::new(

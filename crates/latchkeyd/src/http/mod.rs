@@ -42,7 +42,6 @@ pub fn router(state: AppState) -> Router {
         .route("/userinfo", get(oauth::userinfo).post(oauth::userinfo))
         .route("/assets/latchkey.css", get(stylesheet))
         .route("/healthz", get(healthz))
-        .route("/metrics", get(metrics))
         .fallback(not_found)
         .method_not_allowed_fallback(method_not_allowed)
         .with_state(state.clone())
@@ -70,6 +69,15 @@ pub fn router(state: AppState) -> Router {
             tracing::error!("a request handler panicked");
             OAuthError::server_error().into_response()
         }))
+}
+
+/// The metrics listener's routes (`metrics_listen`): `/metrics` and `/healthz`.
+pub fn metrics_router(state: AppState) -> Router {
+    Router::new()
+        .route("/metrics", get(metrics))
+        .route("/healthz", get(healthz))
+        .fallback(not_found)
+        .with_state(state)
 }
 
 pub fn discovery_document(issuer: &str) -> String {

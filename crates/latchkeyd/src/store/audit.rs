@@ -69,6 +69,8 @@ pub enum Actor<'a> {
     Support(&'a str),
     /// An OAuth client, through RFC 7009 revocation.
     Client(&'a str),
+    /// Whoever runs the `latchkeyd` command line on the server (named by their login).
+    Operator(&'a str),
 }
 
 impl<'a> Actor<'a> {
@@ -78,13 +80,16 @@ impl<'a> Actor<'a> {
             Actor::User(_) => "user",
             Actor::Support(_) => "support",
             Actor::Client(_) => "client",
+            Actor::Operator(_) => "operator",
         }
     }
 
     pub fn id(self) -> Option<&'a str> {
         match self {
             Actor::System => None,
-            Actor::User(id) | Actor::Support(id) | Actor::Client(id) => Some(id),
+            Actor::User(id) | Actor::Support(id) | Actor::Client(id) | Actor::Operator(id) => {
+                Some(id)
+            }
         }
     }
 
@@ -204,7 +209,7 @@ pub struct Record {
     #[serde(with = "crate::http::api::time_format")]
     #[schema(value_type = String, format = DateTime)]
     pub at: Millis,
-    /// `system`, `user`, `support` or `client`.
+    /// `system`, `user`, `support`, `client` or `operator`.
     pub actor_kind: String,
     pub actor_id: Option<String>,
     pub action: String,

@@ -1,7 +1,11 @@
 use sqlx::Row;
 use url::{Host, Url};
 
-use super::{conflict_on_unique, Result, StoreError};
+use serde_json::json;
+
+use super::audit::{self, Actor};
+use super::events::Audit;
+use super::{conflict_on_unique, Origin, Result, StoreError};
 use crate::clock::Millis;
 use crate::db::Db;
 use crate::scope;
@@ -240,8 +244,14 @@ fn registered_scopes(c: &NewClient<'_>) -> Result<Vec<String>> {
     Ok(scopes)
 }
 
-/// Registers a client; for a confidential one, returns its secret (shown once, stored hashed).
-pub async fn add(db: &Db, c: &NewClient<'_>, now: Millis) -> Result<Option<Secret<String>>> {
+/// Registers a client, audited; for a confidential one, returns its secret (shown once, stored
+/// hashed).
+pub async fn add(
+    db: &Db,
+    c: &NewClient<'_>,
+    by: Actor<'_>,
+    now: Millis,
+) -> Result<Option<Secret<String>>> {
     let client_id = c.client_id;
     let id_ok = !client_id.is_empty()
         && client_id.len() <= 128
@@ -269,6 +279,7 @@ pub async fn add(db: &Db, c: &NewClient<'_>, now: Millis) -> Result<Option<Secre
     let scopes = registered_scopes(c)?;
     let secret = (c.kind == ClientKind::Confidential).then(|| new_token(TokenKind::ClientSecret));
     let uris = serde_json::to_string(c.redirect_uris).expect("strings serialize");
+    let mut tx = db.begin_write().await?;
     sqlx::query(
         "INSERT INTO clients (client_id, name, kind, secret_hash, redirect_uris, scopes, first_party, builtin, created_at) \
          VALUES ($1, $2, $3, $4, $5, $6, $7, 0, $8)",
@@ -281,28 +292,107 @@ pub async fn add(db: &Db, c: &NewClient<'_>, now: Millis) -> Result<Option<Secre
     .bind(scopes.join(" "))
     .bind(i64::from(c.first_party))
     .bind(now)
-    .execute(db.write())
+    .execute(&mut *tx)
     .await
     .map_err(|e| conflict_on_unique(e, format!("a client with id {client_id} already exists")))?;
+    audit::append(
+        &mut tx,
+        audit::Entry {
+            actor: by,
+            action: "client.add",
+            target_user_id: None,
+            target_session_id: None,
+            reason: None,
+            origin: &Origin::default(),
+            details: json!({
+                "client_id": client_id,
+                "kind": c.kind.as_str(),
+                "first_party": c.first_party,
+                "scopes": scopes,
+                "redirect_uris": c.redirect_uris,
+            }),
+        },
+        now,
+    )
+    .await?;
+    tx.commit().await?;
     Ok(secret)
 }
 
-pub async fn remove(db: &Db, client_id: &str) -> Result<()> {
+/// Removes a client: every session signed in through it is revoked and its pending sign-ins
+/// and codes deleted, in one transaction, so that registering the same id again revives
+/// nothing. The sessions revoked.
+pub async fn remove(db: &Db, client_id: &str, by: Actor<'_>, now: Millis) -> Result<Vec<String>> {
     match find(db, client_id).await? {
-        None => Err(StoreError::NotFound(format!(
-            "no client with id {client_id}"
-        ))),
-        Some(c) if c.builtin => Err(StoreError::Invalid(format!(
-            "{client_id} is built in: the desktop app and CLI sign in with it"
-        ))),
-        Some(_) => {
-            sqlx::query("DELETE FROM clients WHERE client_id = $1")
-                .bind(client_id)
-                .execute(db.write())
-                .await?;
-            Ok(())
+        None => {
+            return Err(StoreError::NotFound(format!(
+                "no client with id {client_id}"
+            )))
+        }
+        Some(c) if c.builtin => {
+            return Err(StoreError::Invalid(format!(
+                "{client_id} is built in: the desktop app and CLI sign in with it"
+            )))
+        }
+        Some(_) => {}
+    }
+    let mut tx = db.begin_write().await?;
+    // Every live session's row first, then the audit head (the lock order every path keeps).
+    let mut ids: Vec<String> = sqlx::query(
+        "UPDATE sessions SET head_token_id = head_token_id \
+         WHERE client_id = $1 AND revoked_at IS NULL RETURNING id",
+    )
+    .bind(client_id)
+    .fetch_all(&mut *tx)
+    .await?
+    .iter()
+    .map(|r| r.try_get("id"))
+    .collect::<std::result::Result<_, _>>()?;
+    ids.sort();
+    let origin = Origin::default();
+    let mut revoked = Vec::new();
+    for id in ids {
+        let done = super::grants::revoke_and_record(
+            &mut tx,
+            &id,
+            by,
+            "client_removed",
+            &origin,
+            now,
+            Audit::Covered,
+            None,
+        )
+        .await?;
+        if done {
+            revoked.push(id);
         }
     }
+    for table in ["auth_requests", "auth_codes"] {
+        sqlx::query(&format!("DELETE FROM {table} WHERE client_id = $1"))
+            .bind(client_id)
+            .execute(&mut *tx)
+            .await?;
+    }
+    sqlx::query("DELETE FROM clients WHERE client_id = $1")
+        .bind(client_id)
+        .execute(&mut *tx)
+        .await?;
+    audit::append(
+        &mut tx,
+        audit::Entry {
+            actor: by,
+            action: "client.remove",
+            target_user_id: None,
+            target_session_id: None,
+            reason: None,
+            origin: &origin,
+            details: json!({ "client_id": client_id, "revoked_sessions": revoked }),
+        },
+        now,
+    )
+    .await?;
+    tx.commit().await?;
+    Ok(revoked)
 }
 
 #[cfg(test)]

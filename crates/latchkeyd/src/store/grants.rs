@@ -220,6 +220,8 @@ pub enum Refusal {
     CodeKeyMismatch,
     /// The family is bound to a key the request did not prove: recorded as `key_mismatch`.
     KeyMismatch,
+    /// The account was disabled.
+    AccountDisabled,
 }
 
 impl Refusal {
@@ -241,6 +243,7 @@ impl Refusal {
             Refusal::CodeKeyMismatch => {
                 "the authorization request named a DPoP key (dpop_jkt) that this request did not prove"
             }
+            Refusal::AccountDisabled => "the account is disabled",
             Refusal::KeyMismatch => {
                 "this refresh token is bound to another device's key; presenting it without that key looks like theft, and it has been recorded"
             }
@@ -364,6 +367,20 @@ pub async fn redeem_code(
     let auth_time: i64 = row.try_get("auth_time")?;
     let device = device_from_row(&row)?;
     let session_id = new_id();
+
+    // The account's row, taken as `users::set_disabled` takes it: a sign-in completed by a
+    // disabled account gets no session, and one racing the disabling is either revoked by it
+    // or refused here.
+    let enabled = sqlx::query(
+        "UPDATE users SET disabled_at = disabled_at WHERE id = $1 AND disabled_at IS NULL",
+    )
+    .bind(&user_id)
+    .execute(&mut *tx)
+    .await?;
+    if enabled.rows_affected() != 1 {
+        tx.commit().await?;
+        return Ok(Err(Refusal::AccountDisabled));
+    }
 
     enforce_session_limit(&mut tx, policy, &user_id, origin, now).await?;
     let new_device = is_new_device(&mut tx, &user_id, &device).await?;
@@ -848,7 +865,8 @@ async fn refuse_or_grace(
         return Ok(Err(Refusal::Unknown));
     }
     let row = sqlx::query(
-        "SELECT t.session_id, t.generation, t.first_used_at, s.user_id, s.generation AS current_generation, \
+        "SELECT t.session_id, t.generation, t.first_used_at, t.issued_at, t.issued_ip, t.issued_user_agent, \
+         s.user_id, s.generation AS current_generation, \
          s.revoked_at, s.revoke_reason, s.expires_at AS session_expires_at, s.head_token_id, \
          h.parent_id AS head_parent_id, h.issued_at AS head_issued_at \
          FROM refresh_tokens t JOIN sessions s ON s.id = t.session_id \
@@ -922,7 +940,14 @@ async fn refuse_or_grace(
                     generation,
                     id: presented.id,
                 };
-                match advance(&mut tx, policy, &session_id, head, parent, None, r).await? {
+                // A replay is a use like any other to the suspicion signals: compared with the
+                // presented token's own issue, as a rotation of it would be.
+                let prior = PriorUse {
+                    at: row.try_get("issued_at")?,
+                    ip: row.try_get("issued_ip")?,
+                    user_agent: row.try_get("issued_user_agent")?,
+                };
+                match advance(&mut tx, policy, &session_id, head, parent, Some(prior), r).await? {
                     Advanced::Granted(grant) => {
                         events::record(
                             &mut tx,

@@ -225,7 +225,7 @@ pub async fn liveness(db: &Db, session_id: &str) -> Result<Option<Liveness>> {
 
 /// Revokes every live session of the account but `keep`, inside `tx`; the ids revoked.
 #[allow(clippy::too_many_arguments)]
-async fn revoke_all_in(
+pub(crate) async fn revoke_all_in(
     tx: &mut Tx,
     user_id: &str,
     keep: Option<&str>,

@@ -1,6 +1,9 @@
 use sqlx::Row;
 
-use super::{conflict_on_unique, Result, StoreError};
+use serde_json::json;
+
+use super::audit::{self, Actor};
+use super::{conflict_on_unique, Origin, Result, StoreError};
 use crate::clock::Millis;
 use crate::db::Db;
 use crate::secret::new_id;
@@ -81,12 +84,14 @@ fn user_from_row(row: &sqlx::any::AnyRow) -> Result<User> {
     })
 }
 
+/// Creates an account, and its audit record, in one transaction.
 pub async fn add(
     db: &Db,
     email: &str,
     name: Option<&str>,
     role: Role,
     password: &str,
+    by: Actor<'_>,
     now: Millis,
 ) -> Result<User> {
     let email = normalize_email(email)?;
@@ -96,10 +101,12 @@ pub async fn add(
         .filter(|n| !n.is_empty())
         .map(str::to_string)
         .unwrap_or_else(|| email.split('@').next().unwrap_or_default().to_string());
-    let password = password.to_string();
-    let hash = tokio::task::spawn_blocking(move || crate::crypto::hash_password(&password))
-        .await
-        .map_err(|e| StoreError::Invalid(format!("password hashing failed: {e}")))?;
+    if name.chars().any(char::is_control) || name.chars().count() > 200 {
+        return Err(StoreError::Invalid(
+            "a name is at most 200 characters of plain text".into(),
+        ));
+    }
+    let hash = hash(password).await?;
     let user = User {
         id: new_id(),
         email,
@@ -108,6 +115,7 @@ pub async fn add(
         created_at: now,
         disabled: false,
     };
+    let mut tx = db.begin_write().await?;
     sqlx::query(
         "INSERT INTO users (id, email, name, role, password_hash, created_at) VALUES ($1, $2, $3, $4, $5, $6)",
     )
@@ -117,28 +125,136 @@ pub async fn add(
     .bind(role.as_str())
     .bind(&hash)
     .bind(now)
-    .execute(db.write())
+    .execute(&mut *tx)
     .await
     .map_err(|e| conflict_on_unique(e, format!("a user with email {} already exists", user.email)))?;
+    audit::append(
+        &mut tx,
+        audit::Entry {
+            actor: by,
+            action: "user.add",
+            target_user_id: Some(&user.id),
+            target_session_id: None,
+            reason: None,
+            origin: &Origin::default(),
+            details: json!({ "email": user.email, "role": role.as_str() }),
+        },
+        now,
+    )
+    .await?;
+    tx.commit().await?;
     Ok(user)
 }
 
-pub async fn set_password(db: &Db, email: &str, password: &str) -> Result<()> {
+async fn hash(password: &str) -> Result<String> {
+    let password = password.to_string();
+    tokio::task::spawn_blocking(move || crate::crypto::hash_password(&password))
+        .await
+        .map_err(|e| StoreError::Invalid(format!("password hashing failed: {e}")))
+}
+
+/// Gives an account a new password, audited.
+pub async fn set_password(
+    db: &Db,
+    email: &str,
+    password: &str,
+    by: Actor<'_>,
+    now: Millis,
+) -> Result<()> {
     let email = normalize_email(email)?;
     check_password(password)?;
-    let password = password.to_string();
-    let hash = tokio::task::spawn_blocking(move || crate::crypto::hash_password(&password))
-        .await
-        .map_err(|e| StoreError::Invalid(format!("password hashing failed: {e}")))?;
-    let done = sqlx::query("UPDATE users SET password_hash = $1 WHERE email = $2")
+    let hash = hash(password).await?;
+    let mut tx = db.begin_write().await?;
+    let row = sqlx::query("UPDATE users SET password_hash = $1 WHERE email = $2 RETURNING id")
         .bind(&hash)
         .bind(&email)
-        .execute(db.write())
+        .fetch_optional(&mut *tx)
         .await?;
-    if done.rows_affected() == 0 {
+    let Some(row) = row else {
         return Err(StoreError::NotFound(format!("no user with email {email}")));
-    }
+    };
+    let id: String = row.try_get("id")?;
+    audit::append(
+        &mut tx,
+        audit::Entry {
+            actor: by,
+            action: "user.password",
+            target_user_id: Some(&id),
+            target_session_id: None,
+            reason: None,
+            origin: &Origin::default(),
+            details: json!({ "email": email }),
+        },
+        now,
+    )
+    .await?;
+    tx.commit().await?;
     Ok(())
+}
+
+/// Disables an account (every session of it revoked in the same transaction, so a disabled
+/// account never has a live session and no refresh of it can succeed) or enables it again
+/// (its sessions stay revoked: the person signs in anew). The sessions revoked.
+pub async fn set_disabled(
+    db: &Db,
+    email: &str,
+    disabled: bool,
+    by: Actor<'_>,
+    now: Millis,
+) -> Result<Vec<String>> {
+    let email = normalize_email(email)?;
+    let mut tx = db.begin_write().await?;
+    // The account's row first: a code redemption takes it too (see `grants::redeem_code`), so
+    // no sign-in can slip in between this and the revocations below.
+    let row = sqlx::query(
+        "UPDATE users SET disabled_at = CASE WHEN $1 = 1 THEN COALESCE(disabled_at, $2) ELSE NULL END \
+         WHERE email = $3 RETURNING id",
+    )
+    .bind(i64::from(disabled))
+    .bind(now)
+    .bind(&email)
+    .fetch_optional(&mut *tx)
+    .await?;
+    let Some(row) = row else {
+        return Err(StoreError::NotFound(format!("no user with email {email}")));
+    };
+    let id: String = row.try_get("id")?;
+    let origin = Origin::default();
+    let revoked = if disabled {
+        super::sessions::revoke_all_in(
+            &mut tx,
+            &id,
+            None,
+            by,
+            "account_disabled",
+            &origin,
+            now,
+            super::events::Audit::Covered,
+        )
+        .await?
+    } else {
+        Vec::new()
+    };
+    audit::append(
+        &mut tx,
+        audit::Entry {
+            actor: by,
+            action: if disabled {
+                "user.disable"
+            } else {
+                "user.enable"
+            },
+            target_user_id: Some(&id),
+            target_session_id: None,
+            reason: None,
+            origin: &origin,
+            details: json!({ "email": email, "revoked_sessions": revoked }),
+        },
+        now,
+    )
+    .await?;
+    tx.commit().await?;
+    Ok(revoked)
 }
 
 pub async fn find_by_email(db: &Db, email: &str) -> Result<Option<User>> {

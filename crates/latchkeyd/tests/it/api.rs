@@ -676,6 +676,158 @@ async fn control_characters_are_refused_where_input_enters(backend: Backend) {
     assert!(res.text().await.unwrap().contains("<html"));
 }
 
+/// Runs the `latchkeyd` binary against the test server's database, as an operator would.
+fn operator_cli(server: &TestServer, args: &[&str]) -> (bool, String, String) {
+    let out = std::process::Command::new(env!("CARGO_BIN_EXE_latchkeyd"))
+        .args(args)
+        .args(["--database", &server.database, "--master-key-file"])
+        .arg(server.dir.path().join("master.key"))
+        .env("LOGNAME", "ops-alice")
+        .output()
+        .unwrap();
+    (
+        out.status.success(),
+        String::from_utf8_lossy(&out.stdout).into_owned(),
+        String::from_utf8_lossy(&out.stderr).into_owned(),
+    )
+}
+
+/// `user disable` signs an account out everywhere and keeps it out until `user enable`;
+/// `client remove` signs out everything signed in through the client, and registering the
+/// same id again revives none of it. Each is in the audit log, by the operator's name.
+async fn operators_disable_accounts_and_remove_clients_for_good(backend: Backend) {
+    let server = TestServer::start(backend).await;
+    server.add_user("mallory@example.com", Role::User).await;
+    let laptop = desktop(&server, "mallory@example.com", "laptop").await;
+    let phone = desktop(&server, "mallory@example.com", "phone").await;
+
+    let (ok, out, err) = operator_cli(&server, &["user", "disable", "mallory@example.com"]);
+    assert!(ok, "{err}");
+    assert!(out.contains("2 session(s) signed out"), "{out}");
+    for tokens in [&laptop, &phone] {
+        let (status, body) = server
+            .refresh(tokens["refresh_token"].as_str().unwrap())
+            .await;
+        assert_eq!(
+            (status, body["error"].as_str()),
+            (400, Some("invalid_grant"))
+        );
+        assert_eq!(userinfo_status(&server, &bearer(tokens)).await, 401);
+    }
+    // Nor can it sign in again: the password is refused like a wrong one.
+    let signin = SignIn::new();
+    let (browser, page) = open_form(&server, &signin).await;
+    let res = submit_form(&server, &browser, &page, "mallory@example.com", PASSWORD).await;
+    assert_eq!(res.status(), 401);
+    let (_, out, _) = operator_cli(&server, &["user", "list"]);
+    assert!(
+        out.lines()
+            .any(|l| l.contains("mallory@example.com") && l.ends_with("disabled")),
+        "{out}"
+    );
+
+    let (ok, _, err) = operator_cli(&server, &["user", "enable", "mallory@example.com"]);
+    assert!(ok, "{err}");
+    let again = desktop(&server, "mallory@example.com", "laptop").await;
+    assert_eq!(userinfo_status(&server, &bearer(&again)).await, 200);
+    assert_eq!(
+        server
+            .refresh(laptop["refresh_token"].as_str().unwrap())
+            .await
+            .0,
+        400,
+        "the old sessions stay signed out"
+    );
+
+    // A client removed: its sessions end, and the same id registered again revives nothing.
+    let (ok, out, err) = operator_cli(
+        &server,
+        &[
+            "client",
+            "add",
+            "kiosk",
+            "--name",
+            "Kiosk",
+            "--redirect-uri",
+            "http://127.0.0.1/callback",
+        ],
+    );
+    assert!(ok, "{err}");
+    assert!(out.contains("openid profile email offline_access"), "{out}");
+    let kiosk = sign_in_as(
+        &server,
+        "mallory@example.com",
+        "kiosk",
+        "kiosk",
+        "openid offline_access",
+    )
+    .await;
+    let (ok, out, err) = operator_cli(&server, &["client", "remove", "kiosk"]);
+    assert!(ok, "{err}");
+    assert!(out.contains("1 session(s) signed out"), "{out}");
+    let (ok, _, err) = operator_cli(
+        &server,
+        &[
+            "client",
+            "add",
+            "kiosk",
+            "--name",
+            "Kiosk",
+            "--redirect-uri",
+            "http://127.0.0.1/callback",
+        ],
+    );
+    assert!(ok, "{err}");
+    let replica = server.replica().await; // no cached copy of the old registration
+    let (status, body) = replica
+        .post_form(
+            "/token",
+            &[
+                ("grant_type", "refresh_token"),
+                ("client_id", "kiosk"),
+                ("refresh_token", kiosk["refresh_token"].as_str().unwrap()),
+            ],
+        )
+        .await;
+    assert_eq!(
+        (status, body["error"].as_str()),
+        (400, Some("invalid_grant"))
+    );
+    assert_eq!(userinfo_status(&replica, &bearer(&kiosk)).await, 401);
+
+    // Every operator action, by name.
+    let (_, log, _) = operator_cli(&server, &["audit", "export"]);
+    let ops: Vec<Value> = log
+        .lines()
+        .map(|l| serde_json::from_str::<Value>(l).unwrap())
+        .filter(|r| r["actor_kind"] == "operator" && r["actor_id"] == "ops-alice")
+        .collect();
+    let actions: Vec<&str> = ops.iter().map(|r| r["action"].as_str().unwrap()).collect();
+    assert_eq!(
+        actions,
+        [
+            "user.disable",
+            "user.enable",
+            "client.add",
+            "client.remove",
+            "client.add"
+        ]
+    );
+    assert_eq!(
+        ops[0]["details"]["revoked_sessions"]
+            .as_array()
+            .unwrap()
+            .len(),
+        2
+    );
+    let (ok, _, err) = operator_cli(&server, &["keys", "rotate"]);
+    assert!(ok, "{err}");
+    let (_, log, _) = operator_cli(&server, &["audit", "export"]);
+    assert!(log.lines().last().unwrap().contains("\"keys.rotate\""));
+    let (ok, _, err) = operator_cli(&server, &["audit", "verify"]);
+    assert!(ok, "{err}");
+}
+
 async fn revocation_reaches_refresh_introspection_and_the_api_at_once(backend: Backend) {
     let server = TestServer::start(backend).await;
     server.add_user("alice@example.com", Role::User).await;
@@ -933,6 +1085,7 @@ async fn signals_are_raised_with_evidence_and_acknowledged(backend: Backend) {
     // Ten minutes later from yet another network: only a low-severity change.
     server.clock.advance(Duration::from_secs(600));
     let (_, body) = refresh_from(&server, &rt, "203.0.113.1", "curl/8.6.1").await;
+    let phone_access = bearer(&body);
     step(&mut rt, body);
     let (_, list) = get(&server, &bearer(&laptop), "/api/v1/me/sessions").await;
     let changed = find_session(&list, &phone)["signals"]
@@ -944,7 +1097,33 @@ async fn signals_are_raised_with_evidence_and_acknowledged(backend: Backend) {
         .expect("address_changed");
     assert_eq!(changed["severity"], "low");
 
-    // "This was me" clears them, and is recorded.
+    // The flagged session cannot vouch for itself: whoever holds its token could say it.
+    let res = server
+        .http
+        .post(server.url(&format!("/api/v1/me/sessions/{phone}/acknowledge")))
+        .bearer_auth(&phone_access)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(res.status(), 401);
+    assert!(res.headers()["www-authenticate"]
+        .to_str()
+        .unwrap()
+        .contains("error=\"insufficient_user_authentication\", error_description=\"a session cannot vouch for itself"));
+    assert!(res.headers()["www-authenticate"]
+        .to_str()
+        .unwrap()
+        .ends_with("max_age=300"));
+    let body: Value = res.json().await.unwrap();
+    assert_eq!(body["error"], "insufficient_user_authentication");
+    let (_, list) = get(&server, &bearer(&laptop), "/api/v1/me/sessions").await;
+    assert_eq!(
+        find_session(&list, &phone)["suspicious"],
+        true,
+        "still flagged"
+    );
+
+    // "This was me" from another session of the account clears them, and is recorded.
     let (status, acked) = post(
         &server,
         &bearer(&laptop),
@@ -1975,6 +2154,7 @@ both_backends!(
     the_authorization_matrix_holds,
     a_third_party_app_never_reaches_the_support_api,
     control_characters_are_refused_where_input_enters,
+    operators_disable_accounts_and_remove_clients_for_good,
     revocation_reaches_refresh_introspection_and_the_api_at_once,
     a_replayed_token_shows_in_the_family_chain,
     signals_are_raised_with_evidence_and_acknowledged,

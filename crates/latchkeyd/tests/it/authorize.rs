@@ -61,6 +61,37 @@ async fn the_signin_page_names_the_app_and_device(backend: Backend) {
     assert!(page.contains("the app on this computer"));
     assert!(!page.contains("Staff powers"), "none asked for");
 
+    // The page may post only to itself and to the app it returns to, and is never framed; an
+    // error page may post nowhere.
+    let res = browser()
+        .get(SignIn::new().authorize_url(&server))
+        .send()
+        .await
+        .unwrap();
+    let csp = res.headers()["content-security-policy"].to_str().unwrap();
+    assert!(csp.contains("frame-ancestors 'none'"), "{csp}");
+    assert!(
+        csp.ends_with("form-action 'self' http://127.0.0.1:61234"),
+        "{csp}"
+    );
+    assert_eq!(res.headers()["x-frame-options"], "DENY");
+    let res = browser()
+        .get(
+            SignIn::new()
+                .set("client_id", Some("nobody"))
+                .authorize_url(&server),
+        )
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(res.status(), 400);
+    let csp = res.headers()["content-security-policy"].to_str().unwrap();
+    assert!(
+        csp.contains("default-src 'none'") && csp.ends_with("form-action 'none'"),
+        "{csp}"
+    );
+    assert_eq!(res.headers()["x-frame-options"], "DENY");
+
     // Staff powers, when asked for, are named as such.
     let signin = SignIn::new().set(
         "scope",

@@ -58,6 +58,19 @@ fn accounts_clients_and_keys_are_managed_from_the_command_line() {
         dir.path().join("data/latchkey/latchkey.db").exists(),
         "SQLite in the XDG data dir"
     );
+    {
+        use std::os::unix::fs::PermissionsExt;
+        let mode = |p: &str| {
+            std::fs::metadata(dir.path().join(p))
+                .unwrap()
+                .permissions()
+                .mode()
+                & 0o777
+        };
+        assert_eq!(mode("data/latchkey"), 0o700, "a private data dir");
+        assert_eq!(mode("data/latchkey/latchkey.db"), 0o600);
+        assert_eq!(mode("data/latchkey/master.key"), 0o600);
+    }
     let (code, _, err) = run(
         latchkeyd(dir.path()).args(["user", "add", "staff@example.com", "--password-stdin"]),
         "another-password\n",
@@ -192,6 +205,25 @@ fn startup_errors_are_clear_sentences() {
         err.contains("invalid config file") && err.contains("access_token_ttl"),
         "{err}"
     );
+
+    // Demo accounts with printed passwords only where nobody else can reach them.
+    for args in [
+        ["--listen", "0.0.0.0:0", "--issuer", "http://127.0.0.1:7878"],
+        [
+            "--listen",
+            "127.0.0.1:0",
+            "--issuer",
+            "https://login.example.com",
+        ],
+    ] {
+        let (code, out, err) = run(
+            latchkeyd(dir.path()).args(["serve", "--demo"]).args(args),
+            "",
+        );
+        assert_eq!(code, 1, "{args:?}");
+        assert!(err.contains("--demo") && err.contains("loopback"), "{err}");
+        assert!(!out.contains("password"), "{out}");
+    }
 }
 
 /// The README's run command in miniature: serve with the demo account, sign in with the printed

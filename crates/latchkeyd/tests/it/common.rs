@@ -29,6 +29,8 @@ pub struct TestServer {
     pub base: String,
     /// Where this replica listens.
     pub addr: String,
+    /// Where its `/metrics` are, if `metrics_listen` was set.
+    pub metrics: Option<String>,
     pub clock: Arc<ManualClock>,
     pub db: Db,
     pub dir: tempfile::TempDir,
@@ -114,6 +116,7 @@ impl TestServer {
             .expect("server starts");
         let base = server.issuer().to_string();
         let addr = format!("http://{}", server.local_addr());
+        let metrics = server.metrics_addr().map(|a| format!("http://{a}/metrics"));
         let db = server.db().clone();
         let (tx, rx) = tokio::sync::oneshot::channel();
         tokio::spawn(server.run(async {
@@ -122,6 +125,7 @@ impl TestServer {
         Self {
             base,
             addr,
+            metrics,
             clock,
             db,
             dir,
@@ -143,9 +147,17 @@ impl TestServer {
     }
 
     pub async fn add_user(&self, email: &str, role: Role) -> users::User {
-        users::add(&self.db, email, None, role, PASSWORD, self.clock.now_ms())
-            .await
-            .expect("add user")
+        users::add(
+            &self.db,
+            email,
+            None,
+            role,
+            PASSWORD,
+            latchkeyd::store::audit::Actor::Operator("test"),
+            self.clock.now_ms(),
+        )
+        .await
+        .expect("add user")
     }
 
     /// POSTs a form to an endpoint and returns status and JSON body.
@@ -211,6 +223,7 @@ impl TestServer {
                 scopes: &scopes,
                 first_party,
             },
+            latchkeyd::store::audit::Actor::Operator("test"),
             self.clock.now_ms(),
         )
         .await

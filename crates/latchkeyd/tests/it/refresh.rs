@@ -287,6 +287,45 @@ async fn the_grace_window_forgives_one_lost_response(backend: Backend) {
     assert_eq!(status, 400);
     let _ = lost;
 
+    // A replay is assessed like any refresh: one from another network and other software,
+    // within the window, is the same token in two places.
+    let refresh_as = |token: String, user_agent: &'static str| {
+        let req = server
+            .http
+            .post(server.url("/token"))
+            .header("user-agent", user_agent)
+            .form(&[
+                ("grant_type", "refresh_token".to_string()),
+                ("client_id", "latchkey-desktop".to_string()),
+                ("refresh_token", token),
+            ]);
+        async move {
+            let res = req.send().await.unwrap();
+            (
+                res.status().as_u16(),
+                res.json::<serde_json::Value>().await.unwrap(),
+            )
+        }
+    };
+    let tokens = sign_in(&server, "dan@example.com").await;
+    let session = session_of(&tokens);
+    let (_, b) = refresh_as(
+        tokens["refresh_token"].as_str().unwrap().into(),
+        "latchkey/0.1.0",
+    )
+    .await;
+    let b = b["refresh_token"].as_str().unwrap().to_string();
+    assert_eq!(refresh_as(b.clone(), "latchkey/0.1.0").await.0, 200);
+    let (status, _) = refresh_as(b, "curl/8.5.0").await;
+    assert_eq!(status, 200, "a replay within the window");
+    let signals = latchkeyd::store::events::open_signals_of_session(&server.db, &session)
+        .await
+        .unwrap();
+    assert!(
+        signals.iter().any(|e| e.kind == "user_agent_changed"),
+        "{signals:?}"
+    );
+
     // The window runs from the token's first use, not from its last replay.
     let tokens = sign_in(&server, "dan@example.com").await;
     let session = session_of(&tokens);

@@ -621,7 +621,10 @@ async fn failed_token_requests_are_cut_off_per_address(backend: Backend) {
 }
 
 async fn operations_endpoints_answer(backend: Backend) {
-    let server = TestServer::start(backend).await;
+    let server = TestServer::with(backend, |s| {
+        s.metrics_listen = Some("127.0.0.1:0".parse().unwrap())
+    })
+    .await;
     server.add_user("kim@example.com", Role::User).await;
     let tokens = sign_in(&server, "kim@example.com").await;
     server
@@ -629,9 +632,17 @@ async fn operations_endpoints_answer(backend: Backend) {
         .await;
     let health: Value = server.get_json("/healthz").await;
     assert_eq!(health["status"], "ok");
-    let metrics = server
+    // Metrics are not for whoever reaches the public port: only on their own address.
+    let res = server
         .http
         .get(server.url("/metrics"))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(res.status(), 404);
+    let metrics = server
+        .http
+        .get(server.metrics.as_deref().expect("metrics_listen was set"))
         .send()
         .await
         .unwrap()
@@ -667,6 +678,7 @@ async fn rotated_signing_keys_stay_published_until_their_tokens_expire(backend: 
         latchkeyd::config::SigningAlg::EdDsa,
         server.clock.now_ms(),
         90_000,
+        latchkeyd::store::audit::Actor::Operator("test"),
     )
     .await
     .unwrap();

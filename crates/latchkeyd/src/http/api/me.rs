@@ -8,6 +8,7 @@ use serde::{Deserialize, Serialize};
 use utoipa::{IntoParams, ToSchema};
 
 use super::{not_found, page_limit, ApiErrorBody, ApiPath, ApiQuery, Caller, Paging};
+use crate::clock::secs;
 use crate::http::error::OAuthError;
 use crate::http::origin::RequestOrigin;
 use crate::server::AppState;
@@ -244,17 +245,26 @@ pub async fn family(
     ))
 }
 
-/// "This was me": clears the session's signals (recorded in the audit log).
+/// "This was me": clears the session's signals (recorded in the audit log). A flagged session
+/// cannot clear its own flags with its own token unless it signed in moments ago: whoever holds
+/// a copy of it could. Another session of the account can (RFC 9470 `max_age` otherwise).
 #[utoipa::path(post, path = "/api/v1/me/sessions/{id}/acknowledge", tag = "account", security(("bearer" = [])),
     params(("id" = String, Path, description = "Session id")),
-    responses((status = 200, body = SessionView), (status = 404, body = ApiErrorBody)))]
+    responses((status = 200, body = SessionView), (status = 401, body = ApiErrorBody), (status = 404, body = ApiErrorBody)))]
 pub async fn acknowledge(
     State(state): State<AppState>,
     RequestOrigin(origin): RequestOrigin,
     caller: Caller,
     ApiPath(id): ApiPath,
 ) -> Result<Json<SessionView>, OAuthError> {
-    own_session(&state, &caller, &id).await?;
+    let session = own_session(&state, &caller, &id).await?;
+    let max_age = state.settings.signals.acknowledge_max_age_secs;
+    if session.current && state.now() - session.signed_in_at > secs(max_age) {
+        return Err(OAuthError::insufficient_user_authentication(
+            max_age,
+            "a session cannot vouch for itself: confirm it was you from another device signed in to this account, or sign in again here first",
+        ));
+    }
     sessions::acknowledge(&state.db, &caller.user.id, &id, &origin, state.now()).await?;
     Ok(Json(own_session(&state, &caller, &id).await?))
 }
