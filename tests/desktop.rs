@@ -71,7 +71,7 @@ fn the_window_gets_views_never_tokens_and_bad_input_is_refused() {
                 LoginOptions {
                     issuer: &server.issuer,
                     client_id: "latchkey-desktop",
-                    scope: "openid profile email offline_access account",
+                    scope: latchkey_desktop::SCOPE,
                     device: Device {
                         name: "helpdesk".into(),
                         platform: "linux".into(),

@@ -179,7 +179,7 @@ pub async fn add_account<R: Runtime>(
             LoginOptions {
                 issuer: &issuer,
                 client_id: &client_id,
-                scope: "openid profile email offline_access account support",
+                scope: crate::SCOPE,
                 device: Device::this_machine(env!("CARGO_PKG_VERSION")),
                 browser: &SystemBrowser,
                 timeout: Duration::from_secs(180),

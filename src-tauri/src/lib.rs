@@ -14,6 +14,10 @@ use tauri::menu::{Menu, MenuItem};
 use tauri::tray::TrayIconBuilder;
 use tauri::{Manager, RunEvent};
 
+/// What the app asks for at sign-in: the account API for everyone, and the support API, which
+/// the server grants only when a support-staff account signs in.
+pub const SCOPE: &str = "openid profile email offline_access account support";
+
 /// What every command shares, through `tauri::State`.
 pub struct Desktop {
     /// The client, or why it could not start (no keychain): the window shows the fix.

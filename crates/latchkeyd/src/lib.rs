@@ -10,6 +10,8 @@ pub mod config;
 pub mod crypto;
 pub mod db;
 pub mod dpop;
+#[cfg(fuzzing)]
+pub mod fuzzing;
 pub mod http;
 pub mod keys;
 pub mod limit;

@@ -85,7 +85,7 @@ fn site_of(issuer: &str) -> String {
 }
 
 /// Where the browser goes after sign-in, in words a person can check.
-fn return_to(redirect_uri: &str) -> String {
+pub(crate) fn return_to(redirect_uri: &str) -> String {
     match Url::parse(redirect_uri) {
         Ok(u)
             if matches!(
@@ -104,7 +104,7 @@ fn return_to(redirect_uri: &str) -> String {
 }
 
 /// Client-supplied device text: printable, trimmed, at most 100 characters.
-fn device_text(value: Option<&str>) -> Option<String> {
+pub(crate) fn device_text(value: Option<&str>) -> Option<String> {
     let cleaned: String = value?
         .chars()
         .filter(|c| !c.is_control())
@@ -140,7 +140,7 @@ fn redirect_error(
     redirect_with(redirect_uri, &pairs)
 }
 
-fn cookie_value<'a>(headers: &'a HeaderMap, name: &str) -> Option<&'a str> {
+pub(crate) fn cookie_value<'a>(headers: &'a HeaderMap, name: &str) -> Option<&'a str> {
     headers
         .get_all(header::COOKIE)
         .iter()
@@ -155,7 +155,7 @@ fn cookie_value<'a>(headers: &'a HeaderMap, name: &str) -> Option<&'a str> {
 /// that follows a post) the app it returns to. CSP has no syntax for IPv6 literals, so an app
 /// on `[::1]` widens it to plain http; the redirect itself is checked against the app's
 /// registration either way.
-fn form_action(redirect_uri: &str) -> String {
+pub(crate) fn form_action(redirect_uri: &str) -> String {
     let target = match Url::parse(redirect_uri) {
         Ok(u) => match (u.scheme(), u.host()) {
             ("http" | "https", Some(url::Host::Ipv6(_))) => format!("{}:", u.scheme()),

@@ -15,17 +15,17 @@ pub struct Authenticated {
     pub client: Arc<Client>,
 }
 
-/// `client_secret_basic`, `client_secret_post`, or `none` for public clients.
-pub async fn authenticate(
-    state: &AppState,
+/// The credentials a request presents (RFC 6749 §2.3.1): the client id, its secret if any,
+/// and whether they came as HTTP Basic. Checks their form only; no lookup.
+pub(crate) fn credentials(
     headers: &HeaderMap,
     params: &Params,
-) -> Result<Authenticated, OAuthError> {
+) -> Result<(String, Option<String>, bool), OAuthError> {
     let basic = headers
         .get(header::AUTHORIZATION)
         .and_then(|v| v.to_str().ok())
         .and_then(|v| v.strip_prefix("Basic "));
-    let (client_id, secret, used_basic) = match basic {
+    Ok(match basic {
         Some(encoded) => {
             let decoded = STANDARD
                 .decode(encoded.trim())
@@ -68,7 +68,16 @@ pub async fn authenticate(
             params.get("client_secret").map(str::to_string),
             false,
         ),
-    };
+    })
+}
+
+/// `client_secret_basic`, `client_secret_post`, or `none` for public clients.
+pub async fn authenticate(
+    state: &AppState,
+    headers: &HeaderMap,
+    params: &Params,
+) -> Result<Authenticated, OAuthError> {
+    let (client_id, secret, used_basic) = credentials(headers, params)?;
     let client = state
         .client(&client_id)
         .await?

@@ -1,11 +1,11 @@
 //! HTTP: the OAuth / OpenID Connect endpoints, the sign-in pages and operations endpoints.
 
 pub mod api;
-mod authorize;
-mod client_auth;
+pub(crate) mod authorize;
+pub(crate) mod client_auth;
 mod dpop;
 pub mod error;
-mod oauth;
+pub(crate) mod oauth;
 mod origin;
 pub mod params;
 

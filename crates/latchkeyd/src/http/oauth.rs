@@ -165,12 +165,7 @@ async fn code_grant(
     }
     let code = params.require("code")?;
     let verifier = params.require("code_verifier")?;
-    // RFC 7636 §4.1: 43-128 characters of the unreserved set.
-    let verifier_ok = (43..=128).contains(&verifier.len())
-        && verifier
-            .bytes()
-            .all(|b| b.is_ascii_alphanumeric() || b"-._~".contains(&b));
-    if !verifier_ok {
+    if !valid_verifier(verifier) {
         return Err(OAuthError::invalid_request(
             "code_verifier must be 43-128 characters of A-Z a-z 0-9 - . _ ~",
         ));
@@ -200,6 +195,14 @@ async fn code_grant(
     };
     let offline = scope::contains(&grant.scope, scope::OFFLINE_ACCESS);
     token_response(state, &client, grant, proof, id_token, offline)
+}
+
+/// RFC 7636 §4.1: 43-128 characters of the unreserved set.
+pub(crate) fn valid_verifier(verifier: &str) -> bool {
+    (43..=128).contains(&verifier.len())
+        && verifier
+            .bytes()
+            .all(|b| b.is_ascii_alphanumeric() || b"-._~".contains(&b))
 }
 
 async fn id_token(state: &AppState, grant: &Grant) -> Result<String, OAuthError> {

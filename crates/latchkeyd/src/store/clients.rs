@@ -65,6 +65,22 @@ impl std::fmt::Debug for Client {
 }
 
 impl Client {
+    /// A client known only by its redirect URIs, for checking them in isolation (fuzzing).
+    #[cfg(fuzzing)]
+    pub fn with_redirects(redirect_uris: Vec<String>) -> Self {
+        Client {
+            client_id: "fuzz".into(),
+            name: "fuzz".into(),
+            kind: ClientKind::Public,
+            redirect_uris,
+            scopes: Vec::new(),
+            first_party: false,
+            builtin: false,
+            created_at: 0,
+            secret_hash: None,
+        }
+    }
+
     /// May this client ask for `scope`?
     pub fn allows(&self, scope: &str) -> bool {
         self.scopes.iter().any(|s| s == scope)

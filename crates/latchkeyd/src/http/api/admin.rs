@@ -52,7 +52,7 @@ async fn audited_read(
     Ok(())
 }
 
-fn parse_time(name: &str, value: Option<&str>) -> Result<Option<i64>, OAuthError> {
+pub(super) fn parse_time(name: &str, value: Option<&str>) -> Result<Option<i64>, OAuthError> {
     value
         .map(|v| {
             OffsetDateTime::parse(v, &Rfc3339)

@@ -87,7 +87,7 @@ async fn api_caller(
         audience: &audience,
         scope: needed,
         lacking_scope: match needed {
-            scope::SUPPORT => "the support API needs a sign-in with the `support` scope, which Latchkey's own apps get for support staff: sign in again",
+            scope::SUPPORT => "the support API needs the `support` scope, which Latchkey's own apps get only when a support-staff account signs in",
             _ => "this API needs an access token with the `account` scope, which only Latchkey's own apps are granted",
         },
     };
@@ -221,7 +221,7 @@ impl Paging {
 
     /// The offset of the next page, if `returned` filled this one.
     pub fn next(self, returned: usize, total: Option<usize>) -> Option<i64> {
-        let next = self.offset() + returned as i64;
+        let next = self.offset().saturating_add(returned as i64);
         let full = returned as i64 == self.limit();
         match total {
             Some(total) => (next < total as i64).then_some(next),
@@ -289,6 +289,44 @@ impl Modify for BearerAuth {
     )
 )]
 struct ApiDoc;
+
+/// Every query string the account and support APIs read, parsed as their handlers parse it
+/// (for the fuzz targets, `crate::fuzzing`).
+#[cfg(fuzzing)]
+pub(crate) fn parse_queries(uri: &axum::http::Uri) {
+    fn parsed<T: DeserializeOwned>(uri: &axum::http::Uri) -> Option<T> {
+        if uri.query().and_then(|q| control_in(q.as_bytes())).is_some() {
+            return None;
+        }
+        Query::<T>::try_from_uri(uri).ok().map(|Query(q)| q)
+    }
+    if let Some(q) = parsed::<me::SessionQuery>(uri) {
+        let _ = me::session_page(Vec::new(), &q, None);
+    }
+    if let Some(q) = parsed::<me::ChainQuery>(uri) {
+        assert!((1..=200).contains(&me::chain_limit(&q)));
+    }
+    if let Some(q) = parsed::<me::EventQuery>(uri) {
+        let _ = me::parse_cursor(q.before.as_deref());
+        assert!((1..=200).contains(&page_limit(q.limit)));
+    }
+    if let Some(q) = parsed::<admin::AdminEventQuery>(uri) {
+        let _ = admin::parse_time("since", q.since.as_deref());
+        let _ = me::parse_cursor(q.before.as_deref());
+    }
+    if let Some(q) = parsed::<admin::AuditQuery>(uri) {
+        let _ = admin::parse_time("since", q.since.as_deref());
+        let _ = admin::parse_time("until", q.until.as_deref());
+    }
+    if let Some(q) = parsed::<admin::UserQuery>(uri) {
+        let paging = Paging {
+            limit: q.limit,
+            offset: q.offset,
+        };
+        assert!(paging.offset() >= 0 && (1..=200).contains(&paging.limit()));
+        let _ = paging.next(1, Some(2));
+    }
+}
 
 /// The API routes, and the OpenAPI document generated from the same handlers.
 pub fn routes() -> (axum::Router<AppState>, utoipa::openapi::OpenApi) {
