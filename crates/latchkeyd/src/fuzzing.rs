@@ -214,10 +214,12 @@ pub fn dpop_proof(data: &[u8]) {
 
 fn sign_dpop(key: &p256::ecdsa::SigningKey, claims: &[u8]) -> String {
     use p256::ecdsa::signature::Signer;
-    let point = key.verifying_key().to_encoded_point(false);
+    // SEC1 uncompressed: 0x04, then x and y, 32 bytes each.
+    let point = key.verifying_key().to_sec1_point(false);
+    let bytes = point.as_bytes();
     let (x, y) = (
-        URL_SAFE_NO_PAD.encode(point.x().expect("uncompressed")),
-        URL_SAFE_NO_PAD.encode(point.y().expect("uncompressed")),
+        URL_SAFE_NO_PAD.encode(&bytes[1..33]),
+        URL_SAFE_NO_PAD.encode(&bytes[33..65]),
     );
     let header = serde_json::json!({
         "typ": "dpop+jwt",
