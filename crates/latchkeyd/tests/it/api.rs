@@ -740,18 +740,16 @@ async fn operators_disable_accounts_and_remove_clients_for_good(backend: Backend
     );
 
     // A client removed: its sessions end, and the same id registered again revives nothing.
-    let (ok, out, err) = operator_cli(
-        &server,
-        &[
-            "client",
-            "add",
-            "kiosk",
-            "--name",
-            "Kiosk",
-            "--redirect-uri",
-            "http://127.0.0.1/callback",
-        ],
-    );
+    let add_kiosk = [
+        "client",
+        "add",
+        "kiosk",
+        "--name",
+        "Kiosk",
+        "--redirect-uri",
+        "http://127.0.0.1/callback",
+    ];
+    let (ok, out, err) = operator_cli(&server, &add_kiosk);
     assert!(ok, "{err}");
     assert!(out.contains("openid profile email offline_access"), "{out}");
     let kiosk = sign_in_as(
@@ -765,18 +763,7 @@ async fn operators_disable_accounts_and_remove_clients_for_good(backend: Backend
     let (ok, out, err) = operator_cli(&server, &["client", "remove", "kiosk"]);
     assert!(ok, "{err}");
     assert!(out.contains("1 session(s) signed out"), "{out}");
-    let (ok, _, err) = operator_cli(
-        &server,
-        &[
-            "client",
-            "add",
-            "kiosk",
-            "--name",
-            "Kiosk",
-            "--redirect-uri",
-            "http://127.0.0.1/callback",
-        ],
-    );
+    let (ok, _, err) = operator_cli(&server, &add_kiosk);
     assert!(ok, "{err}");
     let replica = server.replica().await; // no cached copy of the old registration
     let (status, body) = replica
@@ -1423,6 +1410,30 @@ fn forged_link(prev: &str, row: &sqlx::any::AnyRow) -> String {
     digest.iter().map(|b| format!("{b:02x}")).collect()
 }
 
+/// The statements that relink `rows` from `prev` on with forged links, and set the head to
+/// the last; and that last link.
+fn forged_chain(
+    mut prev: String,
+    rows: &[sqlx::any::AnyRow],
+) -> (Vec<(&'static str, Vec<String>)>, String) {
+    use sqlx::Row;
+    let mut relink = Vec::new();
+    for row in rows {
+        let link = forged_link(&prev, row);
+        let seq: i64 = row.try_get("seq").unwrap();
+        relink.push((
+            "UPDATE audit_log SET prev_hash = $1, hash = $2 WHERE seq = CAST($3 AS BIGINT)",
+            vec![prev.clone(), link.clone(), seq.to_string()],
+        ));
+        prev = link;
+    }
+    relink.push((
+        "UPDATE audit_head SET hash = $1 WHERE id = 1",
+        vec![prev.clone()],
+    ));
+    (relink, prev)
+}
+
 /// Drops the database's guard on the audit log, runs `sql`, and puts the guard back: what an
 /// attacker with the database's credentials can do.
 async fn behind_the_guard(server: &TestServer, backend: Backend, sql: &[(&str, Vec<String>)]) {
@@ -1500,18 +1511,7 @@ async fn the_audit_log_is_append_only_and_tampering_is_caught(backend: Backend) 
         } => assert_eq!((records, unkeyed), (count, 0)),
         broken => panic!("{broken:?}"),
     }
-    let cli = |args: &[&str]| {
-        let mut cmd = std::process::Command::new(env!("CARGO_BIN_EXE_latchkeyd"));
-        cmd.args(args)
-            .args(["--database", &server.database, "--master-key-file"])
-            .arg(server.dir.path().join("master.key"));
-        let out = cmd.output().unwrap();
-        (
-            out.status.success(),
-            String::from_utf8_lossy(&out.stdout).into_owned(),
-            String::from_utf8_lossy(&out.stderr).into_owned(),
-        )
-    };
+    let cli = |args: &[&str]| operator_cli(&server, args);
     let (ok, out, err) = cli(&["audit", "verify"]);
     assert!(ok, "{err}");
     assert!(out.contains(&format!("{count} records")), "{out}");
@@ -1601,21 +1601,7 @@ async fn the_audit_log_is_append_only_and_tampering_is_caught(backend: Backend) 
         .fetch_all(server.db.read())
         .await
         .unwrap();
-    let mut prev: String = rows[0].try_get("hash").unwrap();
-    let mut relink = Vec::new();
-    for row in &rows[1..] {
-        let link = forged_link(&prev, row);
-        let seq: i64 = row.try_get("seq").unwrap();
-        relink.push((
-            "UPDATE audit_log SET prev_hash = $1, hash = $2 WHERE seq = CAST($3 AS BIGINT)",
-            vec![prev.clone(), link.clone(), seq.to_string()],
-        ));
-        prev = link;
-    }
-    relink.push((
-        "UPDATE audit_head SET hash = $1 WHERE id = 1",
-        vec![prev.clone()],
-    ));
+    let (relink, _) = forged_chain(rows[0].try_get("hash").unwrap(), &rows[1..]);
     behind_the_guard(&server, backend, &relink).await;
     assert_eq!(
         audit::verify(&server.db, &key, &[]).await.unwrap(),
@@ -1630,21 +1616,7 @@ async fn the_audit_log_is_append_only_and_tampering_is_caught(backend: Backend) 
 
     // The whole log rewritten with plain links from the first record on: it reads as a log
     // from before the chain was keyed, which `verify` says plainly; the checkpoint catches it.
-    let mut prev = latchkeyd::store::audit::GENESIS.to_string();
-    let mut relink = Vec::new();
-    for row in &rows {
-        let link = forged_link(&prev, row);
-        let seq: i64 = row.try_get("seq").unwrap();
-        relink.push((
-            "UPDATE audit_log SET prev_hash = $1, hash = $2 WHERE seq = CAST($3 AS BIGINT)",
-            vec![prev.clone(), link.clone(), seq.to_string()],
-        ));
-        prev = link;
-    }
-    relink.push((
-        "UPDATE audit_head SET hash = $1 WHERE id = 1",
-        vec![prev.clone()],
-    ));
+    let (relink, prev) = forged_chain(latchkeyd::store::audit::GENESIS.into(), &rows);
     behind_the_guard(&server, backend, &relink).await;
     let (ok, out, _) = cli(&["audit", "verify"]);
     assert!(ok);
