@@ -120,7 +120,7 @@ test('openid-client with a foreign key is refused, and the family is killed with
 
   // Support staff see it, with its evidence.
   const staffKey = await oidc.randomDPoPKeyPair('ES256');
-  const staff = await signIn(server, 'support@latchkey.local', server.supportPassword, staffKey, 'openid account');
+  const staff = await signIn(server, 'support@latchkey.local', server.supportPassword, staffKey, 'openid support');
   const res = await oidc.fetchProtectedResource(server.config, staff.tokens.access_token,
     new URL(`${server.issuer}/api/v1/admin/events?kind=key_mismatch`), 'GET', undefined, undefined, { DPoP: staff.DPoP });
   assert.equal(res.status, 200);
