@@ -144,7 +144,10 @@ pub fn api_query(data: &[u8]) {
 struct Keys {
     ring: KeyRing,
     nonces: Nonces,
-    dpop: p256::ecdsa::SigningKey,
+    /// A client's DPoP key (P-256, aws-lc: signing is most of this target's time per input),
+    /// and its public key as JWK coordinates.
+    dpop: aws_lc_rs::signature::EcdsaKeyPair,
+    dpop_xy: (String, String),
     _runtime: tokio::runtime::Runtime,
     _dir: std::path::PathBuf,
 }
@@ -168,10 +171,25 @@ fn keys() -> &'static Keys {
                 .await
                 .expect("a signing key")
         });
+        let secret = p256::SecretKey::from_slice(&[7u8; 32]).expect("a P-256 key");
+        let der = p256::pkcs8::EncodePrivateKey::to_pkcs8_der(&secret).expect("PKCS#8");
+        let dpop = aws_lc_rs::signature::EcdsaKeyPair::from_pkcs8(
+            &aws_lc_rs::signature::ECDSA_P256_SHA256_FIXED_SIGNING,
+            der.as_bytes(),
+        )
+        .expect("an aws-lc key");
+        // SEC1 uncompressed: 0x04, then x and y, 32 bytes each.
+        let point = aws_lc_rs::signature::KeyPair::public_key(&dpop)
+            .as_ref()
+            .to_vec();
         Keys {
             ring,
             nonces: Nonces::new(&master, 300),
-            dpop: p256::ecdsa::SigningKey::from_slice(&[7u8; 32]).expect("a P-256 key"),
+            dpop,
+            dpop_xy: (
+                URL_SAFE_NO_PAD.encode(&point[1..33]),
+                URL_SAFE_NO_PAD.encode(&point[33..65]),
+            ),
             _runtime: runtime,
             _dir: dir,
         }
@@ -192,7 +210,7 @@ pub fn dpop_proof(data: &[u8]) {
             Err(_) => return,
         }
     } else {
-        sign_dpop(&k.dpop, rest)
+        sign_dpop(k, rest)
     };
     let token = "an-access-token";
     for (method, url, access_token) in [
@@ -212,15 +230,8 @@ pub fn dpop_proof(data: &[u8]) {
     }
 }
 
-fn sign_dpop(key: &p256::ecdsa::SigningKey, claims: &[u8]) -> String {
-    use p256::ecdsa::signature::Signer;
-    // SEC1 uncompressed: 0x04, then x and y, 32 bytes each.
-    let point = key.verifying_key().to_sec1_point(false);
-    let bytes = point.as_bytes();
-    let (x, y) = (
-        URL_SAFE_NO_PAD.encode(&bytes[1..33]),
-        URL_SAFE_NO_PAD.encode(&bytes[33..65]),
-    );
+fn sign_dpop(k: &Keys, claims: &[u8]) -> String {
+    let (x, y) = &k.dpop_xy;
     let header = serde_json::json!({
         "typ": "dpop+jwt",
         "alg": "ES256",
@@ -231,10 +242,16 @@ fn sign_dpop(key: &p256::ecdsa::SigningKey, claims: &[u8]) -> String {
         URL_SAFE_NO_PAD.encode(header.to_string()),
         URL_SAFE_NO_PAD.encode(claims)
     );
-    let signature: p256::ecdsa::Signature = key.sign(signing_input.as_bytes());
+    let signature = k
+        .dpop
+        .sign(
+            &aws_lc_rs::rand::SystemRandom::new(),
+            signing_input.as_bytes(),
+        )
+        .expect("signing");
     format!(
         "{signing_input}.{}",
-        URL_SAFE_NO_PAD.encode(signature.to_bytes())
+        URL_SAFE_NO_PAD.encode(signature.as_ref())
     )
 }
 
