@@ -108,7 +108,10 @@ impl Client {
             let Ok(reg) = Url::parse(registered) else {
                 return false;
             };
+            // Only a registration that could have been made widens: a stored URI with a
+            // fragment (refused by `validate_redirect_uri`) matches nothing but itself.
             is_loopback_ip(&reg)
+                && reg.fragment().is_none()
                 && reg.scheme() == req.scheme()
                 && reg.host() == req.host()
                 && reg.path() == req.path()
@@ -443,6 +446,16 @@ mod tests {
         assert!(!c.redirect_uri_allowed("http://evil@127.0.0.1:5/callback"));
         assert!(!c.redirect_uri_allowed("http://127.0.0.1:5/callback#frag"));
         assert!(!c.redirect_uri_allowed("not a url"));
+    }
+
+    /// Found by the `redirect_uri` fuzz target: a loopback URI stored with a fragment (which
+    /// no registration can make) widened to other ports as a registrable one does.
+    #[test]
+    fn an_unregistrable_loopback_uri_does_not_widen() {
+        let mut c = desktop();
+        c.redirect_uris = vec!["http://127.0.0.1/#al:c{#k".into()];
+        assert!(!c.redirect_uri_allowed("http://127.0.0.1"));
+        assert!(!c.redirect_uri_allowed("http://127.0.0.1:5000/"));
     }
 
     #[test]
