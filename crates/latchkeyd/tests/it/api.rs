@@ -1674,16 +1674,7 @@ async fn a_sign_in_flood_leaves_the_stream_current_and_the_audit_log_short(backe
     let server = TestServer::with(backend, |s| s.trust_forwarded_for = true).await;
     let alice = server.add_user("alice@example.com", Role::User).await;
     let laptop = desktop(&server, "alice@example.com", "laptop").await;
-    let mut res = server
-        .http
-        .get(server.url("/api/v1/me/events"))
-        .bearer_auth(bearer(&laptop))
-        .header("accept", "text/event-stream")
-        .send()
-        .await
-        .unwrap();
-    assert_eq!(res.status(), 200);
-    tokio::time::sleep(Duration::from_millis(700)).await;
+    let mut res = open_stream(&server, &laptop).await;
     let before = audit_count(&server).await;
 
     // The attacker's sign-in form, posted 10,000 times with wrong passwords for Alice and for
