@@ -1093,14 +1093,15 @@ async fn signals_are_raised_with_evidence_and_acknowledged(backend: Backend) {
         .await
         .unwrap();
     assert_eq!(res.status(), 401);
-    assert!(res.headers()["www-authenticate"]
+    let challenge = res.headers()["www-authenticate"]
         .to_str()
         .unwrap()
-        .contains("error=\"insufficient_user_authentication\", error_description=\"a session cannot vouch for itself"));
-    assert!(res.headers()["www-authenticate"]
-        .to_str()
-        .unwrap()
-        .ends_with("max_age=300"));
+        .to_string();
+    assert!(
+        challenge.contains("error=\"insufficient_user_authentication\", error_description=\"a session cannot vouch for itself"),
+        "{challenge}"
+    );
+    assert!(challenge.ends_with("max_age=300"), "{challenge}");
     let body: Value = res.json().await.unwrap();
     assert_eq!(body["error"], "insufficient_user_authentication");
     let (_, list) = get(&server, &bearer(&laptop), "/api/v1/me/sessions").await;
