@@ -1,13 +1,15 @@
 //! The database: one schema on SQLite (embedded default) and PostgreSQL (scale-out), reached
 //! through sqlx's `Any` driver so every query is written once.
 
+use std::collections::HashSet;
 use std::path::Path;
 use std::str::FromStr;
+use std::sync::{Arc, RwLock};
 use std::time::Duration;
 
 use sqlx::any::{AnyConnectOptions, AnyPoolOptions};
 use sqlx::migrate::Migrator;
-use sqlx::{Any, AnyConnection, AnyPool, Executor, Transaction};
+use sqlx::{Any, AnyConnection, AnyPool, Executor, Row, Transaction};
 
 use crate::store::audit::ChainKey;
 
@@ -46,6 +48,30 @@ pub struct Db {
     sqlite_path: Option<std::path::PathBuf>,
     /// Keys the audit chain; without it nothing can be appended to the audit log.
     chain_key: Option<ChainKey>,
+    revoked: Arc<RevokedSessions>,
+}
+
+/// Sessions known to be revoked. Revocation is final, so this can never be wrong; live sessions
+/// are always checked in the database (another replica may revoke them). Every revocation
+/// passes through a [`Tx`], which adds its sessions here once it has committed.
+#[derive(Debug, Default)]
+struct RevokedSessions(RwLock<HashSet<String>>);
+
+impl RevokedSessions {
+    fn contains(&self, id: &str) -> bool {
+        self.0.read().expect("cache lock").contains(id)
+    }
+
+    fn insert(&self, ids: impl IntoIterator<Item = String>) {
+        let mut set = self.0.write().expect("cache lock");
+        for id in ids {
+            // Bounded: past this size the set starts over (the database stays the authority).
+            if set.len() >= 100_000 {
+                set.clear();
+            }
+            set.insert(id);
+        }
+    }
 }
 
 /// A write transaction, carrying what its writes need beyond the connection: the key that
@@ -53,6 +79,10 @@ pub struct Db {
 pub struct Tx {
     inner: Transaction<'static, Any>,
     chain_key: Option<ChainKey>,
+    backend: Backend,
+    /// Sessions this transaction revoked, for the cache once it commits.
+    revoked: Vec<String>,
+    cache: Arc<RevokedSessions>,
 }
 
 impl std::ops::Deref for Tx {
@@ -71,7 +101,18 @@ impl std::ops::DerefMut for Tx {
 
 impl Tx {
     pub async fn commit(self) -> Result<(), sqlx::Error> {
-        self.inner.commit().await
+        self.inner.commit().await?;
+        self.cache.insert(self.revoked);
+        Ok(())
+    }
+
+    pub fn backend(&self) -> Backend {
+        self.backend
+    }
+
+    /// Notes that this transaction revoked the session (see `store::revocation`).
+    pub(crate) fn revoked(&mut self, session_id: &str) {
+        self.revoked.push(session_id.to_string());
     }
 
     pub fn chain_key(&self) -> Option<&ChainKey> {
@@ -127,6 +168,7 @@ impl Db {
                     backend,
                     sqlite_path: Some(path),
                     chain_key: None,
+                    revoked: Arc::default(),
                 })
             }
             Backend::Postgres => {
@@ -143,6 +185,7 @@ impl Db {
                     backend,
                     sqlite_path: None,
                     chain_key: None,
+                    revoked: Arc::default(),
                 })
             }
         }
@@ -186,7 +229,29 @@ impl Db {
         Ok(Tx {
             inner,
             chain_key: self.chain_key.clone(),
+            backend: self.backend,
+            revoked: Vec::new(),
+            cache: self.revoked.clone(),
         })
+    }
+
+    /// Is the session live? Cheap for sessions known to be revoked, correct for all: an access
+    /// token is worth nothing once its session is revoked, at whichever replica.
+    pub async fn session_live(&self, session_id: &str) -> Result<bool, sqlx::Error> {
+        if self.revoked.contains(session_id) {
+            return Ok(false);
+        }
+        let row = sqlx::query("SELECT revoked_at FROM sessions WHERE id = $1")
+            .bind(session_id)
+            .fetch_optional(&self.read)
+            .await?;
+        let Some(row) = row else { return Ok(false) };
+        let live = row.try_get::<Option<i64>, _>("revoked_at")?.is_none();
+        if !live {
+            // Only sessions that exist: made-up ids must not fill the cache.
+            self.revoked.insert([session_id.to_string()]);
+        }
+        Ok(live)
     }
 
     /// The same database, with the key that chains audit records (derived from the master

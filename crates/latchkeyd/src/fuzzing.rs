@@ -64,8 +64,7 @@ pub fn token_request(data: &[u8]) {
         let _ = crate::secret::parse_refresh_token(token);
     }
     let granted = "openid profile email offline_access account";
-    if let Some(scope) = crate::store::grants::refreshed_scope(params.get("scope"), granted.into())
-    {
+    if let Some(scope) = crate::store::rotation::refreshed_scope(params.get("scope"), granted) {
         for s in scope.split_ascii_whitespace() {
             assert!(crate::scope::contains(granted, s), "{s} was never granted");
         }

@@ -1,10 +1,9 @@
 //! The running server: shared state, the listener, background upkeep and graceful shutdown.
 
 use axum::serve::ListenerExt;
-use std::collections::HashSet;
 use std::future::Future;
 use std::net::SocketAddr;
-use std::sync::{Arc, RwLock};
+use std::sync::Arc;
 use std::time::Duration;
 
 use anyhow::Context;
@@ -36,8 +35,8 @@ pub struct Inner {
     pub nonces: crate::dpop::Nonces,
     pub metrics: Metrics,
     pub discovery: String,
-    /// Group commit of refreshes (SQLite only; see `store::batch`).
-    pub rotator: Option<store::batch::Rotator>,
+    /// Every refresh is decided and written by this one writer (`store::rotation`).
+    pub rotator: store::rotation::Rotator,
     /// Fans security events out to the live streams of the account API.
     pub events: EventHub,
     /// Turns true when the server starts shutting down (ends the live streams).
@@ -49,9 +48,6 @@ pub struct Inner {
     /// instead of exhausting memory.
     pub password_checks: tokio::sync::Semaphore,
     clients: ttl_cache::Cache<Arc<Client>>,
-    /// Sessions known to be revoked. Revocation is final, so this cache can never be wrong;
-    /// live sessions are always checked in the database (another replica may revoke them).
-    revoked_sessions: RwLock<HashSet<String>>,
 }
 
 impl std::ops::Deref for AppState {
@@ -72,31 +68,9 @@ impl AppState {
         secs(self.settings.tokens.family_idle_secs)
     }
 
-    /// Is the session live? Cheap for revoked sessions (cached), correct for all.
+    /// Is the session live? See `Db::session_live`.
     pub async fn session_live(&self, session_id: &str) -> Result<bool, store::StoreError> {
-        if self
-            .revoked_sessions
-            .read()
-            .expect("cache lock")
-            .contains(session_id)
-        {
-            return Ok(false);
-        }
-        let live = store::grants::session_active(&self.db, session_id).await?;
-        if !live {
-            self.forget_session(session_id);
-        }
-        Ok(live)
-    }
-
-    /// Remembers that a session is revoked.
-    pub fn forget_session(&self, session_id: &str) {
-        let mut revoked = self.revoked_sessions.write().expect("cache lock");
-        // Bounded: past this size the set starts over (the database stays the authority).
-        if revoked.len() >= 100_000 {
-            revoked.clear();
-        }
-        revoked.insert(session_id.to_string());
+        Ok(self.db.session_live(session_id).await?)
     }
 
     pub fn endpoint(&self, path: &str) -> String {
@@ -245,13 +219,15 @@ impl Server {
             );
         }
         let discovery = crate::http::discovery_document(&issuer);
-        let rotator = match db.sqlite_path() {
-            Some(path) => Some(
-                store::batch::Rotator::spawn(path, settings.tokens.clone(), clock.clone())
-                    .context("cannot start the SQLite rotation writer")?,
-            ),
-            None => None,
-        };
+        let rotator = store::rotation::Rotator::spawn(
+            db.clone(),
+            store::rotation::RotationPolicy {
+                tokens: settings.tokens.clone(),
+                signals: settings.signals.clone(),
+                revoke_on_key_mismatch: settings.dpop.revoke_on_key_mismatch,
+            },
+            clock.clone(),
+        );
         let limits = RateLimits {
             authorize: Limiter::new(&settings.limits.authorize),
             token_failures: Limiter::new(&settings.limits.token_failures),
@@ -276,7 +252,6 @@ impl Server {
             limits,
             password_checks,
             clients: ttl_cache::Cache::new(Duration::from_secs(5)),
-            revoked_sessions: RwLock::new(HashSet::new()),
         }));
         Ok(Self {
             state,
@@ -423,7 +398,7 @@ async fn upkeep(state: AppState) {
             tracing::warn!(error = %e, "cannot reload signing keys; keeping the current ones");
         }
         let window = secs(state.settings.signin.failure_window_secs);
-        if let Err(e) = store::grants::prune(&state.db, now, window).await {
+        if let Err(e) = store::prune::prune(&state.db, now, window).await {
             tracing::warn!(error = %e, "cannot prune expired records");
         }
         if let Err(e) = store::throttle::close_reports(&state.db, window, now).await {

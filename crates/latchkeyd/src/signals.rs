@@ -36,7 +36,7 @@ pub fn is_signal(kind: &str) -> bool {
 }
 
 /// Where and when the family was last used before this refresh.
-#[derive(Debug, Clone)]
+#[derive(Debug, Clone, PartialEq, Eq)]
 pub struct PriorUse {
     pub at: Millis,
     pub ip: Option<String>,

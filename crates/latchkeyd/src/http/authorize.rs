@@ -23,9 +23,10 @@ use crate::scope;
 use crate::secret::{new_id, new_token, token_hash, TokenKind};
 use crate::server::AppState;
 use crate::store::audit::Actor;
+use crate::store::auth_requests::{self, AuthRequest, DeviceInfo};
 use crate::store::clients::Client;
+use crate::store::codes;
 use crate::store::events::{self, Audit, NewEvent, Severity};
-use crate::store::grants::{self, AuthRequest, DeviceInfo};
 use crate::store::throttle::{self, Limited};
 use crate::store::users::{self, Role};
 use crate::store::Origin;
@@ -384,7 +385,7 @@ pub async fn start(
         },
         expires_at: now + secs(state.settings.signin.form_ttl_secs),
     };
-    if let Err(e) = grants::create_auth_request(&state.db, &request, now).await {
+    if let Err(e) = auth_requests::create_auth_request(&state.db, &request, now).await {
         return PageError::from(e).into_response();
     }
     let view = SignInPage {
@@ -450,7 +451,7 @@ async fn submit_inner(
     let request_id = form.get("request").ok_or_else(expired)?;
     let csrf = form.get("csrf_token").ok_or_else(expired)?;
     let now = state.now();
-    let request = grants::find_auth_request(&state.db, request_id)
+    let request = auth_requests::find_auth_request(&state.db, request_id)
         .await
         .map_err(|e| PageError::from(e).into_response())?
         .filter(|r| r.expires_at > now)
@@ -468,7 +469,7 @@ async fn submit_inner(
     }
 
     if form.get("action") == Some("cancel") {
-        grants::delete_auth_request(&state.db, &request.id)
+        auth_requests::delete_auth_request(&state.db, &request.id)
             .await
             .map_err(|e| PageError::from(e).into_response())?;
         return Ok(redirect_error(
@@ -597,7 +598,7 @@ async fn submit_inner(
             .collect::<Vec<_>>()
             .join(" ")
     };
-    let code = grants::issue_code(
+    let code = codes::issue_code(
         &state.db,
         &request,
         &scope,

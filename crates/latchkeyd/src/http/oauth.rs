@@ -21,11 +21,12 @@ use crate::metrics::Metrics;
 use crate::scope;
 use crate::secret::parse_refresh_token;
 use crate::server::AppState;
-use crate::signals;
 use crate::store::audit::Actor;
 use crate::store::clients::{Client, ClientKind};
-use crate::store::grants::{self, Grant, KeyProof, RefreshRequest, Refusal};
-use crate::store::{batch, sessions};
+use crate::store::codes::{self, CodeExchange};
+use crate::store::outcome::{Grant, Refusal};
+use crate::store::revocation;
+use crate::store::rotation::RefreshRequest;
 use crate::store::{users, Origin};
 use crate::tokens::{self, AccessClaims, AccessTokenInput, IdClaims, Invalid};
 
@@ -135,6 +136,10 @@ fn refusal(state: &AppState, r: Refusal) -> OAuthError {
             Metrics::outcome(&state.metrics.families_revoked, "reuse_detected");
             tracing::warn!(refusal = ?r, "reuse detected: a used grant was presented again and its session is revoked");
         }
+        Refusal::SuspectedTheft => {
+            Metrics::outcome(&state.metrics.families_revoked, "auto_revoked");
+            tracing::warn!("a refresh raised a high-severity signal; its session is revoked");
+        }
         _ => tracing::debug!(refusal = ?r, "grant refused"),
     }
     match r {
@@ -170,10 +175,10 @@ async fn code_grant(
             "code_verifier must be 43-128 characters of A-Z a-z 0-9 - . _ ~",
         ));
     }
-    let outcome = grants::redeem_code(
+    let outcome = codes::redeem_code(
         &state.db,
         &state.settings.tokens,
-        &grants::CodeExchange {
+        &CodeExchange {
             code,
             client_id: &client.client_id,
             redirect_uri: params.get("redirect_uri"),
@@ -285,68 +290,23 @@ async fn refresh_grant(
         spend_token_proof(state, proof).await?;
     }
     let refresh_token = params.require("refresh_token")?;
-    let jkt = proof.map(|p| p.jkt.as_str());
-    if let (Some(rotator), Some(token)) = (&state.rotator, parse_refresh_token(refresh_token)) {
-        let request = batch::Request {
-            token,
-            client_id: client.client_id.clone(),
-            requested_scope: params.get("scope").map(str::to_string),
-            dpop_jkt: jkt.map(str::to_string),
-            bind_dpop: client.kind == ClientKind::Public,
-            origin: origin.clone(),
-        };
-        if let Some(grant) = rotator.rotate(request).await {
-            return refreshed(state, &client, grant, proof, origin).await;
-        }
-    }
-    let request = RefreshRequest {
-        client_id: &client.client_id,
-        requested_scope: params.get("scope"),
-        key: KeyProof {
-            jkt,
-            bind: client.kind == ClientKind::Public,
-            revoke_on_mismatch: state.settings.dpop.revoke_on_key_mismatch,
-        },
-        origin,
-        now: state.now(),
+    let Some(token) = parse_refresh_token(refresh_token) else {
+        return Err(refusal(state, Refusal::Unknown));
     };
-    let outcome =
-        grants::rotate(&state.db, &state.settings.tokens, refresh_token, &request).await?;
-    let grant = outcome.map_err(|r| refusal(state, r))?;
-    refreshed(state, &client, grant, proof, origin).await
-}
-
-/// Answers a successful rotation, after checking it for suspicion signals.
-async fn refreshed(
-    state: &AppState,
-    client: &Client,
-    grant: Grant,
-    proof: Option<&Proof>,
-    origin: &Origin,
-) -> Result<Response, OAuthError> {
-    if let Some(used) = &grant.used {
-        let policy = &state.settings.signals;
-        let found = signals::assess(policy, used, origin, state.now());
-        if !found.is_empty() {
-            let revoked = sessions::record_signals(
-                &state.db,
-                &grant,
-                &found,
-                policy.auto_revoke_high,
-                origin,
-                state.now(),
-            )
-            .await?;
-            if revoked {
-                state.forget_session(&grant.session_id);
-                Metrics::outcome(&state.metrics.families_revoked, "auto_revoked");
-                return Err(OAuthError::invalid_grant(
-                    "this session was revoked because its use looked like someone else holds its token",
-                ));
-            }
-        }
-    }
-    token_response(state, client, grant, proof, None, true)
+    let request = RefreshRequest {
+        token,
+        client_id: client.client_id.clone(),
+        requested_scope: params.get("scope").map(str::to_string),
+        jkt: proof.map(|p| p.jkt.clone()),
+        bind: client.kind == ClientKind::Public,
+        origin: origin.clone(),
+    };
+    let grant = state
+        .rotator
+        .rotate(request)
+        .await?
+        .map_err(|r| refusal(state, r))?;
+    token_response(state, &client, grant, proof, None, true)
 }
 
 /// RFC 7009. Revoking a refresh token ends its whole session; an access token is revoked alone.
@@ -381,11 +341,11 @@ async fn revoke_token(
             "the token was issued to another client",
         )
     };
-    if let Some(info) = grants::refresh_token_info(&state.db, token, now).await? {
+    if let Some(info) = revocation::refresh_token_info(&state.db, token, now).await? {
         if info.client_id != client.client_id {
             return Err(not_yours());
         }
-        grants::revoke_session(
+        revocation::revoke_session(
             &state.db,
             &info.session_id,
             Actor::Client(&client.client_id),
@@ -394,12 +354,11 @@ async fn revoke_token(
             now,
         )
         .await?;
-        state.forget_session(&info.session_id);
     } else if let Ok(claims) = tokens::verify_access_token(&state.keys, &state.issuer, token) {
         if claims.client_id != client.client_id {
             return Err(not_yours());
         }
-        grants::revoke_access_token(&state.db, &claims.jti, claims.exp.saturating_mul(1000))
+        revocation::revoke_access_token(&state.db, &claims.jti, claims.exp.saturating_mul(1000))
             .await?;
     }
     // §2.2: an unknown or already invalid token is answered with 200 as well.
@@ -424,7 +383,7 @@ pub(crate) async fn access_token_state(
     if !state.session_live(&claims.sid).await? {
         return Ok(Err("the session of this token was revoked"));
     }
-    if grants::access_token_revoked(&state.db, &claims.jti).await? {
+    if revocation::access_token_revoked(&state.db, &claims.jti).await? {
         return Ok(Err("the access token was revoked"));
     }
     Ok(Ok(claims))
@@ -457,7 +416,7 @@ async fn introspect_token(
     let inactive = || no_store(Json(json!({ "active": false })));
     // A client learns only about its own tokens: anyone else's is `active: false`, as an
     // unknown one is (RFC 7662 §4 leaves to the server what a caller may see).
-    if let Some(info) = grants::refresh_token_info(&state.db, token, now).await? {
+    if let Some(info) = revocation::refresh_token_info(&state.db, token, now).await? {
         if !info.active || info.client_id != client.client_id {
             return Ok(inactive());
         }

@@ -356,22 +356,20 @@ pub async fn remove(db: &Db, client_id: &str, by: Actor<'_>, now: Millis) -> Res
         Some(_) => {}
     }
     let mut tx = db.begin_write().await?;
-    // Every live session's row first, then the audit head (the lock order every path keeps).
-    let mut ids: Vec<String> = sqlx::query(
-        "UPDATE sessions SET head_token_id = head_token_id \
-         WHERE client_id = $1 AND revoked_at IS NULL RETURNING id",
-    )
-    .bind(client_id)
-    .fetch_all(&mut *tx)
-    .await?
-    .iter()
-    .map(|r| r.try_get("id"))
-    .collect::<std::result::Result<_, _>>()?;
+    let mut ids: Vec<String> =
+        sqlx::query("SELECT id FROM sessions WHERE client_id = $1 AND revoked_at IS NULL")
+            .bind(client_id)
+            .fetch_all(&mut *tx)
+            .await?
+            .iter()
+            .map(|r| r.try_get("id"))
+            .collect::<std::result::Result<_, _>>()?;
     ids.sort();
+    super::revocation::lock_sessions(&mut tx, &ids).await?;
     let origin = Origin::default();
     let mut revoked = Vec::new();
     for id in ids {
-        let done = super::grants::revoke_and_record(
+        let done = super::revocation::revoke_and_record(
             &mut tx,
             &id,
             by,

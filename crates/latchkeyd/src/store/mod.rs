@@ -2,11 +2,16 @@
 //! (often one transaction) and takes "now" from its caller.
 
 pub mod audit;
-pub mod batch;
+pub mod auth_requests;
+pub mod chains;
 pub mod clients;
+pub mod codes;
 pub mod dpop;
 pub mod events;
-pub mod grants;
+pub mod outcome;
+pub mod prune;
+pub mod revocation;
+pub mod rotation;
 pub mod sessions;
 pub mod throttle;
 pub mod users;

@@ -8,12 +8,12 @@ use sqlx::Row;
 use utoipa::ToSchema;
 
 use super::audit::{self, Actor};
+use super::chains::{self, ChainLink};
 use super::events::{self, Audit, Event, NewEvent, Severity};
-use super::grants::{self, ChainLink};
+use super::revocation;
 use super::{Origin, Result};
 use crate::clock::{secs, Millis};
 use crate::db::{Db, Tx};
-use crate::signals::Signal;
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, serde::Deserialize, ToSchema)]
 #[serde(rename_all = "lowercase")]
@@ -239,8 +239,7 @@ pub(crate) async fn revoke_all_in(
     // head, and a refresh takes its session before the audit head, so taking sessions one by
     // one while holding the audit head could deadlock with one.
     let mut ids: Vec<String> = sqlx::query(
-        "UPDATE sessions SET head_token_id = head_token_id \
-         WHERE user_id = $1 AND ($2 IS NULL OR id <> $2) AND revoked_at IS NULL RETURNING id",
+        "SELECT id FROM sessions WHERE user_id = $1 AND ($2 IS NULL OR id <> $2) AND revoked_at IS NULL",
     )
     .bind(user_id)
     .bind(keep)
@@ -250,9 +249,10 @@ pub(crate) async fn revoke_all_in(
     .map(|r| r.try_get("id"))
     .collect::<std::result::Result<_, _>>()?;
     ids.sort();
+    revocation::lock_sessions(tx, &ids).await?;
     let mut revoked = Vec::new();
     for id in ids {
-        if grants::revoke_and_record(tx, &id, actor, reason, origin, now, audit, None).await? {
+        if revocation::revoke_and_record(tx, &id, actor, reason, origin, now, audit, None).await? {
             revoked.push(id);
         }
     }
@@ -330,7 +330,7 @@ pub async fn staff_revoke(
     let Some(owner) = owner else { return Ok(None) };
     let user_id: String = owner.try_get("user_id")?;
     let actor = Actor::Support(staff_id);
-    let revoked = grants::revoke_and_record(
+    let revoked = revocation::revoke_and_record(
         &mut tx,
         session_id,
         actor,
@@ -395,59 +395,6 @@ pub async fn staff_revoke_all(
         now,
     )
     .await?;
-    tx.commit().await?;
-    Ok(revoked)
-}
-
-/// Records the signals a refresh raised; with `auto_revoke`, a high-severity one revokes the
-/// family at once. Whether it did.
-pub async fn record_signals(
-    db: &Db,
-    grant: &grants::Grant,
-    found: &[Signal],
-    auto_revoke: bool,
-    origin: &Origin,
-    now: Millis,
-) -> Result<bool> {
-    let mut tx = db.begin_write().await?;
-    // The session's row before the audit head, the lock order every path keeps.
-    sqlx::query("UPDATE sessions SET head_token_id = head_token_id WHERE id = $1")
-        .bind(&grant.session_id)
-        .execute(&mut *tx)
-        .await?;
-    for signal in found {
-        events::record(
-            &mut tx,
-            NewEvent {
-                kind: signal.kind,
-                severity: signal.severity,
-                user_id: Some(&grant.user_id),
-                session_id: Some(&grant.session_id),
-                origin,
-                details: signal.details.clone(),
-                audit: Audit::As(Actor::System),
-            },
-            now,
-        )
-        .await?;
-    }
-    let high = found.iter().find(|s| s.severity == Severity::High);
-    let revoked = match high {
-        Some(signal) if auto_revoke => {
-            grants::revoke_and_record(
-                &mut tx,
-                &grant.session_id,
-                Actor::System,
-                &format!("auto_revoked_{}", signal.kind),
-                origin,
-                now,
-                Audit::As(Actor::System),
-                None,
-            )
-            .await?
-        }
-        _ => false,
-    };
     tx.commit().await?;
     Ok(revoked)
 }
@@ -520,7 +467,7 @@ pub async fn family(
     before: Option<i64>,
     limit: i64,
 ) -> Result<Family> {
-    let links = grants::chain_page(db, &session.id, session.generation, before, limit + 1).await?;
+    let links = chains::chain_page(db, &session.id, session.generation, before, limit + 1).await?;
     let more = links.len() as i64 > limit;
     let events = events::list(
         db,

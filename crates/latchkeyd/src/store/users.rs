@@ -204,7 +204,7 @@ pub async fn set_disabled(
 ) -> Result<Vec<String>> {
     let email = normalize_email(email)?;
     let mut tx = db.begin_write().await?;
-    // The account's row first: a code redemption takes it too (see `grants::redeem_code`), so
+    // The account's row first: a code redemption takes it too (see `codes::redeem_code`), so
     // no sign-in can slip in between this and the revocations below.
     let row = sqlx::query(
         "UPDATE users SET disabled_at = CASE WHEN $1 = 1 THEN COALESCE(disabled_at, $2) ELSE NULL END \

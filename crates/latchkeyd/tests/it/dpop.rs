@@ -7,7 +7,7 @@ use base64::engine::general_purpose::URL_SAFE_NO_PAD;
 use base64::Engine;
 use latchkey_client::dpop::{DeviceKey, ProofClaims};
 use latchkeyd::store::users::Role;
-use latchkeyd::store::{events, grants};
+use latchkeyd::store::{chains, events};
 use serde_json::Value;
 use sha2::{Digest, Sha256};
 
@@ -152,7 +152,7 @@ async fn a_bound_family_rotates_and_a_stolen_copy_kills_it(backend: Backend) {
     let p = key.sign(&proof(&server, "POST", "/token"));
     let (status, _) = refresh_with(&server, &current, Some(p)).await;
     assert_eq!(status, 400, "the owner's family is revoked too");
-    let chain = grants::chain(&server.db, &session).await.unwrap();
+    let chain = chains::chain(&server.db, &session).await.unwrap();
     assert_eq!(chain.last().unwrap().state, "revoked");
     assert_eq!(chain.iter().filter(|l| l.state == "active").count(), 0);
 
@@ -531,7 +531,7 @@ async fn a_grace_replay_with_another_key_is_refused_and_rolled_back(backend: Bac
             .is_empty(),
         "the replay was rolled back"
     );
-    let chain = grants::chain(&server.db, &session).await.unwrap();
+    let chain = chains::chain(&server.db, &session).await.unwrap();
     assert_eq!(
         chain.iter().filter(|l| l.state == "active").count(),
         0,

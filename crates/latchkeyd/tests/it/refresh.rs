@@ -4,7 +4,7 @@ use std::collections::HashSet;
 use std::time::Duration;
 
 use latchkeyd::store::users::Role;
-use latchkeyd::store::{events, grants};
+use latchkeyd::store::{chains, events, revocation};
 use serde_json::Value;
 use sqlx::Row;
 
@@ -37,7 +37,7 @@ async fn live_tokens(server: &TestServer, session: &str) -> i64 {
 async fn accepted(server: &TestServer, tokens: &[String]) -> Vec<String> {
     let mut live = Vec::new();
     for token in tokens {
-        let info = grants::refresh_token_info(&server.db, token, server.clock.now_ms())
+        let info = revocation::refresh_token_info(&server.db, token, server.clock.now_ms())
             .await
             .unwrap()
             .expect("every token the server issued is known");
@@ -76,7 +76,7 @@ async fn every_refresh_rotates_and_the_chain_is_kept(backend: Backend) {
             "only the newest token is live"
         );
     }
-    let chain = grants::chain(&server.db, &session).await.unwrap();
+    let chain = chains::chain(&server.db, &session).await.unwrap();
     assert_eq!(chain.len(), 6);
     for (i, link) in chain.iter().enumerate() {
         assert_eq!(link.generation, i as i64 + 1);
@@ -607,7 +607,7 @@ async fn concurrent_families_each_rotate_correctly(backend: Backend) {
     }
     for (session, token) in &families {
         assert_eq!(live_tokens(&server, session).await, 1);
-        let chain = grants::chain(&server.db, session).await.unwrap();
+        let chain = chains::chain(&server.db, session).await.unwrap();
         let generations: Vec<i64> = chain.iter().map(|l| l.generation).collect();
         assert_eq!(generations, vec![1, 2, 3, 4, 5]);
         assert_eq!(server.refresh(token).await.0, 200);
@@ -694,50 +694,69 @@ async fn only_the_sessions_head_is_live(backend: Backend) {
     assert_eq!(status, 400, "the family is revoked");
 }
 
-/// On SQLite, a refresh first goes to the batched rotator; when its batch fails (here: the
-/// session's generation no longer matches its live token's), everything the batch wrote is
-/// rolled back and the one-at-a-time path rotates the token as if the batch had never run.
-async fn a_failed_rotation_batch_leaves_nothing_behind(backend: Backend) {
+/// Refreshes are written in batches. One whose writes the database refuses fails alone: a
+/// refresh batched with it is still rotated, and nothing of the failed one stays, so its token
+/// works once the database takes its writes again.
+async fn a_refresh_that_cannot_be_written_fails_alone(backend: Backend) {
     let server = TestServer::start(backend).await;
     server.add_user("fay@example.com", Role::User).await;
-    let tokens = sign_in(&server, "fay@example.com").await;
-    let session = session_of(&tokens);
-    sqlx::query("UPDATE sessions SET generation = generation + 5 WHERE id = $1")
-        .bind(&session)
+    server.add_user("gus@example.com", Role::User).await;
+    let fay = sign_in(&server, "fay@example.com").await;
+    let gus = sign_in(&server, "gus@example.com").await;
+    let doomed = session_of(&fay);
+    let refuse = match backend {
+        Backend::Sqlite => vec![format!(
+            "CREATE TRIGGER refuse BEFORE INSERT ON refresh_tokens WHEN NEW.session_id = '{doomed}' \
+             BEGIN SELECT RAISE(ABORT, 'refused'); END"
+        )],
+        Backend::Postgres => vec![
+            format!(
+                "CREATE FUNCTION refuse() RETURNS trigger LANGUAGE plpgsql AS $$ BEGIN \
+                 IF NEW.session_id = '{doomed}' THEN RAISE EXCEPTION 'refused'; END IF; RETURN NEW; END $$"
+            ),
+            "CREATE TRIGGER refuse BEFORE INSERT ON refresh_tokens FOR EACH ROW EXECUTE FUNCTION refuse()"
+                .into(),
+        ],
+    };
+    for sql in &refuse {
+        sqlx::raw_sql(sql).execute(server.db.write()).await.unwrap();
+    }
+    let fay_token = fay["refresh_token"].as_str().unwrap();
+    let ((failed, body), (rotated, _)) = tokio::join!(
+        server.refresh(fay_token),
+        server.refresh(gus["refresh_token"].as_str().unwrap())
+    );
+    assert_eq!(failed, 500, "{body}");
+    assert_eq!(body["error"], "server_error", "{body}");
+    assert_eq!(rotated, 200, "the other refresh is not failed with it");
+    let drop = match backend {
+        Backend::Sqlite => "DROP TRIGGER refuse",
+        Backend::Postgres => "DROP TRIGGER refuse ON refresh_tokens",
+    };
+    sqlx::raw_sql(drop)
         .execute(server.db.write())
         .await
         .unwrap();
-    let (status, body) = server
-        .refresh(tokens["refresh_token"].as_str().unwrap())
-        .await;
-    assert_eq!(status, 200, "{body}");
-    let chain = grants::chain(&server.db, &session).await.unwrap();
-    let states: Vec<_> = chain.iter().map(|l| l.state.as_str()).collect();
+    let (status, body) = server.refresh(fay_token).await;
     assert_eq!(
-        states,
-        ["rotated", "active"],
-        "one retired token, one successor"
+        status, 200,
+        "the failed refresh left nothing behind: {body}"
     );
+    let chain = chains::chain(&server.db, &doomed).await.unwrap();
+    let states: Vec<_> = chain.iter().map(|l| l.state.as_str()).collect();
+    assert_eq!(states, ["rotated", "active"]);
     let rows: i64 = sqlx::query("SELECT COUNT(*) AS n FROM refresh_tokens WHERE session_id = $1")
-        .bind(&session)
+        .bind(&doomed)
         .fetch_one(server.db.read())
         .await
         .unwrap()
         .try_get("n")
         .unwrap();
-    assert_eq!(rows, 2, "no token of the failed batch is left");
-    assert_eq!(
-        chain[1].generation, 7,
-        "the successor follows the session's generation"
-    );
-    let (status, body) = server
-        .refresh(body["refresh_token"].as_str().unwrap())
-        .await;
-    assert_eq!(status, 200, "{body}");
+    assert_eq!(rows, 2, "no token of the failed attempt is left");
 }
 
 both_backends!(
-    a_failed_rotation_batch_leaves_nothing_behind,
+    a_refresh_that_cannot_be_written_fails_alone,
     only_the_sessions_head_is_live,
     a_forged_secret_is_unknown_and_revokes_nothing,
     concurrent_families_each_rotate_correctly,

@@ -261,7 +261,6 @@ pub async fn revoke_session(
     )
     .await?
     .ok_or_else(|| not_found("there is no such session"))?;
-    state.forget_session(&id);
     Ok(Json(any_session(&state, &id).await?))
 }
 
@@ -288,9 +287,6 @@ pub async fn revoke_all(
         state.now(),
     )
     .await?;
-    for sid in &revoked {
-        state.forget_session(sid);
-    }
     Ok(Json(Revoked { revoked }))
 }
 

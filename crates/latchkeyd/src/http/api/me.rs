@@ -14,7 +14,7 @@ use crate::http::origin::RequestOrigin;
 use crate::server::AppState;
 use crate::store::audit::Actor;
 use crate::store::events::{self, Event};
-use crate::store::grants;
+use crate::store::revocation;
 use crate::store::sessions::{self, Device, Family, SessionState, SessionView};
 
 #[derive(Serialize, ToSchema)]
@@ -175,7 +175,7 @@ pub async fn revoke_session(
 ) -> Result<Json<SessionView>, OAuthError> {
     own_session(&state, &caller, &id).await?;
     let actor = Actor::User(&caller.user.id);
-    grants::revoke_session(
+    revocation::revoke_session(
         &state.db,
         &id,
         actor,
@@ -184,7 +184,6 @@ pub async fn revoke_session(
         state.now(),
     )
     .await?;
-    state.forget_session(&id);
     Ok(Json(own_session(&state, &caller, &id).await?))
 }
 
@@ -210,9 +209,6 @@ pub async fn revoke_others(
         state.now(),
     )
     .await?;
-    for id in &revoked {
-        state.forget_session(id);
-    }
     Ok(Json(Revoked { revoked }))
 }
 

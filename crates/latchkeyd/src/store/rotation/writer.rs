@@ -1,0 +1,676 @@
+//! The rotation writer: group commit of refreshes, on SQLite and PostgreSQL alike.
+//!
+//! Every refresh is handed to one task that takes whatever refreshes are waiting, up to
+//! [`MAX_BATCH`], and runs them in one write transaction:
+//!
+//! 1. on PostgreSQL, take the presented tokens' sessions in session id order (`sql::lock`);
+//!    on SQLite the write transaction holds the database;
+//! 2. load every presented token with its session and its session's head (`sql::load`);
+//! 3. decide each refresh (`decide::decide`) and assess its suspicion signals;
+//! 4. write the successors and move the heads with one statement each for the whole batch,
+//!    then whatever is rarer (grace replays, events, revocations) one by one;
+//! 5. commit, and only then answer every refresh of the batch.
+//!
+//! A commit is the costly part of a rotation (a flush to disk, a round trip); one commit for
+//! many refreshes is what lets a database keep up with them. Replicas each run a writer on one
+//! PostgreSQL: the session locks, taken in one order by every path, keep their batches correct
+//! against each other (exactly one of two concurrent refreshes of one token wins).
+//!
+//! A request whose token or session already has a refresh in the batch waits for the next
+//! batch: its decision depends on what the first one writes.
+
+use std::collections::{HashMap, HashSet, VecDeque};
+use std::sync::Arc;
+
+use serde_json::json;
+use sqlx::any::AnyRow;
+use sqlx::Row;
+use tokio::sync::{mpsc, oneshot};
+
+use super::decide::{decide, Ask, Decision, Family, Revoked, Successor};
+use super::sql::{self, MAX_BATCH};
+use super::{RefreshRequest, RotationPolicy};
+use crate::clock::{Clock, Millis};
+use crate::db::{Db, Tx};
+use crate::secret::{new_refresh_secret, refresh_token, Secret};
+use crate::signals::{self, PriorUse, Signal};
+use crate::store::audit::Actor;
+use crate::store::chains::{chain_links, chain_walk};
+use crate::store::events::{self, Audit, NewEvent, Severity};
+use crate::store::outcome::{Grant, Outcome, Refusal};
+use crate::store::revocation::revoke_and_record;
+use crate::store::{Result, StoreError};
+
+/// A batch smaller than this gives up the CPU up to `FILL_YIELDS` times before it starts, so
+/// that request handlers sharing the cores can hand over the refreshes they are parsing: every
+/// commit has a fixed cost, and fuller batches spread it thinner. With nothing else to run, a
+/// yield returns at once.
+const FILL_BELOW: usize = 32;
+const FILL_YIELDS: u32 = 4;
+
+/// How often a batch that failed for a reason worth retrying (a deadlock or serialization
+/// failure on PostgreSQL, a busy database on SQLite) is run again before its refreshes are run
+/// one by one.
+const RETRIES: u32 = 3;
+
+struct Pending {
+    request: RefreshRequest,
+    /// The successor's secret and its hash, made by the caller: the writer is what every
+    /// refresh waits on, so it does only what must be serial.
+    successor: (Secret<[u8; 32]>, Vec<u8>),
+    reply: oneshot::Sender<Result<Outcome>>,
+}
+
+/// A handle to the rotation writer; the writer ends when the last handle drops.
+#[derive(Clone)]
+pub struct Rotator {
+    tx: mpsc::Sender<Pending>,
+}
+
+impl Rotator {
+    /// Starts the writer on the runtime this is called from.
+    pub fn spawn(db: Db, policy: RotationPolicy, clock: Arc<dyn Clock>) -> Self {
+        let (tx, rx) = mpsc::channel(8192);
+        tokio::spawn(run(db, policy, clock, rx));
+        Self { tx }
+    }
+
+    /// Rotates the presented token, answered once the transaction holding the rotation has
+    /// committed.
+    pub async fn rotate(&self, request: RefreshRequest) -> Result<Outcome> {
+        let (reply, rx) = oneshot::channel();
+        let pending = Pending {
+            request,
+            successor: new_refresh_secret(),
+            reply,
+        };
+        let gone = || StoreError::Db(sqlx::Error::PoolClosed);
+        self.tx.send(pending).await.map_err(|_| gone())?;
+        rx.await.map_err(|_| gone())?
+    }
+}
+
+async fn run(
+    db: Db,
+    policy: RotationPolicy,
+    clock: Arc<dyn Clock>,
+    mut rx: mpsc::Receiver<Pending>,
+) {
+    let mut queue: VecDeque<Pending> = VecDeque::new();
+    loop {
+        if queue.is_empty() {
+            match rx.recv().await {
+                Some(p) => queue.push_back(p),
+                None => return,
+            }
+        }
+        let mut yields = 0;
+        while queue.len() < MAX_BATCH {
+            match rx.try_recv() {
+                Ok(p) => queue.push_back(p),
+                Err(mpsc::error::TryRecvError::Empty)
+                    if queue.len() < FILL_BELOW && yields < FILL_YIELDS =>
+                {
+                    yields += 1;
+                    tokio::task::yield_now().await;
+                }
+                Err(_) => break,
+            }
+        }
+        let take = queue.len().min(MAX_BATCH);
+        let batch: Vec<Pending> = queue.drain(..take).collect();
+        let deferred = rotate_batch(&db, &policy, batch, clock.now_ms()).await;
+        for p in deferred.into_iter().rev() {
+            queue.push_front(p);
+        }
+    }
+}
+
+/// Runs one batch and answers its refreshes; returns those that wait for the next batch.
+async fn rotate_batch(
+    db: &Db,
+    policy: &RotationPolicy,
+    batch: Vec<Pending>,
+    now: Millis,
+) -> Vec<Pending> {
+    // A request abandoned (timed out, client gone) before its turn is not rotated: its client
+    // would never learn the successor, and its retry would look like reuse.
+    let batch: Vec<Pending> = batch.into_iter().filter(|p| !p.reply.is_closed()).collect();
+    if batch.is_empty() {
+        return Vec::new();
+    }
+    let mut attempt = 0;
+    let result = loop {
+        match run_batch(db, policy, &batch, now).await {
+            Err(e) if attempt < RETRIES && transient(&e) => {
+                tracing::debug!(error = %e, size = batch.len(), "rotation batch retried");
+                attempt += 1;
+            }
+            result => break result,
+        }
+    };
+    match result {
+        Ok(outcomes) => answer(batch, outcomes),
+        Err(e) if batch.len() > 1 => {
+            // One refresh that cannot be written must not fail the others with it.
+            tracing::warn!(error = %e, size = batch.len(), "rotation batch failed; running its refreshes one by one");
+            let mut deferred = Vec::new();
+            for p in batch {
+                let outcome = run_batch(db, policy, std::slice::from_ref(&p), now).await;
+                match outcome {
+                    Ok(outcomes) => deferred.extend(answer(vec![p], outcomes)),
+                    Err(e) => {
+                        let _ = p.reply.send(Err(e));
+                    }
+                }
+            }
+            deferred
+        }
+        Err(e) => {
+            for p in batch {
+                let _ = p.reply.send(Err(clone_error(&e)));
+            }
+            Vec::new()
+        }
+    }
+}
+
+fn answer(batch: Vec<Pending>, outcomes: Vec<Option<Outcome>>) -> Vec<Pending> {
+    let mut deferred = Vec::new();
+    for (p, outcome) in batch.into_iter().zip(outcomes) {
+        match outcome {
+            Some(outcome) => {
+                let _ = p.reply.send(Ok(outcome));
+            }
+            None => deferred.push(p),
+        }
+    }
+    deferred
+}
+
+fn transient(e: &StoreError) -> bool {
+    let StoreError::Db(sqlx::Error::Database(db)) = e else {
+        return false;
+    };
+    // PostgreSQL: serialization_failure, deadlock_detected. SQLite: SQLITE_BUSY (5),
+    // SQLITE_LOCKED (6), with or without an extended code.
+    matches!(
+        db.code().as_deref(),
+        Some("40001" | "40P01" | "5" | "6" | "517" | "262")
+    )
+}
+
+fn clone_error(e: &StoreError) -> StoreError {
+    StoreError::Db(sqlx::Error::Protocol(format!("rotation failed: {e}")))
+}
+
+/// What one refresh of the batch comes to, before anything is written.
+enum Plan {
+    /// Waits for the next batch.
+    Deferred,
+    Grant {
+        successor: Successor,
+        /// For a grace replay: the token's first use, kept on it from now on.
+        replayed: Option<Millis>,
+        signals: Vec<Signal>,
+    },
+    /// A high-severity signal under `auto_revoke_high`: the family is revoked instead.
+    Theft {
+        signals: Vec<Signal>,
+    },
+    Refuse(Refusal),
+    RevokedTokenUsed,
+    Reuse,
+    KeyMismatch,
+}
+
+/// One batch in one transaction: each refresh's outcome, or `None` where it waits.
+async fn run_batch(
+    db: &Db,
+    policy: &RotationPolicy,
+    batch: &[Pending],
+    now: Millis,
+) -> Result<Vec<Option<Outcome>>> {
+    let mut tx = db.begin_write().await?;
+
+    // One refresh per token per transaction: the first; the others wait.
+    let mut tokens = HashSet::new();
+    let mut ids = Vec::new();
+    let mut plans: Vec<Option<Plan>> = batch
+        .iter()
+        .map(|p| {
+            let id = p.request.token.id;
+            if tokens.insert(id) {
+                ids.push(id);
+                None
+            } else {
+                Some(Plan::Deferred)
+            }
+        })
+        .collect();
+
+    if let Some(lock) = sql::lock(tx.backend(), ids.len()) {
+        bind_all(sqlx::query(lock), &ids)
+            .fetch_all(&mut *tx)
+            .await?;
+    }
+    let families: HashMap<i64, Family> = bind_all(sqlx::query(sql::load(ids.len())), &ids)
+        .fetch_all(&mut *tx)
+        .await?
+        .iter()
+        .map(|row| family(row).map(|f| (f.token_id, f)))
+        .collect::<std::result::Result<_, _>>()?;
+
+    // One refresh per session per transaction, likewise.
+    let mut sessions = HashSet::new();
+    for (p, plan) in batch.iter().zip(plans.iter_mut()) {
+        if plan.is_some() {
+            continue;
+        }
+        let f = families.get(&p.request.token.id);
+        if let Some(f) = f {
+            if !sessions.insert(f.session_id.as_str()) {
+                *plan = Some(Plan::Deferred);
+                continue;
+            }
+        }
+        let r = &p.request;
+        let ask = Ask {
+            token: &r.token,
+            client_id: &r.client_id,
+            requested_scope: r.requested_scope.as_deref(),
+            jkt: r.jkt.as_deref(),
+            bind: r.bind,
+            now,
+        };
+        *plan = Some(match decide(&policy.tokens, f, &ask) {
+            Decision::Rotate(successor) => granted(policy, successor, None, r, now),
+            Decision::GraceReplay {
+                successor,
+                first_used_at,
+            } => granted(policy, successor, Some(first_used_at), r, now),
+            Decision::Refuse(refusal) => Plan::Refuse(refusal),
+            Decision::RevokedTokenUsed => Plan::RevokedTokenUsed,
+            Decision::Reuse => Plan::Reuse,
+            Decision::KeyMismatch => Plan::KeyMismatch,
+        });
+    }
+    let plans: Vec<Plan> = plans.into_iter().map(|p| p.expect("decided")).collect();
+
+    let heads = write_successors(&mut tx, batch, &plans, &families, now).await?;
+    let mut outcomes = Vec::with_capacity(batch.len());
+    for (p, plan) in batch.iter().zip(plans) {
+        let f = families.get(&p.request.token.id);
+        outcomes.push(record(&mut tx, policy, p, plan, f, &heads, now).await?);
+    }
+    tx.commit().await?;
+    Ok(outcomes)
+}
+
+/// Assesses a rotation's suspicion signals, in the rotation's own transaction.
+fn granted(
+    policy: &RotationPolicy,
+    successor: Successor,
+    replayed: Option<Millis>,
+    r: &RefreshRequest,
+    now: Millis,
+) -> Plan {
+    let signals = signals::assess(&policy.signals, &successor.use_(), &r.origin, now);
+    let theft =
+        policy.signals.auto_revoke_high && signals.iter().any(|s| s.severity == Severity::High);
+    if theft {
+        Plan::Theft { signals }
+    } else {
+        Plan::Grant {
+            successor,
+            replayed,
+            signals,
+        }
+    }
+}
+
+/// Inserts every granted successor and moves every session's head to it, one statement each
+/// for the whole batch; the new heads' ids by session.
+async fn write_successors(
+    tx: &mut Tx,
+    batch: &[Pending],
+    plans: &[Plan],
+    families: &HashMap<i64, Family>,
+    now: Millis,
+) -> Result<HashMap<String, i64>> {
+    let granted: Vec<(&Pending, &Successor, &Family)> = batch
+        .iter()
+        .zip(plans)
+        .filter_map(|(p, plan)| match plan {
+            Plan::Grant { successor, .. } => {
+                Some((p, successor, families.get(&p.request.token.id)?))
+            }
+            _ => None,
+        })
+        .collect();
+    if granted.is_empty() {
+        return Ok(HashMap::new());
+    }
+    let n = granted.len();
+    let mut insert = sqlx::query(sql::insert(n));
+    for (p, s, f) in &granted {
+        let origin = &p.request.origin;
+        insert = insert
+            .bind(p.successor.1.as_slice())
+            .bind(f.session_id.as_str())
+            .bind(s.generation)
+            .bind(f.generation)
+            .bind(f.token_id)
+            .bind(now)
+            .bind(s.expires_at)
+            .bind(origin.ip.as_deref())
+            .bind(origin.user_agent.as_deref());
+    }
+    let heads: HashMap<String, i64> = insert
+        .fetch_all(&mut **tx)
+        .await?
+        .iter()
+        .map(|row| Ok((row.try_get("session_id")?, row.try_get("id")?)))
+        .collect::<std::result::Result<_, sqlx::Error>>()?;
+
+    let mut advance = sqlx::query(sql::advance(n));
+    for (p, s, f) in &granted {
+        let origin = &p.request.origin;
+        advance = advance
+            .bind(f.session_id.as_str())
+            .bind(s.expected_head)
+            .bind(heads.get(&f.session_id).copied())
+            .bind(s.generation)
+            .bind(now)
+            .bind(origin.ip.as_deref())
+            .bind(origin.user_agent.as_deref())
+            .bind(s.window_start)
+            .bind(s.window_count)
+            .bind(s.dpop_jkt.as_deref());
+    }
+    let moved = advance.execute(&mut **tx).await?.rows_affected();
+    if moved != n as u64 {
+        // The sessions are locked and were read under the lock: this cannot happen unless
+        // something changed them without it. Nothing of the batch may stay.
+        return Err(StoreError::Conflict(format!(
+            "{moved} of {n} sessions moved in a rotation batch"
+        )));
+    }
+    Ok(heads)
+}
+
+/// Records what one refresh of the batch did (events, revocations, grace counters) and makes
+/// its outcome; `None` if it waits for the next batch.
+async fn record(
+    tx: &mut Tx,
+    policy: &RotationPolicy,
+    p: &Pending,
+    plan: Plan,
+    f: Option<&Family>,
+    heads: &HashMap<String, i64>,
+    now: Millis,
+) -> Result<Option<Outcome>> {
+    let r = &p.request;
+    let origin = &r.origin;
+    let outcome = match (plan, f) {
+        (Plan::Deferred, _) => return Ok(None),
+        (Plan::Refuse(refusal), _) => Err(refusal),
+        (
+            Plan::Grant {
+                successor,
+                replayed,
+                signals,
+            },
+            Some(f),
+        ) => {
+            if let Some(first_used_at) = replayed {
+                sqlx::query(sql::COUNT_REPLAY)
+                    .bind(f.token_id)
+                    .bind(first_used_at)
+                    .execute(&mut **tx)
+                    .await?;
+                system_event(
+                    tx,
+                    f,
+                    origin,
+                    "grace_replay",
+                    Severity::Info,
+                    json!({ "replayed_generation": f.generation, "first_used_at": first_used_at }),
+                    now,
+                )
+                .await?;
+            }
+            record_signals(tx, f, origin, &signals, now).await?;
+            let id = heads
+                .get(&f.session_id)
+                .copied()
+                .ok_or_else(|| StoreError::Conflict("a successor was not written".into()))?;
+            Ok(Grant {
+                session_id: f.session_id.clone(),
+                user_id: f.user_id.clone(),
+                client_id: f.client_id.clone(),
+                scope: successor.scope,
+                auth_time: f.auth_time,
+                nonce: None,
+                refresh_token: refresh_token(id, &p.successor.0),
+                refresh_expires_at: successor.expires_at,
+                dpop_jkt: successor.dpop_jkt,
+            })
+        }
+        (Plan::Theft { signals }, Some(f)) => {
+            record_signals(tx, f, origin, &signals, now).await?;
+            let kind = signals
+                .iter()
+                .find(|s| s.severity == Severity::High)
+                .map_or("signal", |s| s.kind);
+            revoke_and_record(
+                tx,
+                &f.session_id,
+                Actor::System,
+                &format!("auto_revoked_{kind}"),
+                origin,
+                now,
+                Audit::As(Actor::System),
+                None,
+            )
+            .await?;
+            Err(Refusal::SuspectedTheft)
+        }
+        (Plan::RevokedTokenUsed, Some(f)) => {
+            // Someone still holds a token of a dead family: worth recording, nothing to revoke.
+            system_event(
+                tx,
+                f,
+                origin,
+                "revoked_token_used",
+                Severity::Medium,
+                json!({
+                    "presented_generation": f.generation,
+                    "revoke_reason": f.revoked.as_ref().and_then(|r| r.reason.as_deref()),
+                }),
+                now,
+            )
+            .await?;
+            Err(Refusal::Revoked)
+        }
+        (Plan::Reuse, Some(f)) => {
+            revoke_for_reuse(tx, f, r, now).await?;
+            Err(Refusal::ReuseDetected)
+        }
+        (Plan::KeyMismatch, Some(f)) => {
+            // Holding someone's bound token without their key is evidence of theft.
+            let mismatch = NewEvent {
+                kind: "key_mismatch",
+                severity: Severity::High,
+                user_id: Some(&f.user_id),
+                session_id: Some(&f.session_id),
+                origin,
+                details: json!({
+                    "presented_generation": f.generation,
+                    "bound_jkt": f.dpop_jkt,
+                    "presented_jkt": r.jkt,
+                    "presented_by_client": r.client_id,
+                    "session_revoked": false,
+                }),
+                audit: Audit::As(Actor::System),
+            };
+            if policy.revoke_on_key_mismatch {
+                revoke_and_record(
+                    tx,
+                    &f.session_id,
+                    Actor::System,
+                    "key_mismatch",
+                    origin,
+                    now,
+                    Audit::Covered,
+                    Some(mismatch),
+                )
+                .await?;
+            } else {
+                events::record(tx, mismatch, now).await?;
+            }
+            Err(Refusal::KeyMismatch)
+        }
+        // Every plan but a refusal comes from a loaded family.
+        (_, None) => Err(Refusal::Unknown),
+    };
+    Ok(Some(outcome))
+}
+
+/// RFC 9700 §4.14.2: a replayed refresh token revokes its whole family. This is the one place
+/// that does it. The evidence is when and from where the token was used first: its successor's
+/// issue.
+async fn revoke_for_reuse(tx: &mut Tx, f: &Family, r: &RefreshRequest, now: Millis) -> Result<()> {
+    // Generations fall by at least one per step back from the head, so this many steps reach
+    // the replayed token.
+    let steps = (f.session_generation - f.generation + 1).max(1);
+    let used = sqlx::query(&chain_walk("WHERE t.id = $3"))
+        .bind(&f.session_id)
+        .bind(steps)
+        .bind(f.token_id)
+        .fetch_optional(&mut **tx)
+        .await?;
+    let used = chain_links(used.as_slice())?.pop();
+    let used = used.as_ref();
+    let detected = NewEvent {
+        kind: "reuse_detected",
+        severity: Severity::High,
+        user_id: Some(&f.user_id),
+        session_id: Some(&f.session_id),
+        origin: &r.origin,
+        details: json!({
+            "replayed_generation": f.generation,
+            "current_generation": f.session_generation,
+            "retired_at": used.and_then(|u| u.used_at),
+            "retired_by_ip": used.and_then(|u| u.used_ip.as_deref()),
+            "retired_by_user_agent": used.and_then(|u| u.used_user_agent.as_deref()),
+            "presented_by_client": r.client_id,
+        }),
+        audit: Audit::As(Actor::System),
+    };
+    revoke_and_record(
+        tx,
+        &f.session_id,
+        Actor::System,
+        "reuse_detected",
+        &r.origin,
+        now,
+        Audit::Covered,
+        Some(detected),
+    )
+    .await?;
+    Ok(())
+}
+
+async fn record_signals(
+    tx: &mut Tx,
+    f: &Family,
+    origin: &crate::store::Origin,
+    found: &[Signal],
+    now: Millis,
+) -> Result<()> {
+    for signal in found {
+        system_event(
+            tx,
+            f,
+            origin,
+            signal.kind,
+            signal.severity,
+            signal.details.clone(),
+            now,
+        )
+        .await?;
+    }
+    Ok(())
+}
+
+async fn system_event(
+    tx: &mut Tx,
+    f: &Family,
+    origin: &crate::store::Origin,
+    kind: &str,
+    severity: Severity,
+    details: serde_json::Value,
+    now: Millis,
+) -> Result<()> {
+    events::record(
+        tx,
+        NewEvent {
+            kind,
+            severity,
+            user_id: Some(&f.user_id),
+            session_id: Some(&f.session_id),
+            origin,
+            details,
+            audit: Audit::As(Actor::System),
+        },
+        now,
+    )
+    .await
+}
+
+fn bind_all<'q>(
+    mut query: sqlx::query::Query<'q, sqlx::Any, sqlx::any::AnyArguments<'q>>,
+    ids: &'q [i64],
+) -> sqlx::query::Query<'q, sqlx::Any, sqlx::any::AnyArguments<'q>> {
+    for id in ids {
+        query = query.bind(*id);
+    }
+    query
+}
+
+fn family(row: &AnyRow) -> std::result::Result<Family, sqlx::Error> {
+    Ok(Family {
+        token_id: row.try_get("id")?,
+        secret_hash: row.try_get("secret_hash")?,
+        generation: row.try_get("generation")?,
+        issued: PriorUse {
+            at: row.try_get("issued_at")?,
+            ip: row.try_get("issued_ip")?,
+            user_agent: row.try_get("issued_user_agent")?,
+        },
+        token_expires_at: row.try_get("expires_at")?,
+        first_used_at: row.try_get("first_used_at")?,
+        grace_replays: row.try_get("grace_replays")?,
+        session_id: row.try_get("session_id")?,
+        user_id: row.try_get("user_id")?,
+        client_id: row.try_get("client_id")?,
+        scope: row.try_get("scope")?,
+        auth_time: row.try_get("auth_time")?,
+        session_expires_at: row.try_get("session_expires_at")?,
+        revoked: row
+            .try_get::<Option<i64>, _>("revoked_at")?
+            .map(|_| {
+                row.try_get("revoke_reason")
+                    .map(|reason| Revoked { reason })
+            })
+            .transpose()?,
+        head: row.try_get("head_token_id")?,
+        session_generation: row.try_get("session_generation")?,
+        dpop_jkt: row.try_get("dpop_jkt")?,
+        window_start: row.try_get("rate_window_start")?,
+        window_count: row.try_get("rate_window_count")?,
+        head_parent: row.try_get("head_parent_id")?,
+        head_issued_at: row.try_get("head_issued_at")?,
+    })
+}
