@@ -8,4 +8,5 @@ mod authorize;
 mod cli;
 mod dpop;
 mod refresh;
+mod rotation;
 mod token;
