@@ -64,7 +64,7 @@ struct Claims {
 pub struct Checkpoint {
     pub records: i64,
     pub head: String,
-    #[serde(with = "crate::http::api::time_format")]
+    #[serde(with = "crate::clock::rfc3339")]
     pub at: Millis,
     pub checkpoint: String,
 }

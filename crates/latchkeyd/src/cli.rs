@@ -514,7 +514,7 @@ async fn verify_audit(
                     println!(
                         "  matches {anchors} checkpoint(s); the newest ({}, {}) covers records 1-{}",
                         a.source,
-                        crate::http::api::time_format::format(a.at),
+                        crate::clock::rfc3339::format(a.at),
                         a.records
                     );
                     if records > a.records {

@@ -56,3 +56,32 @@ impl Clock for ManualClock {
 pub(crate) fn secs(d: u64) -> Millis {
     (d as Millis).saturating_mul(1000)
 }
+
+/// Timestamps as the APIs and logs show them: RFC 3339, UTC.
+pub mod rfc3339 {
+    use serde::Serializer;
+    use time::format_description::well_known::Rfc3339;
+    use time::OffsetDateTime;
+
+    pub fn format(ms: i64) -> String {
+        OffsetDateTime::from_unix_timestamp_nanos(i128::from(ms) * 1_000_000)
+            .ok()
+            .and_then(|t| t.format(&Rfc3339).ok())
+            .unwrap_or_default()
+    }
+
+    pub fn serialize<S: Serializer>(ms: &i64, s: S) -> Result<S::Ok, S::Error> {
+        s.serialize_str(&format(*ms))
+    }
+
+    pub mod option {
+        use serde::Serializer;
+
+        pub fn serialize<S: Serializer>(ms: &Option<i64>, s: S) -> Result<S::Ok, S::Error> {
+            match ms {
+                Some(ms) => s.serialize_str(&super::format(*ms)),
+                None => s.serialize_none(),
+            }
+        }
+    }
+}

@@ -10,6 +10,7 @@ use std::time::Duration;
 use sqlx::any::{AnyConnectOptions, AnyPoolOptions};
 use sqlx::migrate::Migrator;
 use sqlx::{Any, AnyConnection, AnyPool, Executor, Row, Transaction};
+use tokio::sync::broadcast;
 
 use crate::store::audit::ChainKey;
 
@@ -49,6 +50,15 @@ pub struct Db {
     /// Keys the audit chain; without it nothing can be appended to the audit log.
     chain_key: Option<ChainKey>,
     revoked: Arc<RevokedSessions>,
+    revocations: broadcast::Sender<SessionRevoked>,
+}
+
+/// A session was revoked, by whatever and whoever: published once the revoking transaction
+/// has committed, to whatever in this process must react at once (the live event streams;
+/// the tokens' resource servers in time).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct SessionRevoked {
+    pub session_id: String,
 }
 
 /// Sessions known to be revoked. Revocation is final, so this can never be wrong; live sessions
@@ -80,9 +90,10 @@ pub struct Tx {
     inner: Transaction<'static, Any>,
     chain_key: Option<ChainKey>,
     backend: Backend,
-    /// Sessions this transaction revoked, for the cache once it commits.
+    /// Sessions this transaction revoked, for the cache and the subscribers once it commits.
     revoked: Vec<String>,
     cache: Arc<RevokedSessions>,
+    revocations: broadcast::Sender<SessionRevoked>,
 }
 
 impl std::ops::Deref for Tx {
@@ -102,6 +113,12 @@ impl std::ops::DerefMut for Tx {
 impl Tx {
     pub async fn commit(self) -> Result<(), sqlx::Error> {
         self.inner.commit().await?;
+        for session_id in &self.revoked {
+            // No subscriber is no error: nothing in this process is waiting.
+            let _ = self.revocations.send(SessionRevoked {
+                session_id: session_id.clone(),
+            });
+        }
         self.cache.insert(self.revoked);
         Ok(())
     }
@@ -169,6 +186,7 @@ impl Db {
                     sqlite_path: Some(path),
                     chain_key: None,
                     revoked: Arc::default(),
+                    revocations: broadcast::channel(1024).0,
                 })
             }
             Backend::Postgres => {
@@ -186,6 +204,7 @@ impl Db {
                     sqlite_path: None,
                     chain_key: None,
                     revoked: Arc::default(),
+                    revocations: broadcast::channel(1024).0,
                 })
             }
         }
@@ -232,6 +251,7 @@ impl Db {
             backend: self.backend,
             revoked: Vec::new(),
             cache: self.revoked.clone(),
+            revocations: self.revocations.clone(),
         })
     }
 
@@ -252,6 +272,11 @@ impl Db {
             self.revoked.insert([session_id.to_string()]);
         }
         Ok(live)
+    }
+
+    /// Every session revocation this process commits, from now on.
+    pub fn revocations(&self) -> broadcast::Receiver<SessionRevoked> {
+        self.revocations.subscribe()
     }
 
     /// The same database, with the key that chains audit records (derived from the master

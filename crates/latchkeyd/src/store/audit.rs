@@ -206,7 +206,7 @@ pub async fn append_alone(db: &Db, entry: Entry<'_>, now: Millis) -> Result<i64>
 #[derive(Debug, Clone, Serialize, ToSchema)]
 pub struct Record {
     pub seq: i64,
-    #[serde(with = "crate::http::api::time_format")]
+    #[serde(with = "crate::clock::rfc3339")]
     #[schema(value_type = String, format = DateTime)]
     pub at: Millis,
     /// `system`, `user`, `support`, `client` or `operator`.
@@ -374,7 +374,7 @@ pub async fn verify(db: &Db, key: &ChainKey, anchors: &[Anchor]) -> Result<Verdi
     let anchor_broken = |a: &Anchor| {
         format!(
             "it differs from the checkpoint of {} ({}, {} records): records up to it were rewritten",
-            crate::http::api::time_format::format(a.at),
+            crate::clock::rfc3339::format(a.at),
             a.source,
             a.records
         )
@@ -451,7 +451,7 @@ pub async fn verify(db: &Db, key: &ChainKey, anchors: &[Anchor]) -> Result<Verdi
             seq: records + 1,
             problem: format!(
                 "the log ends at record {records}, but the checkpoint of {} ({}) saw {} records: records were removed from the end",
-                crate::http::api::time_format::format(a.at),
+                crate::clock::rfc3339::format(a.at),
                 a.source,
                 a.records
             ),

@@ -102,7 +102,7 @@ pub async fn record_alone(db: &Db, event: NewEvent<'_>, now: Millis) -> Result<(
 #[derive(Debug, Clone, Serialize, ToSchema)]
 pub struct Event {
     pub id: String,
-    #[serde(with = "crate::http::api::time_format")]
+    #[serde(with = "crate::clock::rfc3339")]
     #[schema(value_type = String, format = DateTime)]
     pub at: Millis,
     pub kind: String,
@@ -119,7 +119,7 @@ pub struct Event {
     /// The evidence, as recorded.
     #[schema(value_type = Object)]
     pub details: serde_json::Value,
-    #[serde(with = "crate::http::api::time_format::option")]
+    #[serde(with = "crate::clock::rfc3339::option")]
     #[schema(value_type = Option<String>, format = DateTime)]
     pub acknowledged_at: Option<Millis>,
 }

@@ -41,7 +41,7 @@ pub struct Place {
 
 #[derive(Debug, Clone, Serialize, ToSchema)]
 pub struct Revocation {
-    #[serde(with = "crate::http::api::time_format")]
+    #[serde(with = "crate::clock::rfc3339")]
     #[schema(value_type = String, format = DateTime)]
     pub at: Millis,
     /// `user` (the account holder), `support`, `client` (the app, at sign-out) or `system`.
@@ -60,14 +60,14 @@ pub struct SessionView {
     pub app: String,
     pub device: Device,
     pub scope: String,
-    #[serde(with = "crate::http::api::time_format")]
+    #[serde(with = "crate::clock::rfc3339")]
     #[schema(value_type = String, format = DateTime)]
     pub signed_in_at: Millis,
-    #[serde(with = "crate::http::api::time_format")]
+    #[serde(with = "crate::clock::rfc3339")]
     #[schema(value_type = String, format = DateTime)]
     pub last_used_at: Millis,
     /// When the family ends at the latest (rotation never extends it).
-    #[serde(with = "crate::http::api::time_format")]
+    #[serde(with = "crate::clock::rfc3339")]
     #[schema(value_type = String, format = DateTime)]
     pub expires_at: Millis,
     pub first_seen: Place,
@@ -409,15 +409,15 @@ pub struct Generation {
     /// a revoked family the family's reason (`reuse_detected`, `token_revoked`, a staff
     /// reason, …).
     pub retired_reason: Option<String>,
-    #[serde(with = "crate::http::api::time_format")]
+    #[serde(with = "crate::clock::rfc3339")]
     #[schema(value_type = String, format = DateTime)]
     pub issued_at: Millis,
     pub issued_to: Place,
-    #[serde(with = "crate::http::api::time_format::option")]
+    #[serde(with = "crate::clock::rfc3339::option")]
     #[schema(value_type = Option<String>, format = DateTime)]
     pub used_at: Option<Millis>,
     pub used_by: Option<Place>,
-    #[serde(with = "crate::http::api::time_format")]
+    #[serde(with = "crate::clock::rfc3339")]
     #[schema(value_type = String, format = DateTime)]
     pub expires_at: Millis,
     /// Times it was replayed within the grace window.

@@ -330,7 +330,7 @@ pub struct UserSummary {
     pub name: String,
     #[schema(value_type = String)]
     pub role: Role,
-    #[serde(with = "crate::http::api::time_format")]
+    #[serde(with = "crate::clock::rfc3339")]
     #[schema(value_type = String, format = DateTime)]
     pub created_at: Millis,
     pub disabled: bool,

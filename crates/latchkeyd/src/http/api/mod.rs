@@ -27,35 +27,6 @@ use crate::server::AppState;
 use crate::store::users::{self, Role, User};
 use crate::tokens::{self, AccessClaims};
 
-/// Times in the API are RFC 3339 strings in UTC.
-pub mod time_format {
-    use serde::Serializer;
-    use time::format_description::well_known::Rfc3339;
-    use time::OffsetDateTime;
-
-    pub fn format(ms: i64) -> String {
-        OffsetDateTime::from_unix_timestamp_nanos(i128::from(ms) * 1_000_000)
-            .ok()
-            .and_then(|t| t.format(&Rfc3339).ok())
-            .unwrap_or_default()
-    }
-
-    pub fn serialize<S: Serializer>(ms: &i64, s: S) -> Result<S::Ok, S::Error> {
-        s.serialize_str(&format(*ms))
-    }
-
-    pub mod option {
-        use serde::Serializer;
-
-        pub fn serialize<S: Serializer>(ms: &Option<i64>, s: S) -> Result<S::Ok, S::Error> {
-            match ms {
-                Some(ms) => s.serialize_str(&super::format(*ms)),
-                None => s.serialize_none(),
-            }
-        }
-    }
-}
-
 /// An API error: a stable code and a human message.
 #[derive(Serialize, ToSchema)]
 pub struct ApiErrorBody {

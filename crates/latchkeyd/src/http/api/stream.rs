@@ -2,7 +2,8 @@
 //!
 //! Events are written by whichever replica handled the request, so the stream does not rely on
 //! in-process notification: one poller per server reads new events from the database twice a
-//! second (only while someone is listening) and fans them out to the open streams. It reads
+//! second (only while someone is listening) and fans them out to the open streams; a
+//! revocation committed by this replica makes it read at once. It reads
 //! forward from an `(at, id)` cursor a page at a time, so no burst of events, however large,
 //! can hold back the ones after it; events that belong to no account (a stranger's failed
 //! sign-ins) are not read at all, since no stream shows them. Each poll also looks a few
@@ -84,9 +85,13 @@ impl EventHub {
     pub async fn run(self, state: AppState, mut shutdown: watch::Receiver<bool>) {
         let mut cursor = Cursor::starting(state.now());
         let mut tick = tokio::time::interval(POLL);
+        let mut revocations = state.db.revocations();
         loop {
             tokio::select! {
                 _ = tick.tick() => {}
+                // A revocation committed here is shown at once, not at the next tick: the
+                // device it signs out may be watching.
+                _ = revocations.recv() => {}
                 _ = shutdown.changed() => return,
             }
             if self.tx.receiver_count() == 0 {
