@@ -190,7 +190,8 @@ impl Db {
                 })
             }
             Backend::Postgres => {
-                let options = AnyConnectOptions::from_str(url).map_err(connect_err)?;
+                let options = AnyConnectOptions::from_str(&postgres_url_with_cache(url))
+                    .map_err(connect_err)?;
                 let pool = AnyPoolOptions::new()
                     .max_connections(16)
                     .acquire_timeout(Duration::from_secs(10))
@@ -290,6 +291,17 @@ impl Db {
         self.read.close().await;
         self.write.close().await;
     }
+}
+
+/// The rotation writer prepares a statement per batch size (`store::rotation::sql`); with the
+/// rest of latchkeyd's statements they outgrow the driver's default cache of 100 per
+/// connection, and every eviction would cost a prepare round trip. A capacity in the URL wins.
+fn postgres_url_with_cache(url: &str) -> String {
+    if url.contains("statement-cache-capacity=") {
+        return url.to_string();
+    }
+    let sep = if url.contains('?') { '&' } else { '?' };
+    format!("{url}{sep}statement-cache-capacity=500")
 }
 
 /// `sqlite://relative/or/absolute.db` → a URL that creates the file, after creating its folder.

@@ -117,13 +117,27 @@ async fn run(
                 Err(_) => break,
             }
         }
-        let take = queue.len().min(MAX_BATCH);
+        let take = batch_size(queue.len());
         let batch: Vec<Pending> = queue.drain(..take).collect();
         let deferred = rotate_batch(&db, &policy, batch, clock.now_ms()).await;
         for p in deferred.into_iter().rev() {
             queue.push_front(p);
         }
     }
+}
+
+/// How many of `waiting` refreshes the next batch takes: the largest of a few sizes. Each size
+/// is a statement text of its own, prepared and cached per connection; with every size from 1
+/// to 64 the caches (100 statements by default) would keep evicting them. What is left waits
+/// for the next batch, with what arrives meanwhile.
+fn batch_size(waiting: usize) -> usize {
+    const SIZES: [usize; 12] = [1, 2, 3, 4, 6, 8, 12, 16, 24, 32, 48, MAX_BATCH];
+    SIZES
+        .iter()
+        .rev()
+        .copied()
+        .find(|&s| s <= waiting)
+        .unwrap_or(1)
 }
 
 /// Runs one batch and answers its refreshes; returns those that wait for the next batch.
@@ -673,4 +687,17 @@ fn family(row: &AnyRow) -> std::result::Result<Family, sqlx::Error> {
         head_parent: row.try_get("head_parent_id")?,
         head_issued_at: row.try_get("head_issued_at")?,
     })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn batches_take_one_of_a_few_sizes() {
+        assert_eq!(batch_size(1), 1);
+        assert_eq!(batch_size(5), 4);
+        assert_eq!(batch_size(37), 32);
+        assert_eq!(batch_size(1000), MAX_BATCH);
+    }
 }
