@@ -13,10 +13,10 @@ use super::me::{
     chain_limit, event_list, parse_cursor, session_page, ChainQuery, EventList, Revoked,
     SessionList, SessionQuery,
 };
+use super::ApiError;
 use super::{
     not_found, page_limit, ApiErrorBody, ApiJson, ApiPath, ApiQuery, Paging, ReasonBody, Staff,
 };
-use crate::http::error::OAuthError;
 use crate::http::origin::RequestOrigin;
 use crate::server::AppState;
 use crate::store::audit::{self, Actor, Record};
@@ -34,7 +34,7 @@ async fn audited_read(
     target_user_id: Option<&str>,
     target_session_id: Option<&str>,
     details: serde_json::Value,
-) -> Result<(), OAuthError> {
+) -> Result<(), ApiError> {
     audit::append_alone(
         &state.db,
         audit::Entry {
@@ -52,13 +52,13 @@ async fn audited_read(
     Ok(())
 }
 
-pub(super) fn parse_time(name: &str, value: Option<&str>) -> Result<Option<i64>, OAuthError> {
+pub(super) fn parse_time(name: &str, value: Option<&str>) -> Result<Option<i64>, ApiError> {
     value
         .map(|v| {
             OffsetDateTime::parse(v, &Rfc3339)
                 .map(|t| (t.unix_timestamp_nanos() / 1_000_000) as i64)
                 .map_err(|_| {
-                    OAuthError::invalid_request(format!(
+                    ApiError::invalid_request(format!(
                         "{name} must be an RFC 3339 time such as 2026-11-29T12:00:00Z"
                     ))
                 })
@@ -90,7 +90,7 @@ pub async fn search_users(
     RequestOrigin(origin): RequestOrigin,
     staff: Staff,
     ApiQuery(q): ApiQuery<UserQuery>,
-) -> Result<Json<UserList>, OAuthError> {
+) -> Result<Json<UserList>, ApiError> {
     let paging = Paging {
         limit: q.limit,
         offset: q.offset,
@@ -120,7 +120,7 @@ pub struct UserSessions {
     pub sessions: SessionList,
 }
 
-async fn user_summary(state: &AppState, id: &str) -> Result<UserSummary, OAuthError> {
+async fn user_summary(state: &AppState, id: &str) -> Result<UserSummary, ApiError> {
     users::summary(&state.db, id)
         .await?
         .ok_or_else(|| not_found("there is no such account"))
@@ -136,7 +136,7 @@ pub async fn user_sessions(
     staff: Staff,
     ApiPath(id): ApiPath,
     ApiQuery(q): ApiQuery<SessionQuery>,
-) -> Result<Json<UserSessions>, OAuthError> {
+) -> Result<Json<UserSessions>, ApiError> {
     let user = user_summary(&state, &id).await?;
     let all = sessions::for_user(&state.db, &id, state.idle(), state.now()).await?;
     let list = session_page(all, &q, None);
@@ -156,7 +156,7 @@ pub async fn user_sessions(
     }))
 }
 
-async fn any_session(state: &AppState, id: &str) -> Result<SessionView, OAuthError> {
+async fn any_session(state: &AppState, id: &str) -> Result<SessionView, ApiError> {
     sessions::find(&state.db, id, state.idle(), state.now())
         .await?
         .ok_or_else(|| not_found("there is no such session"))
@@ -172,7 +172,7 @@ pub async fn session_family(
     staff: Staff,
     ApiPath(id): ApiPath,
     ApiQuery(q): ApiQuery<ChainQuery>,
-) -> Result<Json<Family>, OAuthError> {
+) -> Result<Json<Family>, ApiError> {
     let session = any_session(&state, &id).await?;
     let user_id = session.user_id.clone();
     let family = sessions::family(&state.db, session, q.before, chain_limit(&q)).await?;
@@ -213,7 +213,7 @@ pub async fn events(
     RequestOrigin(origin): RequestOrigin,
     staff: Staff,
     ApiQuery(q): ApiQuery<AdminEventQuery>,
-) -> Result<Json<EventList>, OAuthError> {
+) -> Result<Json<EventList>, ApiError> {
     let limit = page_limit(q.limit);
     let filter = events::Filter {
         user_id: q.user_id.clone(),
@@ -249,7 +249,7 @@ pub async fn revoke_session(
     staff: Staff,
     ApiPath(id): ApiPath,
     ApiJson(body): ApiJson<ReasonBody>,
-) -> Result<Json<SessionView>, OAuthError> {
+) -> Result<Json<SessionView>, ApiError> {
     let reason = body.require()?;
     sessions::staff_revoke(
         &state.db,
@@ -275,7 +275,7 @@ pub async fn revoke_all(
     staff: Staff,
     ApiPath(id): ApiPath,
     ApiJson(body): ApiJson<ReasonBody>,
-) -> Result<Json<Revoked>, OAuthError> {
+) -> Result<Json<Revoked>, ApiError> {
     let reason = body.require()?;
     user_summary(&state, &id).await?;
     let revoked = sessions::staff_revoke_all(
@@ -325,7 +325,7 @@ pub async fn audit_log(
     RequestOrigin(origin): RequestOrigin,
     staff: Staff,
     ApiQuery(q): ApiQuery<AuditQuery>,
-) -> Result<Json<AuditPage>, OAuthError> {
+) -> Result<Json<AuditPage>, ApiError> {
     let limit = page_limit(q.limit);
     let filter = audit::Filter {
         actor_id: q.actor_id.clone(),

@@ -7,6 +7,7 @@ use axum::Json;
 use serde::{Deserialize, Serialize};
 use utoipa::{IntoParams, ToSchema};
 
+use super::ApiError;
 use super::{not_found, page_limit, ApiErrorBody, ApiPath, ApiQuery, Caller, Paging};
 use crate::clock::secs;
 use crate::http::error::OAuthError;
@@ -144,17 +145,13 @@ pub async fn list_sessions(
     State(state): State<AppState>,
     caller: Caller,
     ApiQuery(q): ApiQuery<SessionQuery>,
-) -> Result<Json<SessionList>, OAuthError> {
+) -> Result<Json<SessionList>, ApiError> {
     let all = sessions::for_user(&state.db, &caller.user.id, state.idle(), state.now()).await?;
     Ok(Json(session_page(all, &q, Some(&caller.claims.sid))))
 }
 
 /// The caller's own session, or 404 (never 403: another account's ids are not confirmed).
-async fn own_session(
-    state: &AppState,
-    caller: &Caller,
-    id: &str,
-) -> Result<SessionView, OAuthError> {
+async fn own_session(state: &AppState, caller: &Caller, id: &str) -> Result<SessionView, ApiError> {
     let mut session = sessions::find(&state.db, id, state.idle(), state.now())
         .await?
         .filter(|s| s.user_id == caller.user.id)
@@ -172,7 +169,7 @@ pub async fn revoke_session(
     RequestOrigin(origin): RequestOrigin,
     caller: Caller,
     ApiPath(id): ApiPath,
-) -> Result<Json<SessionView>, OAuthError> {
+) -> Result<Json<SessionView>, ApiError> {
     own_session(&state, &caller, &id).await?;
     let actor = Actor::User(&caller.user.id);
     revocation::revoke_session(
@@ -200,7 +197,7 @@ pub async fn revoke_others(
     State(state): State<AppState>,
     RequestOrigin(origin): RequestOrigin,
     caller: Caller,
-) -> Result<Json<Revoked>, OAuthError> {
+) -> Result<Json<Revoked>, ApiError> {
     let revoked = sessions::revoke_others(
         &state.db,
         &caller.user.id,
@@ -234,7 +231,7 @@ pub async fn family(
     caller: Caller,
     ApiPath(id): ApiPath,
     ApiQuery(q): ApiQuery<ChainQuery>,
-) -> Result<Json<Family>, OAuthError> {
+) -> Result<Json<Family>, ApiError> {
     let session = own_session(&state, &caller, &id).await?;
     Ok(Json(
         sessions::family(&state.db, session, q.before, chain_limit(&q)).await?,
@@ -252,14 +249,14 @@ pub async fn acknowledge(
     RequestOrigin(origin): RequestOrigin,
     caller: Caller,
     ApiPath(id): ApiPath,
-) -> Result<Json<SessionView>, OAuthError> {
+) -> Result<Json<SessionView>, ApiError> {
     let session = own_session(&state, &caller, &id).await?;
     let max_age = state.settings.signals.acknowledge_max_age_secs;
     if session.current && state.now() - session.signed_in_at > secs(max_age) {
-        return Err(OAuthError::insufficient_user_authentication(
+        return Err(ApiError::Access(OAuthError::insufficient_user_authentication(
             max_age,
             "a session cannot vouch for itself: confirm it was you from another device signed in to this account, or sign in again here first",
-        ));
+        )));
     }
     sessions::acknowledge(&state.db, &caller.user.id, &id, &origin, state.now()).await?;
     Ok(Json(own_session(&state, &caller, &id).await?))
@@ -285,12 +282,12 @@ pub struct EventList {
     pub next_before: Option<String>,
 }
 
-pub(super) fn parse_cursor(before: Option<&str>) -> Result<Option<(i64, String)>, OAuthError> {
+pub(super) fn parse_cursor(before: Option<&str>) -> Result<Option<(i64, String)>, ApiError> {
     before
         .map(|b| {
             b.split_once('.')
                 .and_then(|(at, id)| Some((at.parse().ok()?, id.to_string())))
-                .ok_or(OAuthError::invalid_request(
+                .ok_or(ApiError::invalid_request(
                     "before is not a cursor this API returned",
                 ))
         })
@@ -320,7 +317,7 @@ pub async fn events(
     caller: Caller,
     headers: HeaderMap,
     ApiQuery(q): ApiQuery<EventQuery>,
-) -> Result<Response, OAuthError> {
+) -> Result<Response, ApiError> {
     let wants_stream = headers
         .get(header::ACCEPT)
         .and_then(|v| v.to_str().ok())

@@ -1,16 +1,16 @@
 //! The account API (`/api/v1/me/…`, the signed-in user with their access token) and the
 //! support-staff API (`/api/v1/admin/…`, role `support`), described at `/openapi.json`.
 //!
-//! Errors use the OAuth error shape everywhere (`error`: a stable code, `error_description`: a
-//! human message), so a client has one error format to read.
+//! Errors have the OAuth error shape everywhere (`error`: a stable code, `error_description`: a
+//! human message), so a client has one error format to read (`error.rs`).
 
 mod admin;
+mod error;
 mod me;
 pub mod stream;
 
 use axum::extract::{FromRequest, FromRequestParts, Path, Query, Request};
 use axum::http::request::Parts;
-use axum::http::StatusCode;
 use axum::Json;
 use serde::de::DeserializeOwned;
 use serde::{Deserialize, Serialize};
@@ -26,6 +26,7 @@ use crate::scope;
 use crate::server::AppState;
 use crate::store::users::{self, Role, User};
 use crate::tokens::{self, AccessClaims};
+pub use error::ApiError;
 
 /// An API error: a stable code and a human message.
 #[derive(Serialize, ToSchema)]
@@ -35,8 +36,8 @@ pub struct ApiErrorBody {
     pub error_description: String,
 }
 
-pub fn not_found(what: &'static str) -> OAuthError {
-    OAuthError::new(StatusCode::NOT_FOUND, "not_found", what)
+pub fn not_found(what: &'static str) -> ApiError {
+    ApiError::NotFound(what)
 }
 
 /// The signed-in user of an account-API call, from a live access token for this API with the
@@ -52,7 +53,7 @@ async fn api_caller(
     parts: &Parts,
     state: &AppState,
     needed: &'static str,
-) -> Result<Caller, OAuthError> {
+) -> Result<Caller, ApiError> {
     let audience = tokens::api_audience(&state.issuer);
     let resource = Resource {
         audience: &audience,
@@ -80,9 +81,9 @@ async fn api_caller(
 }
 
 impl FromRequestParts<AppState> for Caller {
-    type Rejection = OAuthError;
+    type Rejection = ApiError;
 
-    async fn from_request_parts(parts: &mut Parts, state: &AppState) -> Result<Self, OAuthError> {
+    async fn from_request_parts(parts: &mut Parts, state: &AppState) -> Result<Self, ApiError> {
         api_caller(parts, state, scope::ACCOUNT).await
     }
 }
@@ -93,14 +94,12 @@ impl FromRequestParts<AppState> for Caller {
 pub struct Staff(pub Caller);
 
 impl FromRequestParts<AppState> for Staff {
-    type Rejection = OAuthError;
+    type Rejection = ApiError;
 
-    async fn from_request_parts(parts: &mut Parts, state: &AppState) -> Result<Self, OAuthError> {
+    async fn from_request_parts(parts: &mut Parts, state: &AppState) -> Result<Self, ApiError> {
         let caller = api_caller(parts, state, scope::SUPPORT).await?;
         if caller.user.role != Role::Support {
-            return Err(OAuthError::new(
-                StatusCode::FORBIDDEN,
-                "forbidden",
+            return Err(ApiError::Forbidden(
                 "the support API is only for accounts with the support role",
             ));
         }
@@ -113,18 +112,18 @@ impl FromRequestParts<AppState> for Staff {
 pub struct ApiQuery<T>(pub T);
 
 impl<T: DeserializeOwned + Send> FromRequestParts<AppState> for ApiQuery<T> {
-    type Rejection = OAuthError;
+    type Rejection = ApiError;
 
-    async fn from_request_parts(parts: &mut Parts, state: &AppState) -> Result<Self, OAuthError> {
+    async fn from_request_parts(parts: &mut Parts, state: &AppState) -> Result<Self, ApiError> {
         if let Some(name) = parts.uri.query().and_then(|q| control_in(q.as_bytes())) {
-            return Err(OAuthError::invalid_request(format!(
+            return Err(ApiError::invalid_request(format!(
                 "the query parameter {name} contains a control character"
             )));
         }
         Query::<T>::from_request_parts(parts, state)
             .await
             .map(|Query(q)| ApiQuery(q))
-            .map_err(|e| OAuthError::invalid_request(e.body_text()))
+            .map_err(|e| ApiError::invalid_request(e.body_text()))
     }
 }
 
@@ -133,14 +132,14 @@ impl<T: DeserializeOwned + Send> FromRequestParts<AppState> for ApiQuery<T> {
 pub struct ApiPath(pub String);
 
 impl FromRequestParts<AppState> for ApiPath {
-    type Rejection = OAuthError;
+    type Rejection = ApiError;
 
-    async fn from_request_parts(parts: &mut Parts, state: &AppState) -> Result<Self, OAuthError> {
+    async fn from_request_parts(parts: &mut Parts, state: &AppState) -> Result<Self, ApiError> {
         let Path(id) = Path::<String>::from_request_parts(parts, state)
             .await
-            .map_err(|e| OAuthError::invalid_request(e.body_text()))?;
+            .map_err(|e| ApiError::invalid_request(e.body_text()))?;
         if has_control(&id) {
-            return Err(OAuthError::invalid_request(
+            return Err(ApiError::invalid_request(
                 "the id in the path contains a control character",
             ));
         }
@@ -152,13 +151,13 @@ impl FromRequestParts<AppState> for ApiPath {
 pub struct ApiJson<T>(pub T);
 
 impl<T: DeserializeOwned + Send> FromRequest<AppState> for ApiJson<T> {
-    type Rejection = OAuthError;
+    type Rejection = ApiError;
 
-    async fn from_request(req: Request, state: &AppState) -> Result<Self, OAuthError> {
+    async fn from_request(req: Request, state: &AppState) -> Result<Self, ApiError> {
         Json::<T>::from_request(req, state)
             .await
             .map(|Json(v)| ApiJson(v))
-            .map_err(|e| OAuthError::invalid_request(e.body_text()))
+            .map_err(|e| ApiError::invalid_request(e.body_text()))
     }
 }
 
@@ -209,16 +208,16 @@ pub struct ReasonBody {
 }
 
 impl ReasonBody {
-    pub fn require(self) -> Result<String, OAuthError> {
+    pub fn require(self) -> Result<String, ApiError> {
         let reason = self.reason.unwrap_or_default();
         let reason = reason.trim();
         if reason.is_empty() {
-            return Err(OAuthError::invalid_request(
+            return Err(ApiError::invalid_request(
                 "a reason is required for every staff action",
             ));
         }
         if reason.chars().count() > 500 || reason.chars().any(char::is_control) {
-            return Err(OAuthError::invalid_request(
+            return Err(ApiError::invalid_request(
                 "the reason must be at most 500 characters of plain text",
             ));
         }
