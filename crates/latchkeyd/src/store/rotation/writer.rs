@@ -31,7 +31,7 @@ use super::decide::{decide, Ask, Decision, Family, Revoked, Successor};
 use super::sql::{self, MAX_BATCH};
 use super::{RefreshRequest, RotationPolicy};
 use crate::clock::{Clock, Millis};
-use crate::db::{Db, Tx};
+use crate::db::{Backend, Db, Tx};
 use crate::secret::{new_refresh_secret, refresh_token, Secret};
 use crate::signals::{self, PriorUse, Signal};
 use crate::store::audit::Actor;
@@ -71,7 +71,19 @@ impl Rotator {
     /// Starts the writer on the runtime this is called from.
     pub fn spawn(db: Db, policy: RotationPolicy, clock: Arc<dyn Clock>) -> Self {
         let (tx, rx) = mpsc::channel(8192);
-        tokio::spawn(run(db, policy, clock, rx));
+        let intake = Arc::new(tokio::sync::Mutex::new(Intake {
+            rx,
+            queue: VecDeque::new(),
+        }));
+        let policy = Arc::new(policy);
+        for _ in 0..writers(db.backend()) {
+            tokio::spawn(run(
+                db.clone(),
+                policy.clone(),
+                clock.clone(),
+                intake.clone(),
+            ));
+        }
         Self { tx }
     }
 
@@ -90,26 +102,37 @@ impl Rotator {
     }
 }
 
-async fn run(
-    db: Db,
-    policy: RotationPolicy,
-    clock: Arc<dyn Clock>,
-    mut rx: mpsc::Receiver<Pending>,
-) {
-    let mut queue: VecDeque<Pending> = VecDeque::new();
-    loop {
-        if queue.is_empty() {
-            match rx.recv().await {
-                Some(p) => queue.push_back(p),
-                None => return,
-            }
+/// How many batches run at once. SQLite has one writer: a second batch would only wait for
+/// the first. On PostgreSQL a batch spends most of its time waiting on round trips and the
+/// commit's flush; while one waits, the next is gathered and written (their sessions' locks
+/// order them where they share a family).
+fn writers(backend: Backend) -> usize {
+    match backend {
+        Backend::Sqlite => 1,
+        Backend::Postgres => WRITERS_POSTGRES,
+    }
+}
+const WRITERS_POSTGRES: usize = 2;
+
+/// Where writers take their batches from, one writer at a time: the refreshes handed over, and
+/// those waiting from earlier batches (first in line).
+struct Intake {
+    rx: mpsc::Receiver<Pending>,
+    queue: VecDeque<Pending>,
+}
+
+impl Intake {
+    /// The next batch; `None` once every handle is gone and nothing waits.
+    async fn next_batch(&mut self) -> Option<Vec<Pending>> {
+        if self.queue.is_empty() {
+            self.queue.push_back(self.rx.recv().await?);
         }
         let mut yields = 0;
-        while queue.len() < MAX_BATCH {
-            match rx.try_recv() {
-                Ok(p) => queue.push_back(p),
+        while self.queue.len() < MAX_BATCH {
+            match self.rx.try_recv() {
+                Ok(p) => self.queue.push_back(p),
                 Err(mpsc::error::TryRecvError::Empty)
-                    if queue.len() < FILL_BELOW && yields < FILL_YIELDS =>
+                    if self.queue.len() < FILL_BELOW && yields < FILL_YIELDS =>
                 {
                     yields += 1;
                     tokio::task::yield_now().await;
@@ -117,11 +140,27 @@ async fn run(
                 Err(_) => break,
             }
         }
-        let take = batch_size(queue.len());
-        let batch: Vec<Pending> = queue.drain(..take).collect();
+        let take = batch_size(self.queue.len());
+        Some(self.queue.drain(..take).collect())
+    }
+}
+
+async fn run(
+    db: Db,
+    policy: Arc<RotationPolicy>,
+    clock: Arc<dyn Clock>,
+    intake: Arc<tokio::sync::Mutex<Intake>>,
+) {
+    loop {
+        let Some(batch) = intake.lock().await.next_batch().await else {
+            return;
+        };
         let deferred = rotate_batch(&db, &policy, batch, clock.now_ms()).await;
-        for p in deferred.into_iter().rev() {
-            queue.push_front(p);
+        if !deferred.is_empty() {
+            let mut intake = intake.lock().await;
+            for p in deferred.into_iter().rev() {
+                intake.queue.push_front(p);
+            }
         }
     }
 }
