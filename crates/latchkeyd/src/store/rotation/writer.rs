@@ -71,8 +71,10 @@ impl Rotator {
     /// Starts the writer on the runtime this is called from.
     pub fn spawn(db: Db, policy: RotationPolicy, clock: Arc<dyn Clock>) -> Self {
         let (tx, rx) = mpsc::channel(8192);
+        let (requeue, requeued) = mpsc::unbounded_channel();
         let intake = Arc::new(tokio::sync::Mutex::new(Intake {
             rx,
+            requeued,
             queue: VecDeque::new(),
         }));
         let policy = Arc::new(policy);
@@ -82,6 +84,7 @@ impl Rotator {
                 policy.clone(),
                 clock.clone(),
                 intake.clone(),
+                requeue.clone(),
             ));
         }
         Self { tx }
@@ -115,17 +118,28 @@ fn writers(backend: Backend) -> usize {
 const WRITERS_POSTGRES: usize = 2;
 
 /// Where writers take their batches from, one writer at a time: the refreshes handed over, and
-/// those waiting from earlier batches (first in line).
+/// those that wait from earlier batches (first in line). A writer that waits here holds the
+/// intake, so the others hand their waiting refreshes back through `requeued`, never through
+/// the lock.
 struct Intake {
     rx: mpsc::Receiver<Pending>,
+    requeued: mpsc::UnboundedReceiver<Pending>,
     queue: VecDeque<Pending>,
 }
 
 impl Intake {
     /// The next batch; `None` once every handle is gone and nothing waits.
     async fn next_batch(&mut self) -> Option<Vec<Pending>> {
+        while let Ok(p) = self.requeued.try_recv() {
+            self.queue.push_back(p);
+        }
         if self.queue.is_empty() {
-            self.queue.push_back(self.rx.recv().await?);
+            let first = tokio::select! {
+                biased;
+                Some(p) = self.requeued.recv() => p,
+                p = self.rx.recv() => p?,
+            };
+            self.queue.push_back(first);
         }
         let mut yields = 0;
         while self.queue.len() < MAX_BATCH {
@@ -150,17 +164,15 @@ async fn run(
     policy: Arc<RotationPolicy>,
     clock: Arc<dyn Clock>,
     intake: Arc<tokio::sync::Mutex<Intake>>,
+    requeue: mpsc::UnboundedSender<Pending>,
 ) {
     loop {
         let Some(batch) = intake.lock().await.next_batch().await else {
             return;
         };
-        let deferred = rotate_batch(&db, &policy, batch, clock.now_ms()).await;
-        if !deferred.is_empty() {
-            let mut intake = intake.lock().await;
-            for p in deferred.into_iter().rev() {
-                intake.queue.push_front(p);
-            }
+        for p in rotate_batch(&db, &policy, batch, clock.now_ms()).await {
+            // The intake outlives every writer: this cannot fail while one runs.
+            let _ = requeue.send(p);
         }
     }
 }
