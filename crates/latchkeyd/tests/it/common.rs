@@ -423,6 +423,15 @@ pub async fn exchange(server: &TestServer, code: &str, verifier: &str) -> (u16, 
         .await
 }
 
+/// The session (`sid`) an access token belongs to.
+pub fn session_of(tokens: &Value) -> String {
+    let claims =
+        jsonwebtoken::dangerous::insecure_decode::<Value>(tokens["access_token"].as_str().unwrap())
+            .unwrap()
+            .claims;
+    claims["sid"].as_str().unwrap().to_string()
+}
+
 /// The whole sign-in: form, code, token response.
 pub async fn sign_in(server: &TestServer, email: &str) -> Value {
     let signin = SignIn::new();

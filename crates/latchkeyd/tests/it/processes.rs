@@ -127,14 +127,6 @@ async fn head_of(server: &TestServer, session: &str) -> Head {
     }
 }
 
-fn session_of(tokens: &Value) -> String {
-    let claims =
-        jsonwebtoken::dangerous::insecure_decode::<Value>(tokens["access_token"].as_str().unwrap())
-            .unwrap()
-            .claims;
-    claims["sid"].as_str().unwrap().to_string()
-}
-
 const FAMILIES: usize = 8;
 const ROUNDS: u64 = 3;
 

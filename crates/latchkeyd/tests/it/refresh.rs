@@ -11,14 +11,6 @@ use sqlx::Row;
 use crate::both_backends;
 use crate::common::*;
 
-fn session_of(tokens: &Value) -> String {
-    let claims =
-        jsonwebtoken::dangerous::insecure_decode::<Value>(tokens["access_token"].as_str().unwrap())
-            .unwrap()
-            .claims;
-    claims["sid"].as_str().unwrap().to_string()
-}
-
 /// A family's live tokens: its session's head, while the session is not revoked.
 async fn live_tokens(server: &TestServer, session: &str) -> i64 {
     sqlx::query(

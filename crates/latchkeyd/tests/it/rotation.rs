@@ -58,14 +58,6 @@ const CASES: [Case; 12] = [
     Case::ForgedSecret,
 ];
 
-fn session_of(tokens: &Value) -> String {
-    let claims =
-        jsonwebtoken::dangerous::insecure_decode::<Value>(tokens["access_token"].as_str().unwrap())
-            .unwrap()
-            .claims;
-    claims["sid"].as_str().unwrap().to_string()
-}
-
 fn token_of(tokens: &Value) -> latchkeyd::secret::RefreshTokenRef {
     latchkeyd::secret::parse_refresh_token(tokens["refresh_token"].as_str().unwrap()).unwrap()
 }
