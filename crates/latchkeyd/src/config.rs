@@ -283,14 +283,8 @@ impl Default for Limits {
         Self {
             request_body_bytes: 64 * 1024,
             request_timeout_secs: 15,
-            authorize: RateLimit {
-                per_minute: 60,
-                burst: 30,
-            },
-            token_failures: RateLimit {
-                per_minute: 60,
-                burst: 30,
-            },
+            authorize: RateLimit::default(),
+            token_failures: RateLimit::default(),
         }
     }
 }
@@ -298,10 +292,19 @@ impl Default for Limits {
 /// A rate per client address (IPv4 /32, IPv6 /64): `per_minute` sustained, up to `burst` at
 /// once. A `per_minute` of 0 switches the limit off.
 #[derive(Debug, Clone, Copy, Deserialize)]
-#[serde(deny_unknown_fields)]
+#[serde(default, deny_unknown_fields)]
 pub struct RateLimit {
     pub per_minute: u32,
     pub burst: u32,
+}
+
+impl Default for RateLimit {
+    fn default() -> Self {
+        Self {
+            per_minute: 60,
+            burst: 30,
+        }
+    }
 }
 
 impl Settings {
@@ -407,5 +410,12 @@ mod tests {
         std::fs::write(&path, "[tokens]\nacess_token_ttl_secs = 5\n").unwrap();
         let err = Settings::from_file(&path).unwrap_err().to_string();
         assert!(err.contains("acess_token_ttl_secs"), "{err}");
+
+        // A limit's table may give one field; the other keeps its default.
+        std::fs::write(&path, "[limits.authorize]\nper_minute = 0\n").unwrap();
+        let s = Settings::from_file(&path).unwrap();
+        assert_eq!(s.limits.authorize.per_minute, 0);
+        assert_eq!(s.limits.authorize.burst, 30);
+        assert_eq!(s.limits.token_failures.per_minute, 60);
     }
 }
