@@ -9,7 +9,7 @@ use super::auth_requests::{device_from_row, AuthRequest, DeviceInfo};
 use super::events::{self, Audit, NewEvent, Severity};
 use super::outcome::{Grant, Outcome, Refusal};
 use super::revocation::{lock_sessions, revoke_and_record};
-use super::rotation::refresh_expiry;
+use super::rotation::{self, refresh_expiry};
 use super::{Origin, Result};
 use crate::clock::{secs, Millis};
 use crate::config::TokenPolicy;
@@ -363,19 +363,20 @@ async fn insert_first_token(
 ) -> Result<(Secret<String>, Millis)> {
     let (secret, secret_hash) = new_refresh_secret();
     let expires_at = refresh_expiry(policy, now, session_expires_at);
-    let id: i64 = sqlx::query(
-        "INSERT INTO refresh_tokens (secret_hash, session_id, generation, issued_at, expires_at, issued_ip, \
-         issued_user_agent) VALUES ($1, $2, 1, $3, $4, $5, $6) RETURNING id",
-    )
-    .bind(secret_hash)
-    .bind(session_id)
-    .bind(now)
-    .bind(expires_at)
-    .bind(origin.ip.as_deref())
-    .bind(origin.user_agent.as_deref())
-    .fetch_one(&mut **tx)
-    .await?
-    .try_get("id")?;
+    // The rotation's statement, for a family of one: generation 1, no parent.
+    let id: i64 = sqlx::query(rotation::insert_tokens(1))
+        .bind(secret_hash)
+        .bind(session_id)
+        .bind(1_i64)
+        .bind(None::<i64>)
+        .bind(None::<i64>)
+        .bind(now)
+        .bind(expires_at)
+        .bind(origin.ip.as_deref())
+        .bind(origin.user_agent.as_deref())
+        .fetch_one(&mut **tx)
+        .await?
+        .try_get("id")?;
     sqlx::query("UPDATE sessions SET head_token_id = $1 WHERE id = $2")
         .bind(id)
         .bind(session_id)

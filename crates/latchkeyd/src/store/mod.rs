@@ -48,3 +48,11 @@ pub(crate) fn conflict_on_unique(e: sqlx::Error, message: impl Into<String>) -> 
         _ => StoreError::Db(e),
     }
 }
+
+/// `$first, …` for `count` parameters.
+pub(crate) fn placeholders(first: usize, count: usize) -> String {
+    (first..first + count)
+        .map(|i| format!("${i}"))
+        .collect::<Vec<_>>()
+        .join(", ")
+}

@@ -6,7 +6,7 @@ use sqlx::Row;
 
 use super::audit::Actor;
 use super::events::{self, Audit, NewEvent, Severity};
-use super::{Origin, Result};
+use super::{placeholders, Origin, Result};
 use crate::clock::Millis;
 use crate::db::{Backend, Db, Tx};
 use crate::secret::parse_refresh_token;
@@ -55,14 +55,6 @@ pub(crate) async fn lock_sessions(tx: &mut Tx, ids: &[String]) -> Result<()> {
         query.fetch_all(&mut **tx).await?;
     }
     Ok(())
-}
-
-/// `$first, …` for `count` parameters.
-pub(crate) fn placeholders(first: usize, count: usize) -> String {
-    (first..first + count)
-        .map(|i| format!("${i}"))
-        .collect::<Vec<_>>()
-        .join(", ")
 }
 
 /// Revokes a session (and so its family) and records who did it and why.

@@ -18,6 +18,9 @@ mod writer;
 pub use decide::{refresh_expiry, refreshed_scope};
 pub use writer::Rotator;
 
+/// Inserts `n` refresh tokens; returns each one's id and session (see `sql::insert`).
+pub(crate) use sql::insert as insert_tokens;
+
 use crate::config::{SignalPolicy, TokenPolicy};
 use crate::secret::RefreshTokenRef;
 

@@ -6,7 +6,7 @@
 use std::sync::OnceLock;
 
 use crate::db::Backend;
-use crate::store::revocation::placeholders;
+use crate::store::placeholders;
 
 /// The most refreshes one transaction takes.
 pub const MAX_BATCH: usize = 64;
