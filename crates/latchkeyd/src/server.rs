@@ -227,7 +227,8 @@ impl Server {
                 revoke_on_key_mismatch: settings.dpop.revoke_on_key_mismatch,
             },
             clock.clone(),
-        );
+        )
+        .context("cannot start the rotation writer")?;
         let limits = RateLimits {
             authorize: Limiter::new(&settings.limits.authorize),
             token_failures: Limiter::new(&settings.limits.token_failures),

@@ -364,7 +364,7 @@ async fn insert_first_token(
     let (secret, secret_hash) = new_refresh_secret();
     let expires_at = refresh_expiry(policy, now, session_expires_at);
     // The rotation's statement, for a family of one: generation 1, no parent.
-    let id: i64 = sqlx::query(rotation::insert_tokens(1))
+    let id: i64 = sqlx::query(rotation::insert_tokens(tx.backend(), 1))
         .bind(secret_hash)
         .bind(session_id)
         .bind(1_i64)

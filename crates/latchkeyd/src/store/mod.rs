@@ -16,6 +16,8 @@ pub mod sessions;
 pub mod throttle;
 pub mod users;
 
+use crate::db::Backend;
+
 #[derive(Debug, thiserror::Error)]
 pub enum StoreError {
     #[error("database error: {0}")]
@@ -49,10 +51,22 @@ pub(crate) fn conflict_on_unique(e: sqlx::Error, message: impl Into<String>) -> 
     }
 }
 
-/// `$first, …` for `count` parameters.
-pub(crate) fn placeholders(first: usize, count: usize) -> String {
+/// `count` parameters numbered from `first`, joined by commas (see [`param`]).
+pub(crate) fn placeholders(backend: Backend, first: usize, count: usize) -> String {
     (first..first + count)
-        .map(|i| format!("${i}"))
+        .map(|i| param(backend, i))
         .collect::<Vec<_>>()
         .join(", ")
+}
+
+/// The `i`th parameter (from 1) of a statement: `$i` on PostgreSQL, a bare `?` on SQLite, so a
+/// text that uses this must number its parameters in the order they appear. A numbered
+/// parameter is a name to SQLite, and sqlx looks up every parameter's name when it binds, by a
+/// search through all of them: a statement with hundreds of numbered parameters spent more time
+/// binding than running. `?` has no name and binds by position.
+pub(crate) fn param(backend: Backend, i: usize) -> String {
+    match backend {
+        Backend::Postgres => format!("${i}"),
+        Backend::Sqlite => "?".to_string(),
+    }
 }

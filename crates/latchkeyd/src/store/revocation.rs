@@ -46,7 +46,7 @@ pub(crate) async fn lock_sessions(tx: &mut Tx, ids: &[String]) -> Result<()> {
     for chunk in ids.chunks(1000) {
         let sql = format!(
             "SELECT id FROM sessions WHERE id IN ({}) ORDER BY id FOR UPDATE",
-            placeholders(1, chunk.len())
+            placeholders(Backend::Postgres, 1, chunk.len())
         );
         let mut query = sqlx::query(&sql);
         for id in chunk {

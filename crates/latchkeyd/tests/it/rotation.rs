@@ -266,7 +266,8 @@ async fn server_and_writer(backend: Backend) -> (TestServer, Rotator) {
             revoke_on_key_mismatch: true,
         },
         server.clock.clone(),
-    );
+    )
+    .expect("writer");
     (server, rotator)
 }
 

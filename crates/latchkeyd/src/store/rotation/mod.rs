@@ -9,9 +9,13 @@
 //!   transaction (group commit), their families locked in id order, loaded, decided and
 //!   written with a few set-wide statements, the suspicion signals assessed and recorded in the
 //!   same transaction; each is answered once that transaction has committed.
-//! - `sql.rs`: the statements, one text for both databases.
+//! - `plan.rs`: what a batch comes to before anything is written, and each refresh's answer.
+//! - `direct.rs`: on SQLite, the writer's own connection for batches that only rotate.
+//! - `sql.rs`: the statements, one text for both databases, and their rows.
 
 mod decide;
+mod direct;
+mod plan;
 mod sql;
 mod writer;
 

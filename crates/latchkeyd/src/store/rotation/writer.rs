@@ -18,8 +18,11 @@
 //!
 //! A request whose token or session already has a refresh in the batch waits for the next
 //! batch: its decision depends on what the first one writes.
+//!
+//! On SQLite the writer is a thread of its own, which runs the batches that only rotate on its
+//! own connection (`direct.rs`) and the rest as above.
 
-use std::collections::{HashMap, HashSet, VecDeque};
+use std::collections::{HashMap, VecDeque};
 use std::sync::Arc;
 
 use serde_json::json;
@@ -27,17 +30,19 @@ use sqlx::any::AnyRow;
 use sqlx::Row;
 use tokio::sync::{mpsc, oneshot};
 
-use super::decide::{decide, Ask, Decision, Family, Revoked, Successor};
-use super::sql::{self, MAX_BATCH};
+use super::decide::Family;
+use super::direct::Direct;
+use super::plan::{distinct_tokens, grant, plan, rotations, Pending, Plan};
+use super::sql::{self, Columns, Value, MAX_BATCH};
 use super::{RefreshRequest, RotationPolicy};
 use crate::clock::{Clock, Millis};
 use crate::db::{Backend, Db, Tx};
-use crate::secret::{new_refresh_secret, refresh_token, Secret};
-use crate::signals::{self, PriorUse, Signal};
+use crate::secret::new_refresh_secret;
+use crate::signals::Signal;
 use crate::store::audit::Actor;
 use crate::store::chains::{chain_links, chain_walk};
 use crate::store::events::{self, Audit, NewEvent, Severity};
-use crate::store::outcome::{Grant, Outcome, Refusal};
+use crate::store::outcome::{Outcome, Refusal};
 use crate::store::revocation::revoke_and_record;
 use crate::store::{Result, StoreError};
 
@@ -53,14 +58,6 @@ const FILL_YIELDS: u32 = 4;
 /// one by one.
 const RETRIES: u32 = 3;
 
-struct Pending {
-    request: RefreshRequest,
-    /// The successor's secret and its hash, made by the caller: the writer is what every
-    /// refresh waits on, so it does only what must be serial.
-    successor: (Secret<[u8; 32]>, Vec<u8>),
-    reply: oneshot::Sender<Result<Outcome>>,
-}
-
 /// A handle to the rotation writer; the writer ends when the last handle drops.
 #[derive(Clone)]
 pub struct Rotator {
@@ -68,26 +65,44 @@ pub struct Rotator {
 }
 
 impl Rotator {
-    /// Starts the writer on the runtime this is called from.
-    pub fn spawn(db: Db, policy: RotationPolicy, clock: Arc<dyn Clock>) -> Self {
+    /// Starts the writer on the runtime this is called from. On SQLite this opens the writer's
+    /// own connection to the database file: a file it cannot open fails here, not at the first
+    /// refresh.
+    pub fn spawn(db: Db, policy: RotationPolicy, clock: Arc<dyn Clock>) -> std::io::Result<Self> {
         let (tx, rx) = mpsc::channel(8192);
         let (requeue, requeued) = mpsc::unbounded_channel();
+        let pause = match db.backend() {
+            Backend::Sqlite => Pause::Thread,
+            Backend::Postgres => Pause::Task,
+        };
         let intake = Arc::new(tokio::sync::Mutex::new(Intake {
             rx,
             requeued,
             queue: VecDeque::new(),
+            pause,
         }));
-        let policy = Arc::new(policy);
-        for _ in 0..writers(db.backend()) {
-            tokio::spawn(run(
-                db.clone(),
-                policy.clone(),
-                clock.clone(),
-                intake.clone(),
-                requeue.clone(),
-            ));
+        let writer = Writer {
+            db: db.clone(),
+            policy: Arc::new(policy),
+            clock,
+            intake,
+            requeue,
+        };
+        match db.sqlite_path() {
+            Some(path) => {
+                let direct = Direct::open(path).map_err(std::io::Error::other)?;
+                let runtime = tokio::runtime::Handle::current();
+                std::thread::Builder::new()
+                    .name("latchkey-rotator".into())
+                    .spawn(move || runtime.block_on(writer.run(Some(direct))))?;
+            }
+            None => {
+                for _ in 0..WRITERS_POSTGRES {
+                    tokio::spawn(writer.clone().run(None));
+                }
+            }
         }
-        Self { tx }
+        Ok(Self { tx })
     }
 
     /// Rotates the presented token, answered once the transaction holding the rotation has
@@ -105,17 +120,21 @@ impl Rotator {
     }
 }
 
-/// How many batches run at once. SQLite has one writer: a second batch would only wait for
-/// the first. On PostgreSQL a batch spends most of its time waiting on round trips and the
-/// commit's flush; while one waits, the next is gathered and written (their sessions' locks
-/// order them where they share a family).
-fn writers(backend: Backend) -> usize {
-    match backend {
-        Backend::Sqlite => 1,
-        Backend::Postgres => WRITERS_POSTGRES,
-    }
-}
+/// How many batches run at once on PostgreSQL, where a batch spends most of its time waiting
+/// on round trips and the commit's flush: while one waits, the next is gathered and written
+/// (their sessions' locks order them where they share a family). SQLite has one writer: a
+/// second batch would only wait for the first.
 const WRITERS_POSTGRES: usize = 2;
+
+/// How a writer gathering a small batch gives way to the request handlers that are about to
+/// hand over more refreshes.
+#[derive(Clone, Copy)]
+enum Pause {
+    /// A task on the handlers' runtime: let the others run.
+    Task,
+    /// A thread of its own (SQLite): let the handlers' threads have the core.
+    Thread,
+}
 
 /// Where writers take their batches from, one writer at a time: the refreshes handed over, and
 /// those that wait from earlier batches (first in line). A writer that waits here holds the
@@ -125,6 +144,7 @@ struct Intake {
     rx: mpsc::Receiver<Pending>,
     requeued: mpsc::UnboundedReceiver<Pending>,
     queue: VecDeque<Pending>,
+    pause: Pause,
 }
 
 impl Intake {
@@ -149,7 +169,10 @@ impl Intake {
                     if self.queue.len() < FILL_BELOW && yields < FILL_YIELDS =>
                 {
                     yields += 1;
-                    tokio::task::yield_now().await;
+                    match self.pause {
+                        Pause::Task => tokio::task::yield_now().await,
+                        Pause::Thread => std::thread::yield_now(),
+                    }
                 }
                 Err(_) => break,
             }
@@ -159,20 +182,45 @@ impl Intake {
     }
 }
 
-async fn run(
+#[derive(Clone)]
+struct Writer {
     db: Db,
     policy: Arc<RotationPolicy>,
     clock: Arc<dyn Clock>,
     intake: Arc<tokio::sync::Mutex<Intake>>,
     requeue: mpsc::UnboundedSender<Pending>,
-) {
-    loop {
-        let Some(batch) = intake.lock().await.next_batch().await else {
-            return;
-        };
-        for p in rotate_batch(&db, &policy, batch, clock.now_ms()).await {
-            // The intake outlives every writer: this cannot fail while one runs.
-            let _ = requeue.send(p);
+}
+
+impl Writer {
+    /// Runs batches until every handle is gone; with `direct`, each first on that connection.
+    async fn run(self, mut direct: Option<Direct>) {
+        loop {
+            let Some(batch) = self.intake.lock().await.next_batch().await else {
+                return;
+            };
+            // A request abandoned (timed out, client gone) before its turn is not rotated: its
+            // client would never learn the successor, and its retry would look like reuse.
+            let batch: Vec<Pending> = batch.into_iter().filter(|p| !p.reply.is_closed()).collect();
+            if batch.is_empty() {
+                continue;
+            }
+            let now = self.clock.now_ms();
+            let done = match direct.as_mut().map(|d| d.run(&self.policy, &batch, now)) {
+                Some(Ok(Some(outcomes))) => Some(outcomes),
+                Some(Ok(None)) | None => None,
+                Some(Err(e)) => {
+                    tracing::warn!(error = %e, size = batch.len(), "direct rotation batch failed; running it through the pool");
+                    None
+                }
+            };
+            let deferred = match done {
+                Some(outcomes) => answer(batch, outcomes),
+                None => rotate_batch(&self.db, &self.policy, batch, now).await,
+            };
+            for p in deferred {
+                // The intake outlives every writer: this cannot fail while one runs.
+                let _ = self.requeue.send(p);
+            }
         }
     }
 }
@@ -198,12 +246,6 @@ async fn rotate_batch(
     batch: Vec<Pending>,
     now: Millis,
 ) -> Vec<Pending> {
-    // A request abandoned (timed out, client gone) before its turn is not rotated: its client
-    // would never learn the successor, and its retry would look like reuse.
-    let batch: Vec<Pending> = batch.into_iter().filter(|p| !p.reply.is_closed()).collect();
-    if batch.is_empty() {
-        return Vec::new();
-    }
     let mut attempt = 0;
     let result = loop {
         match run_batch(db, policy, &batch, now).await {
@@ -269,26 +311,6 @@ fn clone_error(e: &StoreError) -> StoreError {
     StoreError::Db(sqlx::Error::Protocol(format!("rotation failed: {e}")))
 }
 
-/// What one refresh of the batch comes to, before anything is written.
-enum Plan {
-    /// Waits for the next batch.
-    Deferred,
-    Grant {
-        successor: Successor,
-        /// For a grace replay: the token's first use, kept on it from now on.
-        replayed: Option<Millis>,
-        signals: Vec<Signal>,
-    },
-    /// A high-severity signal under `auto_revoke_high`: the family is revoked instead.
-    Theft {
-        signals: Vec<Signal>,
-    },
-    Refuse(Refusal),
-    RevokedTokenUsed,
-    Reuse,
-    KeyMismatch,
-}
-
 /// One batch in one transaction: each refresh's outcome, or `None` where it waits.
 async fn run_batch(
     db: &Db,
@@ -297,70 +319,20 @@ async fn run_batch(
     now: Millis,
 ) -> Result<Vec<Option<Outcome>>> {
     let mut tx = db.begin_write().await?;
-
-    // One refresh per token per transaction: the first; the others wait.
-    let mut tokens = HashSet::new();
-    let mut ids = Vec::new();
-    let mut plans: Vec<Option<Plan>> = batch
-        .iter()
-        .map(|p| {
-            let id = p.request.token.id;
-            if tokens.insert(id) {
-                ids.push(id);
-                None
-            } else {
-                Some(Plan::Deferred)
-            }
-        })
-        .collect();
-
+    let (ids, planned) = distinct_tokens(batch);
     if let Some(lock) = sql::lock(tx.backend(), ids.len()) {
         bind_all(sqlx::query(lock), &ids)
             .fetch_all(&mut *tx)
             .await?;
     }
-    let families: HashMap<i64, Family> = bind_all(sqlx::query(sql::load(ids.len())), &ids)
-        .fetch_all(&mut *tx)
-        .await?
-        .iter()
-        .map(|row| family(row).map(|f| (f.token_id, f)))
-        .collect::<std::result::Result<_, _>>()?;
-
-    // One refresh per session per transaction, likewise.
-    let mut sessions = HashSet::new();
-    for (p, plan) in batch.iter().zip(plans.iter_mut()) {
-        if plan.is_some() {
-            continue;
-        }
-        let f = families.get(&p.request.token.id);
-        if let Some(f) = f {
-            if !sessions.insert(f.session_id.as_str()) {
-                *plan = Some(Plan::Deferred);
-                continue;
-            }
-        }
-        let r = &p.request;
-        let ask = Ask {
-            token: &r.token,
-            client_id: &r.client_id,
-            requested_scope: r.requested_scope.as_deref(),
-            jkt: r.jkt.as_deref(),
-            bind: r.bind,
-            now,
-        };
-        *plan = Some(match decide(&policy.tokens, f, &ask) {
-            Decision::Rotate(successor) => granted(policy, successor, None, r, now),
-            Decision::GraceReplay {
-                successor,
-                first_used_at,
-            } => granted(policy, successor, Some(first_used_at), r, now),
-            Decision::Refuse(refusal) => Plan::Refuse(refusal),
-            Decision::RevokedTokenUsed => Plan::RevokedTokenUsed,
-            Decision::Reuse => Plan::Reuse,
-            Decision::KeyMismatch => Plan::KeyMismatch,
-        });
-    }
-    let plans: Vec<Plan> = plans.into_iter().map(|p| p.expect("decided")).collect();
+    let families: HashMap<i64, Family> =
+        bind_all(sqlx::query(sql::load(tx.backend(), ids.len())), &ids)
+            .fetch_all(&mut *tx)
+            .await?
+            .iter()
+            .map(|row| sql::family(row).map(|f| (f.token_id, f)))
+            .collect::<std::result::Result<_, _>>()?;
+    let plans = plan(policy, batch, planned, &families, now);
 
     let heads = write_successors(&mut tx, batch, &plans, &families, now).await?;
     let mut outcomes = Vec::with_capacity(batch.len());
@@ -372,28 +344,6 @@ async fn run_batch(
     Ok(outcomes)
 }
 
-/// Assesses a rotation's suspicion signals, in the rotation's own transaction.
-fn granted(
-    policy: &RotationPolicy,
-    successor: Successor,
-    replayed: Option<Millis>,
-    r: &RefreshRequest,
-    now: Millis,
-) -> Plan {
-    let signals = signals::assess(&policy.signals, &successor.use_(), &r.origin, now);
-    let theft =
-        policy.signals.auto_revoke_high && signals.iter().any(|s| s.severity == Severity::High);
-    if theft {
-        Plan::Theft { signals }
-    } else {
-        Plan::Grant {
-            successor,
-            replayed,
-            signals,
-        }
-    }
-}
-
 /// Inserts every granted successor and moves every session's head to it, one statement each
 /// for the whole batch; the new heads' ids by session.
 async fn write_successors(
@@ -403,56 +353,30 @@ async fn write_successors(
     families: &HashMap<i64, Family>,
     now: Millis,
 ) -> Result<HashMap<String, i64>> {
-    let granted: Vec<(&Pending, &Successor, &Family)> = batch
-        .iter()
-        .zip(plans)
-        .filter_map(|(p, plan)| match plan {
-            Plan::Grant { successor, .. } => {
-                Some((p, successor, families.get(&p.request.token.id)?))
-            }
-            _ => None,
-        })
-        .collect();
+    let granted = rotations(batch, plans, families);
     if granted.is_empty() {
         return Ok(HashMap::new());
     }
     let n = granted.len();
-    let mut insert = sqlx::query(sql::insert(n));
-    for (p, s, f) in &granted {
-        let origin = &p.request.origin;
-        insert = insert
-            .bind(p.successor.1.as_slice())
-            .bind(f.session_id.as_str())
-            .bind(s.generation)
-            .bind(f.generation)
-            .bind(f.token_id)
-            .bind(now)
-            .bind(s.expires_at)
-            .bind(origin.ip.as_deref())
-            .bind(origin.user_agent.as_deref());
-    }
-    let heads: HashMap<String, i64> = insert
+    let backend = tx.backend();
+    let rows = granted
+        .iter()
+        .flat_map(|&(p, s, f)| sql::insert_row(p, s, f, now));
+    let heads: HashMap<String, i64> = bind_values(sqlx::query(sql::insert(backend, n)), rows)
         .fetch_all(&mut **tx)
         .await?
         .iter()
-        .map(|row| Ok((row.try_get("session_id")?, row.try_get("id")?)))
+        .map(|row| Ok((row.try_get(1)?, row.try_get(0)?)))
         .collect::<std::result::Result<_, sqlx::Error>>()?;
-
-    let mut advance = sqlx::query(sql::advance(n));
-    for (p, s, f) in &granted {
-        let origin = &p.request.origin;
-        advance = advance
-            .bind(f.session_id.as_str())
-            .bind(s.expected_head)
-            .bind(heads.get(&f.session_id).copied())
-            .bind(s.generation)
-            .bind(now)
-            .bind(origin.ip.as_deref())
-            .bind(origin.user_agent.as_deref())
-            .bind(s.window_start)
-            .bind(s.window_count)
-            .bind(s.dpop_jkt.as_deref());
+    let mut rows = Vec::with_capacity(n * sql::ADVANCE_PARAMS);
+    for &(p, s, f) in &granted {
+        let head = heads
+            .get(&f.session_id)
+            .copied()
+            .ok_or_else(|| StoreError::Conflict("a successor was not written".into()))?;
+        rows.extend(sql::advance_row(p, s, f, head, now));
     }
+    let advance = bind_values(sqlx::query(sql::advance(backend, n)), rows);
     let moved = advance.execute(&mut **tx).await?.rows_affected();
     if moved != n as u64 {
         // The sessions are locked and were read under the lock: this cannot happen unless
@@ -510,17 +434,7 @@ async fn record(
                 .get(&f.session_id)
                 .copied()
                 .ok_or_else(|| StoreError::Conflict("a successor was not written".into()))?;
-            Ok(Grant {
-                session_id: f.session_id.clone(),
-                user_id: f.user_id.clone(),
-                client_id: f.client_id.clone(),
-                scope: successor.scope,
-                auth_time: f.auth_time,
-                nonce: None,
-                refresh_token: refresh_token(id, &p.successor.0),
-                refresh_expires_at: successor.expires_at,
-                dpop_jkt: successor.dpop_jkt,
-            })
+            Ok(grant(p, f, successor, id))
         }
         (Plan::Theft { signals }, Some(f)) => {
             record_signals(tx, f, origin, &signals, now).await?;
@@ -704,40 +618,38 @@ fn bind_all<'q>(
     query
 }
 
-fn family(row: &AnyRow) -> std::result::Result<Family, sqlx::Error> {
-    Ok(Family {
-        token_id: row.try_get("id")?,
-        secret_hash: row.try_get("secret_hash")?,
-        generation: row.try_get("generation")?,
-        issued: PriorUse {
-            at: row.try_get("issued_at")?,
-            ip: row.try_get("issued_ip")?,
-            user_agent: row.try_get("issued_user_agent")?,
-        },
-        token_expires_at: row.try_get("expires_at")?,
-        first_used_at: row.try_get("first_used_at")?,
-        grace_replays: row.try_get("grace_replays")?,
-        session_id: row.try_get("session_id")?,
-        user_id: row.try_get("user_id")?,
-        client_id: row.try_get("client_id")?,
-        scope: row.try_get("scope")?,
-        auth_time: row.try_get("auth_time")?,
-        session_expires_at: row.try_get("session_expires_at")?,
-        revoked: row
-            .try_get::<Option<i64>, _>("revoked_at")?
-            .map(|_| {
-                row.try_get("revoke_reason")
-                    .map(|reason| Revoked { reason })
-            })
-            .transpose()?,
-        head: row.try_get("head_token_id")?,
-        session_generation: row.try_get("session_generation")?,
-        dpop_jkt: row.try_get("dpop_jkt")?,
-        window_start: row.try_get("rate_window_start")?,
-        window_count: row.try_get("rate_window_count")?,
-        head_parent: row.try_get("head_parent_id")?,
-        head_issued_at: row.try_get("head_issued_at")?,
-    })
+impl Columns for AnyRow {
+    type Error = sqlx::Error;
+    fn int(&self, i: usize) -> Result<i64, sqlx::Error> {
+        self.try_get(i)
+    }
+    fn maybe_int(&self, i: usize) -> Result<Option<i64>, sqlx::Error> {
+        self.try_get(i)
+    }
+    fn text(&self, i: usize) -> Result<String, sqlx::Error> {
+        self.try_get(i)
+    }
+    fn maybe_text(&self, i: usize) -> Result<Option<String>, sqlx::Error> {
+        self.try_get(i)
+    }
+    fn blob(&self, i: usize) -> Result<Vec<u8>, sqlx::Error> {
+        self.try_get(i)
+    }
+}
+
+fn bind_values<'q>(
+    mut query: sqlx::query::Query<'q, sqlx::Any, sqlx::any::AnyArguments<'q>>,
+    values: impl IntoIterator<Item = Value<'q>>,
+) -> sqlx::query::Query<'q, sqlx::Any, sqlx::any::AnyArguments<'q>> {
+    for value in values {
+        query = match value {
+            Value::Int(v) => query.bind(v),
+            Value::Text(v) => query.bind(v),
+            Value::MaybeText(v) => query.bind(v),
+            Value::Blob(v) => query.bind(v),
+        };
+    }
+    query
 }
 
 #[cfg(test)]

@@ -1,0 +1,181 @@
+//! The SQLite writer's own connection, for the batches that only rotate.
+//!
+//! sqlx runs each SQLite statement on its connection's thread and hands every row back across
+//! threads; a batch through it (begin, load, insert, advance, commit) costs a dozen thread
+//! wake-ups, on the one writer every refresh waits for. Here the writer's thread holds a
+//! connection of its own and runs a batch itself: the same statements (`sql.rs`), the same
+//! decisions (`plan.rs`). A batch that needs more than successors and heads written (an event
+//! to record, a family to revoke, a grace replay to count) is rolled back untouched and run
+//! through sqlx instead (`writer.rs`), where every store function is at hand.
+//!
+//! The two connections are two writers on one file: each takes the write lock at its
+//! transaction's start (`BEGIN IMMEDIATE`) and waits for the other through the busy timeout.
+
+use std::collections::HashMap;
+use std::path::Path;
+use std::time::Duration;
+
+use rusqlite::{Connection, Row};
+
+use super::decide::Family;
+use super::plan::{distinct_tokens, grant, plan, rotations, Pending, Plan};
+use super::sql::{self, Columns, Value};
+use super::RotationPolicy;
+use crate::clock::Millis;
+use crate::db::Backend;
+use crate::store::outcome::Outcome;
+
+pub(super) struct Direct {
+    conn: Connection,
+}
+
+#[derive(Debug, thiserror::Error)]
+pub(super) enum DirectError {
+    #[error(transparent)]
+    Sqlite(#[from] rusqlite::Error),
+    /// What the transaction wrote is not what it meant to: rolled back.
+    #[error("{0}")]
+    Inconsistent(String),
+}
+
+type Result<T> = std::result::Result<T, DirectError>;
+
+impl Direct {
+    pub fn open(path: &Path) -> rusqlite::Result<Self> {
+        let conn = Connection::open(path)?;
+        conn.busy_timeout(Duration::from_secs(5))?;
+        // As the pool's connections (`Db::connect`): a commit survives a crash of the process.
+        conn.execute_batch(
+            "PRAGMA journal_mode = WAL; PRAGMA synchronous = NORMAL; PRAGMA foreign_keys = ON;",
+        )?;
+        // Four statements per batch size in use, and the transaction's own two.
+        conn.set_prepared_statement_cache_capacity(64);
+        Ok(Self { conn })
+    }
+
+    /// Runs the batch in one transaction if it only rotates and refuses; `None` (nothing
+    /// written) if it must be run through sqlx. An outcome is `None` where the refresh waits
+    /// for the next batch.
+    pub fn run(
+        &mut self,
+        policy: &RotationPolicy,
+        batch: &[Pending],
+        now: Millis,
+    ) -> Result<Option<Vec<Option<Outcome>>>> {
+        self.conn.prepare_cached("BEGIN IMMEDIATE")?.execute([])?;
+        let result = self.rotate(policy, batch, now);
+        if !matches!(result, Ok(Some(_))) && !self.conn.is_autocommit() {
+            self.conn.prepare_cached("ROLLBACK")?.execute([])?;
+        }
+        result
+    }
+
+    fn rotate(
+        &mut self,
+        policy: &RotationPolicy,
+        batch: &[Pending],
+        now: Millis,
+    ) -> Result<Option<Vec<Option<Outcome>>>> {
+        let conn = &self.conn;
+        let (ids, planned) = distinct_tokens(batch);
+        let families: HashMap<i64, Family> = {
+            let mut load = conn.prepare_cached(sql::load(Backend::Sqlite, ids.len()))?;
+            let rows = load.query_map(rusqlite::params_from_iter(&ids), |row| sql::family(row))?;
+            rows.map(|f| f.map(|f| (f.token_id, f)))
+                .collect::<rusqlite::Result<_>>()?
+        };
+        let plans = plan(policy, batch, planned, &families, now);
+        if !plans.iter().all(Plan::is_plain) {
+            return Ok(None);
+        }
+
+        let granted = rotations(batch, &plans, &families);
+        let mut heads = HashMap::with_capacity(granted.len());
+        if !granted.is_empty() {
+            let n = granted.len();
+            let mut insert = conn.prepare_cached(sql::insert(Backend::Sqlite, n))?;
+            let rows = granted
+                .iter()
+                .flat_map(|&(p, s, f)| sql::insert_row(p, s, f, now));
+            bind(&mut insert, rows)?;
+            let mut written = insert.raw_query();
+            while let Some(row) = written.next()? {
+                heads.insert(row.get::<_, String>(1)?, row.get::<_, i64>(0)?);
+            }
+            drop(written);
+            let mut advance = conn.prepare_cached(sql::advance(Backend::Sqlite, n))?;
+            let mut rows = Vec::with_capacity(n * sql::ADVANCE_PARAMS);
+            for &(p, s, f) in &granted {
+                let head = heads.get(&f.session_id).copied().ok_or_else(|| {
+                    DirectError::Inconsistent("a successor was not written".into())
+                })?;
+                rows.extend(sql::advance_row(p, s, f, head, now));
+            }
+            bind(&mut advance, rows)?;
+            let moved = advance.raw_execute()?;
+            if moved != n {
+                // The write transaction held the database since the load: this cannot happen
+                // unless something changed the sessions without it. Nothing may stay.
+                return Err(DirectError::Inconsistent(format!(
+                    "{moved} of {n} sessions moved in a rotation batch"
+                )));
+            }
+        }
+        let mut outcomes = Vec::with_capacity(batch.len());
+        for (p, plan) in batch.iter().zip(plans) {
+            outcomes.push(match plan {
+                Plan::Deferred => None,
+                Plan::Refuse(refusal) => Some(Err(refusal)),
+                Plan::Grant { successor, .. } => {
+                    let head = families
+                        .get(&p.request.token.id)
+                        .and_then(|f| Some((f, *heads.get(&f.session_id)?)));
+                    let Some((f, id)) = head else {
+                        return Err(DirectError::Inconsistent(
+                            "a rotation without its successor".into(),
+                        ));
+                    };
+                    Some(Ok(grant(p, f, successor, id)))
+                }
+                _ => return Err(DirectError::Inconsistent("a plan that writes more".into())),
+            });
+        }
+        conn.prepare_cached("COMMIT")?.execute([])?;
+        Ok(Some(outcomes))
+    }
+}
+
+fn bind<'a>(
+    statement: &mut rusqlite::CachedStatement<'_>,
+    values: impl IntoIterator<Item = Value<'a>>,
+) -> rusqlite::Result<()> {
+    for (i, value) in values.into_iter().enumerate() {
+        let i = i + 1;
+        match value {
+            Value::Int(v) => statement.raw_bind_parameter(i, v)?,
+            Value::Text(v) => statement.raw_bind_parameter(i, v)?,
+            Value::MaybeText(v) => statement.raw_bind_parameter(i, v)?,
+            Value::Blob(v) => statement.raw_bind_parameter(i, v)?,
+        }
+    }
+    Ok(())
+}
+
+impl Columns for Row<'_> {
+    type Error = rusqlite::Error;
+    fn int(&self, i: usize) -> rusqlite::Result<i64> {
+        self.get(i)
+    }
+    fn maybe_int(&self, i: usize) -> rusqlite::Result<Option<i64>> {
+        self.get(i)
+    }
+    fn text(&self, i: usize) -> rusqlite::Result<String> {
+        self.get(i)
+    }
+    fn maybe_text(&self, i: usize) -> rusqlite::Result<Option<String>> {
+        self.get(i)
+    }
+    fn blob(&self, i: usize) -> rusqlite::Result<Vec<u8>> {
+        self.get(i)
+    }
+}
