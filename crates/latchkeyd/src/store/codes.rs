@@ -363,20 +363,8 @@ async fn insert_first_token(
 ) -> Result<(Secret<String>, Millis)> {
     let (secret, secret_hash) = new_refresh_secret();
     let expires_at = refresh_expiry(policy, now, session_expires_at);
-    // The rotation's statement, for a family of one: generation 1, no parent.
-    let id: i64 = sqlx::query(rotation::insert_tokens(tx.backend(), 1))
-        .bind(secret_hash)
-        .bind(session_id)
-        .bind(1_i64)
-        .bind(None::<i64>)
-        .bind(None::<i64>)
-        .bind(now)
-        .bind(expires_at)
-        .bind(origin.ip.as_deref())
-        .bind(origin.user_agent.as_deref())
-        .fetch_one(&mut **tx)
-        .await?
-        .try_get("id")?;
+    let id =
+        rotation::insert_first_token(tx, session_id, &secret_hash, expires_at, origin, now).await?;
     sqlx::query("UPDATE sessions SET head_token_id = $1 WHERE id = $2")
         .bind(id)
         .bind(session_id)

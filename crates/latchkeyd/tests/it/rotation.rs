@@ -319,4 +319,48 @@ async fn every_case_in_one_batch(backend: Backend) {
     }
 }
 
-both_backends!(each_case_alone, every_case_in_one_batch);
+/// A refresh that reaches the writer while another transaction is revoking its session waits
+/// for that transaction and is refused: no successor is written into a dead family. On
+/// PostgreSQL the writer reads a batch that only rotates without locking its sessions, so here
+/// it reads the session live and decides a rotation; moving the head is conditional on that,
+/// finds the session revoked once the lock is free, and the batch is run again under the
+/// locks. On SQLite the revoking transaction holds the database until it commits.
+async fn a_revocation_in_flight_wins(backend: Backend) {
+    let (server, rotator) = server_and_writer(backend).await;
+    let (session, request) = prepare(&server, Case::Fresh).await;
+    let before = family_state(&server, &session).await;
+    let mut revoking = server.db.begin_write().await.unwrap();
+    sqlx::query(
+        "UPDATE sessions SET revoked_at = $1, revoke_reason = 'user_revoked' WHERE id = $2",
+    )
+    .bind(server.clock.now_ms())
+    .bind(&session)
+    .execute(&mut *revoking)
+    .await
+    .unwrap();
+    let refresh = tokio::spawn(async move { rotator.rotate(request).await });
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    assert!(
+        !refresh.is_finished(),
+        "the refresh waits for the revocation"
+    );
+    revoking.commit().await.unwrap();
+    let outcome = refresh.await.unwrap().unwrap();
+    assert_eq!(outcome.err(), Some(Refusal::Revoked));
+    let after = family_state(&server, &session).await;
+    assert_eq!(
+        after.generation, before.generation,
+        "no successor was written"
+    );
+    assert!(
+        after.events.iter().any(|e| e == "revoked_token_used"),
+        "{:?}",
+        after.events
+    );
+}
+
+both_backends!(
+    each_case_alone,
+    every_case_in_one_batch,
+    a_revocation_in_flight_wins
+);

@@ -78,12 +78,16 @@ impl Direct {
     ) -> Result<Option<Vec<Option<Outcome>>>> {
         let conn = &self.conn;
         let (ids, planned) = distinct_tokens(batch);
-        let families: HashMap<i64, Family> = {
+        let mut families = HashMap::with_capacity(ids.len());
+        {
             let mut load = conn.prepare_cached(sql::load(Backend::Sqlite, ids.len()))?;
-            let rows = load.query_map(rusqlite::params_from_iter(&ids), |row| sql::family(row))?;
-            rows.map(|f| f.map(|f| (f.token_id, f)))
-                .collect::<rusqlite::Result<_>>()?
-        };
+            bind(&mut load, sql::ids(&ids))?;
+            let mut rows = load.raw_query();
+            while let Some(row) = rows.next()? {
+                let f: Family = sql::family(row)?;
+                families.insert(f.token_id, f);
+            }
+        }
         let plans = plan(policy, batch, planned, &families, now);
         if !plans.iter().all(Plan::is_plain) {
             return Ok(None);
@@ -96,22 +100,22 @@ impl Direct {
             let mut insert = conn.prepare_cached(sql::insert(Backend::Sqlite, n))?;
             let rows = granted
                 .iter()
-                .flat_map(|&(p, s, f)| sql::insert_row(p, s, f, now));
-            bind(&mut insert, rows)?;
+                .map(|&(p, s, f)| sql::insert_row(p, s, f, now));
+            bind(&mut insert, rows.flatten())?;
             let mut written = insert.raw_query();
             while let Some(row) = written.next()? {
                 heads.insert(row.get::<_, String>(1)?, row.get::<_, i64>(0)?);
             }
             drop(written);
             let mut advance = conn.prepare_cached(sql::advance(Backend::Sqlite, n))?;
-            let mut rows = Vec::with_capacity(n * sql::ADVANCE_PARAMS);
+            let mut rows = Vec::with_capacity(n);
             for &(p, s, f) in &granted {
                 let head = heads.get(&f.session_id).copied().ok_or_else(|| {
                     DirectError::Inconsistent("a successor was not written".into())
                 })?;
-                rows.extend(sql::advance_row(p, s, f, head, now));
+                rows.push(sql::advance_row(p, s, f, head, now));
             }
-            bind(&mut advance, rows)?;
+            bind(&mut advance, rows.into_iter().flatten())?;
             let moved = advance.raw_execute()?;
             if moved != n {
                 // The write transaction held the database since the load: this cannot happen
@@ -153,6 +157,7 @@ fn bind<'a>(
         let i = i + 1;
         match value {
             Value::Int(v) => statement.raw_bind_parameter(i, v)?,
+            Value::MaybeInt(v) => statement.raw_bind_parameter(i, v)?,
             Value::Text(v) => statement.raw_bind_parameter(i, v)?,
             Value::MaybeText(v) => statement.raw_bind_parameter(i, v)?,
             Value::Blob(v) => statement.raw_bind_parameter(i, v)?,

@@ -22,8 +22,7 @@ mod writer;
 pub use decide::{refresh_expiry, refreshed_scope};
 pub use writer::Rotator;
 
-/// Inserts `n` refresh tokens; returns each one's id and session (see `sql::insert`).
-pub(crate) use sql::insert as insert_tokens;
+pub(crate) use writer::insert_first_token;
 
 use crate::config::{SignalPolicy, TokenPolicy};
 use crate::secret::RefreshTokenRef;

@@ -1,7 +1,7 @@
-//! The rotation writer's statements: one text for both databases, its parameters written by
-//! [`param`] (`$n` on PostgreSQL, `?` on SQLite, numbered in the order they appear), with casts
-//! where PostgreSQL cannot infer a parameter's type from a column. A statement over `n`
-//! families is built once per database and `n`, and kept.
+//! The rotation writer's statements, each text written once for both databases by a small
+//! query layer: [`param`] writes a parameter (`$n` on PostgreSQL, a positional `?` on
+//! SQLite), [`rows_of`] a list of rows, typed where PostgreSQL cannot infer a parameter's type.
+//! A statement over `n` families is built once per database and `n`, and kept.
 
 use std::sync::OnceLock;
 
@@ -22,10 +22,35 @@ const FAMILY_COLUMNS: &str = "t.id, t.secret_hash, t.session_id, t.generation, t
      s.generation AS session_generation, s.dpop_jkt, s.rate_window_start, s.rate_window_count, \
      h.parent_id AS head_parent_id, h.issued_at AS head_issued_at";
 
-/// Parameters of one successor in [`insert`].
-pub const INSERT_PARAMS: usize = 9;
-/// Parameters of one session in [`advance`].
-pub const ADVANCE_PARAMS: usize = 10;
+/// A column of a list of rows: its name and its PostgreSQL type.
+pub type Column = (&'static str, &'static str);
+
+/// The rows of [`insert`]: a refresh token's columns.
+pub const INSERT_COLUMNS: [Column; 9] = [
+    ("secret_hash", "BYTEA"),
+    ("session_id", "TEXT"),
+    ("generation", "BIGINT"),
+    ("parent_generation", "BIGINT"),
+    ("parent_id", "BIGINT"),
+    ("issued_at", "BIGINT"),
+    ("expires_at", "BIGINT"),
+    ("issued_ip", "TEXT"),
+    ("issued_user_agent", "TEXT"),
+];
+
+/// The rows of [`advance`]: a session and its new head.
+pub const ADVANCE_COLUMNS: [Column; 10] = [
+    ("id", "TEXT"),
+    ("expected_head", "BIGINT"),
+    ("head", "BIGINT"),
+    ("generation", "BIGINT"),
+    ("used_at", "BIGINT"),
+    ("ip", "TEXT"),
+    ("user_agent", "TEXT"),
+    ("window_start", "BIGINT"),
+    ("window_count", "BIGINT"),
+    ("dpop_jkt", "TEXT"),
+];
 
 struct Texts {
     lock: Vec<String>,
@@ -55,114 +80,134 @@ fn texts(backend: Backend) -> &'static Texts {
     }
 }
 
-/// Takes the sessions of `n` presented tokens, in session id order (the order every path that
-/// holds several sessions keeps, `revocation::lock_sessions`), so that the decision made from
-/// [`load`] holds until commit. PostgreSQL only: on SQLite the write transaction already holds
-/// the database.
+/// Takes the sessions of `n` presented tokens (bound by [`ids`]), in session id order (the
+/// order every path that holds several sessions keeps, `revocation::lock_sessions`), so that
+/// the decision made from [`load`] holds until commit. PostgreSQL only: on SQLite the write
+/// transaction already holds the database.
 pub fn lock(backend: Backend, n: usize) -> Option<&'static str> {
     (backend == Backend::Postgres).then(|| texts(backend).lock[n - 1].as_str())
 }
 
-/// The presented tokens (by id) with their sessions and their sessions' heads.
+/// The presented tokens (`n`, bound by [`ids`]) with their sessions and their sessions' heads.
 pub fn load(backend: Backend, n: usize) -> &'static str {
     &texts(backend).load[n - 1]
 }
 
-/// Inserts `n` successors; returns each one's id and session.
+/// Inserts `n` successors (rows of [`INSERT_COLUMNS`]); returns each one's id and
+/// session.
 pub fn insert(backend: Backend, n: usize) -> &'static str {
     &texts(backend).insert[n - 1]
 }
 
-/// Moves the heads of `n` sessions to their successors, each only if it is still at the head
-/// its decision was made on and not revoked: the count of rows changed must be `n`.
+/// Moves the heads of `n` sessions (rows of [`ADVANCE_COLUMNS`]) to their
+/// successors, each only if it is still at the head its decision was made on and not revoked:
+/// the count of rows changed must be `n`.
 pub fn advance(backend: Backend, n: usize) -> &'static str {
     &texts(backend).advance[n - 1]
+}
+
+/// `IN (…)`: a test against `n` ids, the statement's first parameters.
+fn any_id(backend: Backend, n: usize) -> String {
+    format!("IN ({})", placeholders(backend, 1, n))
+}
+
+/// A query of `n` rows of `columns`, named so, from the statement's parameters in row order.
+fn rows_of(backend: Backend, n: usize, columns: &[Column]) -> String {
+    let k = columns.len();
+    let row = |r: usize| {
+        let values: Vec<String> = columns
+            .iter()
+            .enumerate()
+            .map(|(c, (_, ty))| {
+                let p = param(backend, r * k + c + 1);
+                match backend {
+                    Backend::Postgres => format!("CAST({p} AS {ty})"),
+                    // SQLite would read an unknown type name as NUMERIC, and cast a blob to it.
+                    Backend::Sqlite => p,
+                }
+            })
+            .collect();
+        format!("({})", values.join(", "))
+    };
+    let names: Vec<String> = columns
+        .iter()
+        .enumerate()
+        .map(|(c, (name, _))| format!("column{} AS {name}", c + 1))
+        .collect();
+    format!(
+        "SELECT {} FROM (VALUES {}) AS r",
+        names.join(", "),
+        (0..n).map(row).collect::<Vec<_>>().join(", ")
+    )
 }
 
 fn lock_text(backend: Backend, n: usize) -> String {
     // Only the session rows are locked, and read again by `load` after the locks are held:
     // under READ COMMITTED a locking read of a join re-checks only the locked table's row.
     format!(
-        "SELECT s.id FROM sessions s JOIN refresh_tokens t ON t.session_id = s.id WHERE t.id IN ({}) \
+        "SELECT s.id FROM sessions s JOIN refresh_tokens t ON t.session_id = s.id WHERE t.id {} \
          ORDER BY s.id FOR UPDATE OF s",
-        placeholders(backend, 1, n)
+        any_id(backend, n)
     )
 }
 
 fn load_text(backend: Backend, n: usize) -> String {
     format!(
         "SELECT {FAMILY_COLUMNS} FROM refresh_tokens t JOIN sessions s ON s.id = t.session_id \
-         LEFT JOIN refresh_tokens h ON h.id = s.head_token_id WHERE t.id IN ({})",
-        placeholders(backend, 1, n)
+         LEFT JOIN refresh_tokens h ON h.id = s.head_token_id WHERE t.id {}",
+        any_id(backend, n)
     )
 }
 
-/// `n` rows of `per_row` parameters each, numbered on from 1.
-fn rows(n: usize, per_row: usize, row: impl Fn(usize) -> String) -> String {
-    (0..n)
-        .map(|i| row(i * per_row + 1))
-        .collect::<Vec<_>>()
-        .join(", ")
-}
-
 fn insert_text(backend: Backend, n: usize) -> String {
-    // The target columns give every parameter its type.
+    let names: Vec<&str> = INSERT_COLUMNS.iter().map(|(name, _)| *name).collect();
     format!(
-        "INSERT INTO refresh_tokens (secret_hash, session_id, generation, parent_generation, parent_id, \
-         issued_at, expires_at, issued_ip, issued_user_agent) VALUES {} RETURNING id, session_id",
-        rows(n, INSERT_PARAMS, |p| format!(
-            "({})",
-            placeholders(backend, p, INSERT_PARAMS)
-        ))
+        "INSERT INTO refresh_tokens ({}) {} RETURNING id, session_id",
+        names.join(", "),
+        rows_of(backend, n, &INSERT_COLUMNS)
     )
 }
 
 fn advance_text(backend: Backend, n: usize) -> String {
-    const TYPES: [&str; ADVANCE_PARAMS] = [
-        "TEXT", "BIGINT", "BIGINT", "BIGINT", "BIGINT", "TEXT", "TEXT", "BIGINT", "BIGINT", "TEXT",
-    ];
-    let row = |p: usize| {
-        let values: Vec<String> = TYPES
-            .iter()
-            .enumerate()
-            .map(|(i, ty)| format!("CAST({} AS {ty})", param(backend, p + i)))
-            .collect();
-        format!("({})", values.join(", "))
-    };
     format!(
-        "WITH v (id, expected_head, head, generation, used_at, ip, user_agent, window_start, window_count, \
-         dpop_jkt) AS (VALUES {}) \
+        "WITH v AS ({}) \
          UPDATE sessions SET head_token_id = v.head, generation = v.generation, last_used_at = v.used_at, \
          last_ip = v.ip, last_user_agent = v.user_agent, rate_window_start = v.window_start, \
          rate_window_count = v.window_count, dpop_jkt = v.dpop_jkt \
          FROM v WHERE sessions.id = v.id AND sessions.head_token_id = v.expected_head \
          AND sessions.revoked_at IS NULL",
-        rows(n, ADVANCE_PARAMS, row)
+        rows_of(backend, n, &ADVANCE_COLUMNS)
     )
 }
 
 /// A parameter's value, bound alike by either connection.
 pub enum Value<'a> {
     Int(i64),
+    MaybeInt(Option<i64>),
     Text(&'a str),
     MaybeText(Option<&'a str>),
     Blob(&'a [u8]),
 }
 
-/// One successor's parameters of [`insert`], in order.
+/// The parameters of a list of ids, for [`any_id`].
+pub fn ids(ids: &[i64]) -> impl Iterator<Item = Value<'static>> + '_ {
+    ids.iter().map(|&id| Value::Int(id))
+}
+
+/// One successor's row of [`INSERT_COLUMNS`].
 pub fn insert_row<'a>(
     p: &'a Pending,
     s: &'a Successor,
     f: &'a Family,
     now: Millis,
-) -> [Value<'a>; INSERT_PARAMS] {
+) -> [Value<'a>; INSERT_COLUMNS.len()] {
     let origin = &p.request.origin;
     [
         Value::Blob(&p.successor.1),
         Value::Text(&f.session_id),
         Value::Int(s.generation),
-        Value::Int(f.generation),
-        Value::Int(f.token_id),
+        Value::MaybeInt(Some(f.generation)),
+        Value::MaybeInt(Some(f.token_id)),
         Value::Int(now),
         Value::Int(s.expires_at),
         Value::MaybeText(origin.ip.as_deref()),
@@ -170,14 +215,14 @@ pub fn insert_row<'a>(
     ]
 }
 
-/// One session's parameters of [`advance`], in order: its head moves to `head`.
+/// One session's row of [`ADVANCE_COLUMNS`]: its head moves to `head`.
 pub fn advance_row<'a>(
     p: &'a Pending,
     s: &'a Successor,
     f: &'a Family,
     head: i64,
     now: Millis,
-) -> [Value<'a>; ADVANCE_PARAMS] {
+) -> [Value<'a>; ADVANCE_COLUMNS.len()] {
     let origin = &p.request.origin;
     [
         Value::Text(&f.session_id),
@@ -250,10 +295,16 @@ mod tests {
     #[test]
     fn statements_number_their_parameters_in_order() {
         let pg = Backend::Postgres;
-        assert_eq!(insert(pg, 2).matches('$').count(), 2 * INSERT_PARAMS);
-        assert!(insert(pg, 2).contains("($10, $11,"), "{}", insert(pg, 2));
-        assert_eq!(advance(pg, 3).matches('$').count(), 3 * ADVANCE_PARAMS);
-        assert!(advance(pg, 2).contains("CAST($11 AS TEXT)"));
+        assert_eq!(insert(pg, 2).matches('$').count(), 2 * INSERT_COLUMNS.len());
+        assert!(
+            insert(pg, 2).contains("CAST($10 AS BYTEA), CAST($11 AS TEXT),"),
+            "{}",
+            insert(pg, 2)
+        );
+        assert_eq!(
+            advance(pg, 3).matches('$').count(),
+            3 * ADVANCE_COLUMNS.len()
+        );
         assert!(load(pg, MAX_BATCH).contains(&format!("${MAX_BATCH})")));
         assert_eq!(lock(Backend::Sqlite, 3), None);
     }
@@ -262,8 +313,19 @@ mod tests {
     fn sqlite_parameters_are_positional() {
         let lite = Backend::Sqlite;
         assert!(!insert(lite, 2).contains('$'));
-        assert_eq!(insert(lite, 2).matches('?').count(), 2 * INSERT_PARAMS);
-        assert_eq!(advance(lite, 3).matches('?').count(), 3 * ADVANCE_PARAMS);
+        assert_eq!(
+            insert(lite, 2).matches('?').count(),
+            2 * INSERT_COLUMNS.len()
+        );
+        assert_eq!(
+            advance(lite, 3).matches('?').count(),
+            3 * ADVANCE_COLUMNS.len()
+        );
         assert_eq!(load(lite, 5).matches('?').count(), 5);
+    }
+
+    #[test]
+    fn a_family_is_read_from_every_column_of_the_load() {
+        assert_eq!(FAMILY_COLUMNS.split(',').count(), 24);
     }
 }

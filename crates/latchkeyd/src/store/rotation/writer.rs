@@ -312,80 +312,146 @@ fn clone_error(e: &StoreError) -> StoreError {
 }
 
 /// One batch in one transaction: each refresh's outcome, or `None` where it waits.
+///
+/// On PostgreSQL a batch is first run without its sessions' locks: most sessions have no
+/// other refresh in flight, and the locks cost a statement and a round trip. Such a batch
+/// goes ahead only while it only rotates and refuses; the move of each head (`sql::advance`)
+/// is conditional on the head and liveness it was decided on, and the row lock it takes
+/// re-checks that condition against the newest version. A rotation whose session moved on
+/// meanwhile fails the condition: the batch is rolled back and run again under the locks. A
+/// refusal writes nothing and stands as of the statement that read it, like any read. A
+/// batch with more to write (an event, a revocation, a grace replay) takes the locks and reads
+/// again in the same transaction before it writes anything.
 async fn run_batch(
     db: &Db,
     policy: &RotationPolicy,
     batch: &[Pending],
     now: Millis,
 ) -> Result<Vec<Option<Outcome>>> {
+    if db.backend() == Backend::Postgres {
+        if let Some(outcomes) = run_once(db, policy, batch, now, Locks::Later).await? {
+            return Ok(outcomes);
+        }
+    }
+    run_once(db, policy, batch, now, Locks::First)
+        .await?
+        .ok_or_else(|| {
+            StoreError::Conflict("a locked rotation batch found its sessions moved".into())
+        })
+}
+
+#[derive(Clone, Copy, PartialEq, Eq)]
+enum Locks {
+    /// Take the sessions' locks before reading them (a no-op on SQLite, whose write transaction
+    /// holds the database).
+    First,
+    /// Only if the batch has more to write than rotations (see [`run_batch`]).
+    Later,
+}
+
+/// `None` if a batch run without its locks found a session moved: nothing was written.
+async fn run_once(
+    db: &Db,
+    policy: &RotationPolicy,
+    batch: &[Pending],
+    now: Millis,
+    mut locks: Locks,
+) -> Result<Option<Vec<Option<Outcome>>>> {
     let mut tx = db.begin_write().await?;
     let (ids, planned) = distinct_tokens(batch);
-    if let Some(lock) = sql::lock(tx.backend(), ids.len()) {
-        bind_all(sqlx::query(lock), &ids)
-            .fetch_all(&mut *tx)
-            .await?;
+    if locks == Locks::First {
+        lock(&mut tx, &ids).await?;
     }
-    let families: HashMap<i64, Family> =
-        bind_all(sqlx::query(sql::load(tx.backend(), ids.len())), &ids)
-            .fetch_all(&mut *tx)
-            .await?
-            .iter()
-            .map(|row| sql::family(row).map(|f| (f.token_id, f)))
-            .collect::<std::result::Result<_, _>>()?;
-    let plans = plan(policy, batch, planned, &families, now);
+    let mut families = load(&mut tx, &ids).await?;
+    let mut plans = plan(policy, batch, planned, &families, now);
+    if locks == Locks::Later && !plans.iter().all(Plan::is_plain) {
+        lock(&mut tx, &ids).await?;
+        families = load(&mut tx, &ids).await?;
+        plans = plan(policy, batch, distinct_tokens(batch).1, &families, now);
+        locks = Locks::First;
+    }
 
-    let heads = write_successors(&mut tx, batch, &plans, &families, now).await?;
+    let Some(heads) = write_successors(&mut tx, batch, &plans, &families, now).await? else {
+        if locks == Locks::First {
+            // The sessions are locked and were read under the lock: this cannot happen unless
+            // something changed them without it. Nothing of the batch may stay.
+            return Err(StoreError::Conflict(
+                "a session moved under its lock in a rotation batch".into(),
+            ));
+        }
+        return Ok(None);
+    };
     let mut outcomes = Vec::with_capacity(batch.len());
     for (p, plan) in batch.iter().zip(plans) {
         let f = families.get(&p.request.token.id);
         outcomes.push(record(&mut tx, policy, p, plan, f, &heads, now).await?);
     }
     tx.commit().await?;
-    Ok(outcomes)
+    Ok(Some(outcomes))
+}
+
+/// Takes the presented tokens' sessions in session id order (`sql::lock`).
+async fn lock(tx: &mut Tx, ids: &[i64]) -> Result<()> {
+    if let Some(lock) = sql::lock(tx.backend(), ids.len()) {
+        bind(sqlx::query(lock), sql::ids(ids))
+            .fetch_all(&mut **tx)
+            .await?;
+    }
+    Ok(())
+}
+
+/// The presented tokens' families, by token id (`sql::load`).
+async fn load(tx: &mut Tx, ids: &[i64]) -> Result<HashMap<i64, Family>> {
+    let backend = tx.backend();
+    let rows = bind(sqlx::query(sql::load(backend, ids.len())), sql::ids(ids))
+        .fetch_all(&mut **tx)
+        .await?;
+    let families = rows
+        .iter()
+        .map(|row| sql::family(row).map(|f| (f.token_id, f)))
+        .collect::<std::result::Result<_, _>>()?;
+    Ok(families)
 }
 
 /// Inserts every granted successor and moves every session's head to it, one statement each
-/// for the whole batch; the new heads' ids by session.
+/// for the whole batch; the new heads' ids by session, or `None` if a session was no longer
+/// at the head or liveness its rotation was decided on (the transaction must not commit).
 async fn write_successors(
     tx: &mut Tx,
     batch: &[Pending],
     plans: &[Plan],
     families: &HashMap<i64, Family>,
     now: Millis,
-) -> Result<HashMap<String, i64>> {
+) -> Result<Option<HashMap<String, i64>>> {
     let granted = rotations(batch, plans, families);
     if granted.is_empty() {
-        return Ok(HashMap::new());
+        return Ok(Some(HashMap::new()));
     }
     let n = granted.len();
     let backend = tx.backend();
     let rows = granted
         .iter()
-        .flat_map(|&(p, s, f)| sql::insert_row(p, s, f, now));
-    let heads: HashMap<String, i64> = bind_values(sqlx::query(sql::insert(backend, n)), rows)
+        .map(|&(p, s, f)| sql::insert_row(p, s, f, now));
+    let heads: HashMap<String, i64> = bind(sqlx::query(sql::insert(backend, n)), rows.flatten())
         .fetch_all(&mut **tx)
         .await?
         .iter()
         .map(|row| Ok((row.try_get(1)?, row.try_get(0)?)))
         .collect::<std::result::Result<_, sqlx::Error>>()?;
-    let mut rows = Vec::with_capacity(n * sql::ADVANCE_PARAMS);
+    let mut rows = Vec::with_capacity(n);
     for &(p, s, f) in &granted {
         let head = heads
             .get(&f.session_id)
             .copied()
             .ok_or_else(|| StoreError::Conflict("a successor was not written".into()))?;
-        rows.extend(sql::advance_row(p, s, f, head, now));
+        rows.push(sql::advance_row(p, s, f, head, now));
     }
-    let advance = bind_values(sqlx::query(sql::advance(backend, n)), rows);
+    let advance = bind(
+        sqlx::query(sql::advance(backend, n)),
+        rows.into_iter().flatten(),
+    );
     let moved = advance.execute(&mut **tx).await?.rows_affected();
-    if moved != n as u64 {
-        // The sessions are locked and were read under the lock: this cannot happen unless
-        // something changed them without it. Nothing of the batch may stay.
-        return Err(StoreError::Conflict(format!(
-            "{moved} of {n} sessions moved in a rotation batch"
-        )));
-    }
-    Ok(heads)
+    Ok((moved == n as u64).then_some(heads))
 }
 
 /// Records what one refresh of the batch did (events, revocations, grace counters) and makes
@@ -608,16 +674,6 @@ async fn system_event(
     .await
 }
 
-fn bind_all<'q>(
-    mut query: sqlx::query::Query<'q, sqlx::Any, sqlx::any::AnyArguments<'q>>,
-    ids: &'q [i64],
-) -> sqlx::query::Query<'q, sqlx::Any, sqlx::any::AnyArguments<'q>> {
-    for id in ids {
-        query = query.bind(*id);
-    }
-    query
-}
-
 impl Columns for AnyRow {
     type Error = sqlx::Error;
     fn int(&self, i: usize) -> Result<i64, sqlx::Error> {
@@ -637,19 +693,49 @@ impl Columns for AnyRow {
     }
 }
 
-fn bind_values<'q>(
+fn bind<'q>(
     mut query: sqlx::query::Query<'q, sqlx::Any, sqlx::any::AnyArguments<'q>>,
     values: impl IntoIterator<Item = Value<'q>>,
 ) -> sqlx::query::Query<'q, sqlx::Any, sqlx::any::AnyArguments<'q>> {
     for value in values {
         query = match value {
             Value::Int(v) => query.bind(v),
+            Value::MaybeInt(v) => query.bind(v),
             Value::Text(v) => query.bind(v),
             Value::MaybeText(v) => query.bind(v),
             Value::Blob(v) => query.bind(v),
         };
     }
     query
+}
+
+/// Inserts a new family's first refresh token (generation 1, no parent) with the rotation's
+/// statement; returns its id.
+pub(crate) async fn insert_first_token(
+    tx: &mut Tx,
+    session_id: &str,
+    secret_hash: &[u8],
+    expires_at: Millis,
+    origin: &crate::store::Origin,
+    now: Millis,
+) -> Result<i64> {
+    let row = [
+        Value::Blob(secret_hash),
+        Value::Text(session_id),
+        Value::Int(1),
+        Value::MaybeInt(None),
+        Value::MaybeInt(None),
+        Value::Int(now),
+        Value::Int(expires_at),
+        Value::MaybeText(origin.ip.as_deref()),
+        Value::MaybeText(origin.user_agent.as_deref()),
+    ];
+    let backend = tx.backend();
+    let id = bind(sqlx::query(sql::insert(backend, 1)), row)
+        .fetch_one(&mut **tx)
+        .await?
+        .try_get(0)?;
+    Ok(id)
 }
 
 #[cfg(test)]
