@@ -19,6 +19,7 @@ pub mod metrics;
 pub mod scope;
 pub mod secret;
 pub mod server;
+pub mod service;
 pub mod signals;
 pub mod store;
 pub mod tokens;

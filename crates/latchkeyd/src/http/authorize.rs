@@ -10,7 +10,6 @@ use askama::Template;
 use axum::extract::{RawQuery, State};
 use axum::http::{header, HeaderMap, HeaderValue, StatusCode};
 use axum::response::{IntoResponse, Redirect, Response};
-use serde_json::json;
 use url::Url;
 
 use super::error::{html_response, page_csp, PageError};
@@ -22,13 +21,10 @@ use crate::metrics::Metrics;
 use crate::scope;
 use crate::secret::{new_id, new_token, token_hash, TokenKind};
 use crate::server::AppState;
-use crate::store::audit::Actor;
+use crate::service::signin::{self, SignIn, SignInContext};
 use crate::store::auth_requests::{self, AuthRequest, DeviceInfo};
 use crate::store::clients::Client;
-use crate::store::codes;
-use crate::store::events::{self, Audit, NewEvent, Severity};
-use crate::store::throttle::{self, Limited};
-use crate::store::users::{self, Role};
+use crate::store::throttle::Limited;
 use crate::store::Origin;
 
 const BROWSER_COOKIE: &str = "lk_browser";
@@ -509,32 +505,23 @@ async fn submit_inner(
     };
 
     let internal = |e| PageError::from(e).into_response();
-    let policy = &state.settings.signin;
-    let attempt = throttle::attempt(&state.db, policy, email, origin.ip.as_deref(), now)
+    let cx = SignInContext {
+        db: &state.db,
+        policy: &state.settings.signin,
+        tokens: &state.settings.tokens,
+        password_checks: &state.password_checks,
+    };
+    let code = match signin::sign_in(&cx, &request, email, password, origin, now)
         .await
-        .map_err(internal)?;
-    let attempt = match attempt {
-        Ok(attempt) => attempt,
-        Err(throttled) => {
+        .map_err(internal)?
+    {
+        SignIn::Issued(code) => code,
+        SignIn::Throttled(throttled) => {
             Metrics::outcome(&state.metrics.signins, "throttled");
             let whose = match throttled.which {
                 Limited::Account => "this account",
                 Limited::Address => "your network address",
             };
-            let known = users::find_by_email(&state.db, email)
-                .await
-                .map_err(internal)?;
-            throttle::report(
-                &state.db,
-                &throttled,
-                known.as_ref().map(|u| u.id.as_str()),
-                &request.client_id,
-                origin,
-                policy,
-                now,
-            )
-            .await
-            .map_err(internal)?;
             return Err(rerender(
                 StatusCode::TOO_MANY_REQUESTS,
                 format!(
@@ -543,88 +530,16 @@ async fn submit_inner(
                 ),
             ));
         }
+        SignIn::Refused => {
+            Metrics::outcome(&state.metrics.signins, "failed");
+            return Err(rerender(
+                StatusCode::UNAUTHORIZED,
+                "That email address and password do not match an account. Check both and try again."
+                    .into(),
+            ));
+        }
+        SignIn::Gone => return Err(expired()),
     };
-
-    // argon2id takes 19 MiB a check: a burst waits for a turn rather than exhausting memory.
-    let user = {
-        let Ok(_turn) = state.password_checks.acquire().await else {
-            return Err(PageError::internal().into_response());
-        };
-        users::authenticate(&state.db, email, password)
-            .await
-            .map_err(internal)?
-    };
-    let Some(user) = user else {
-        // The recorded attempt stays: it is this failure.
-        let known = users::find_by_email(&state.db, email)
-            .await
-            .map_err(internal)?;
-        events::record_alone(
-            &state.db,
-            NewEvent {
-                kind: "signin_failed",
-                severity: Severity::Low,
-                user_id: known.as_ref().map(|u| u.id.as_str()),
-                session_id: None,
-                origin,
-                details: json!({ "client_id": request.client_id }),
-                // Whoever typed the password is unknown; the record keeps their address.
-                audit: Audit::As(Actor::System),
-            },
-            now,
-        )
-        .await
-        .map_err(internal)?;
-        Metrics::outcome(&state.metrics.signins, "failed");
-        return Err(rerender(
-            StatusCode::UNAUTHORIZED,
-            "That email address and password do not match an account. Check both and try again."
-                .into(),
-        ));
-    };
-
-    throttle::succeeded(&state.db, attempt)
-        .await
-        .map_err(internal)?;
-    // Staff powers only for staff: anyone else signing in to an app that asks for `support`
-    // gets the rest of what it asked for.
-    let scope = if user.role == Role::Support {
-        request.scope.clone()
-    } else {
-        request
-            .scope
-            .split_ascii_whitespace()
-            .filter(|s| *s != scope::SUPPORT)
-            .collect::<Vec<_>>()
-            .join(" ")
-    };
-    let code = codes::issue_code(
-        &state.db,
-        &request,
-        &scope,
-        &user.id,
-        origin,
-        &state.settings.tokens,
-        now,
-    )
-    .await
-    .map_err(internal)?
-    .ok_or_else(expired)?;
-    events::record_alone(
-        &state.db,
-        NewEvent {
-            kind: "signed_in",
-            severity: Severity::Info,
-            user_id: Some(&user.id),
-            session_id: None,
-            origin,
-            details: json!({ "client_id": request.client_id, "device": request.device }),
-            audit: Audit::As(Actor::User(&user.id)),
-        },
-        now,
-    )
-    .await
-    .map_err(internal)?;
     Metrics::outcome(&state.metrics.signins, "succeeded");
     let mut pairs = vec![("code", code.expose().as_str())];
     if let Some(s) = &request.state {

@@ -19,10 +19,11 @@ use crate::secret::{
     TokenKind,
 };
 
-/// Turns a completed sign-in into a single-use authorization code (stored as a hash);
-/// `None` if the form was already used.
+/// Turns a completed sign-in into a single-use authorization code (stored as a hash), in the
+/// caller's transaction; `None` if the form was already used (the code is written all the
+/// same: the transaction must not commit).
 pub async fn issue_code(
-    db: &Db,
+    tx: &mut Tx,
     req: &AuthRequest,
     scope: &str,
     user_id: &str,
@@ -31,7 +32,6 @@ pub async fn issue_code(
     now: Millis,
 ) -> Result<Option<Secret<String>>> {
     let code = new_token(TokenKind::AuthorizationCode);
-    let mut tx = db.begin_write().await?;
     sqlx::query(
         "INSERT INTO auth_codes (code_hash, client_id, redirect_uri, user_id, scope, nonce, code_challenge, \
          device_name, device_platform, app_version, auth_time, ip, user_agent, created_at, expires_at, dpop_jkt) \
@@ -53,17 +53,16 @@ pub async fn issue_code(
     .bind(now)
     .bind(now + secs(policy.auth_code_ttl_secs))
     .bind(req.dpop_jkt.as_deref())
-    .execute(&mut *tx)
+    .execute(&mut **tx)
     .await?;
     // A form yields one code: of two concurrent submissions, the second finds it gone.
     let consumed = sqlx::query("DELETE FROM auth_requests WHERE id = $1")
         .bind(&req.id)
-        .execute(&mut *tx)
+        .execute(&mut **tx)
         .await?;
     if consumed.rows_affected() != 1 {
         return Ok(None);
     }
-    tx.commit().await?;
     Ok(Some(code))
 }
 

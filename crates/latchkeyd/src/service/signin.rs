@@ -1,0 +1,150 @@
+//! Signing in at the authorization endpoint's form: the password check under the sign-in
+//! limits, and the authorization code it earns.
+
+use serde_json::json;
+use tokio::sync::Semaphore;
+
+use crate::clock::Millis;
+use crate::config::{SignInPolicy, TokenPolicy};
+use crate::db::Db;
+use crate::scope;
+use crate::secret::Secret;
+use crate::store::audit::Actor;
+use crate::store::auth_requests::AuthRequest;
+use crate::store::events::{self, Audit, NewEvent, Severity};
+use crate::store::throttle::{self, Throttled};
+use crate::store::users::{self, Role};
+use crate::store::{codes, Origin, Result, StoreError};
+
+/// What a sign-in needs besides the form.
+pub struct SignInContext<'a> {
+    pub db: &'a Db,
+    pub policy: &'a SignInPolicy,
+    pub tokens: &'a TokenPolicy,
+    /// Turns for password checks: argon2id takes 19 MiB a check, so a burst waits for a turn
+    /// rather than exhausting memory.
+    pub password_checks: &'a Semaphore,
+}
+
+/// What a submitted sign-in form comes to.
+pub enum SignIn {
+    /// The code to send back to the app.
+    Issued(Secret<String>),
+    /// Past a sign-in limit: nothing was checked.
+    Throttled(Throttled),
+    /// The email address and password do not match an account (or the account is disabled).
+    Refused,
+    /// The request was used meanwhile (a second submission of the same form).
+    Gone,
+}
+
+/// Checks the password for `request` under the sign-in limits; a match earns an authorization
+/// code for the scope the user may have, recorded with the sign-in in one transaction. Every
+/// outcome is recorded: a throttled attempt in the limits' report, a failure as
+/// `signin_failed`, a success as `signed_in`.
+pub async fn sign_in(
+    cx: &SignInContext<'_>,
+    request: &AuthRequest,
+    email: &str,
+    password: &str,
+    origin: &Origin,
+    now: Millis,
+) -> Result<SignIn> {
+    let attempt =
+        match throttle::attempt(cx.db, cx.policy, email, origin.ip.as_deref(), now).await? {
+            Ok(attempt) => attempt,
+            Err(throttled) => {
+                let known = users::find_by_email(cx.db, email).await?;
+                throttle::report(
+                    cx.db,
+                    &throttled,
+                    known.as_ref().map(|u| u.id.as_str()),
+                    &request.client_id,
+                    origin,
+                    cx.policy,
+                    now,
+                )
+                .await?;
+                return Ok(SignIn::Throttled(throttled));
+            }
+        };
+
+    let user = {
+        let _turn = cx
+            .password_checks
+            .acquire()
+            .await
+            .map_err(|_| StoreError::Invalid("the server is shutting down".into()))?;
+        users::authenticate(cx.db, email, password).await?
+    };
+    let Some(user) = user else {
+        // The attempt recorded by the limits stays: it is this failure.
+        let known = users::find_by_email(cx.db, email).await?;
+        events::record_alone(
+            cx.db,
+            NewEvent {
+                kind: "signin_failed",
+                severity: Severity::Low,
+                user_id: known.as_ref().map(|u| u.id.as_str()),
+                session_id: None,
+                origin,
+                details: json!({ "client_id": request.client_id }),
+                // Whoever typed the password is unknown; the record keeps their address.
+                audit: Audit::As(Actor::System),
+            },
+            now,
+        )
+        .await?;
+        return Ok(SignIn::Refused);
+    };
+
+    throttle::succeeded(cx.db, attempt).await?;
+    let scope = scope_for(&request.scope, user.role);
+    let mut tx = cx.db.begin_write().await?;
+    let Some(code) =
+        codes::issue_code(&mut tx, request, &scope, &user.id, origin, cx.tokens, now).await?
+    else {
+        return Ok(SignIn::Gone);
+    };
+    events::record(
+        &mut tx,
+        NewEvent {
+            kind: "signed_in",
+            severity: Severity::Info,
+            user_id: Some(&user.id),
+            session_id: None,
+            origin,
+            details: json!({ "client_id": request.client_id, "device": request.device }),
+            audit: Audit::As(Actor::User(&user.id)),
+        },
+        now,
+    )
+    .await?;
+    tx.commit().await?;
+    Ok(SignIn::Issued(code))
+}
+
+/// Staff powers only for staff: anyone else signing in to an app that asks for `support` gets
+/// the rest of what it asked for.
+fn scope_for(requested: &str, role: Role) -> String {
+    if role == Role::Support {
+        return requested.to_string();
+    }
+    requested
+        .split_ascii_whitespace()
+        .filter(|s| *s != scope::SUPPORT)
+        .collect::<Vec<_>>()
+        .join(" ")
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn only_staff_keep_the_support_scope() {
+        let asked = "openid support offline_access";
+        assert_eq!(scope_for(asked, Role::Support), asked);
+        assert_eq!(scope_for(asked, Role::User), "openid offline_access");
+    }
+}
