@@ -21,7 +21,7 @@ use crate::metrics::Metrics;
 use crate::scope;
 use crate::secret::parse_refresh_token;
 use crate::server::AppState;
-use crate::store::audit::Actor;
+use crate::service::revoke::{self, TokenRevocation};
 use crate::store::clients::{Client, ClientKind};
 use crate::store::codes::{self, CodeExchange};
 use crate::store::outcome::{Grant, Refusal};
@@ -332,34 +332,23 @@ async fn revoke_token(
 ) -> Result<Response, OAuthError> {
     let client = authenticate(state, headers, params).await?.client;
     let token = params.require("token")?;
-    let now = state.now();
-    // RFC 7009 §2.1: a client may revoke only its own tokens.
-    let not_yours = || {
-        OAuthError::new(
+    let revoked = revoke::revoke_token(
+        &state.db,
+        &state.keys,
+        &state.issuer,
+        &client.client_id,
+        token,
+        origin,
+        state.now(),
+    )
+    .await?;
+    if revoked == TokenRevocation::NotYours {
+        // RFC 7009 §2.1: a client may revoke only its own tokens.
+        return Err(OAuthError::new(
             StatusCode::BAD_REQUEST,
             "unauthorized_client",
             "the token was issued to another client",
-        )
-    };
-    if let Some(info) = revocation::refresh_token_info(&state.db, token, now).await? {
-        if info.client_id != client.client_id {
-            return Err(not_yours());
-        }
-        revocation::revoke_session(
-            &state.db,
-            &info.session_id,
-            Actor::Client(&client.client_id),
-            "token_revoked",
-            origin,
-            now,
-        )
-        .await?;
-    } else if let Ok(claims) = tokens::verify_access_token(&state.keys, &state.issuer, token) {
-        if claims.client_id != client.client_id {
-            return Err(not_yours());
-        }
-        revocation::revoke_access_token(&state.db, &claims.jti, claims.exp.saturating_mul(1000))
-            .await?;
+        ));
     }
     // §2.2: an unknown or already invalid token is answered with 200 as well.
     Ok(no_store(StatusCode::OK))

@@ -4,4 +4,5 @@
 //! records. The refresh grant's service is the rotation writer (`store::rotation::Rotator`),
 //! every revocation's is `store::revocation`.
 
+pub mod revoke;
 pub mod signin;
