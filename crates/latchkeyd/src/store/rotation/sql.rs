@@ -170,7 +170,7 @@ fn insert_text(backend: Backend, n: usize) -> String {
 
 fn advance_text(backend: Backend, n: usize) -> String {
     format!(
-        "WITH v AS ({}) \
+        "WITH v AS MATERIALIZED ({}) \
          UPDATE sessions SET head_token_id = v.head, generation = v.generation, last_used_at = v.used_at, \
          last_ip = v.ip, last_user_agent = v.user_agent, rate_window_start = v.window_start, \
          rate_window_count = v.window_count, dpop_jkt = v.dpop_jkt \
