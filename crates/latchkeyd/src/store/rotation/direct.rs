@@ -77,7 +77,7 @@ impl Direct {
         now: Millis,
     ) -> Result<Option<Vec<Option<Outcome>>>> {
         let conn = &self.conn;
-        let (ids, planned) = distinct_tokens(batch);
+        let ids = distinct_tokens(batch);
         let mut families = HashMap::with_capacity(ids.len());
         {
             let mut load = conn.prepare_cached(sql::load(Backend::Sqlite, ids.len()))?;
@@ -88,7 +88,7 @@ impl Direct {
                 families.insert(f.token_id, f);
             }
         }
-        let plans = plan(policy, batch, planned, &families, now);
+        let plans = plan(policy, batch, &families, now);
         if !plans.iter().all(Plan::is_plain) {
             return Ok(None);
         }
@@ -98,24 +98,16 @@ impl Direct {
         if !granted.is_empty() {
             let n = granted.len();
             let mut insert = conn.prepare_cached(sql::insert(Backend::Sqlite, n))?;
-            let rows = granted
-                .iter()
-                .map(|&(p, s, f)| sql::insert_row(p, s, f, now));
-            bind(&mut insert, rows.flatten())?;
+            bind(&mut insert, sql::insert_rows(&granted, now))?;
             let mut written = insert.raw_query();
             while let Some(row) = written.next()? {
                 heads.insert(row.get::<_, String>(1)?, row.get::<_, i64>(0)?);
             }
             drop(written);
+            let rows = sql::advance_rows(&granted, &heads, now)
+                .ok_or_else(|| DirectError::Inconsistent("a successor was not written".into()))?;
             let mut advance = conn.prepare_cached(sql::advance(Backend::Sqlite, n))?;
-            let mut rows = Vec::with_capacity(n);
-            for &(p, s, f) in &granted {
-                let head = heads.get(&f.session_id).copied().ok_or_else(|| {
-                    DirectError::Inconsistent("a successor was not written".into())
-                })?;
-                rows.push(sql::advance_row(p, s, f, head, now));
-            }
-            bind(&mut advance, rows.into_iter().flatten())?;
+            bind(&mut advance, rows)?;
             let moved = advance.raw_execute()?;
             if moved != n {
                 // The write transaction held the database since the load: this cannot happen

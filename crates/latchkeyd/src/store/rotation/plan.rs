@@ -59,45 +59,34 @@ impl Plan {
     }
 }
 
-/// The batch's distinct presented tokens, to load, and a plan for each refresh of a token
-/// already in the batch (it waits); the others are decided by [`plan`].
-pub(super) fn distinct_tokens(batch: &[Pending]) -> (Vec<i64>, Vec<Option<Plan>>) {
+/// The batch's distinct presented tokens, to load.
+pub(super) fn distinct_tokens(batch: &[Pending]) -> Vec<i64> {
     let mut seen = HashSet::new();
-    let mut ids = Vec::new();
-    let plans = batch
+    batch
         .iter()
-        .map(|p| {
-            let id = p.request.token.id;
-            if seen.insert(id) {
-                ids.push(id);
-                None
-            } else {
-                Some(Plan::Deferred)
-            }
-        })
-        .collect();
-    (ids, plans)
+        .map(|p| p.request.token.id)
+        .filter(|id| seen.insert(*id))
+        .collect()
 }
 
-/// Decides every refresh not already planned, from its family as loaded in the transaction,
-/// and assesses the suspicion signals of each rotation.
+/// Decides every refresh from its family as loaded in the transaction, and assesses the
+/// suspicion signals of each rotation.
 pub(super) fn plan(
     policy: &RotationPolicy,
     batch: &[Pending],
-    plans: Vec<Option<Plan>>,
     families: &HashMap<i64, Family>,
     now: Millis,
 ) -> Vec<Plan> {
-    // One refresh per session per transaction: the first; the others wait.
+    // One refresh per token and per session per transaction: the first; the others wait.
+    let mut tokens = HashSet::new();
     let mut sessions = HashSet::new();
     batch
         .iter()
-        .zip(plans)
-        .map(|(p, planned)| {
-            if let Some(planned) = planned {
-                return planned;
-            }
+        .map(|p| {
             let r = &p.request;
+            if !tokens.insert(r.token.id) {
+                return Plan::Deferred;
+            }
             let f = families.get(&r.token.id);
             if let Some(f) = f {
                 if !sessions.insert(f.session_id.as_str()) {

@@ -3,6 +3,7 @@
 //! SQLite), [`rows_of`] a list of rows, typed where PostgreSQL cannot infer a parameter's type.
 //! A statement over `n` families is built once per database and `n`, and kept.
 
+use std::collections::HashMap;
 use std::sync::OnceLock;
 
 use super::decide::{Family, Revoked, Successor};
@@ -10,7 +11,7 @@ use super::plan::Pending;
 use crate::clock::Millis;
 use crate::db::Backend;
 use crate::signals::PriorUse;
-use crate::store::{param, placeholders};
+use crate::store::{param, placeholders, Origin};
 
 /// The most refreshes one transaction takes.
 pub const MAX_BATCH: usize = 64;
@@ -63,7 +64,11 @@ impl Texts {
     fn new(backend: Backend) -> Self {
         let sizes = 1..=MAX_BATCH;
         Self {
-            lock: sizes.clone().map(|n| lock_text(backend, n)).collect(),
+            // SQLite takes no locks (see [`lock`]).
+            lock: match backend {
+                Backend::Postgres => sizes.clone().map(|n| lock_text(backend, n)).collect(),
+                Backend::Sqlite => Vec::new(),
+            },
             load: sizes.clone().map(|n| load_text(backend, n)).collect(),
             insert: sizes.clone().map(|n| insert_text(backend, n)).collect(),
             advance: sizes.map(|n| advance_text(backend, n)).collect(),
@@ -194,29 +199,65 @@ pub fn ids(ids: &[i64]) -> impl Iterator<Item = Value<'static>> + '_ {
     ids.iter().map(|&id| Value::Int(id))
 }
 
-/// One successor's row of [`INSERT_COLUMNS`].
-pub fn insert_row<'a>(
-    p: &'a Pending,
-    s: &'a Successor,
-    f: &'a Family,
+/// A refresh token's row of [`INSERT_COLUMNS`]: the successor of a parent (its generation and
+/// id), or a family's first token, which has none.
+pub fn token_row<'a>(
+    secret_hash: &'a [u8],
+    session_id: &'a str,
+    generation: i64,
+    parent: Option<(i64, i64)>,
+    expires_at: Millis,
+    origin: &'a Origin,
     now: Millis,
 ) -> [Value<'a>; INSERT_COLUMNS.len()] {
-    let origin = &p.request.origin;
     [
-        Value::Blob(&p.successor.1),
-        Value::Text(&f.session_id),
-        Value::Int(s.generation),
-        Value::MaybeInt(Some(f.generation)),
-        Value::MaybeInt(Some(f.token_id)),
+        Value::Blob(secret_hash),
+        Value::Text(session_id),
+        Value::Int(generation),
+        Value::MaybeInt(parent.map(|(generation, _)| generation)),
+        Value::MaybeInt(parent.map(|(_, id)| id)),
         Value::Int(now),
-        Value::Int(s.expires_at),
+        Value::Int(expires_at),
         Value::MaybeText(origin.ip.as_deref()),
         Value::MaybeText(origin.user_agent.as_deref()),
     ]
 }
 
+/// The rows of [`insert`] for a batch's rotations.
+pub fn insert_rows<'a, 'g>(
+    granted: &'g [(&'a Pending, &'a Successor, &'a Family)],
+    now: Millis,
+) -> impl Iterator<Item = Value<'a>> + 'g {
+    granted.iter().flat_map(move |&(p, s, f)| {
+        token_row(
+            &p.successor.1,
+            &f.session_id,
+            s.generation,
+            Some((f.generation, f.token_id)),
+            s.expires_at,
+            &p.request.origin,
+            now,
+        )
+    })
+}
+
+/// The rows of [`advance`] for a batch's rotations, each session's head moving to its
+/// successor in `heads`; `None` if a successor is missing there.
+pub fn advance_rows<'a>(
+    granted: &[(&'a Pending, &'a Successor, &'a Family)],
+    heads: &HashMap<String, i64>,
+    now: Millis,
+) -> Option<Vec<Value<'a>>> {
+    let mut rows = Vec::with_capacity(granted.len() * ADVANCE_COLUMNS.len());
+    for &(p, s, f) in granted {
+        let head = *heads.get(&f.session_id)?;
+        rows.extend(advance_row(p, s, f, head, now));
+    }
+    Some(rows)
+}
+
 /// One session's row of [`ADVANCE_COLUMNS`]: its head moves to `head`.
-pub fn advance_row<'a>(
+fn advance_row<'a>(
     p: &'a Pending,
     s: &'a Successor,
     f: &'a Family,

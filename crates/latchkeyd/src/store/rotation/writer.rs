@@ -329,15 +329,22 @@ async fn run_batch(
     now: Millis,
 ) -> Result<Vec<Option<Outcome>>> {
     if db.backend() == Backend::Postgres {
-        if let Some(outcomes) = run_once(db, policy, batch, now, Locks::Later).await? {
-            return Ok(outcomes);
+        match run_once(db, policy, batch, now, Locks::Later).await? {
+            Ran::Done(outcomes) => return Ok(outcomes),
+            Ran::Moved { locked: false } => {}
+            Ran::Moved { locked: true } => return Err(moved_under_lock()),
         }
     }
-    run_once(db, policy, batch, now, Locks::First)
-        .await?
-        .ok_or_else(|| {
-            StoreError::Conflict("a locked rotation batch found its sessions moved".into())
-        })
+    match run_once(db, policy, batch, now, Locks::First).await? {
+        Ran::Done(outcomes) => Ok(outcomes),
+        Ran::Moved { .. } => Err(moved_under_lock()),
+    }
+}
+
+/// The sessions are locked and were read under the lock: this cannot happen unless something
+/// changed them without it. Nothing of the batch may stay.
+fn moved_under_lock() -> StoreError {
+    StoreError::Conflict("a session moved under its lock in a rotation batch".into())
 }
 
 #[derive(Clone, Copy, PartialEq, Eq)]
@@ -349,37 +356,37 @@ enum Locks {
     Later,
 }
 
-/// `None` if a batch run without its locks found a session moved: nothing was written.
+enum Ran {
+    /// Committed: each refresh's outcome, or `None` where it waits.
+    Done(Vec<Option<Outcome>>),
+    /// A session was no longer where its rotation was decided: nothing was written.
+    Moved { locked: bool },
+}
+
 async fn run_once(
     db: &Db,
     policy: &RotationPolicy,
     batch: &[Pending],
     now: Millis,
-    mut locks: Locks,
-) -> Result<Option<Vec<Option<Outcome>>>> {
+    locks: Locks,
+) -> Result<Ran> {
     let mut tx = db.begin_write().await?;
-    let (ids, planned) = distinct_tokens(batch);
-    if locks == Locks::First {
+    let ids = distinct_tokens(batch);
+    let mut locked = locks == Locks::First;
+    if locked {
         lock(&mut tx, &ids).await?;
     }
     let mut families = load(&mut tx, &ids).await?;
-    let mut plans = plan(policy, batch, planned, &families, now);
-    if locks == Locks::Later && !plans.iter().all(Plan::is_plain) {
+    let mut plans = plan(policy, batch, &families, now);
+    if !locked && !plans.iter().all(Plan::is_plain) {
         lock(&mut tx, &ids).await?;
         families = load(&mut tx, &ids).await?;
-        plans = plan(policy, batch, distinct_tokens(batch).1, &families, now);
-        locks = Locks::First;
+        plans = plan(policy, batch, &families, now);
+        locked = true;
     }
 
     let Some(heads) = write_successors(&mut tx, batch, &plans, &families, now).await? else {
-        if locks == Locks::First {
-            // The sessions are locked and were read under the lock: this cannot happen unless
-            // something changed them without it. Nothing of the batch may stay.
-            return Err(StoreError::Conflict(
-                "a session moved under its lock in a rotation batch".into(),
-            ));
-        }
-        return Ok(None);
+        return Ok(Ran::Moved { locked });
     };
     let mut outcomes = Vec::with_capacity(batch.len());
     for (p, plan) in batch.iter().zip(plans) {
@@ -387,7 +394,7 @@ async fn run_once(
         outcomes.push(record(&mut tx, policy, p, plan, f, &heads, now).await?);
     }
     tx.commit().await?;
-    Ok(Some(outcomes))
+    Ok(Ran::Done(outcomes))
 }
 
 /// Takes the presented tokens' sessions in session id order (`sql::lock`).
@@ -429,27 +436,16 @@ async fn write_successors(
     }
     let n = granted.len();
     let backend = tx.backend();
-    let rows = granted
-        .iter()
-        .map(|&(p, s, f)| sql::insert_row(p, s, f, now));
-    let heads: HashMap<String, i64> = bind(sqlx::query(sql::insert(backend, n)), rows.flatten())
+    let rows = sql::insert_rows(&granted, now);
+    let heads: HashMap<String, i64> = bind(sqlx::query(sql::insert(backend, n)), rows)
         .fetch_all(&mut **tx)
         .await?
         .iter()
         .map(|row| Ok((row.try_get(1)?, row.try_get(0)?)))
         .collect::<std::result::Result<_, sqlx::Error>>()?;
-    let mut rows = Vec::with_capacity(n);
-    for &(p, s, f) in &granted {
-        let head = heads
-            .get(&f.session_id)
-            .copied()
-            .ok_or_else(|| StoreError::Conflict("a successor was not written".into()))?;
-        rows.push(sql::advance_row(p, s, f, head, now));
-    }
-    let advance = bind(
-        sqlx::query(sql::advance(backend, n)),
-        rows.into_iter().flatten(),
-    );
+    let rows = sql::advance_rows(&granted, &heads, now)
+        .ok_or_else(|| StoreError::Conflict("a successor was not written".into()))?;
+    let advance = bind(sqlx::query(sql::advance(backend, n)), rows);
     let moved = advance.execute(&mut **tx).await?.rows_affected();
     Ok((moved == n as u64).then_some(heads))
 }
@@ -719,17 +715,7 @@ pub(crate) async fn insert_first_token(
     origin: &crate::store::Origin,
     now: Millis,
 ) -> Result<i64> {
-    let row = [
-        Value::Blob(secret_hash),
-        Value::Text(session_id),
-        Value::Int(1),
-        Value::MaybeInt(None),
-        Value::MaybeInt(None),
-        Value::Int(now),
-        Value::Int(expires_at),
-        Value::MaybeText(origin.ip.as_deref()),
-        Value::MaybeText(origin.user_agent.as_deref()),
-    ];
+    let row = sql::token_row(secret_hash, session_id, 1, None, expires_at, origin, now);
     let backend = tx.backend();
     let id = bind(sqlx::query(sql::insert(backend, 1)), row)
         .fetch_one(&mut **tx)
