@@ -18,7 +18,7 @@ use std::time::Duration;
 use rusqlite::{Connection, Row};
 
 use super::decide::Family;
-use super::plan::{distinct_tokens, grant, plan, rotations, Pending, Plan};
+use super::plan::{distinct_tokens, plain_outcomes, plan, rotations, Pending, Plan};
 use super::sql::{self, Columns, Value};
 use super::RotationPolicy;
 use crate::clock::Millis;
@@ -117,25 +117,7 @@ impl Direct {
                 )));
             }
         }
-        let mut outcomes = Vec::with_capacity(batch.len());
-        for (p, plan) in batch.iter().zip(plans) {
-            outcomes.push(match plan {
-                Plan::Deferred => None,
-                Plan::Refuse(refusal) => Some(Err(refusal)),
-                Plan::Grant { successor, .. } => {
-                    let head = families
-                        .get(&p.request.token.id)
-                        .and_then(|f| Some((f, *heads.get(&f.session_id)?)));
-                    let Some((f, id)) = head else {
-                        return Err(DirectError::Inconsistent(
-                            "a rotation without its successor".into(),
-                        ));
-                    };
-                    Some(Ok(grant(p, f, successor, id)))
-                }
-                _ => return Err(DirectError::Inconsistent("a plan that writes more".into())),
-            });
-        }
+        let outcomes = plain_outcomes(batch, plans, &families, &heads);
         conn.prepare_cached("COMMIT")?.execute([])?;
         Ok(Some(outcomes))
     }

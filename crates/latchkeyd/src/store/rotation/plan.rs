@@ -170,3 +170,29 @@ pub(super) fn grant(p: &Pending, f: &Family, successor: Successor, id: i64) -> G
         dpop_jkt: successor.dpop_jkt,
     }
 }
+
+/// The answers to a batch whose plans are all plain ([`Plan::is_plain`]) once its rotations'
+/// successors are written: `heads` holds each written successor's id by session. A rotation
+/// with no successor there, its session having moved on since it was decided, waits for the
+/// next batch (`None`), to be decided again from what its session is then.
+pub(super) fn plain_outcomes(
+    batch: &[Pending],
+    plans: Vec<Plan>,
+    families: &HashMap<i64, Family>,
+    heads: &HashMap<String, i64>,
+) -> Vec<Option<Outcome>> {
+    batch
+        .iter()
+        .zip(plans)
+        .map(|(p, plan)| match plan {
+            Plan::Refuse(refusal) => Some(Err(refusal)),
+            Plan::Grant { successor, .. } => {
+                let f = families.get(&p.request.token.id)?;
+                let id = *heads.get(&f.session_id)?;
+                Some(Ok(grant(p, f, successor, id)))
+            }
+            // A plan that writes more is not plain: it waits, and is decided again.
+            _ => None,
+        })
+        .collect()
+}

@@ -53,11 +53,30 @@ pub const ADVANCE_COLUMNS: [Column; 10] = [
     ("dpop_jkt", "TEXT"),
 ];
 
+/// The rows of [`rotate`]: a session's row of [`ADVANCE_COLUMNS`] but its new head (which
+/// [`rotate`] draws), then the rest of its successor's row of [`INSERT_COLUMNS`].
+pub const ROTATE_COLUMNS: [Column; 13] = [
+    ("id", "TEXT"),
+    ("expected_head", "BIGINT"),
+    ("generation", "BIGINT"),
+    ("used_at", "BIGINT"),
+    ("ip", "TEXT"),
+    ("user_agent", "TEXT"),
+    ("window_start", "BIGINT"),
+    ("window_count", "BIGINT"),
+    ("dpop_jkt", "TEXT"),
+    ("secret_hash", "BYTEA"),
+    ("parent_generation", "BIGINT"),
+    ("parent_id", "BIGINT"),
+    ("expires_at", "BIGINT"),
+];
+
 struct Texts {
     lock: Vec<String>,
     load: Vec<String>,
     insert: Vec<String>,
     advance: Vec<String>,
+    rotate: Vec<String>,
 }
 
 impl Texts {
@@ -71,7 +90,12 @@ impl Texts {
             },
             load: sizes.clone().map(|n| load_text(backend, n)).collect(),
             insert: sizes.clone().map(|n| insert_text(backend, n)).collect(),
-            advance: sizes.map(|n| advance_text(backend, n)).collect(),
+            advance: sizes.clone().map(|n| advance_text(backend, n)).collect(),
+            // SQLite has no data-modifying CTE: it inserts, then advances.
+            rotate: match backend {
+                Backend::Postgres => sizes.map(rotate_text).collect(),
+                Backend::Sqlite => Vec::new(),
+            },
         }
     }
 }
@@ -109,6 +133,15 @@ pub fn insert(backend: Backend, n: usize) -> &'static str {
 /// the count of rows changed must be `n`.
 pub fn advance(backend: Backend, n: usize) -> &'static str {
     &texts(backend).advance[n - 1]
+}
+
+/// PostgreSQL: inserts `n` successors and moves their sessions' heads to them in one
+/// statement (rows of [`ROTATE_COLUMNS`]), each only if its session is still at the head and
+/// liveness its rotation was decided on; a successor is written only with its head's move.
+/// Returns each written successor's id and session. One statement is one round trip, and
+/// outside a transaction its own commit: a batch that moved every head needs nothing else.
+pub fn rotate(n: usize) -> &'static str {
+    &texts(Backend::Postgres).rotate[n - 1]
 }
 
 /// `IN (…)`: a test against `n` ids, the statement's first parameters.
@@ -173,15 +206,36 @@ fn insert_text(backend: Backend, n: usize) -> String {
     )
 }
 
+/// A head's move, from a list of rows `v` with the columns of [`ADVANCE_COLUMNS`]: only where
+/// the session is still at the head and liveness the rotation was decided on. The row lock
+/// the UPDATE takes re-checks that condition against the newest version of the session.
+const HEAD_MOVE: &str = "UPDATE sessions SET head_token_id = v.head, generation = v.generation, \
+     last_used_at = v.used_at, last_ip = v.ip, last_user_agent = v.user_agent, \
+     rate_window_start = v.window_start, rate_window_count = v.window_count, dpop_jkt = v.dpop_jkt \
+     FROM v WHERE sessions.id = v.id AND sessions.head_token_id = v.expected_head \
+     AND sessions.revoked_at IS NULL";
+
 fn advance_text(backend: Backend, n: usize) -> String {
+    // MATERIALIZED: PostgreSQL would otherwise scan the VALUES once per session.
     format!(
-        "WITH v AS MATERIALIZED ({}) \
-         UPDATE sessions SET head_token_id = v.head, generation = v.generation, last_used_at = v.used_at, \
-         last_ip = v.ip, last_user_agent = v.user_agent, rate_window_start = v.window_start, \
-         rate_window_count = v.window_count, dpop_jkt = v.dpop_jkt \
-         FROM v WHERE sessions.id = v.id AND sessions.head_token_id = v.expected_head \
-         AND sessions.revoked_at IS NULL",
+        "WITH v AS MATERIALIZED ({}) {HEAD_MOVE}",
         rows_of(backend, n, &ADVANCE_COLUMNS)
+    )
+}
+
+fn rotate_text(n: usize) -> String {
+    // The successor's id is drawn before the head moves, so that the successor is inserted
+    // only for the heads that moved. Every sub-statement sees one snapshot; the insert sees the
+    // moves through `RETURNING` alone.
+    format!(
+        "WITH v AS MATERIALIZED (SELECT w.*, nextval(pg_get_serial_sequence('refresh_tokens', 'id')) \
+         AS head FROM ({}) AS w), moved AS ({HEAD_MOVE} RETURNING v.head) \
+         INSERT INTO refresh_tokens (id, {}) OVERRIDING SYSTEM VALUE \
+         SELECT v.head, v.secret_hash, v.id, v.generation, v.parent_generation, v.parent_id, \
+         v.used_at, v.expires_at, v.ip, v.user_agent FROM v JOIN moved ON moved.head = v.head \
+         RETURNING id, session_id",
+        rows_of(Backend::Postgres, n, &ROTATE_COLUMNS),
+        INSERT_COLUMNS.map(|(name, _)| name).join(", "),
     )
 }
 
@@ -254,6 +308,32 @@ pub fn advance_rows<'a>(
         rows.extend(advance_row(p, s, f, head, now));
     }
     Some(rows)
+}
+
+/// The rows of [`rotate`] for a batch's rotations.
+pub fn rotate_rows<'a, 'g>(
+    granted: &'g [(&'a Pending, &'a Successor, &'a Family)],
+    now: Millis,
+) -> impl Iterator<Item = Value<'a>> + 'g {
+    granted.iter().flat_map(move |&(p, s, f)| {
+        let [id, expected_head, _head, generation, used_at, ip, user_agent, window_start, window_count, dpop_jkt] =
+            advance_row(p, s, f, 0, now);
+        [
+            id,
+            expected_head,
+            generation,
+            used_at,
+            ip,
+            user_agent,
+            window_start,
+            window_count,
+            dpop_jkt,
+            Value::Blob(&p.successor.1),
+            Value::Int(f.generation),
+            Value::Int(f.token_id),
+            Value::Int(s.expires_at),
+        ]
+    })
 }
 
 /// One session's row of [`ADVANCE_COLUMNS`]: its head moves to `head`.
@@ -346,6 +426,8 @@ mod tests {
             advance(pg, 3).matches('$').count(),
             3 * ADVANCE_COLUMNS.len()
         );
+        assert_eq!(rotate(4).matches('$').count(), 4 * ROTATE_COLUMNS.len());
+        assert!(rotate(4).contains(&format!("CAST(${} AS BIGINT))", 4 * ROTATE_COLUMNS.len())));
         assert!(load(pg, MAX_BATCH).contains(&format!("${MAX_BATCH})")));
         assert_eq!(lock(Backend::Sqlite, 3), None);
     }

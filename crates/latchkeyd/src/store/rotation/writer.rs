@@ -1,20 +1,25 @@
 //! The rotation writer: group commit of refreshes, on SQLite and PostgreSQL alike.
 //!
 //! Every refresh is handed to one task that takes whatever refreshes are waiting, up to
-//! [`MAX_BATCH`], and runs them in one write transaction:
+//! [`MAX_BATCH`], and runs them together:
 //!
-//! 1. on PostgreSQL, take the presented tokens' sessions in session id order (`sql::lock`);
-//!    on SQLite the write transaction holds the database;
-//! 2. load every presented token with its session and its session's head (`sql::load`);
-//! 3. decide each refresh (`decide::decide`) and assess its suspicion signals;
-//! 4. write the successors and move the heads with one statement each for the whole batch,
-//!    then whatever is rarer (grace replays, events, revocations) one by one;
-//! 5. commit, and only then answer every refresh of the batch.
+//! 1. load every presented token with its session and its session's head (`sql::load`);
+//! 2. decide each refresh (`decide::decide`) and assess its suspicion signals (`plan.rs`);
+//! 3. write the successors and move the heads for the whole batch at once, each head only if
+//!    its session is still where its rotation was decided; then whatever is rarer (grace
+//!    replays, events, revocations) one by one;
+//! 4. answer every refresh once what it wrote has committed.
+//!
+//! A batch with more to write than successors and heads runs in one transaction that first
+//! takes its sessions' locks in session id order (on SQLite the write transaction holds the
+//! database). On PostgreSQL, a batch that only rotates and refuses runs without: two
+//! statements, the second its own commit ([`run_unlocked`]).
 //!
 //! A commit is the costly part of a rotation (a flush to disk, a round trip); one commit for
 //! many refreshes is what lets a database keep up with them. Replicas each run a writer on one
-//! PostgreSQL: the session locks, taken in one order by every path, keep their batches correct
-//! against each other (exactly one of two concurrent refreshes of one token wins).
+//! PostgreSQL: the conditional head moves, and the session locks taken in one order by every
+//! path, keep their batches correct against each other (exactly one of two concurrent
+//! refreshes of one token wins).
 //!
 //! A request whose token or session already has a refresh in the batch waits for the next
 //! batch: its decision depends on what the first one writes.
@@ -27,12 +32,13 @@ use std::sync::Arc;
 
 use serde_json::json;
 use sqlx::any::AnyRow;
+use sqlx::AnyConnection;
 use sqlx::Row;
 use tokio::sync::{mpsc, oneshot};
 
-use super::decide::Family;
+use super::decide::{Family, Successor};
 use super::direct::Direct;
-use super::plan::{distinct_tokens, grant, plan, rotations, Pending, Plan};
+use super::plan::{distinct_tokens, grant, plain_outcomes, plan, rotations, Pending, Plan};
 use super::sql::{self, Columns, Value, MAX_BATCH};
 use super::{RefreshRequest, RotationPolicy};
 use crate::clock::{Clock, Millis};
@@ -311,17 +317,7 @@ fn clone_error(e: &StoreError) -> StoreError {
     StoreError::Db(sqlx::Error::Protocol(format!("rotation failed: {e}")))
 }
 
-/// One batch in one transaction: each refresh's outcome, or `None` where it waits.
-///
-/// On PostgreSQL a batch is first run without its sessions' locks: most sessions have no
-/// other refresh in flight, and the locks cost a statement and a round trip. Such a batch
-/// goes ahead only while it only rotates and refuses; the move of each head (`sql::advance`)
-/// is conditional on the head and liveness it was decided on, and the row lock it takes
-/// re-checks that condition against the newest version. A rotation whose session moved on
-/// meanwhile fails the condition: the batch is rolled back and run again under the locks. A
-/// refusal writes nothing and stands as of the statement that read it, like any read. A
-/// batch with more to write (an event, a revocation, a grace replay) takes the locks and reads
-/// again in the same transaction before it writes anything.
+/// Runs one batch: each refresh's outcome, or `None` where it waits.
 async fn run_batch(
     db: &Db,
     policy: &RotationPolicy,
@@ -329,89 +325,85 @@ async fn run_batch(
     now: Millis,
 ) -> Result<Vec<Option<Outcome>>> {
     if db.backend() == Backend::Postgres {
-        match run_once(db, policy, batch, now, Locks::Later).await? {
-            Ran::Done(outcomes) => return Ok(outcomes),
-            Ran::Moved { locked: false } => {}
-            Ran::Moved { locked: true } => return Err(moved_under_lock()),
+        if let Some(outcomes) = run_unlocked(db, policy, batch, now).await? {
+            return Ok(outcomes);
         }
     }
-    match run_once(db, policy, batch, now, Locks::First).await? {
-        Ran::Done(outcomes) => Ok(outcomes),
-        Ran::Moved { .. } => Err(moved_under_lock()),
-    }
+    run_locked(db, policy, batch, now).await
 }
 
-/// The sessions are locked and were read under the lock: this cannot happen unless something
-/// changed them without it. Nothing of the batch may stay.
-fn moved_under_lock() -> StoreError {
-    StoreError::Conflict("a session moved under its lock in a rotation batch".into())
-}
-
-#[derive(Clone, Copy, PartialEq, Eq)]
-enum Locks {
-    /// Take the sessions' locks before reading them (a no-op on SQLite, whose write transaction
-    /// holds the database).
-    First,
-    /// Only if the batch has more to write than rotations (see [`run_batch`]).
-    Later,
-}
-
-enum Ran {
-    /// Committed: each refresh's outcome, or `None` where it waits.
-    Done(Vec<Option<Outcome>>),
-    /// A session was no longer where its rotation was decided: nothing was written.
-    Moved { locked: bool },
-}
-
-async fn run_once(
+/// PostgreSQL: runs a batch that only rotates and refuses in two statements and no
+/// transaction, or returns `None` having written nothing. Most sessions have no other refresh
+/// in flight; locks would cost a statement, and a transaction two more round trips.
+///
+/// The batch's families are read as of one statement, and each rotation's head moves only if
+/// its session is still at the head and liveness it was decided on (`sql::rotate`, its own
+/// commit). A rotation whose session moved on meanwhile writes nothing and waits for the next
+/// batch, where it is decided again from what its session is then (a replay, a revocation). A
+/// refusal writes nothing and stands as of the statement that read it, like any read. A batch
+/// with more to write (an event, a revocation, a grace replay) is run under the locks instead.
+async fn run_unlocked(
     db: &Db,
     policy: &RotationPolicy,
     batch: &[Pending],
     now: Millis,
-    locks: Locks,
-) -> Result<Ran> {
-    let mut tx = db.begin_write().await?;
-    let ids = distinct_tokens(batch);
-    let mut locked = locks == Locks::First;
-    if locked {
-        lock(&mut tx, &ids).await?;
+) -> Result<Option<Vec<Option<Outcome>>>> {
+    let mut conn = db.write().acquire().await?;
+    let pg = Backend::Postgres;
+    let families = load(&mut conn, pg, &distinct_tokens(batch)).await?;
+    let plans = plan(policy, batch, &families, now);
+    if !plans.iter().all(Plan::is_plain) {
+        return Ok(None);
     }
-    let mut families = load(&mut tx, &ids).await?;
-    let mut plans = plan(policy, batch, &families, now);
-    if !locked && !plans.iter().all(Plan::is_plain) {
-        lock(&mut tx, &ids).await?;
-        families = load(&mut tx, &ids).await?;
-        plans = plan(policy, batch, &families, now);
-        locked = true;
-    }
+    let granted = rotations(batch, &plans, &families);
+    let heads = write_successors(&mut conn, pg, &granted, now).await?;
+    Ok(Some(plain_outcomes(batch, plans, &families, &heads)))
+}
 
-    let Some(heads) = write_successors(&mut tx, batch, &plans, &families, now).await? else {
-        return Ok(Ran::Moved { locked });
-    };
+/// Runs a batch in one transaction under its sessions' locks, taken in session id order
+/// before they are read (`sql::lock`; on SQLite the write transaction holds the database).
+async fn run_locked(
+    db: &Db,
+    policy: &RotationPolicy,
+    batch: &[Pending],
+    now: Millis,
+) -> Result<Vec<Option<Outcome>>> {
+    let mut tx = db.begin_write().await?;
+    let backend = tx.backend();
+    let ids = distinct_tokens(batch);
+    if let Some(lock) = sql::lock(backend, ids.len()) {
+        bind(sqlx::query(lock), sql::ids(&ids))
+            .fetch_all(&mut *tx)
+            .await?;
+    }
+    let families = load(&mut tx, backend, &ids).await?;
+    let plans = plan(policy, batch, &families, now);
+    let granted = rotations(batch, &plans, &families);
+    let heads = write_successors(&mut tx, backend, &granted, now).await?;
+    if heads.len() != granted.len() {
+        // The sessions were read under their locks: this cannot happen unless something
+        // changed them without it. Nothing of the batch may stay.
+        return Err(StoreError::Conflict(
+            "a session moved under its lock in a rotation batch".into(),
+        ));
+    }
     let mut outcomes = Vec::with_capacity(batch.len());
     for (p, plan) in batch.iter().zip(plans) {
         let f = families.get(&p.request.token.id);
         outcomes.push(record(&mut tx, policy, p, plan, f, &heads, now).await?);
     }
     tx.commit().await?;
-    Ok(Ran::Done(outcomes))
-}
-
-/// Takes the presented tokens' sessions in session id order (`sql::lock`).
-async fn lock(tx: &mut Tx, ids: &[i64]) -> Result<()> {
-    if let Some(lock) = sql::lock(tx.backend(), ids.len()) {
-        bind(sqlx::query(lock), sql::ids(ids))
-            .fetch_all(&mut **tx)
-            .await?;
-    }
-    Ok(())
+    Ok(outcomes)
 }
 
 /// The presented tokens' families, by token id (`sql::load`).
-async fn load(tx: &mut Tx, ids: &[i64]) -> Result<HashMap<i64, Family>> {
-    let backend = tx.backend();
+async fn load(
+    conn: &mut AnyConnection,
+    backend: Backend,
+    ids: &[i64],
+) -> Result<HashMap<i64, Family>> {
     let rows = bind(sqlx::query(sql::load(backend, ids.len())), sql::ids(ids))
-        .fetch_all(&mut **tx)
+        .fetch_all(&mut *conn)
         .await?;
     let families = rows
         .iter()
@@ -420,34 +412,48 @@ async fn load(tx: &mut Tx, ids: &[i64]) -> Result<HashMap<i64, Family>> {
     Ok(families)
 }
 
-/// Inserts every granted successor and moves every session's head to it, one statement each
-/// for the whole batch; the new heads' ids by session, or `None` if a session was no longer
-/// at the head or liveness its rotation was decided on (the transaction must not commit).
+/// Writes the successors of a batch's rotations and moves their sessions' heads to them, each
+/// only where its session is still at the head and liveness it was decided on; the written
+/// successors' ids by session. One statement on PostgreSQL (`sql::rotate`); on SQLite, whose
+/// write transaction holds the database, one to insert and one to advance.
 async fn write_successors(
-    tx: &mut Tx,
-    batch: &[Pending],
-    plans: &[Plan],
-    families: &HashMap<i64, Family>,
+    conn: &mut AnyConnection,
+    backend: Backend,
+    granted: &[(&Pending, &Successor, &Family)],
     now: Millis,
-) -> Result<Option<HashMap<String, i64>>> {
-    let granted = rotations(batch, plans, families);
+) -> Result<HashMap<String, i64>> {
     if granted.is_empty() {
-        return Ok(Some(HashMap::new()));
+        return Ok(HashMap::new());
     }
     let n = granted.len();
-    let backend = tx.backend();
-    let rows = sql::insert_rows(&granted, now);
-    let heads: HashMap<String, i64> = bind(sqlx::query(sql::insert(backend, n)), rows)
-        .fetch_all(&mut **tx)
-        .await?
-        .iter()
-        .map(|row| Ok((row.try_get(1)?, row.try_get(0)?)))
-        .collect::<std::result::Result<_, sqlx::Error>>()?;
-    let rows = sql::advance_rows(&granted, &heads, now)
-        .ok_or_else(|| StoreError::Conflict("a successor was not written".into()))?;
-    let advance = bind(sqlx::query(sql::advance(backend, n)), rows);
-    let moved = advance.execute(&mut **tx).await?.rows_affected();
-    Ok((moved == n as u64).then_some(heads))
+    let heads = |rows: Vec<AnyRow>| {
+        rows.iter()
+            .map(|row| Ok((row.try_get(1)?, row.try_get(0)?)))
+            .collect::<std::result::Result<HashMap<String, i64>, sqlx::Error>>()
+    };
+    match backend {
+        Backend::Postgres => {
+            let rotate = bind(sqlx::query(sql::rotate(n)), sql::rotate_rows(granted, now));
+            Ok(heads(rotate.fetch_all(&mut *conn).await?)?)
+        }
+        Backend::Sqlite => {
+            let insert = bind(
+                sqlx::query(sql::insert(backend, n)),
+                sql::insert_rows(granted, now),
+            );
+            let written = heads(insert.fetch_all(&mut *conn).await?)?;
+            let rows = sql::advance_rows(granted, &written, now)
+                .ok_or_else(|| StoreError::Conflict("a successor was not written".into()))?;
+            let advance = bind(sqlx::query(sql::advance(backend, n)), rows);
+            let moved = advance.execute(&mut *conn).await?.rows_affected();
+            // A head that did not move keeps no successor: the caller rolls back.
+            Ok(if moved == n as u64 {
+                written
+            } else {
+                HashMap::new()
+            })
+        }
+    }
 }
 
 /// Records what one refresh of the batch did (events, revocations, grace counters) and makes
