@@ -14,7 +14,7 @@ use crate::clock::{Clock, SystemClock};
 use crate::config::{LogFormat, Settings, SigningAlg};
 use crate::server::{self, Server};
 use crate::store::audit::Actor;
-use crate::store::clients::{self, ClientKind};
+use crate::store::clients::{self, ClientKind, GrantType};
 use crate::store::users::{self, Role};
 
 #[derive(Debug, Parser)]
@@ -140,17 +140,27 @@ enum ClientCommand {
         name: String,
         #[arg(long, value_enum, default_value = "public")]
         kind: ClientKind,
-        /// Allowed redirect URI (repeat for several). Loopback IPs accept any port.
-        #[arg(long = "redirect-uri", required = true, value_name = "URI")]
+        /// Allowed redirect URI (repeat for several); needed by a client that signs users in.
+        /// Loopback IPs accept any port.
+        #[arg(long = "redirect-uri", value_name = "URI")]
         redirect_uris: Vec<String>,
+        /// A grant the client may use (repeat for several) [default: authorization_code].
+        /// client_credentials makes a service account: a confidential client that signs in as
+        /// itself, for the service scopes (ssf, global_token_revocation).
+        #[arg(long = "grant", value_enum, value_name = "GRANT")]
+        grants: Vec<GrantType>,
         /// A scope the client may ask for (repeat, or separate with spaces)
-        /// [default: openid profile email offline_access].
+        /// [default: openid profile email offline_access for a client that signs users in].
         #[arg(long = "scope", value_name = "SCOPE")]
         scopes: Vec<String>,
         /// An app you run yourself: it may then be registered for `account` (the user's own
         /// devices and sessions) and `support` (other people's, for support staff).
         #[arg(long)]
         first_party: bool,
+        /// Print the registration as JSON: {"client_id", "client_secret", …}. The secret is
+        /// shown this once.
+        #[arg(long)]
+        json: bool,
     },
     /// List clients.
     List,
@@ -347,26 +357,46 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
                     name,
                     kind,
                     redirect_uris,
+                    grants,
                     scopes,
                     first_party,
+                    json,
                 } => {
                     let new = clients::NewClient {
                         client_id: &client_id,
                         name: &name,
                         kind,
                         redirect_uris: &redirect_uris,
+                        grant_types: &grants,
                         scopes: &scopes,
                         first_party,
                     };
                     let secret =
                         clients::add(&db, &new, Actor::Operator(&operator), clock.now_ms()).await?;
-                    let registered = clients::find(&db, &client_id)
-                        .await?
-                        .map(|c| c.scopes.join(" "))
-                        .unwrap_or_default();
+                    let client = clients::find(&db, &client_id).await?.ok_or_else(|| {
+                        anyhow::anyhow!("client {client_id} is gone right after it was added")
+                    })?;
+                    let grant_names: Vec<&str> =
+                        client.grant_types.iter().map(|g| g.as_str()).collect();
+                    if json {
+                        println!(
+                            "{}",
+                            serde_json::json!({
+                                "client_id": client.client_id,
+                                "client_secret": secret.as_ref().map(|s| s.expose()),
+                                "kind": client.kind.as_str(),
+                                "grant_types": grant_names,
+                                "scopes": client.scopes,
+                                "redirect_uris": client.redirect_uris,
+                            })
+                        );
+                        return Ok(());
+                    }
                     println!(
-                        "registered {} client {client_id} for the scopes: {registered}",
-                        kind.as_str()
+                        "registered {} client {client_id} for the grants: {}; the scopes: {}",
+                        kind.as_str(),
+                        grant_names.join(" "),
+                        client.scopes.join(" ")
                     );
                     if let Some(secret) = secret {
                         println!(
@@ -377,8 +407,8 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
                 }
                 ClientCommand::List => {
                     println!(
-                        "{:<24} {:<12} {:<12} {:<52} REDIRECT URIS",
-                        "CLIENT", "KIND", "PARTY", "SCOPES"
+                        "{:<24} {:<12} {:<12} {:<38} {:<52} REDIRECT URIS",
+                        "CLIENT", "KIND", "PARTY", "GRANTS", "SCOPES"
                     );
                     for c in clients::list(&db).await? {
                         let party = match (c.builtin, c.first_party) {
@@ -386,11 +416,13 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
                             (false, true) => "first",
                             (false, false) => "third",
                         };
+                        let grants: Vec<&str> = c.grant_types.iter().map(|g| g.as_str()).collect();
                         println!(
-                            "{:<24} {:<12} {:<12} {:<52} {}",
+                            "{:<24} {:<12} {:<12} {:<38} {:<52} {}",
                             c.client_id,
                             c.kind.as_str(),
                             party,
+                            grants.join(" "),
                             c.scopes.join(" "),
                             c.redirect_uris.join(" ")
                         );

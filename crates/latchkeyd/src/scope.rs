@@ -4,6 +4,10 @@
 //! and sessions) and `support` (other people's, for support staff) only on first-party
 //! clients, the apps the operator runs. `support` is granted only when the person signing in
 //! has the support role, and the support API checks the role again on every call.
+//!
+//! Service scopes are for service accounts: confidential clients that sign in as themselves
+//! with `client_credentials` (RFC 6749 §4.4). They never reach a user's token, and a service
+//! account's token carries nothing else.
 
 pub const OPENID: &str = "openid";
 pub const PROFILE: &str = "profile";
@@ -15,7 +19,28 @@ pub const ACCOUNT: &str = "account";
 /// The support API: any account's sessions, families and events, and the audit log.
 pub const SUPPORT: &str = "support";
 
-pub const ALL: [&str; 6] = [OPENID, PROFILE, EMAIL, OFFLINE_ACCESS, ACCOUNT, SUPPORT];
+/// Managing Shared Signals streams (SSF 1.0 §8.1): a receiver of session revocations.
+pub const SSF: &str = "ssf";
+/// Revoking every session of a user (draft-parecki-oauth-global-token-revocation).
+pub const GLOBAL_TOKEN_REVOCATION: &str = "global_token_revocation";
+
+/// The scopes of a user's sign-in.
+pub const USER: [&str; 6] = [OPENID, PROFILE, EMAIL, OFFLINE_ACCESS, ACCOUNT, SUPPORT];
+
+/// The scopes of a service account's own token (`client_credentials`).
+pub const SERVICE: [&str; 2] = [SSF, GLOBAL_TOKEN_REVOCATION];
+
+/// Every scope latchkeyd knows.
+pub const ALL: [&str; 8] = [
+    OPENID,
+    PROFILE,
+    EMAIL,
+    OFFLINE_ACCESS,
+    ACCOUNT,
+    SUPPORT,
+    SSF,
+    GLOBAL_TOKEN_REVOCATION,
+];
 
 /// What a client registered without `--scope` may ask for.
 pub const DEFAULT_CLIENT: [&str; 4] = [OPENID, PROFILE, EMAIL, OFFLINE_ACCESS];
@@ -25,6 +50,10 @@ pub const FIRST_PARTY_ONLY: [&str; 2] = [ACCOUNT, SUPPORT];
 
 pub fn is_known(scope: &str) -> bool {
     ALL.contains(&scope)
+}
+
+pub fn is_service(scope: &str) -> bool {
+    SERVICE.contains(&scope)
 }
 
 /// Does the space-separated `scope` contain `wanted`?

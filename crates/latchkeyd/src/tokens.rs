@@ -75,8 +75,9 @@ pub fn audience(issuer: &str, scope: &str) -> Audience {
     Audience(aud)
 }
 
-/// The claims of an access token. `sid` names the session, so revoking the session revokes the
-/// token for every check that consults the database.
+/// The claims of an access token (RFC 9068 §2.2). `sid` names the session of a user's token,
+/// so revoking the session revokes the token for every check that consults the database; a
+/// service account's token (`client_credentials`) has none, and its `sub` is its client id.
 #[derive(Debug, Clone, Serialize, Deserialize)]
 pub struct AccessClaims {
     pub iss: String,
@@ -87,7 +88,8 @@ pub struct AccessClaims {
     pub jti: String,
     pub client_id: String,
     pub scope: String,
-    pub sid: String,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub sid: Option<String>,
     /// RFC 9449 §6.1: the thumbprint of the key the token is bound to (DPoP).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub cnf: Option<Confirmation>,
@@ -142,10 +144,12 @@ pub enum Invalid {
 
 pub struct AccessTokenInput<'a> {
     pub issuer: &'a str,
-    pub user_id: &'a str,
+    /// The user, or for a service account's token its client id (RFC 9068 §2.2).
+    pub subject: &'a str,
     pub client_id: &'a str,
     pub scope: &'a str,
-    pub session_id: &'a str,
+    /// The user's session; none for a service account's token.
+    pub session_id: Option<&'a str>,
     pub ttl_secs: u64,
     /// Bind the token to this key thumbprint (the request's DPoP proof).
     pub jkt: Option<&'a str>,
@@ -160,14 +164,14 @@ pub fn mint_access_token(
     let iat = now.div_euclid(1000);
     let claims = AccessClaims {
         iss: input.issuer.to_string(),
-        sub: input.user_id.to_string(),
+        sub: input.subject.to_string(),
         aud: audience(input.issuer, input.scope),
         exp: iat + input.ttl_secs as i64,
         iat,
         jti: new_jti(),
         client_id: input.client_id.to_string(),
         scope: input.scope.to_string(),
-        sid: input.session_id.to_string(),
+        sid: input.session_id.map(str::to_string),
         cnf: input.jkt.map(|jkt| Confirmation {
             jkt: jkt.to_string(),
         }),

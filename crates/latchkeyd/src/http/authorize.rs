@@ -23,7 +23,7 @@ use crate::secret::{new_id, new_token, token_hash, TokenKind};
 use crate::server::AppState;
 use crate::service::signin::{self, SignIn, SignInContext};
 use crate::store::auth_requests::{self, AuthRequest, DeviceInfo};
-use crate::store::clients::Client;
+use crate::store::clients::{Client, GrantType};
 use crate::store::throttle::Limited;
 use crate::store::Origin;
 
@@ -36,7 +36,7 @@ struct ScopeLine {
 }
 
 fn scope_lines(requested: &str) -> Vec<ScopeLine> {
-    scope::ALL
+    scope::USER
         .iter()
         .filter(|s| scope::contains(requested, s))
         .map(|s| ScopeLine {
@@ -200,6 +200,11 @@ async fn client_and_redirect(
     let redirect_uri = params.get("redirect_uri").ok_or_else(|| {
         bad("The request does not say where to return after sign-in (redirect_uri is missing).")
     })?;
+    if !client.may(GrantType::AuthorizationCode) {
+        return Err(bad(
+            "This app is a service: it is not registered to sign people in.",
+        ));
+    }
     if !client.redirect_uri_allowed(redirect_uri) {
         return Err(bad("The address to return to after sign-in is not registered for this app, so Latchkey will not send you there."));
     }
@@ -306,6 +311,12 @@ pub async fn start(
     for s in scope.split_ascii_whitespace() {
         if !scope::is_known(s) {
             return fail("invalid_scope", &format!("unknown scope {s:?}"));
+        }
+        if scope::is_service(s) {
+            return fail(
+                "invalid_scope",
+                &format!("the {s} scope is for a service account's own token (client_credentials), not a sign-in"),
+            );
         }
         // Every client gets only what it was registered for.
         if !client.allows(s) {

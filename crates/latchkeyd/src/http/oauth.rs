@@ -22,7 +22,7 @@ use crate::scope;
 use crate::secret::parse_refresh_token;
 use crate::server::AppState;
 use crate::service::revoke::{self, TokenRevocation};
-use crate::store::clients::{Client, ClientKind};
+use crate::store::clients::{Client, ClientKind, GrantType};
 use crate::store::codes::{self, CodeExchange};
 use crate::store::outcome::{Grant, Refusal};
 use crate::store::revocation;
@@ -108,13 +108,20 @@ async fn grant(
             Ok(proof) => refresh_grant(state, headers, params, proof.as_ref(), origin).await,
             Err(e) => Err(e),
         },
+        "client_credentials" => match token_endpoint_proof(state, headers) {
+            Ok(proof) => client_credentials_grant(state, headers, params, proof.as_ref()).await,
+            Err(e) => Err(e),
+        },
         _ => Err(OAuthError::new(
             StatusCode::BAD_REQUEST,
             "unsupported_grant_type",
-            "grant_type must be authorization_code or refresh_token",
+            "grant_type must be authorization_code, refresh_token or client_credentials",
         )),
     };
-    let label = if matches!(grant_type.as_str(), "authorization_code" | "refresh_token") {
+    let label = if matches!(
+        grant_type.as_str(),
+        "authorization_code" | "refresh_token" | "client_credentials"
+    ) {
         grant_type.as_str()
     } else {
         "other"
@@ -165,6 +172,7 @@ async fn code_grant(
     origin: &Origin,
 ) -> Result<Response, OAuthError> {
     let client = authenticate(state, headers, params).await?.client;
+    registered_for(&client, GrantType::AuthorizationCode)?;
     if let Some(proof) = proof {
         spend_token_proof(state, proof).await?;
     }
@@ -200,6 +208,97 @@ async fn code_grant(
     };
     let offline = scope::contains(&grant.scope, scope::OFFLINE_ACCESS);
     token_response(state, &client, grant, proof, id_token, offline)
+}
+
+/// RFC 6749 §5.2 `unauthorized_client`: the client is not registered for this grant. A refresh
+/// token comes only from a user's sign-in, so it goes with `authorization_code`.
+fn registered_for(client: &Client, grant: GrantType) -> Result<(), OAuthError> {
+    if client.may(grant) {
+        return Ok(());
+    }
+    Err(OAuthError::new(
+        StatusCode::BAD_REQUEST,
+        "unauthorized_client",
+        match grant {
+            GrantType::AuthorizationCode => {
+                "this client is a service account: it is not registered to sign users in"
+            }
+            GrantType::ClientCredentials => {
+                "this client is not registered for client_credentials (a service account's own token)"
+            }
+        },
+    ))
+}
+
+/// RFC 6749 §4.4: a service account's own access token. Only a confidential client registered
+/// for the grant gets one, only for the service scopes it is registered for (all of them when
+/// it asks for none, RFC 6749 §3.3), and never a refresh token: it can sign in again.
+async fn client_credentials_grant(
+    state: &AppState,
+    headers: &HeaderMap,
+    params: &Params,
+    proof: Option<&Proof>,
+) -> Result<Response, OAuthError> {
+    let client = authenticate(state, headers, params).await?.client;
+    if client.kind != ClientKind::Confidential {
+        return Err(OAuthError::new(
+            StatusCode::BAD_REQUEST,
+            "unauthorized_client",
+            "client_credentials is for confidential clients: a public client has no secret",
+        ));
+    }
+    registered_for(&client, GrantType::ClientCredentials)?;
+    let mut granted: Vec<&str> = Vec::new();
+    match params.get("scope") {
+        Some(asked) => {
+            for s in asked.split_ascii_whitespace() {
+                if !scope::is_service(s) || !client.allows(s) {
+                    return Err(OAuthError::new(
+                        StatusCode::BAD_REQUEST,
+                        "invalid_scope",
+                        format!("this client is not registered for the {s:?} scope with client_credentials"),
+                    ));
+                }
+                if !granted.contains(&s) {
+                    granted.push(s);
+                }
+            }
+        }
+        None => granted.extend(
+            client
+                .scopes
+                .iter()
+                .map(String::as_str)
+                .filter(|s| scope::is_service(s)),
+        ),
+    }
+    if let Some(proof) = proof {
+        spend_token_proof(state, proof).await?;
+    }
+    let scope = granted.join(" ");
+    let ttl = state.settings.tokens.access_token_ttl_secs;
+    let access_token = tokens::mint_access_token(
+        &state.keys,
+        &AccessTokenInput {
+            issuer: &state.issuer,
+            subject: &client.client_id,
+            client_id: &client.client_id,
+            scope: &scope,
+            session_id: None,
+            ttl_secs: ttl,
+            jkt: proof.map(|p| p.jkt.as_str()),
+        },
+        state.now(),
+    )?;
+    Ok(no_store(Json(TokenResponse {
+        access_token,
+        token_type: if proof.is_some() { "DPoP" } else { "Bearer" },
+        expires_in: ttl,
+        refresh_token: None,
+        refresh_token_expires_in: None,
+        scope,
+        id_token: None,
+    })))
 }
 
 /// RFC 7636 §4.1: 43-128 characters of the unreserved set.
@@ -250,10 +349,10 @@ fn token_response(
         &state.keys,
         &AccessTokenInput {
             issuer: &state.issuer,
-            user_id: &grant.user_id,
+            subject: &grant.user_id,
             client_id: &grant.client_id,
             scope: &scope,
-            session_id: &grant.session_id,
+            session_id: Some(&grant.session_id),
             ttl_secs: ttl,
             jkt,
         },
@@ -286,6 +385,7 @@ async fn refresh_grant(
     origin: &Origin,
 ) -> Result<Response, OAuthError> {
     let client = authenticate(state, headers, params).await?.client;
+    registered_for(&client, GrantType::AuthorizationCode)?;
     if let Some(proof) = proof {
         spend_token_proof(state, proof).await?;
     }
@@ -369,8 +469,18 @@ pub(crate) async fn access_token_state(
         // Never a new token for an expired one: only the refresh grant mints access tokens.
         return Ok(Err("the access token has expired"));
     }
-    if !state.session_live(&claims.sid).await? {
-        return Ok(Err("the session of this token was revoked"));
+    match &claims.sid {
+        Some(sid) => {
+            if !state.session_live(sid).await? {
+                return Ok(Err("the session of this token was revoked"));
+            }
+        }
+        // A service account's token lives no longer than its registration.
+        None => {
+            if state.client(&claims.client_id).await?.is_none() {
+                return Ok(Err("the client of this token was removed"));
+            }
+        }
     }
     if revocation::access_token_revoked(&state.db, &claims.jti).await? {
         return Ok(Err("the access token was revoked"));
@@ -433,13 +543,15 @@ async fn introspect_token(
                 "client_id": c.client_id,
                 "sub": c.sub,
                 "scope": c.scope,
-                "sid": c.sid,
                 "jti": c.jti,
                 "iat": c.iat,
                 "exp": c.exp,
                 "iss": c.iss,
                 "aud": c.aud,
             });
+            if let Some(sid) = c.sid {
+                body["sid"] = json!(sid);
+            }
             if let Some(cnf) = c.cnf {
                 body["cnf"] = json!(cnf);
             }

@@ -16,7 +16,7 @@ pub const DESKTOP_CLIENT_ID: &str = "latchkey-desktop";
 const DESKTOP_REDIRECTS: [&str; 2] = ["http://127.0.0.1/callback", "http://[::1]/callback"];
 /// The desktop app is first-party: it may reach the account API, and the support API for
 /// people with the support role.
-const DESKTOP_SCOPES: [&str; 6] = scope::ALL;
+const DESKTOP_SCOPES: [&str; 6] = scope::USER;
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize, clap::ValueEnum)]
 #[serde(rename_all = "lowercase")]
@@ -36,12 +36,42 @@ impl ClientKind {
     }
 }
 
+/// A grant a client may be registered for.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize, clap::ValueEnum)]
+#[serde(rename_all = "snake_case")]
+#[value(rename_all = "snake_case")]
+pub enum GrantType {
+    /// A user signs in through the client (with PKCE); its refresh tokens come with it.
+    AuthorizationCode,
+    /// The client signs in as itself with its secret (RFC 6749 §4.4): a service account.
+    ClientCredentials,
+}
+
+impl GrantType {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            GrantType::AuthorizationCode => "authorization_code",
+            GrantType::ClientCredentials => "client_credentials",
+        }
+    }
+
+    fn parse(s: &str) -> Option<Self> {
+        match s {
+            "authorization_code" => Some(GrantType::AuthorizationCode),
+            "client_credentials" => Some(GrantType::ClientCredentials),
+            _ => None,
+        }
+    }
+}
+
 #[derive(Clone, serde::Serialize)]
 pub struct Client {
     pub client_id: String,
     pub name: String,
     pub kind: ClientKind,
     pub redirect_uris: Vec<String>,
+    /// The grants it may use; any other is refused at the token endpoint.
+    pub grant_types: Vec<GrantType>,
     /// The scopes it may ask for; a request for any other is refused.
     pub scopes: Vec<String>,
     /// Run by the operator: only these may be granted `account` and `support`.
@@ -58,6 +88,7 @@ impl std::fmt::Debug for Client {
             .field("client_id", &self.client_id)
             .field("kind", &self.kind)
             .field("redirect_uris", &self.redirect_uris)
+            .field("grant_types", &self.grant_types)
             .field("scopes", &self.scopes)
             .field("first_party", &self.first_party)
             .finish_non_exhaustive()
@@ -73,6 +104,7 @@ impl Client {
             name: "fuzz".into(),
             kind: ClientKind::Public,
             redirect_uris,
+            grant_types: vec![GrantType::AuthorizationCode],
             scopes: Vec::new(),
             first_party: false,
             builtin: false,
@@ -84,6 +116,11 @@ impl Client {
     /// May this client ask for `scope`?
     pub fn allows(&self, scope: &str) -> bool {
         self.scopes.iter().any(|s| s == scope)
+    }
+
+    /// May this client use `grant`?
+    pub fn may(&self, grant: GrantType) -> bool {
+        self.grant_types.contains(&grant)
     }
 
     pub fn verify_secret(&self, secret: &str) -> bool {
@@ -166,6 +203,11 @@ fn client_from_row(row: &sqlx::any::AnyRow) -> Result<Client> {
             ClientKind::Public
         },
         redirect_uris: serde_json::from_str(&uris).unwrap_or_default(),
+        grant_types: row
+            .try_get::<String, _>("grant_types")?
+            .split_ascii_whitespace()
+            .filter_map(GrantType::parse)
+            .collect(),
         scopes: row
             .try_get::<String, _>("scopes")?
             .split_ascii_whitespace()
@@ -178,8 +220,8 @@ fn client_from_row(row: &sqlx::any::AnyRow) -> Result<Client> {
     })
 }
 
-const COLUMNS: &str =
-    "client_id, name, kind, secret_hash, redirect_uris, scopes, first_party, builtin, created_at";
+const COLUMNS: &str = "client_id, name, kind, secret_hash, redirect_uris, grant_types, scopes, \
+     first_party, builtin, created_at";
 
 /// Present from first start, re-created if someone deleted it from the database by hand, and
 /// given this version's redirects and scopes if an older version registered it.
@@ -188,8 +230,8 @@ pub async fn ensure_builtin(db: &Db, now: Millis) -> Result<()> {
     sqlx::query(
         "INSERT INTO clients (client_id, name, kind, redirect_uris, scopes, first_party, builtin, created_at) \
          VALUES ($1, $2, 'public', $3, $4, 1, 1, $5) ON CONFLICT (client_id) DO UPDATE SET \
-         kind = 'public', redirect_uris = excluded.redirect_uris, scopes = excluded.scopes, \
-         first_party = 1, builtin = 1",
+         kind = 'public', redirect_uris = excluded.redirect_uris, grant_types = 'authorization_code', \
+         scopes = excluded.scopes, first_party = 1, builtin = 1",
     )
     .bind(DESKTOP_CLIENT_ID)
     .bind("Latchkey Desktop")
@@ -225,20 +267,45 @@ pub struct NewClient<'a> {
     pub name: &'a str,
     pub kind: ClientKind,
     pub redirect_uris: &'a [String],
-    /// The scopes it may ask for; empty means the default (`openid profile email offline_access`).
+    /// The grants it may use; empty means `authorization_code`.
+    pub grant_types: &'a [GrantType],
+    /// The scopes it may ask for; empty means the default of its grants: `openid profile email
+    /// offline_access` for a sign-in client, none for a service account.
     pub scopes: &'a [String],
     pub first_party: bool,
 }
 
-/// The scopes a new client may ask for, checked: known ones, and `account` or `support` only
-/// for a first-party client.
-fn registered_scopes(c: &NewClient<'_>) -> Result<Vec<String>> {
+/// The grants a new client may use, checked: `client_credentials` needs a secret.
+fn registered_grants(c: &NewClient<'_>) -> Result<Vec<GrantType>> {
+    let mut grants: Vec<GrantType> = Vec::new();
+    for &g in c.grant_types {
+        if !grants.contains(&g) {
+            grants.push(g);
+        }
+    }
+    if grants.is_empty() {
+        grants.push(GrantType::AuthorizationCode);
+    }
+    if grants.contains(&GrantType::ClientCredentials) && c.kind != ClientKind::Confidential {
+        return Err(StoreError::Invalid(
+            "client_credentials is for confidential clients (--kind confidential): a public client has no secret to sign in with".into(),
+        ));
+    }
+    Ok(grants)
+}
+
+/// The scopes a new client may ask for, checked: known ones, `account` or `support` only for a
+/// first-party client, user scopes only with `authorization_code` and service scopes only
+/// with `client_credentials`.
+fn registered_scopes(c: &NewClient<'_>, grants: &[GrantType]) -> Result<Vec<String>> {
+    let signs_in = grants.contains(&GrantType::AuthorizationCode);
+    let service = grants.contains(&GrantType::ClientCredentials);
     let asked: Vec<&str> = c
         .scopes
         .iter()
         .flat_map(|s| s.split_ascii_whitespace())
         .collect();
-    let asked = if asked.is_empty() {
+    let asked = if asked.is_empty() && signs_in {
         scope::DEFAULT_CLIENT.to_vec()
     } else {
         asked
@@ -249,6 +316,16 @@ fn registered_scopes(c: &NewClient<'_>) -> Result<Vec<String>> {
             return Err(StoreError::Invalid(format!(
                 "unknown scope {s:?}: latchkeyd knows {}",
                 scope::ALL.join(", ")
+            )));
+        }
+        if scope::is_service(s) && !service {
+            return Err(StoreError::Invalid(format!(
+                "the {s} scope is for a service account's own token: register the client with --grant client_credentials"
+            )));
+        }
+        if !scope::is_service(s) && !signs_in {
+            return Err(StoreError::Invalid(format!(
+                "the {s} scope is for a user's sign-in: register the client with --grant authorization_code"
             )));
         }
         if scope::FIRST_PARTY_ONLY.contains(&s) && !c.first_party {
@@ -287,27 +364,36 @@ pub async fn add(
             "a client's name is shown on the sign-in page: plain text, not empty".into(),
         ));
     }
-    if c.redirect_uris.is_empty() {
+    let grants = registered_grants(c)?;
+    let signs_in = grants.contains(&GrantType::AuthorizationCode);
+    if signs_in && c.redirect_uris.is_empty() {
         return Err(StoreError::Invalid(
-            "a client needs at least one redirect URI".into(),
+            "a client that signs users in needs at least one redirect URI".into(),
+        ));
+    }
+    if !signs_in && !c.redirect_uris.is_empty() {
+        return Err(StoreError::Invalid(
+            "a client that does not sign users in (no authorization_code grant) takes no redirect URI".into(),
         ));
     }
     for uri in c.redirect_uris {
         validate_redirect_uri(uri)?;
     }
-    let scopes = registered_scopes(c)?;
+    let scopes = registered_scopes(c, &grants)?;
+    let grant_names: Vec<&str> = grants.iter().map(|g| g.as_str()).collect();
     let secret = (c.kind == ClientKind::Confidential).then(|| new_token(TokenKind::ClientSecret));
     let uris = serde_json::to_string(c.redirect_uris).expect("strings serialize");
     let mut tx = db.begin_write().await?;
     sqlx::query(
-        "INSERT INTO clients (client_id, name, kind, secret_hash, redirect_uris, scopes, first_party, builtin, created_at) \
-         VALUES ($1, $2, $3, $4, $5, $6, $7, 0, $8)",
+        "INSERT INTO clients (client_id, name, kind, secret_hash, redirect_uris, grant_types, scopes, first_party, builtin, created_at) \
+         VALUES ($1, $2, $3, $4, $5, $6, $7, $8, 0, $9)",
     )
     .bind(client_id)
     .bind(c.name.trim())
     .bind(c.kind.as_str())
     .bind(secret.as_ref().map(|s| token_hash(s.expose())))
     .bind(&uris)
+    .bind(grant_names.join(" "))
     .bind(scopes.join(" "))
     .bind(i64::from(c.first_party))
     .bind(now)
@@ -327,6 +413,7 @@ pub async fn add(
                 "client_id": client_id,
                 "kind": c.kind.as_str(),
                 "first_party": c.first_party,
+                "grant_types": grant_names,
                 "scopes": scopes,
                 "redirect_uris": c.redirect_uris,
             }),
@@ -422,6 +509,7 @@ mod tests {
             name: "d".into(),
             kind: ClientKind::Public,
             redirect_uris: DESKTOP_REDIRECTS.iter().map(|s| s.to_string()).collect(),
+            grant_types: vec![GrantType::AuthorizationCode],
             scopes: DESKTOP_SCOPES.iter().map(|s| s.to_string()).collect(),
             first_party: true,
             builtin: true,
@@ -480,14 +568,18 @@ mod tests {
         let uris = ["https://app.example.com/cb".to_string()];
         let client = |scopes: &[&str], first_party| {
             let scopes: Vec<String> = scopes.iter().map(|s| s.to_string()).collect();
-            registered_scopes(&NewClient {
-                client_id: "app",
-                name: "App",
-                kind: ClientKind::Confidential,
-                redirect_uris: &uris,
-                scopes: &scopes,
-                first_party,
-            })
+            registered_scopes(
+                &NewClient {
+                    client_id: "app",
+                    name: "App",
+                    kind: ClientKind::Confidential,
+                    redirect_uris: &uris,
+                    grant_types: &[],
+                    scopes: &scopes,
+                    first_party,
+                },
+                &[GrantType::AuthorizationCode],
+            )
         };
         assert_eq!(
             client(&[], false).unwrap(),
@@ -506,5 +598,56 @@ mod tests {
             ["openid", "account", "support"]
         );
         assert!(client(&["admin"], true).is_err());
+    }
+
+    #[test]
+    fn service_scopes_go_with_client_credentials_and_user_scopes_with_sign_in() {
+        let new = |kind, grant_types: &'static [GrantType], scopes: &'static [&'static str]| {
+            let scopes: Vec<String> = scopes.iter().map(|s| s.to_string()).collect();
+            let c = NewClient {
+                client_id: "svc",
+                name: "Service",
+                kind,
+                redirect_uris: &[],
+                grant_types,
+                scopes: &[],
+                first_party: false,
+            };
+            registered_grants(&c).and_then(|g| {
+                registered_scopes(
+                    &NewClient {
+                        scopes: &scopes,
+                        ..c
+                    },
+                    &g,
+                )
+            })
+        };
+        let cc: &[GrantType] = &[GrantType::ClientCredentials];
+        assert_eq!(
+            new(ClientKind::Confidential, cc, &["ssf"]).unwrap(),
+            ["ssf"]
+        );
+        assert!(
+            new(ClientKind::Confidential, cc, &[]).unwrap().is_empty(),
+            "a service account has no default scope"
+        );
+        let public = new(ClientKind::Public, cc, &["ssf"])
+            .unwrap_err()
+            .to_string();
+        assert!(public.contains("confidential"), "{public}");
+        let user = new(ClientKind::Confidential, cc, &["openid"])
+            .unwrap_err()
+            .to_string();
+        assert!(user.contains("authorization_code"), "{user}");
+        let service = new(ClientKind::Confidential, &[], &["openid ssf"])
+            .unwrap_err()
+            .to_string();
+        assert!(service.contains("client_credentials"), "{service}");
+        let both: &[GrantType] = &[GrantType::AuthorizationCode, GrantType::ClientCredentials];
+        assert_eq!(
+            new(ClientKind::Confidential, both, &["openid ssf"]).unwrap(),
+            ["openid", "ssf"]
+        );
     }
 }

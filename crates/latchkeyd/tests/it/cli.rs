@@ -134,6 +134,59 @@ fn accounts_clients_and_keys_are_managed_from_the_command_line() {
     );
     assert_eq!(code, 0);
 
+    // A service account: no redirect URI, its registration as JSON, the secret shown once.
+    let service = [
+        "client",
+        "add",
+        "receiver",
+        "--name",
+        "Receiver",
+        "--kind",
+        "confidential",
+        "--grant",
+        "client_credentials",
+        "--scope",
+        "ssf",
+    ];
+    let (code, out, err) = run(latchkeyd(dir.path()).args(service).arg("--json"), "");
+    assert_eq!(code, 0, "{err}");
+    let registered: serde_json::Value = serde_json::from_str(out.trim()).expect("one JSON object");
+    assert_eq!(registered["client_id"], "receiver");
+    assert!(registered["client_secret"]
+        .as_str()
+        .is_some_and(|s| s.starts_with("lkcs_")));
+    assert_eq!(
+        registered["grant_types"],
+        serde_json::json!(["client_credentials"])
+    );
+    assert_eq!(registered["scopes"], serde_json::json!(["ssf"]));
+    let (_, out, _) = run(latchkeyd(dir.path()).args(["client", "list"]), "");
+    let line = out.lines().find(|l| l.starts_with("receiver")).unwrap();
+    assert!(
+        line.contains("client_credentials") && line.contains("ssf"),
+        "{line}"
+    );
+    assert!(!out.contains("lkcs_"), "never again");
+    for (extra, why) in [
+        (&["--kind", "public"][..], "confidential"),
+        (
+            &["--redirect-uri", "https://r.example.com/cb"][..],
+            "no redirect URI",
+        ),
+        (&["--scope", "openid"][..], "authorization_code"),
+    ] {
+        let mut args: Vec<&str> = service.to_vec();
+        args[2] = "another";
+        if extra[0] == "--kind" {
+            args[6] = extra[1];
+        } else {
+            args.extend_from_slice(extra);
+        }
+        let (code, _, err) = run(latchkeyd(dir.path()).args(&args), "");
+        assert_eq!(code, 1, "{args:?}");
+        assert!(err.contains(why), "{args:?}: {err}");
+    }
+
     let (code, out, _) = run(
         latchkeyd(dir.path()).args(["keys", "rotate", "--alg", "ES256"]),
         "",

@@ -203,7 +203,7 @@ impl TestServer {
         first_party: bool,
     ) -> Option<String> {
         let scopes: Vec<String> = if scopes.is_empty() && first_party {
-            latchkeyd::scope::ALL
+            latchkeyd::scope::USER
                 .iter()
                 .map(|s| s.to_string())
                 .collect()
@@ -220,6 +220,7 @@ impl TestServer {
                     "http://127.0.0.1/callback".into(),
                     "https://api.example.com/cb".into(),
                 ],
+                grant_types: &[],
                 scopes: &scopes,
                 first_party,
             },
@@ -229,6 +230,31 @@ impl TestServer {
         .await
         .unwrap()
         .map(|s| s.into_inner())
+    }
+
+    /// Registers a service account: a confidential client for `client_credentials` only,
+    /// with these service scopes; returns its secret.
+    pub async fn add_service(&self, client_id: &str, scopes: &[&str]) -> String {
+        let scopes: Vec<String> = scopes.iter().map(|s| s.to_string()).collect();
+        clients::add(
+            &self.db,
+            &clients::NewClient {
+                client_id,
+                name: client_id,
+                kind: ClientKind::Confidential,
+                redirect_uris: &[],
+                grant_types: &[clients::GrantType::ClientCredentials],
+                scopes: &scopes,
+                first_party: false,
+            },
+            latchkeyd::store::audit::Actor::Operator("test"),
+            self.clock.now_ms(),
+        )
+        .await
+        .expect("add service account")
+        .expect("a confidential client has a secret")
+        .expose()
+        .clone()
     }
 
     pub async fn refresh(&self, refresh_token: &str) -> (u16, Value) {
@@ -533,4 +559,27 @@ macro_rules! both_backends {
             )*
         }
     };
+}
+
+/// Verifies a JWT with the server's published JWKS, the way a resource server would.
+pub async fn verify(
+    server: &TestServer,
+    token: &str,
+    audience: &str,
+) -> (jsonwebtoken::Header, Value) {
+    let jwks: jsonwebtoken::jwk::JwkSet = server.get_json("/jwks.json").await;
+    let header = jsonwebtoken::decode_header(token).unwrap();
+    let jwk = jwks
+        .find(header.kid.as_deref().expect("kid"))
+        .expect("the kid is published");
+    let mut validation = jsonwebtoken::Validation::new(header.alg);
+    validation.set_issuer(&[&server.base]);
+    validation.set_audience(&[audience]);
+    let data = jsonwebtoken::decode::<Value>(
+        token,
+        &jsonwebtoken::DecodingKey::from_jwk(jwk).unwrap(),
+        &validation,
+    )
+    .expect("the token verifies against the JWKS");
+    (header, data.claims)
 }

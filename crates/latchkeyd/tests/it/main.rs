@@ -10,4 +10,5 @@ mod dpop;
 mod processes;
 mod refresh;
 mod rotation;
+mod service;
 mod token;

@@ -3,29 +3,11 @@
 
 use std::time::Duration;
 
-use jsonwebtoken::jwk::JwkSet;
-use jsonwebtoken::{DecodingKey, Validation};
 use latchkeyd::store::users::Role;
 use serde_json::Value;
 
 use crate::both_backends;
 use crate::common::*;
-
-/// Verifies a JWT with the server's published JWKS, the way a resource server would.
-async fn verify(server: &TestServer, token: &str, audience: &str) -> (jsonwebtoken::Header, Value) {
-    let jwks: JwkSet = server.get_json("/jwks.json").await;
-    let header = jsonwebtoken::decode_header(token).unwrap();
-    let jwk = jwks
-        .find(header.kid.as_deref().expect("kid"))
-        .expect("the kid is published");
-    let mut validation = Validation::new(header.alg);
-    validation.set_issuer(&[&server.base]);
-    validation.set_audience(&[audience]);
-    let data =
-        jsonwebtoken::decode::<Value>(token, &DecodingKey::from_jwk(jwk).unwrap(), &validation)
-            .expect("the token verifies against the JWKS");
-    (header, data.claims)
-}
 
 async fn the_code_grant_issues_signed_tokens(backend: Backend) {
     let server = TestServer::start(backend).await;

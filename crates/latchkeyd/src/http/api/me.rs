@@ -38,7 +38,7 @@ pub async fn profile(caller: Caller) -> Json<Profile> {
         email: caller.user.email,
         name: caller.user.name,
         role: caller.user.role.as_str().into(),
-        session_id: caller.claims.sid,
+        session_id: caller.session_id,
     })
 }
 
@@ -147,7 +147,7 @@ pub async fn list_sessions(
     ApiQuery(q): ApiQuery<SessionQuery>,
 ) -> Result<Json<SessionList>, ApiError> {
     let all = sessions::for_user(&state.db, &caller.user.id, state.idle(), state.now()).await?;
-    Ok(Json(session_page(all, &q, Some(&caller.claims.sid))))
+    Ok(Json(session_page(all, &q, Some(&caller.session_id))))
 }
 
 /// The caller's own session, or 404 (never 403: another account's ids are not confirmed).
@@ -156,7 +156,7 @@ async fn own_session(state: &AppState, caller: &Caller, id: &str) -> Result<Sess
         .await?
         .filter(|s| s.user_id == caller.user.id)
         .ok_or_else(|| not_found("there is no such session on this account"))?;
-    session.current = session.id == caller.claims.sid;
+    session.current = session.id == caller.session_id;
     Ok(session)
 }
 
@@ -201,7 +201,7 @@ pub async fn revoke_others(
     let revoked = sessions::revoke_others(
         &state.db,
         &caller.user.id,
-        &caller.claims.sid,
+        &caller.session_id,
         &origin,
         state.now(),
     )

@@ -44,6 +44,8 @@ pub fn not_found(what: &'static str) -> ApiError {
 /// `account` scope: other apps a user signs in to must not list or revoke their sessions.
 pub struct Caller {
     pub user: User,
+    /// The session the caller's token belongs to.
+    pub session_id: String,
     pub claims: AccessClaims,
 }
 
@@ -71,13 +73,22 @@ async fn api_caller(
         &resource,
     )
     .await?;
+    // Service scopes and user scopes are never registered together for one token: this is the
+    // second line.
+    let session_id = claims.sid.clone().ok_or(ApiError::Forbidden(
+        "this API is for a user's own token, not a service account's",
+    ))?;
     let user = users::find(&state.db, &claims.sub)
         .await?
         .filter(|u| !u.disabled)
         .ok_or(OAuthError::invalid_token(
             "the account no longer exists or is disabled",
         ))?;
-    Ok(Caller { user, claims })
+    Ok(Caller {
+        user,
+        session_id,
+        claims,
+    })
 }
 
 impl FromRequestParts<AppState> for Caller {

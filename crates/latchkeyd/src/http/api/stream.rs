@@ -199,7 +199,7 @@ pub fn live(
         rx: state.events.tx.subscribe(),
         shutdown: state.shutdown.subscribe(),
         user_id: caller.user.id,
-        session_id: caller.claims.sid,
+        session_id: caller.session_id,
         expires: tokio::time::Instant::now() + Duration::from_millis(left_ms),
         done: false,
     };
