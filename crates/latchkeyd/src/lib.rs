@@ -21,6 +21,7 @@ pub mod secret;
 pub mod server;
 pub mod service;
 pub mod signals;
+pub mod ssf;
 pub mod store;
 pub mod tokens;
 

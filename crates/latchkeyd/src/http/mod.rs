@@ -8,6 +8,7 @@ pub mod error;
 pub(crate) mod oauth;
 mod origin;
 pub mod params;
+mod ssf;
 
 use std::time::Duration;
 
@@ -40,6 +41,18 @@ pub fn router(state: AppState) -> Router {
         .route("/revoke", post(oauth::revoke))
         .route("/introspect", post(oauth::introspect))
         .route("/userinfo", get(oauth::userinfo).post(oauth::userinfo))
+        .route("/.well-known/ssf-configuration", get(ssf::configuration))
+        .route(
+            "/ssf/streams",
+            post(ssf::create)
+                .get(ssf::read)
+                .patch(ssf::update)
+                .put(ssf::update)
+                .delete(ssf::delete),
+        )
+        .route("/ssf/status", get(ssf::read_status).post(ssf::update_status))
+        .route("/ssf/verify", post(ssf::verify))
+        .route("/ssf/poll/{stream_id}", post(ssf::poll))
         .route("/assets/latchkey.css", get(stylesheet))
         .route("/healthz", get(healthz))
         .fallback(not_found)

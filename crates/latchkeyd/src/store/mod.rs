@@ -13,6 +13,7 @@ pub mod prune;
 pub mod revocation;
 pub mod rotation;
 pub mod sessions;
+pub mod ssf;
 pub mod throttle;
 pub mod users;
 

@@ -4,7 +4,8 @@ use super::Result;
 use crate::clock::{secs, Millis};
 use crate::db::Db;
 
-/// Deletes what has no use any more: expired forms and codes, old throttle entries.
+/// Deletes what has no use any more: expired forms and codes, old throttle entries, Shared
+/// Signals events past their retention or acknowledged.
 pub async fn prune(db: &Db, now: Millis, failure_window: Millis) -> Result<()> {
     let day = secs(24 * 3600);
     let mut tx = db.begin_write().await?;
@@ -29,6 +30,7 @@ pub async fn prune(db: &Db, now: Millis, failure_window: Millis) -> Result<()> {
         .bind(now)
         .execute(&mut *tx)
         .await?;
+    super::ssf::prune(&mut tx, now).await?;
     tx.commit().await?;
     Ok(())
 }

@@ -6,6 +6,7 @@ use sqlx::Row;
 
 use super::audit::Actor;
 use super::events::{self, Audit, NewEvent, Severity};
+use super::ssf;
 use super::{placeholders, Origin, Result};
 use crate::clock::Millis;
 use crate::db::{Backend, Db, Tx};
@@ -129,6 +130,10 @@ pub(crate) async fn revoke_and_record(
             now,
         )
         .await?;
+        // The one domain event of a revocation, for the resource servers' receivers.
+        if let Some(user_id) = &user_id {
+            ssf::session_revoked(tx, user_id, session_id, actor, reason, now).await?;
+        }
     }
     Ok(revoked)
 }

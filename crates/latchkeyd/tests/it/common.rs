@@ -567,6 +567,16 @@ pub async fn verify(
     token: &str,
     audience: &str,
 ) -> (jsonwebtoken::Header, Value) {
+    verify_requiring(server, token, audience, &["exp"]).await
+}
+
+/// Verifies a JWT with the server's JWKS: signature, issuer, audience, and these claims there.
+pub async fn verify_requiring(
+    server: &TestServer,
+    token: &str,
+    audience: &str,
+    required: &[&str],
+) -> (jsonwebtoken::Header, Value) {
     let jwks: jsonwebtoken::jwk::JwkSet = server.get_json("/jwks.json").await;
     let header = jsonwebtoken::decode_header(token).unwrap();
     let jwk = jwks
@@ -575,6 +585,8 @@ pub async fn verify(
     let mut validation = jsonwebtoken::Validation::new(header.alg);
     validation.set_issuer(&[&server.base]);
     validation.set_audience(&[audience]);
+    validation.set_required_spec_claims(required);
+    validation.validate_exp = required.contains(&"exp");
     let data = jsonwebtoken::decode::<Value>(
         token,
         &jsonwebtoken::DecodingKey::from_jwk(jwk).unwrap(),

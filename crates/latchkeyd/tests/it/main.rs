@@ -11,4 +11,5 @@ mod processes;
 mod refresh;
 mod rotation;
 mod service;
+mod ssf;
 mod token;

@@ -1,0 +1,458 @@
+//! The Shared Signals transmitter: configuration, stream management and poll delivery of CAEP
+//! session-revoked events, as a receiver (a service account) uses them.
+
+use std::time::{Duration, Instant};
+
+use latchkeyd::store::users::Role;
+use serde_json::{json, Value};
+
+use crate::both_backends;
+use crate::common::*;
+
+const SESSION_REVOKED: &str = "https://schemas.openid.net/secevent/caep/event-type/session-revoked";
+const VERIFICATION: &str = "https://schemas.openid.net/secevent/ssf/event-type/verification";
+const POLL: &str = "urn:ietf:rfc:8936";
+
+/// A service account with the `ssf` scope, and its access token.
+async fn receiver(server: &TestServer, id: &str) -> String {
+    let secret = server.add_service(id, &["ssf"]).await;
+    let (status, body) = server
+        .post_form(
+            "/token",
+            &[
+                ("grant_type", "client_credentials"),
+                ("client_id", id),
+                ("client_secret", &secret),
+            ],
+        )
+        .await;
+    assert_eq!(status, 200, "{body}");
+    body["access_token"].as_str().unwrap().to_string()
+}
+
+/// A request to the transmitter with a bearer token and a JSON body; status and JSON answer.
+async fn call(
+    server: &TestServer,
+    method: reqwest::Method,
+    path: &str,
+    token: Option<&str>,
+    body: Option<Value>,
+) -> (u16, Value) {
+    let mut req = server.http.request(method, server.url(path));
+    if let Some(token) = token {
+        req = req.bearer_auth(token);
+    }
+    if let Some(body) = body {
+        req = req.json(&body);
+    }
+    let res = req.send().await.unwrap();
+    let status = res.status().as_u16();
+    (status, res.json().await.unwrap_or(Value::Null))
+}
+
+async fn create_stream(server: &TestServer, token: &str) -> Value {
+    let (status, stream) = call(
+        server,
+        reqwest::Method::POST,
+        "/ssf/streams",
+        Some(token),
+        Some(json!({
+            "delivery": { "method": POLL },
+            "events_requested": [SESSION_REVOKED],
+            "description": "notes-api",
+        })),
+    )
+    .await;
+    assert_eq!(status, 201, "{stream}");
+    stream
+}
+
+/// Polls a stream (RFC 8936); the SETs by jti and `moreAvailable`.
+async fn poll(server: &TestServer, token: &str, stream: &Value, body: Value) -> (Value, bool) {
+    let url = stream["delivery"]["endpoint_url"].as_str().unwrap();
+    let path = url.strip_prefix(&server.base).unwrap();
+    let (status, answer) = call(server, reqwest::Method::POST, path, Some(token), Some(body)).await;
+    assert_eq!(status, 200, "{answer}");
+    (answer["sets"].clone(), answer["moreAvailable"] == true)
+}
+
+/// Verifies a SET against the JWKS as a receiver does: `typ`, signature, issuer, audience.
+async fn set_claims(server: &TestServer, set: &Value, audience: &str) -> Value {
+    let (header, claims) =
+        verify_requiring(server, set.as_str().unwrap(), audience, &["iss", "aud"]).await;
+    assert_eq!(header.typ.as_deref(), Some("secevent+jwt"));
+    assert!(
+        claims.get("exp").is_none() && claims.get("sub").is_none(),
+        "{claims}"
+    );
+    claims
+}
+
+async fn a_receiver_manages_its_streams(backend: Backend) {
+    let server = TestServer::start(backend).await;
+    let token = receiver(&server, "receiver").await;
+
+    let config: Value = server.get_json("/.well-known/ssf-configuration").await;
+    assert_eq!(config["spec_version"], "1_0");
+    assert_eq!(config["issuer"], server.base);
+    assert_eq!(config["jwks_uri"], server.url("/jwks.json"));
+    assert_eq!(config["delivery_methods_supported"], json!([POLL]));
+    assert_eq!(config["configuration_endpoint"], server.url("/ssf/streams"));
+    assert_eq!(config["status_endpoint"], server.url("/ssf/status"));
+    assert_eq!(config["verification_endpoint"], server.url("/ssf/verify"));
+    assert_eq!(config["default_subjects"], "ALL");
+
+    let (status, stream) = call(
+        &server,
+        reqwest::Method::POST,
+        "/ssf/streams",
+        Some(&token),
+        Some(json!({ "events_requested": [SESSION_REVOKED, "urn:example:unknown"] })),
+    )
+    .await;
+    assert_eq!(status, 201, "{stream}");
+    let id = stream["stream_id"].as_str().unwrap().to_string();
+    assert_eq!(stream["iss"], server.base);
+    assert_eq!(stream["aud"], "receiver");
+    assert_eq!(stream["events_delivered"], json!([SESSION_REVOKED]));
+    assert_eq!(
+        stream["delivery"]["method"], POLL,
+        "poll when none is named"
+    );
+    assert_eq!(
+        stream["delivery"]["endpoint_url"],
+        server.url(&format!("/ssf/poll/{id}"))
+    );
+
+    let (status, all) = call(
+        &server,
+        reqwest::Method::GET,
+        "/ssf/streams",
+        Some(&token),
+        None,
+    )
+    .await;
+    assert_eq!(status, 200);
+    assert_eq!(all.as_array().unwrap().len(), 1, "{all}");
+    let one_path = format!("/ssf/streams?stream_id={id}");
+    let (_, one) = call(&server, reqwest::Method::GET, &one_path, Some(&token), None).await;
+    assert_eq!(one, stream);
+
+    let (status, patched) = call(
+        &server,
+        reqwest::Method::PATCH,
+        "/ssf/streams",
+        Some(&token),
+        Some(json!({ "stream_id": id, "description": "notes" })),
+    )
+    .await;
+    assert_eq!(status, 200, "{patched}");
+    assert_eq!(patched["description"], "notes");
+    assert_eq!(
+        patched["events_delivered"],
+        json!([SESSION_REVOKED]),
+        "kept"
+    );
+    let (_, replaced) = call(
+        &server,
+        reqwest::Method::PUT,
+        "/ssf/streams",
+        Some(&token),
+        Some(json!({ "stream_id": id, "events_requested": [SESSION_REVOKED] })),
+    )
+    .await;
+    assert!(
+        replaced.get("description").is_none(),
+        "PUT drops what it does not name: {replaced}"
+    );
+
+    let status_path = format!("/ssf/status?stream_id={id}");
+    let (_, status_now) = call(
+        &server,
+        reqwest::Method::GET,
+        &status_path,
+        Some(&token),
+        None,
+    )
+    .await;
+    assert_eq!(status_now, json!({ "stream_id": id, "status": "enabled" }));
+    let (status, paused) = call(
+        &server,
+        reqwest::Method::POST,
+        "/ssf/status",
+        Some(&token),
+        Some(json!({ "stream_id": id, "status": "paused", "reason": "maintenance" })),
+    )
+    .await;
+    assert_eq!(status, 200);
+    assert_eq!(paused["status"], "paused");
+    assert_eq!(paused["reason"], "maintenance");
+
+    // Another receiver does not see it; a user's token and no token are refused.
+    let other = receiver(&server, "other").await;
+    let (status, _) = call(&server, reqwest::Method::GET, &one_path, Some(&other), None).await;
+    assert_eq!(status, 404);
+    let (_, others) = call(
+        &server,
+        reqwest::Method::GET,
+        "/ssf/streams",
+        Some(&other),
+        None,
+    )
+    .await;
+    assert_eq!(others, json!([]));
+    server.add_user("erin@example.com", Role::User).await;
+    let user = sign_in(&server, "erin@example.com").await;
+    let user_token = user["access_token"].as_str().unwrap();
+    let (status, body) = call(
+        &server,
+        reqwest::Method::GET,
+        "/ssf/streams",
+        Some(user_token),
+        None,
+    )
+    .await;
+    assert_error(status, &body, 403, "insufficient_scope");
+    let (status, body) = call(&server, reqwest::Method::GET, "/ssf/streams", None, None).await;
+    assert_eq!(status, 401, "{body}");
+    let (status, body) = call(
+        &server,
+        reqwest::Method::POST,
+        "/ssf/streams",
+        Some(&token),
+        Some(json!({ "delivery": { "method": "urn:example:carrier-pigeon" } })),
+    )
+    .await;
+    assert_error(status, &body, 400, "invalid_request");
+    let res = server
+        .http
+        .post(server.url("/ssf/streams"))
+        .bearer_auth(&token)
+        .header("content-type", "application/json")
+        .body("{not json")
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(res.status(), 400);
+
+    let delete_path = format!("/ssf/streams?stream_id={id}");
+    let (status, _) = call(
+        &server,
+        reqwest::Method::DELETE,
+        &delete_path,
+        Some(&other),
+        None,
+    )
+    .await;
+    assert_eq!(status, 404, "not another receiver's to delete");
+    let (status, _) = call(
+        &server,
+        reqwest::Method::DELETE,
+        &delete_path,
+        Some(&token),
+        None,
+    )
+    .await;
+    assert_eq!(status, 204);
+    let (status, _) = call(&server, reqwest::Method::GET, &one_path, Some(&token), None).await;
+    assert_eq!(status, 404);
+}
+
+async fn a_revoked_session_reaches_the_receiver_as_a_signed_event(backend: Backend) {
+    let server = TestServer::start(backend).await;
+    let user = server.add_user("erin@example.com", Role::User).await;
+    let token = receiver(&server, "receiver").await;
+    let stream = create_stream(&server, &token).await;
+    let stream_id = stream["stream_id"].as_str().unwrap();
+
+    // Verification echoes the state.
+    let (status, _) = call(
+        &server,
+        reqwest::Method::POST,
+        "/ssf/verify",
+        Some(&token),
+        Some(json!({ "stream_id": stream_id, "state": "VGhpcyBpcyBhbiBleGFtcGxl" })),
+    )
+    .await;
+    assert_eq!(status, 204);
+    let (sets, more) = poll(
+        &server,
+        &token,
+        &stream,
+        json!({ "returnImmediately": true }),
+    )
+    .await;
+    assert!(!more);
+    let (jti, set) = sets.as_object().unwrap().iter().next().expect("one SET");
+    let claims = set_claims(&server, set, "receiver").await;
+    assert_eq!(&claims["jti"], jti);
+    assert_eq!(
+        claims["sub_id"],
+        json!({ "format": "opaque", "id": stream_id })
+    );
+    assert_eq!(
+        claims["events"][VERIFICATION]["state"],
+        "VGhpcyBpcyBhbiBleGFtcGxl"
+    );
+
+    // A waiting poll acknowledges the verification and wakes when the session is revoked.
+    let tokens = sign_in(&server, "erin@example.com").await;
+    let sid = session_of(&tokens);
+    let waiting = {
+        let (server_url, token, stream) = (server.base.clone(), token.clone(), stream.clone());
+        let http = server.http.clone();
+        let jti = jti.clone();
+        tokio::spawn(async move {
+            let started = Instant::now();
+            let url = stream["delivery"]["endpoint_url"]
+                .as_str()
+                .unwrap()
+                .to_string();
+            assert!(url.starts_with(&server_url));
+            let answer: Value = http
+                .post(url)
+                .bearer_auth(token)
+                .json(&json!({ "ack": [jti] }))
+                .send()
+                .await
+                .unwrap()
+                .json()
+                .await
+                .unwrap();
+            (answer, started.elapsed())
+        })
+    };
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    let (status, _) = server
+        .post_form(
+            "/revoke",
+            &[
+                ("token", tokens["refresh_token"].as_str().unwrap()),
+                ("client_id", "latchkey-desktop"),
+            ],
+        )
+        .await;
+    assert_eq!(status, 200);
+    let (answer, waited) = waiting.await.unwrap();
+    assert!(
+        waited < Duration::from_secs(5),
+        "the poll answered when the event came, not at its timeout: {waited:?}"
+    );
+    let sets = answer["sets"].as_object().unwrap();
+    assert_eq!(sets.len(), 1, "the verification was acknowledged: {answer}");
+    let (jti, set) = sets.iter().next().unwrap();
+    let claims = set_claims(&server, set, "receiver").await;
+    assert_eq!(claims["iss"], server.base);
+    assert_eq!(claims["aud"], "receiver");
+    assert_eq!(
+        claims["sub_id"],
+        json!({
+            "format": "complex",
+            "user": { "format": "iss_sub", "iss": server.base, "sub": user.id },
+            "session": { "format": "opaque", "id": sid },
+        })
+    );
+    let event = &claims["events"][SESSION_REVOKED];
+    assert_eq!(event["initiating_entity"], "user");
+    assert!(event["event_timestamp"].as_i64().is_some());
+    assert!(event["reason_admin"]["en"].as_str().is_some());
+
+    // Acknowledged, it is gone; nothing else waits.
+    let (sets, _) = poll(
+        &server,
+        &token,
+        &stream,
+        json!({ "ack": [jti], "returnImmediately": true }),
+    )
+    .await;
+    assert_eq!(sets, json!({}));
+}
+
+async fn events_wait_in_the_outbox(backend: Backend) {
+    let server = TestServer::start(backend).await;
+    server.add_user("erin@example.com", Role::User).await;
+    let token = receiver(&server, "receiver").await;
+    let stream = create_stream(&server, &token).await;
+    let stream_id = stream["stream_id"].as_str().unwrap();
+    let set_status = |status: &'static str| {
+        let body = json!({ "stream_id": stream_id, "status": status });
+        call(
+            &server,
+            reqwest::Method::POST,
+            "/ssf/status",
+            Some(&token),
+            Some(body),
+        )
+    };
+
+    // Paused: kept for later, and a poll waits for nothing.
+    set_status("paused").await;
+    let first = sign_in(&server, "erin@example.com").await;
+    revoke(&server, &first).await;
+    let (sets, _) = poll(&server, &token, &stream, json!({})).await;
+    assert_eq!(sets, json!({}), "nothing is delivered while paused");
+    set_status("enabled").await;
+
+    // Another replica on the same database delivers what this one wrote.
+    let replica = server.replica().await;
+    let (sets, more) = poll(
+        &replica,
+        &token,
+        &stream,
+        json!({ "maxEvents": 5, "returnImmediately": true }),
+    )
+    .await;
+    let jtis: Vec<&String> = sets.as_object().unwrap().keys().collect();
+    assert_eq!(jtis.len(), 1, "{sets}");
+    assert!(!more);
+    let ack = json!({ "ack": jtis, "maxEvents": 0 });
+    poll(&replica, &token, &stream, ack).await;
+
+    // Disabled: nothing is kept.
+    set_status("disabled").await;
+    let second = sign_in(&server, "erin@example.com").await;
+    revoke(&server, &second).await;
+    set_status("enabled").await;
+    let (sets, _) = poll(
+        &server,
+        &token,
+        &stream,
+        json!({ "returnImmediately": true }),
+    )
+    .await;
+    assert_eq!(sets, json!({}), "nothing was kept while disabled");
+
+    // maxEvents, and moreAvailable.
+    for _ in 0..3 {
+        let t = sign_in(&server, "erin@example.com").await;
+        revoke(&server, &t).await;
+    }
+    let (sets, more) = poll(
+        &server,
+        &token,
+        &stream,
+        json!({ "maxEvents": 2, "returnImmediately": true }),
+    )
+    .await;
+    assert_eq!(sets.as_object().unwrap().len(), 2);
+    assert!(more);
+}
+
+async fn revoke(server: &TestServer, tokens: &Value) {
+    let (status, _) = server
+        .post_form(
+            "/revoke",
+            &[
+                ("token", tokens["refresh_token"].as_str().unwrap()),
+                ("client_id", "latchkey-desktop"),
+            ],
+        )
+        .await;
+    assert_eq!(status, 200);
+}
+
+both_backends!(
+    a_receiver_manages_its_streams,
+    a_revoked_session_reaches_the_receiver_as_a_signed_event,
+    events_wait_in_the_outbox,
+);
