@@ -25,7 +25,7 @@ fn jti() -> String {
 }
 
 /// A proof as an honest client makes it, on the server's (manual) clock.
-fn proof(server: &TestServer, method: &str, path: &str) -> ProofClaims {
+pub(crate) fn proof(server: &TestServer, method: &str, path: &str) -> ProofClaims {
     ProofClaims {
         jti: jti(),
         htm: method.into(),
@@ -36,7 +36,7 @@ fn proof(server: &TestServer, method: &str, path: &str) -> ProofClaims {
     }
 }
 
-fn ath(token: &str) -> String {
+pub(crate) fn ath(token: &str) -> String {
     URL_SAFE_NO_PAD.encode(Sha256::digest(token.as_bytes()))
 }
 
@@ -70,7 +70,7 @@ async fn refresh_with(server: &TestServer, token: &str, proof: Option<String>) -
 }
 
 /// Signs in through the form with `dpop_jkt` and a proof on the code exchange.
-async fn bound_sign_in(server: &TestServer, email: &str, key: &DeviceKey) -> Value {
+pub(crate) async fn bound_sign_in(server: &TestServer, email: &str, key: &DeviceKey) -> Value {
     let signin = SignIn::new()
         .set("dpop_jkt", Some(key.thumbprint()))
         .set("scope", Some("openid offline_access account"));

@@ -7,6 +7,7 @@ mod api;
 mod authorize;
 mod cli;
 mod dpop;
+mod guard;
 mod processes;
 mod refresh;
 mod rotation;

@@ -1,0 +1,279 @@
+//! The consumer side: notes-api behind latchkey-guard, with a real latchkeyd. A revoked session's
+//! access token, though unexpired, is refused at the API within a second.
+
+use std::time::{Duration, Instant};
+
+use latchkey_client::dpop::DeviceKey;
+use latchkey_guard::{Guard, GuardConfig};
+use latchkeyd::store::users::Role;
+use serde_json::{json, Value};
+
+use crate::both_backends;
+use crate::common::*;
+use crate::dpop::{ath, bound_sign_in, proof};
+
+/// notes-api on 127.0.0.1:0 behind a guard of its own service account; its base URL.
+struct NotesApi {
+    base: String,
+    guard: Guard,
+    secret: String,
+    _dir: tempfile::TempDir,
+    /// The API stops when this drops, as its process would.
+    _stop: tokio::sync::oneshot::Sender<()>,
+}
+
+async fn notes_api(server: &TestServer, tweak: impl FnOnce(&mut GuardConfig)) -> NotesApi {
+    let secret = server.add_service("notes-api", &["ssf"]).await;
+    let mut config = GuardConfig::new(&server.base, "notes-api", &secret);
+    tweak(&mut config);
+    let guard = Guard::start(config).await.expect("the guard starts");
+    let dir = tempfile::tempdir().unwrap();
+    let db = notes_api::open(dir.path().join("notes.db").to_str().unwrap())
+        .await
+        .unwrap();
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let base = format!("http://{}", listener.local_addr().unwrap());
+    let app = notes_api::router(notes_api::AppState {
+        guard: guard.clone(),
+        db,
+    });
+    let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
+    tokio::spawn(async move {
+        axum::serve(listener, app)
+            .with_graceful_shutdown(async {
+                let _ = stopped.await;
+            })
+            .await
+    });
+    NotesApi {
+        base,
+        guard,
+        secret,
+        _dir: dir,
+        _stop: stop,
+    }
+}
+
+async fn get_notes(api: &NotesApi, token: &str) -> (u16, Value, String) {
+    let res = reqwest::Client::new()
+        .get(format!("{}/notes", api.base))
+        .bearer_auth(token)
+        .send()
+        .await
+        .unwrap();
+    let status = res.status().as_u16();
+    let challenge = res
+        .headers()
+        .get("www-authenticate")
+        .map(|v| v.to_str().unwrap().to_string())
+        .unwrap_or_default();
+    (status, res.json().await.unwrap_or(Value::Null), challenge)
+}
+
+/// Calls `GET /notes` until it is refused; how long that took.
+async fn refused_within(api: &NotesApi, token: &str, limit: Duration) -> Duration {
+    let started = Instant::now();
+    loop {
+        let (status, _, challenge) = get_notes(api, token).await;
+        if status == 401 {
+            assert!(challenge.contains("error=\"invalid_token\""), "{challenge}");
+            return started.elapsed();
+        }
+        assert_eq!(status, 200);
+        assert!(
+            started.elapsed() < limit,
+            "still accepted {limit:?} after the revocation"
+        );
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+}
+
+async fn a_revoked_session_is_refused_at_the_api_within_a_second(backend: Backend) {
+    let server = TestServer::start(backend).await;
+    server.add_user("erin@example.com", Role::User).await;
+    let api = notes_api(&server, |_| {}).await;
+    let laptop = sign_in(&server, "erin@example.com").await;
+    let phone = sign_in(&server, "erin@example.com").await;
+    let token = laptop["access_token"].as_str().unwrap();
+
+    let (status, body, _) = get_notes(&api, token).await;
+    assert_eq!((status, body), (200, json!({ "notes": [] })));
+    let res = reqwest::Client::new()
+        .post(format!("{}/notes", api.base))
+        .bearer_auth(token)
+        .json(&json!({ "text": "buy milk" }))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(res.status(), 201);
+    let (_, body, _) = get_notes(&api, token).await;
+    assert_eq!(body["notes"][0]["text"], "buy milk");
+
+    // The user signs the laptop out (RFC 7009): its access token still has minutes to live.
+    let (status, _) = server
+        .post_form(
+            "/revoke",
+            &[
+                ("token", laptop["refresh_token"].as_str().unwrap()),
+                ("client_id", "latchkey-desktop"),
+            ],
+        )
+        .await;
+    assert_eq!(status, 200);
+    let took = refused_within(&api, token, Duration::from_secs(1)).await;
+    assert!(took < Duration::from_secs(1), "{took:?}");
+    assert_eq!(api.guard.health().revoked_sessions, 1);
+
+    // The phone's session is another: its notes (the same person's) are still there.
+    let (status, body, _) = get_notes(&api, phone["access_token"].as_str().unwrap()).await;
+    assert_eq!(status, 200);
+    assert_eq!(body["notes"][0]["text"], "buy milk");
+
+    // A replayed refresh token kills the phone's family; its access token goes with it.
+    let (status, rotated) = server
+        .refresh(phone["refresh_token"].as_str().unwrap())
+        .await;
+    assert_eq!(status, 200, "{rotated}");
+    let (status, _) = server
+        .refresh(phone["refresh_token"].as_str().unwrap())
+        .await;
+    assert_eq!(status, 400, "the replay is refused");
+    refused_within(
+        &api,
+        rotated["access_token"].as_str().unwrap(),
+        Duration::from_secs(1),
+    )
+    .await;
+}
+
+async fn the_guard_checks_every_token_and_proof(backend: Backend) {
+    let server = TestServer::start(backend).await;
+    server.add_user("erin@example.com", Role::User).await;
+    let api = notes_api(&server, |_| {}).await;
+    let http = reqwest::Client::new();
+    let notes = format!("{}/notes", api.base);
+
+    let res = http.get(&notes).send().await.unwrap();
+    assert_eq!(res.status(), 401);
+    assert!(res.headers()["www-authenticate"]
+        .to_str()
+        .unwrap()
+        .starts_with("Bearer"));
+    let (status, _, challenge) = get_notes(&api, "not-a-jwt").await;
+    assert_eq!(status, 401);
+    assert!(challenge.contains("invalid_token"), "{challenge}");
+
+    // A service account's own token is nobody's: no notes for it.
+    let (status, service) = server
+        .post_form(
+            "/token",
+            &[
+                ("grant_type", "client_credentials"),
+                ("client_id", "notes-api"),
+                ("client_secret", &api.secret),
+            ],
+        )
+        .await;
+    assert_eq!(status, 200, "{service}");
+    let (status, body, _) = get_notes(&api, service["access_token"].as_str().unwrap()).await;
+    assert_eq!(status, 403, "{body}");
+
+    // A DPoP-bound token: only as DPoP, with a fresh proof of its key for this request.
+    let key = DeviceKey::generate();
+    let tokens = bound_sign_in(&server, "erin@example.com", &key).await;
+    let token = tokens["access_token"].as_str().unwrap();
+    let (status, _, challenge) = get_notes(&api, token).await;
+    assert_eq!(status, 401, "a bound token is no bearer token");
+    assert!(challenge.starts_with("DPoP"), "{challenge}");
+    let signed = |method: &str| {
+        let mut claims = proof(&server, method, "/notes");
+        claims.htu = notes.clone();
+        claims.ath = Some(ath(token));
+        key.sign(&claims)
+    };
+    let send = |p: String| {
+        http.get(&notes)
+            .header("authorization", format!("DPoP {token}"))
+            .header("dpop", p)
+            .send()
+    };
+    let good = signed("GET");
+    assert_eq!(send(good.clone()).await.unwrap().status(), 200);
+    let replayed = send(good).await.unwrap();
+    assert_eq!(replayed.status(), 401);
+    assert!(replayed.headers()["www-authenticate"]
+        .to_str()
+        .unwrap()
+        .contains("invalid_dpop_proof"));
+    assert_eq!(send(signed("POST")).await.unwrap().status(), 401, "htm");
+    let thief = DeviceKey::generate();
+    let mut claims = proof(&server, "GET", "/notes");
+    claims.htu = notes.clone();
+    claims.ath = Some(ath(token));
+    assert_eq!(
+        send(thief.sign(&claims)).await.unwrap().status(),
+        401,
+        "another key"
+    );
+}
+
+async fn a_stale_feed_fails_closed(backend: Backend) {
+    let server = TestServer::start(backend).await;
+    server.add_user("erin@example.com", Role::User).await;
+    let tokens = sign_in(&server, "erin@example.com").await;
+    let token = tokens["access_token"].as_str().unwrap();
+    // A guard that trusts its feed for no time at all is always stale.
+    let closed = notes_api(&server, |c| c.max_staleness = Duration::ZERO).await;
+    let res = reqwest::Client::new()
+        .get(format!("{}/notes", closed.base))
+        .bearer_auth(token)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(res.status(), 503);
+    let health = reqwest::get(format!("{}/healthz", closed.base))
+        .await
+        .unwrap();
+    assert_eq!(health.status(), 503);
+    let health: Value = health.json().await.unwrap();
+    assert_eq!(health["feed_current"], false);
+}
+
+async fn a_restarted_guard_learns_what_it_missed(backend: Backend) {
+    let server = TestServer::start(backend).await;
+    server.add_user("erin@example.com", Role::User).await;
+    let first = notes_api(&server, |_| {}).await;
+    let tokens = sign_in(&server, "erin@example.com").await;
+    let token = tokens["access_token"].as_str().unwrap();
+    assert_eq!(get_notes(&first, token).await.0, 200);
+    let secret = first.secret.clone();
+    drop(first);
+    // Let the stopped API's server task let go of its guard.
+    tokio::time::sleep(Duration::from_millis(200)).await;
+
+    // Revoked while the API was down: the event waits in the API's stream.
+    let (status, _) = server
+        .post_form(
+            "/revoke",
+            &[
+                ("token", tokens["refresh_token"].as_str().unwrap()),
+                ("client_id", "latchkey-desktop"),
+            ],
+        )
+        .await;
+    assert_eq!(status, 200);
+    let config = GuardConfig::new(&server.base, "notes-api", &secret);
+    let guard = Guard::start(config).await.expect("the guard starts again");
+    assert_eq!(
+        guard.health().revoked_sessions,
+        1,
+        "taken in before the first request"
+    );
+}
+
+both_backends!(
+    a_restarted_guard_learns_what_it_missed,
+    a_revoked_session_is_refused_at_the_api_within_a_second,
+    the_guard_checks_every_token_and_proof,
+    a_stale_feed_fails_closed,
+);
