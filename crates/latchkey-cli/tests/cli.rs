@@ -188,6 +188,90 @@ async fn login_status_token_sessions_revoke_others_and_logout() {
     assert!(forgot.contains("Forgot alice@example.com"));
 }
 
+/// The headers `latchkey token --request METHOD URL` prints, on a request.
+fn with_headers(req: reqwest::RequestBuilder, headers: &str) -> reqwest::RequestBuilder {
+    headers.lines().fold(req, |req, line| {
+        let (name, value) = line.split_once(": ").expect("a header line");
+        req.header(name, value)
+    })
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn notes_api_takes_the_device_token_until_the_device_signs_out() {
+    let server = latchkeyd().await;
+    let issuer = server.issuer.clone();
+    let secret = latchkeyd::store::clients::add(
+        &server.db,
+        &latchkeyd::store::clients::NewClient {
+            client_id: "notes-api",
+            name: "Notes API",
+            kind: latchkeyd::store::clients::ClientKind::Confidential,
+            redirect_uris: &[],
+            grant_types: &[latchkeyd::store::clients::GrantType::ClientCredentials],
+            scopes: &["ssf".to_string()],
+            first_party: false,
+        },
+        latchkeyd::store::audit::Actor::Operator("test"),
+        0,
+    )
+    .await
+    .unwrap()
+    .unwrap();
+    let guard = latchkey_guard::Guard::start(latchkey_guard::GuardConfig::new(
+        &issuer,
+        "notes-api",
+        secret.expose(),
+    ))
+    .await
+    .unwrap();
+    let dir = tempfile::tempdir().unwrap();
+    let db = notes_api::open(dir.path().join("notes.db").to_str().unwrap())
+        .await
+        .unwrap();
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let notes = format!("http://{}/notes", listener.local_addr().unwrap());
+    let app = notes_api::router(notes_api::AppState {
+        guard: guard.clone(),
+        db,
+    });
+    tokio::spawn(async move { axum::serve(listener, app).await });
+
+    let laptop = tempfile::tempdir().unwrap();
+    login(laptop.path(), &issuer, "laptop").await;
+    let http = reqwest::Client::new();
+    let headers = ok(laptop.path(), &["token", "--request", "POST", &notes]);
+    let res = with_headers(http.post(&notes), &headers)
+        .json(&serde_json::json!({ "text": "buy milk" }))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(res.status(), 201, "a DPoP-bound token with its proof");
+    let headers = ok(laptop.path(), &["token", "--request", "GET", &notes]);
+    let res = with_headers(http.get(&notes), &headers)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(res.status(), 200);
+    let listed: Value = res.json().await.unwrap();
+    assert_eq!(listed["notes"][0]["text"], "buy milk");
+
+    // Headers made before the device signs out: the token has minutes to live.
+    let kept = ok(laptop.path(), &["token", "--request", "GET", &notes]);
+    ok(laptop.path(), &["logout"]);
+    let started = std::time::Instant::now();
+    while guard.health().revoked_sessions == 0 {
+        assert!(
+            started.elapsed() < std::time::Duration::from_secs(1),
+            "the API learned of the sign-out within a second"
+        );
+        tokio::time::sleep(std::time::Duration::from_millis(5)).await;
+    }
+    let res = with_headers(http.get(&notes), &kept).send().await.unwrap();
+    assert_eq!(res.status(), 401);
+    let challenge = res.headers()["www-authenticate"].to_str().unwrap();
+    assert!(challenge.contains("was revoked"), "{challenge}");
+}
+
 #[test]
 fn without_a_keychain_nothing_is_stored_unless_the_user_opts_in() {
     let home = tempfile::tempdir().unwrap();
