@@ -53,6 +53,7 @@ pub fn router(state: AppState) -> Router {
         .route("/ssf/status", get(ssf::read_status).post(ssf::update_status))
         .route("/ssf/verify", post(ssf::verify))
         .route("/ssf/poll/{stream_id}", post(ssf::poll))
+        .route("/global-token-revocation", post(ssf::global_revocation))
         .route("/assets/latchkey.css", get(stylesheet))
         .route("/healthz", get(healthz))
         .fallback(not_found)
@@ -103,6 +104,7 @@ pub fn discovery_document(issuer: &str) -> String {
         "jwks_uri": url("/jwks.json"),
         "revocation_endpoint": url("/revoke"),
         "introspection_endpoint": url("/introspect"),
+        "global_token_revocation_endpoint": url("/global-token-revocation"),
         "scopes_supported": crate::scope::ALL,
         "response_types_supported": ["code"],
         "response_modes_supported": ["query"],

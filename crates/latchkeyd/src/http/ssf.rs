@@ -16,12 +16,13 @@ use serde_json::{json, Value};
 
 use super::dpop::{resource_access, Resource};
 use super::error::OAuthError;
+use super::origin::RequestOrigin;
 use crate::scope;
 use crate::server::AppState;
 use crate::ssf::{self, EVENTS_SUPPORTED, POLL, SPEC_VERSION};
 use crate::store::clients::ClientKind;
 use crate::store::ssf::{self as streams, Status, Stream, StreamSettings};
-use crate::store::StoreError;
+use crate::store::{sessions, users, StoreError};
 
 /// How long a poll that asks to wait (`returnImmediately: false`) waits for an event.
 const LONG_POLL: Duration = Duration::from_secs(30);
@@ -468,4 +469,76 @@ pub async fn poll(
         Json(json!({ "sets": sets, "moreAvailable": more })),
     )
         .into_response())
+}
+
+/// A Global Token Revocation request: the user, as an RFC 9493 subject identifier.
+#[derive(Deserialize)]
+pub struct GlobalRevocation {
+    sub_id: Value,
+}
+
+/// draft-parecki-oauth-global-token-revocation: a service account with the
+/// `global_token_revocation` scope ends every session of a user (`email`, or `iss_sub` with
+/// this issuer). 204 when done, whether or not the user had live sessions; 404 for a subject
+/// that is no account here.
+pub async fn global_revocation(
+    State(state): State<AppState>,
+    RequestOrigin(origin): RequestOrigin,
+    method: Method,
+    uri: Uri,
+    headers: HeaderMap,
+    json: Result<Json<GlobalRevocation>, JsonRejection>,
+) -> Result<Response, OAuthError> {
+    let resource = Resource {
+        audience: &state.issuer,
+        scope: scope::GLOBAL_TOKEN_REVOCATION,
+        lacking_scope: "Global Token Revocation needs a service account's token with the global_token_revocation scope",
+    };
+    let claims = resource_access(&state, &headers, method.as_str(), uri.path(), &resource).await?;
+    if claims.sid.is_some() {
+        return Err(OAuthError::new(
+            StatusCode::FORBIDDEN,
+            "insufficient_scope",
+            "Global Token Revocation is for a service account's own token",
+        ));
+    }
+    let sub = body(json)?.sub_id;
+    let user = match sub["format"].as_str() {
+        Some("email") => {
+            let email = sub["email"]
+                .as_str()
+                .ok_or_else(|| OAuthError::invalid_request("an email subject needs email"))?;
+            users::find_by_email(&state.db, email).await?
+        }
+        Some("iss_sub") => {
+            let (Some(iss), Some(id)) = (sub["iss"].as_str(), sub["sub"].as_str()) else {
+                return Err(OAuthError::invalid_request(
+                    "an iss_sub subject needs iss and sub",
+                ));
+            };
+            if iss != state.issuer {
+                return Err(OAuthError::invalid_request(
+                    "the subject's iss is another issuer",
+                ));
+            }
+            users::find(&state.db, id).await?
+        }
+        _ => {
+            return Err(OAuthError::invalid_request(
+                "sub_id must be an RFC 9493 subject of format email or iss_sub",
+            ))
+        }
+    };
+    let user = user.ok_or_else(|| {
+        OAuthError::new(
+            StatusCode::NOT_FOUND,
+            "not_found",
+            "no account here matches that subject",
+        )
+    })?;
+    let revoked =
+        sessions::service_revoke_all(&state.db, &claims.client_id, &user.id, &origin, state.now())
+            .await?;
+    tracing::info!(client = %claims.client_id, sessions = revoked.len(), "global token revocation");
+    Ok(StatusCode::NO_CONTENT.into_response())
 }

@@ -359,6 +359,36 @@ pub async fn staff_revoke(
     Ok(Some(revoked))
 }
 
+/// Global Token Revocation (draft-parecki-oauth-global-token-revocation): a trusted service
+/// account ends every session of a user, so that nothing of theirs works until they sign in
+/// again. The sessions revoked.
+pub async fn service_revoke_all(
+    db: &Db,
+    client_id: &str,
+    user_id: &str,
+    origin: &Origin,
+    now: Millis,
+) -> Result<Vec<String>> {
+    let mut tx = db.begin_write().await?;
+    let actor = Actor::Client(client_id);
+    let revoked = revoke_all_in(
+        &mut tx,
+        user_id,
+        None,
+        actor,
+        GLOBAL_TOKEN_REVOCATION,
+        origin,
+        now,
+        Audit::As(actor),
+    )
+    .await?;
+    tx.commit().await?;
+    Ok(revoked)
+}
+
+/// The reason recorded for a Global Token Revocation.
+pub const GLOBAL_TOKEN_REVOCATION: &str = "global_token_revocation";
+
 /// A staff revocation of every live session of an account; the ids revoked.
 pub async fn staff_revoke_all(
     db: &Db,

@@ -266,6 +266,8 @@ pub async fn set_status(
 /// Who ended a session, in CAEP's words (CAEP 1.0 §3.1 `initiating_entity`).
 fn initiating_entity(actor: Actor<'_>, reason: &str) -> &'static str {
     match actor {
+        // A security tool or identity provider ends every session of a user.
+        Actor::Client(_) if reason == super::sessions::GLOBAL_TOKEN_REVOCATION => "admin",
         // RFC 7009 and sign-out: an app ends its user's session for them.
         Actor::User(_) | Actor::Client(_) => "user",
         Actor::Support(_) | Actor::Operator(_) => "admin",

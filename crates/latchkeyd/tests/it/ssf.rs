@@ -438,6 +438,122 @@ async fn events_wait_in_the_outbox(backend: Backend) {
     assert!(more);
 }
 
+async fn global_token_revocation_ends_every_session_of_a_user(backend: Backend) {
+    let server = TestServer::start(backend).await;
+    let user = server.add_user("erin@example.com", Role::User).await;
+    server.add_user("fred@example.com", Role::User).await;
+    let token = receiver(&server, "receiver").await;
+    let stream = create_stream(&server, &token).await;
+    let laptop = sign_in(&server, "erin@example.com").await;
+    let phone = sign_in(&server, "erin@example.com").await;
+    let fred = sign_in(&server, "fred@example.com").await;
+
+    let tool_secret = server
+        .add_service("security-tool", &["global_token_revocation"])
+        .await;
+    let (status, body) = server
+        .post_form(
+            "/token",
+            &[
+                ("grant_type", "client_credentials"),
+                ("client_id", "security-tool"),
+                ("client_secret", &tool_secret),
+            ],
+        )
+        .await;
+    assert_eq!(status, 200, "{body}");
+    let tool = body["access_token"].as_str().unwrap().to_string();
+    let meta: Value = server.get_json("/.well-known/openid-configuration").await;
+    assert_eq!(
+        meta["global_token_revocation_endpoint"],
+        server.url("/global-token-revocation")
+    );
+
+    let email = json!({ "format": "email", "email": "Erin@Example.com" });
+    let (status, body) = revoke_all(&server, &token, email.clone()).await;
+    assert_error(status, &body, 403, "insufficient_scope");
+    let (status, body) = revoke_all(
+        &server,
+        laptop["access_token"].as_str().unwrap(),
+        email.clone(),
+    )
+    .await;
+    assert_error(status, &body, 403, "insufficient_scope");
+    let (status, body) = revoke_all(
+        &server,
+        &tool,
+        json!({ "format": "phone_number", "phone_number": "+1" }),
+    )
+    .await;
+    assert_error(status, &body, 400, "invalid_request");
+    let (status, body) = revoke_all(
+        &server,
+        &tool,
+        json!({ "format": "iss_sub", "iss": "https://elsewhere.example", "sub": user.id }),
+    )
+    .await;
+    assert_error(status, &body, 400, "invalid_request");
+    let (status, _) = revoke_all(
+        &server,
+        &tool,
+        json!({ "format": "email", "email": "nobody@example.com" }),
+    )
+    .await;
+    assert_eq!(status, 404);
+
+    let (status, _) = revoke_all(&server, &tool, email).await;
+    assert_eq!(status, 204);
+    for device in [&laptop, &phone] {
+        let (status, body) = server
+            .refresh(device["refresh_token"].as_str().unwrap())
+            .await;
+        assert_error(status, &body, 400, "invalid_grant");
+    }
+    let (status, _) = server
+        .refresh(fred["refresh_token"].as_str().unwrap())
+        .await;
+    assert_eq!(status, 200, "another user is untouched");
+
+    // Receivers hear of both sessions, ended by an administrator's tool.
+    let (sets, _) = poll(
+        &server,
+        &token,
+        &stream,
+        json!({ "returnImmediately": true }),
+    )
+    .await;
+    let sets = sets.as_object().unwrap();
+    assert_eq!(sets.len(), 2, "{sets:?}");
+    for set in sets.values() {
+        let claims = set_claims(&server, set, "receiver").await;
+        assert_eq!(claims["sub_id"]["user"]["sub"], user.id);
+        let event = &claims["events"][SESSION_REVOKED];
+        assert_eq!(event["initiating_entity"], "admin");
+        assert_eq!(event["reason_admin"]["en"], "global_token_revocation");
+    }
+    // By iss_sub too, and with nothing left to end: still done.
+    let (status, _) = revoke_all(
+        &server,
+        &tool,
+        json!({ "format": "iss_sub", "iss": server.base, "sub": user.id }),
+    )
+    .await;
+    assert_eq!(status, 204);
+}
+
+/// `POST /global-token-revocation` for `sub_id` with a bearer token.
+async fn revoke_all(server: &TestServer, token: &str, sub_id: Value) -> (u16, Value) {
+    let body = json!({ "sub_id": sub_id });
+    call(
+        server,
+        reqwest::Method::POST,
+        "/global-token-revocation",
+        Some(token),
+        Some(body),
+    )
+    .await
+}
+
 async fn revoke(server: &TestServer, tokens: &Value) {
     let (status, _) = server
         .post_form(
@@ -452,6 +568,7 @@ async fn revoke(server: &TestServer, tokens: &Value) {
 }
 
 both_backends!(
+    global_token_revocation_ends_every_session_of_a_user,
     a_receiver_manages_its_streams,
     a_revoked_session_reaches_the_receiver_as_a_signed_event,
     events_wait_in_the_outbox,
