@@ -5,7 +5,7 @@ import { test, after } from 'node:test';
 import assert from 'node:assert/strict';
 import { createHash, webcrypto } from 'node:crypto';
 import * as oidc from 'openid-client';
-import { startLatchkeyd } from './latchkeyd.mjs';
+import { formSignIn, startLatchkeyd } from './latchkeyd.mjs';
 
 const servers = [];
 after(() => servers.forEach((s) => s.stop()));
@@ -30,25 +30,6 @@ async function thumbprint(publicKey) {
 }
 
 const claimsOf = (jwt) => JSON.parse(Buffer.from(jwt.split('.')[1], 'base64url').toString());
-
-/** The sign-in form, filled in over plain HTTP like a person's browser would. */
-async function formSignIn(url, email, password) {
-  let res = await fetch(url, { redirect: 'manual' });
-  assert.equal(res.status, 200, 'the sign-in page opens');
-  const cookie = res.headers.getSetCookie().map((c) => c.split(';')[0]).join('; ');
-  const html = await res.text();
-  const hidden = (name) => html.match(new RegExp(`name="${name}" value="([^"]*)"`))[1];
-  res = await fetch(new URL('/authorize', url), {
-    method: 'POST',
-    redirect: 'manual',
-    headers: { cookie, 'content-type': 'application/x-www-form-urlencoded' },
-    body: new URLSearchParams({
-      request: hidden('request'), csrf_token: hidden('csrf_token'), username: email, password, action: 'signin',
-    }),
-  });
-  assert.equal(res.status, 303, 'signed in, back to the app');
-  return new URL(res.headers.get('location'));
-}
 
 /** openid-client's whole sign-in, bound to `keyPair` from the authorization request on. */
 async function signIn(server, email, password, keyPair, scope = 'openid email offline_access account') {
