@@ -82,6 +82,7 @@ pub struct Settings {
     pub dpop: DpopPolicy,
     pub limits: Limits,
     pub audit: AuditPolicy,
+    pub ssf: SsfPolicy,
 }
 
 impl Default for Settings {
@@ -101,6 +102,28 @@ impl Default for Settings {
             dpop: DpopPolicy::default(),
             limits: Limits::default(),
             audit: AuditPolicy::default(),
+            ssf: SsfPolicy::default(),
+        }
+    }
+}
+
+/// Shared Signals push delivery (RFC 8935).
+#[derive(Debug, Clone, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct SsfPolicy {
+    /// Let receivers push-deliver to `http://` on a loopback address, for development. Off, a
+    /// push endpoint must be https on a public address: private, loopback and link-local
+    /// addresses are refused, so a stream cannot make latchkeyd call into its own network.
+    pub allow_http_loopback_push: bool,
+    /// How long one push may take before it counts as failed and is tried again later.
+    pub push_timeout_secs: u64,
+}
+
+impl Default for SsfPolicy {
+    fn default() -> Self {
+        Self {
+            allow_http_loopback_push: false,
+            push_timeout_secs: 10,
         }
     }
 }

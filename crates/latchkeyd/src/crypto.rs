@@ -133,6 +133,13 @@ impl MasterKey {
         Secret::new(mac.finalize().into_bytes().into())
     }
 
+    /// A key of its own for sealing one kind of secret, derived from this one ([`derive`]).
+    ///
+    /// [`derive`]: MasterKey::derive
+    pub fn subkey(&self, label: &str) -> MasterKey {
+        MasterKey(self.derive(label))
+    }
+
     pub fn open(&self, sealed: &[u8], context: &[u8]) -> Option<Secret<Vec<u8>>> {
         if sealed.len() < 24 {
             return None;

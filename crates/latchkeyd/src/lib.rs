@@ -16,6 +16,7 @@ pub mod http;
 pub mod keys;
 pub mod limit;
 pub mod metrics;
+pub mod pusher;
 pub mod scope;
 pub mod secret;
 pub mod server;

@@ -33,6 +33,8 @@ pub struct Inner {
     pub keys: KeyRing,
     /// DPoP server nonces (stateless; shared by replicas through the master key).
     pub nonces: crate::dpop::Nonces,
+    /// Seals push receivers' Authorization headers (`pusher`); derived from the master key.
+    pub push_key: crate::crypto::MasterKey,
     pub metrics: Metrics,
     pub discovery: String,
     /// Every refresh is decided and written by this one writer (`store::rotation`).
@@ -187,6 +189,7 @@ impl Server {
         };
         let (db, master) = open_audited_db(&settings).await?;
         let nonces = crate::dpop::Nonces::new(&master, settings.dpop.nonce_lifetime_secs);
+        let push_key = master.subkey("latchkey ssf push authorization v1");
         let now = clock.now_ms();
         store::clients::ensure_builtin(&db, now).await?;
         let t = &settings.tokens;
@@ -245,6 +248,7 @@ impl Server {
             clock,
             keys,
             nonces,
+            push_key,
             metrics: Metrics::default(),
             discovery,
             rotator,
@@ -287,6 +291,7 @@ impl Server {
     ) -> anyhow::Result<()> {
         let state = self.state.clone();
         let upkeep = tokio::spawn(upkeep(state.clone()));
+        let pusher = tokio::spawn(crate::pusher::run(state.clone()));
         let checkpoints = tokio::spawn(checkpoints(state.clone()));
         let hub = tokio::spawn(
             state
@@ -330,6 +335,7 @@ impl Server {
             let _ = metrics.await;
         }
         upkeep.abort();
+        pusher.abort();
         hub.abort();
         checkpoints.abort();
         // The log as it stands at shutdown, anchored outside the database.

@@ -17,9 +17,11 @@ use serde_json::{json, Value};
 use super::dpop::{resource_access, Resource};
 use super::error::OAuthError;
 use super::origin::RequestOrigin;
+use crate::pusher;
 use crate::scope;
+use crate::secret::new_id;
 use crate::server::AppState;
-use crate::ssf::{self, EVENTS_SUPPORTED, POLL, SPEC_VERSION};
+use crate::ssf::{self, EVENTS_SUPPORTED, POLL, PUSH, SPEC_VERSION};
 use crate::store::clients::ClientKind;
 use crate::store::ssf::{self as streams, Status, Stream, StreamSettings};
 use crate::store::{sessions, users, StoreError};
@@ -38,7 +40,7 @@ pub async fn configuration(State(state): State<AppState>) -> Response {
         "spec_version": SPEC_VERSION,
         "issuer": state.issuer,
         "jwks_uri": url("/jwks.json"),
-        "delivery_methods_supported": [POLL],
+        "delivery_methods_supported": [POLL, PUSH],
         "configuration_endpoint": url("/ssf/streams"),
         "status_endpoint": url("/ssf/status"),
         "verification_endpoint": url("/ssf/verify"),
@@ -98,9 +100,12 @@ fn config(state: &AppState, s: &Stream) -> Value {
         .iter()
         .filter_map(|k| ssf::uri_of(k))
         .collect();
+    // The Authorization header a push stream was given is a secret: never shown again.
     let mut delivery = json!({ "method": s.delivery_method });
     if s.delivery_method == POLL {
         delivery["endpoint_url"] = json!(poll_url(state, &s.id));
+    } else if let Some(url) = &s.endpoint_url {
+        delivery["endpoint_url"] = json!(url);
     }
     let mut c = json!({
         "stream_id": s.id,
@@ -126,6 +131,9 @@ pub struct Delivery {
     method: String,
     #[serde(default)]
     endpoint_url: Option<String>,
+    /// Push: what latchkeyd sends as `Authorization` with every SET (RFC 8935 §2).
+    #[serde(default)]
+    authorization_header: Option<String>,
 }
 
 /// What a receiver sends to create, update or replace a stream. Transmitter-supplied members
@@ -142,21 +150,53 @@ pub struct StreamBody {
     description: Option<String>,
 }
 
-/// The receiver's settings from a body, over `base` (what it has now; defaults when new).
-fn settings(body: StreamBody, base: StreamSettings) -> Result<StreamSettings, OAuthError> {
-    let delivery_method = match body.delivery {
-        Some(d) if d.method == POLL => {
-            // The transmitter names a poll stream's endpoint (SSF 1.0 §8.1.1).
-            let _ = d.endpoint_url;
-            POLL.to_string()
+/// The receiver's settings from a body, over `base` (what it has now; defaults when new), for
+/// stream `stream_id`: a push endpoint checked against where latchkeyd may connect, its
+/// Authorization header sealed to the stream.
+async fn settings(
+    state: &AppState,
+    stream_id: &str,
+    body: StreamBody,
+    base: StreamSettings,
+) -> Result<StreamSettings, OAuthError> {
+    let (delivery_method, endpoint_url, authorization_header) = match body.delivery {
+        // The transmitter names a poll stream's endpoint (SSF 1.0 §8.1.1).
+        Some(d) if d.method == POLL => (POLL.to_string(), None, None),
+        Some(d) if d.method == PUSH => {
+            let endpoint = d.endpoint_url.ok_or_else(|| {
+                OAuthError::invalid_request("push delivery needs the receiver's endpoint_url")
+            })?;
+            let allow = state.settings.ssf.allow_http_loopback_push;
+            let url = ssf::push_url(&endpoint, allow).map_err(OAuthError::invalid_request)?;
+            ssf::push_address(&url, allow)
+                .await
+                .map_err(OAuthError::invalid_request)?;
+            let header = match d.authorization_header {
+                Some(h) if h.len() > 4096 || h.chars().any(char::is_control) => {
+                    return Err(OAuthError::invalid_request(
+                        "authorization_header is one header value of at most 4096 bytes",
+                    ))
+                }
+                Some(h) => Some(
+                    state
+                        .push_key
+                        .seal(h.as_bytes(), &pusher::header_context(stream_id)),
+                ),
+                None => None,
+            };
+            (PUSH.to_string(), Some(url.to_string()), header)
         }
         Some(d) => {
             return Err(OAuthError::invalid_request(format!(
-                "delivery method {:?} is not supported: use {POLL} (poll)",
+                "delivery method {:?} is not supported: use {POLL} (poll) or {PUSH} (push)",
                 d.method
             )))
         }
-        None => base.delivery_method,
+        None => (
+            base.delivery_method,
+            base.endpoint_url,
+            base.authorization_header,
+        ),
     };
     let events_requested = match body.events_requested {
         Some(uris) => uris
@@ -177,7 +217,8 @@ fn settings(body: StreamBody, base: StreamSettings) -> Result<StreamSettings, OA
     };
     Ok(StreamSettings {
         delivery_method,
-        endpoint_url: None,
+        endpoint_url,
+        authorization_header,
         events_requested,
         description,
     })
@@ -187,6 +228,7 @@ fn empty() -> StreamSettings {
     StreamSettings {
         delivery_method: POLL.to_string(),
         endpoint_url: None,
+        authorization_header: None,
         events_requested: Vec::new(),
         description: None,
     }
@@ -196,6 +238,7 @@ fn current(s: &Stream) -> StreamSettings {
     StreamSettings {
         delivery_method: s.delivery_method.clone(),
         endpoint_url: s.endpoint_url.clone(),
+        authorization_header: s.authorization_header.clone(),
         events_requested: s.events_requested.clone(),
         description: s.description.clone(),
     }
@@ -215,8 +258,9 @@ pub async fn create(
     json: Result<Json<StreamBody>, JsonRejection>,
 ) -> Result<Response, OAuthError> {
     let client_id = receiver(&state, &headers, &method, &uri).await?;
-    let wanted = settings(body(json)?, empty())?;
-    let stream = match streams::create(&state.db, &client_id, &wanted, state.now()).await {
+    let id = new_id();
+    let wanted = settings(&state, &id, body(json)?, empty()).await?;
+    let stream = match streams::create(&state.db, &id, &client_id, &wanted, state.now()).await {
         Err(StoreError::Conflict(why)) => {
             return Err(OAuthError::new(
                 StatusCode::CONFLICT,
@@ -279,7 +323,7 @@ pub async fn update(
     } else {
         current(&stream)
     };
-    let wanted = settings(b, base)?;
+    let wanted = settings(&state, &id, b, base).await?;
     let stream = streams::update(&state.db, &client_id, &id, &wanted, state.now())
         .await?
         .ok_or_else(not_found)?;

@@ -62,6 +62,9 @@ pub struct Stream {
     pub client_id: String,
     pub delivery_method: String,
     pub endpoint_url: Option<String>,
+    /// Push: the receiver's `Authorization` header for its endpoint, sealed (never in the clear
+    /// at rest, never shown again).
+    pub authorization_header: Option<Vec<u8>>,
     /// The kinds of event (of this module's constants) its receiver asked for.
     pub events_requested: Vec<String>,
     pub description: Option<String>,
@@ -76,13 +79,14 @@ pub struct Stream {
 pub struct StreamSettings {
     pub delivery_method: String,
     pub endpoint_url: Option<String>,
+    /// Sealed, as [`Stream::authorization_header`].
+    pub authorization_header: Option<Vec<u8>>,
     pub events_requested: Vec<String>,
     pub description: Option<String>,
 }
 
-const COLUMNS: &str =
-    "id, client_id, delivery_method, endpoint_url, events_requested, description, \
-     status, status_reason, created_at, updated_at";
+const COLUMNS: &str = "id, client_id, delivery_method, endpoint_url, authorization_header, \
+     events_requested, description, status, status_reason, created_at, updated_at";
 
 fn stream_from_row(row: &sqlx::any::AnyRow) -> Result<Stream> {
     Ok(Stream {
@@ -90,6 +94,7 @@ fn stream_from_row(row: &sqlx::any::AnyRow) -> Result<Stream> {
         client_id: row.try_get("client_id")?,
         delivery_method: row.try_get("delivery_method")?,
         endpoint_url: row.try_get("endpoint_url")?,
+        authorization_header: row.try_get("authorization_header")?,
         events_requested: row
             .try_get::<String, _>("events_requested")?
             .split_ascii_whitespace()
@@ -103,8 +108,10 @@ fn stream_from_row(row: &sqlx::any::AnyRow) -> Result<Stream> {
     })
 }
 
+/// Creates stream `id` (the caller's [`new_id`], which a sealed header is bound to).
 pub async fn create(
     db: &Db,
+    id: &str,
     client_id: &str,
     settings: &StreamSettings,
     now: Millis,
@@ -120,15 +127,16 @@ pub async fn create(
             "a receiver may have at most {MAX_STREAMS_PER_CLIENT} streams: delete one first"
         )));
     }
-    let id = new_id();
     sqlx::query(
-        "INSERT INTO ssf_streams (id, client_id, delivery_method, endpoint_url, events_requested, \
-         description, status, created_at, updated_at) VALUES ($1, $2, $3, $4, $5, $6, 'enabled', $7, $7)",
+        "INSERT INTO ssf_streams (id, client_id, delivery_method, endpoint_url, authorization_header, \
+         events_requested, description, status, created_at, updated_at) \
+         VALUES ($1, $2, $3, $4, $5, $6, $7, 'enabled', $8, $8)",
     )
-    .bind(&id)
+    .bind(id)
     .bind(client_id)
     .bind(&settings.delivery_method)
     .bind(settings.endpoint_url.as_deref())
+    .bind(settings.authorization_header.as_deref())
     .bind(settings.events_requested.join(" "))
     .bind(settings.description.as_deref())
     .bind(now)
@@ -136,10 +144,11 @@ pub async fn create(
     .await?;
     tx.commit().await?;
     Ok(Stream {
-        id,
+        id: id.to_string(),
         client_id: client_id.to_string(),
         delivery_method: settings.delivery_method.clone(),
         endpoint_url: settings.endpoint_url.clone(),
+        authorization_header: settings.authorization_header.clone(),
         events_requested: settings.events_requested.clone(),
         description: settings.description.clone(),
         status: Status::Enabled,
@@ -180,11 +189,12 @@ pub async fn update(
     now: Millis,
 ) -> Result<Option<Stream>> {
     let done = sqlx::query(
-        "UPDATE ssf_streams SET delivery_method = $1, endpoint_url = $2, events_requested = $3, \
-         description = $4, updated_at = $5 WHERE id = $6 AND client_id = $7",
+        "UPDATE ssf_streams SET delivery_method = $1, endpoint_url = $2, authorization_header = $3, \
+         events_requested = $4, description = $5, updated_at = $6 WHERE id = $7 AND client_id = $8",
     )
     .bind(&settings.delivery_method)
     .bind(settings.endpoint_url.as_deref())
+    .bind(settings.authorization_header.as_deref())
     .bind(settings.events_requested.join(" "))
     .bind(settings.description.as_deref())
     .bind(now)
@@ -423,6 +433,108 @@ pub async fn poll(
     let more = pending.len() > max;
     pending.truncate(max);
     Ok((pending, more))
+}
+
+/// An event due to be pushed to its stream's receiver (RFC 8935).
+#[derive(Debug, Clone)]
+pub struct Push {
+    pub stream_id: String,
+    pub client_id: String,
+    pub endpoint_url: String,
+    pub authorization_header: Option<Vec<u8>>,
+    pub attempts: i64,
+    pub event: Pending,
+}
+
+/// How long a push is left to the replica that claimed it before another may try it.
+pub const PUSH_LEASE: Millis = 60_000;
+
+/// Claims up to `limit` events due to be pushed (enabled push streams, attempt due, not
+/// expired), oldest first: each is leased to this caller for [`PUSH_LEASE`], so replicas do not
+/// push one event twice at once. PostgreSQL skips rows another replica is claiming.
+pub async fn claim_pushes(db: &Db, limit: i64, now: Millis) -> Result<Vec<Push>> {
+    // Most of the time nothing is due: find that out without the write lock, which on SQLite
+    // the rotation writer wants.
+    let due = sqlx::query(
+        "SELECT 1 FROM ssf_outbox o JOIN ssf_streams s ON s.id = o.stream_id \
+         WHERE s.delivery_method = $1 AND s.status = 'enabled' AND o.next_attempt_at <= $2 \
+         AND o.expires_at > $2 LIMIT 1",
+    )
+    .bind(crate::ssf::PUSH)
+    .bind(now)
+    .fetch_optional(db.read())
+    .await?;
+    if due.is_none() {
+        return Ok(Vec::new());
+    }
+    let mut tx = db.begin_write().await?;
+    let skip_locked = match tx.backend() {
+        crate::db::Backend::Postgres => " FOR UPDATE OF o SKIP LOCKED",
+        crate::db::Backend::Sqlite => "",
+    };
+    let rows = sqlx::query(&format!(
+        "SELECT o.stream_id, o.jti, o.attempts, e.kind, e.at, e.payload, s.client_id, s.endpoint_url, \
+         s.authorization_header FROM ssf_outbox o JOIN ssf_streams s ON s.id = o.stream_id \
+         JOIN ssf_events e ON e.id = o.event_id \
+         WHERE s.delivery_method = $1 AND s.status = 'enabled' AND s.endpoint_url IS NOT NULL \
+         AND o.next_attempt_at <= $2 AND o.expires_at > $2 \
+         ORDER BY o.created_at, o.jti LIMIT $3{skip_locked}"
+    ))
+    .bind(crate::ssf::PUSH)
+    .bind(now)
+    .bind(limit)
+    .fetch_all(&mut *tx)
+    .await?;
+    let mut pushes = Vec::with_capacity(rows.len());
+    for row in &rows {
+        let push = Push {
+            stream_id: row.try_get("stream_id")?,
+            client_id: row.try_get("client_id")?,
+            endpoint_url: row.try_get("endpoint_url")?,
+            authorization_header: row.try_get("authorization_header")?,
+            attempts: row.try_get("attempts")?,
+            event: Pending {
+                jti: row.try_get("jti")?,
+                kind: row.try_get("kind")?,
+                at: row.try_get("at")?,
+                payload: serde_json::from_str(&row.try_get::<String, _>("payload")?)
+                    .unwrap_or(serde_json::Value::Null),
+            },
+        };
+        sqlx::query("UPDATE ssf_outbox SET next_attempt_at = $1 WHERE stream_id = $2 AND jti = $3")
+            .bind(now + PUSH_LEASE)
+            .bind(&push.stream_id)
+            .bind(&push.event.jti)
+            .execute(&mut *tx)
+            .await?;
+        pushes.push(push);
+    }
+    tx.commit().await?;
+    Ok(pushes)
+}
+
+/// The receiver took the event (or refused it for good): it leaves the outbox.
+pub async fn pushed(db: &Db, stream_id: &str, jti: &str) -> Result<()> {
+    sqlx::query("DELETE FROM ssf_outbox WHERE stream_id = $1 AND jti = $2")
+        .bind(stream_id)
+        .bind(jti)
+        .execute(db.write())
+        .await?;
+    Ok(())
+}
+
+/// The push failed: try again at `next_at`.
+pub async fn push_failed(db: &Db, stream_id: &str, jti: &str, next_at: Millis) -> Result<()> {
+    sqlx::query(
+        "UPDATE ssf_outbox SET attempts = attempts + 1, next_attempt_at = $1 \
+         WHERE stream_id = $2 AND jti = $3",
+    )
+    .bind(next_at)
+    .bind(stream_id)
+    .bind(jti)
+    .execute(db.write())
+    .await?;
+    Ok(())
 }
 
 /// Deletes expired outbox rows and the events no outbox holds any more.

@@ -1,6 +1,8 @@
 //! The Shared Signals transmitter: configuration, stream management and poll delivery of CAEP
 //! session-revoked events, as a receiver (a service account) uses them.
 
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
+use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use latchkeyd::store::users::Role;
@@ -12,6 +14,7 @@ use crate::common::*;
 const SESSION_REVOKED: &str = "https://schemas.openid.net/secevent/caep/event-type/session-revoked";
 const VERIFICATION: &str = "https://schemas.openid.net/secevent/ssf/event-type/verification";
 const POLL: &str = "urn:ietf:rfc:8936";
+const PUSH: &str = "urn:ietf:rfc:8935";
 
 /// A service account with the `ssf` scope, and its access token.
 async fn receiver(server: &TestServer, id: &str) -> String {
@@ -96,7 +99,7 @@ async fn a_receiver_manages_its_streams(backend: Backend) {
     assert_eq!(config["spec_version"], "1_0");
     assert_eq!(config["issuer"], server.base);
     assert_eq!(config["jwks_uri"], server.url("/jwks.json"));
-    assert_eq!(config["delivery_methods_supported"], json!([POLL]));
+    assert_eq!(config["delivery_methods_supported"], json!([POLL, PUSH]));
     assert_eq!(config["configuration_endpoint"], server.url("/ssf/streams"));
     assert_eq!(config["status_endpoint"], server.url("/ssf/status"));
     assert_eq!(config["verification_endpoint"], server.url("/ssf/verify"));
@@ -541,6 +544,190 @@ async fn global_token_revocation_ends_every_session_of_a_user(backend: Backend) 
     assert_eq!(status, 204);
 }
 
+/// A receiver's push endpoint on 127.0.0.1: records each SET it takes with its headers, and
+/// answers 503 (counting the attempt) while `down`.
+struct PushReceiver {
+    url: String,
+    got: Arc<Mutex<Vec<(axum::http::HeaderMap, String)>>>,
+    attempts: Arc<AtomicUsize>,
+    down: Arc<AtomicBool>,
+}
+
+async fn push_receiver() -> PushReceiver {
+    let got = Arc::new(Mutex::new(Vec::new()));
+    let attempts = Arc::new(AtomicUsize::new(0));
+    let down = Arc::new(AtomicBool::new(false));
+    let (g, a, d) = (got.clone(), attempts.clone(), down.clone());
+    let app = axum::Router::new().route(
+        "/events",
+        axum::routing::post(move |headers: axum::http::HeaderMap, body: String| {
+            let (g, a, d) = (g.clone(), a.clone(), d.clone());
+            async move {
+                a.fetch_add(1, Ordering::SeqCst);
+                if d.load(Ordering::SeqCst) {
+                    return axum::http::StatusCode::SERVICE_UNAVAILABLE;
+                }
+                g.lock().unwrap().push((headers, body));
+                axum::http::StatusCode::ACCEPTED
+            }
+        }),
+    );
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let url = format!("http://{}/events", listener.local_addr().unwrap());
+    tokio::spawn(async move { axum::serve(listener, app).await });
+    PushReceiver {
+        url,
+        got,
+        attempts,
+        down,
+    }
+}
+
+/// Waits until the receiver holds `n` SETs; those SETs.
+async fn pushed(
+    rx: &PushReceiver,
+    n: usize,
+    within: Duration,
+) -> Vec<(axum::http::HeaderMap, String)> {
+    let started = Instant::now();
+    loop {
+        let got = rx.got.lock().unwrap().clone();
+        if got.len() >= n {
+            return got;
+        }
+        assert!(
+            started.elapsed() < within,
+            "{} of {n} SETs pushed within {within:?}",
+            got.len()
+        );
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+}
+
+async fn a_push_receiver_gets_its_events_when_it_is_back(backend: Backend) {
+    let server = TestServer::with(backend, |s| s.ssf.allow_http_loopback_push = true).await;
+    server.add_user("erin@example.com", Role::User).await;
+    let token = receiver(&server, "receiver").await;
+    let rx = push_receiver().await;
+    let (status, stream) = call(
+        &server,
+        reqwest::Method::POST,
+        "/ssf/streams",
+        Some(&token),
+        Some(json!({
+            "delivery": {
+                "method": PUSH,
+                "endpoint_url": rx.url,
+                "authorization_header": "Bearer rx-secret-4711",
+            },
+            "events_requested": [SESSION_REVOKED],
+        })),
+    )
+    .await;
+    assert_eq!(status, 201, "{stream}");
+    assert_eq!(
+        stream["delivery"],
+        json!({ "method": PUSH, "endpoint_url": rx.url })
+    );
+    let stream_id = stream["stream_id"].as_str().unwrap();
+    let sealed: Vec<u8> = sqlx::Row::get(
+        &sqlx::query("SELECT authorization_header FROM ssf_streams")
+            .fetch_one(server.db.read())
+            .await
+            .unwrap(),
+        0,
+    );
+    assert!(
+        !sealed.windows(4).any(|w| w == b"4711"),
+        "the receiver's header is not kept in the clear"
+    );
+
+    let (status, _) = call(
+        &server,
+        reqwest::Method::POST,
+        "/ssf/verify",
+        Some(&token),
+        Some(json!({ "stream_id": stream_id, "state": "s1" })),
+    )
+    .await;
+    assert_eq!(status, 204);
+    let got = pushed(&rx, 1, Duration::from_secs(5)).await;
+    let (headers, set) = &got[0];
+    assert_eq!(headers["content-type"], "application/secevent+jwt");
+    assert_eq!(headers["authorization"], "Bearer rx-secret-4711");
+    let claims = set_claims(&server, &json!(set), "receiver").await;
+    assert_eq!(claims["events"][VERIFICATION]["state"], "s1");
+
+    // The receiver is down when a session is revoked: the event waits, and is pushed again.
+    rx.down.store(true, Ordering::SeqCst);
+    let tokens = sign_in(&server, "erin@example.com").await;
+    let sid = session_of(&tokens);
+    revoke(&server, &tokens).await;
+    let started = Instant::now();
+    while rx.attempts.load(Ordering::SeqCst) < 2 {
+        assert!(
+            started.elapsed() < Duration::from_secs(5),
+            "the push was tried"
+        );
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    assert_eq!(rx.got.lock().unwrap().len(), 1);
+    rx.down.store(false, Ordering::SeqCst);
+    // Retries wait out their backoff on the server's clock: a second for the first.
+    tokio::time::sleep(Duration::from_millis(600)).await;
+    assert_eq!(rx.got.lock().unwrap().len(), 1, "not before its backoff");
+    server.clock.advance(Duration::from_secs(1));
+    let got = pushed(&rx, 2, Duration::from_secs(5)).await;
+    let claims = set_claims(&server, &json!(got[1].1), "receiver").await;
+    assert_eq!(claims["sub_id"]["session"]["id"], sid);
+    // Taken: it leaves the outbox, and is not pushed again.
+    tokio::time::sleep(Duration::from_millis(600)).await;
+    assert_eq!(rx.got.lock().unwrap().len(), 2);
+}
+
+async fn push_endpoints_stay_out_of_private_networks(backend: Backend) {
+    let server = TestServer::start(backend).await;
+    let token = receiver(&server, "receiver").await;
+    for url in [
+        "http://127.0.0.1:9/events",
+        "https://127.0.0.1/events",
+        "https://10.0.0.1/events",
+        "https://169.254.169.254/latest/meta-data",
+        "https://[::1]/events",
+        "https://localhost/events",
+        "https://user:pw@receiver.example.com/events",
+        "not a url",
+    ] {
+        let (status, body) = call(
+            &server,
+            reqwest::Method::POST,
+            "/ssf/streams",
+            Some(&token),
+            Some(json!({ "delivery": { "method": PUSH, "endpoint_url": url } })),
+        )
+        .await;
+        assert_error(status, &body, 400, "invalid_request");
+    }
+    let (status, body) = call(
+        &server,
+        reqwest::Method::POST,
+        "/ssf/streams",
+        Some(&token),
+        Some(json!({ "delivery": { "method": PUSH } })),
+    )
+    .await;
+    assert_error(status, &body, 400, "invalid_request");
+    let (_, all) = call(
+        &server,
+        reqwest::Method::GET,
+        "/ssf/streams",
+        Some(&token),
+        None,
+    )
+    .await;
+    assert_eq!(all, json!([]), "nothing was created");
+}
+
 /// `POST /global-token-revocation` for `sub_id` with a bearer token.
 async fn revoke_all(server: &TestServer, token: &str, sub_id: Value) -> (u16, Value) {
     let body = json!({ "sub_id": sub_id });
@@ -568,6 +755,8 @@ async fn revoke(server: &TestServer, tokens: &Value) {
 }
 
 both_backends!(
+    a_push_receiver_gets_its_events_when_it_is_back,
+    push_endpoints_stay_out_of_private_networks,
     global_token_revocation_ends_every_session_of_a_user,
     a_receiver_manages_its_streams,
     a_revoked_session_reaches_the_receiver_as_a_signed_event,
