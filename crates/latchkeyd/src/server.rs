@@ -84,6 +84,15 @@ impl AppState {
         if let Some(hit) = self.clients.get(client_id) {
             return Ok(hit);
         }
+        self.client_from_db(client_id).await
+    }
+
+    /// The client as stored now, past the cache: a secret that does not match the cached
+    /// registration may belong to one made since (removed and added again).
+    pub async fn client_from_db(
+        &self,
+        client_id: &str,
+    ) -> Result<Option<Arc<Client>>, store::StoreError> {
         let found = store::clients::find(&self.db, client_id)
             .await?
             .map(Arc::new);

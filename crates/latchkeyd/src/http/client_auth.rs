@@ -91,7 +91,14 @@ pub async fn authenticate(
         (ClientKind::Confidential, Some(secret)) if client.verify_secret(&secret) => {
             Ok(Authenticated { client })
         }
-        (ClientKind::Confidential, _) => Err(OAuthError::invalid_client(
+        (ClientKind::Confidential, Some(secret)) => match state.client_from_db(&client_id).await? {
+            Some(fresh) if fresh.verify_secret(&secret) => Ok(Authenticated { client: fresh }),
+            _ => Err(OAuthError::invalid_client(
+                "client authentication failed",
+                used_basic,
+            )),
+        },
+        (ClientKind::Confidential, None) => Err(OAuthError::invalid_client(
             "client authentication failed",
             used_basic,
         )),

@@ -477,6 +477,18 @@ pub async fn remove(db: &Db, client_id: &str, by: Actor<'_>, now: Millis) -> Res
             .execute(&mut *tx)
             .await?;
     }
+    // A receiver's streams are its own: a client registered again under the same id must not
+    // find them, nor what waits in them.
+    sqlx::query(
+        "DELETE FROM ssf_outbox WHERE stream_id IN (SELECT id FROM ssf_streams WHERE client_id = $1)",
+    )
+    .bind(client_id)
+    .execute(&mut *tx)
+    .await?;
+    sqlx::query("DELETE FROM ssf_streams WHERE client_id = $1")
+        .bind(client_id)
+        .execute(&mut *tx)
+        .await?;
     sqlx::query("DELETE FROM clients WHERE client_id = $1")
         .bind(client_id)
         .execute(&mut *tx)

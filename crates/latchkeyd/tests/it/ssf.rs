@@ -238,6 +238,27 @@ async fn a_receiver_manages_its_streams(backend: Backend) {
         .unwrap();
     assert_eq!(res.status(), 400);
 
+    // Removed and registered again under the same id, a client starts with no streams.
+    create_stream(&server, &other).await;
+    latchkeyd::store::clients::remove(
+        &server.db,
+        "other",
+        latchkeyd::store::audit::Actor::Operator("test"),
+        server.clock.now_ms(),
+    )
+    .await
+    .unwrap();
+    let again = receiver(&server, "other").await;
+    let (_, theirs) = call(
+        &server,
+        reqwest::Method::GET,
+        "/ssf/streams",
+        Some(&again),
+        None,
+    )
+    .await;
+    assert_eq!(theirs, json!([]), "the old registration's streams are gone");
+
     let delete_path = format!("/ssf/streams?stream_id={id}");
     let (status, _) = call(
         &server,
