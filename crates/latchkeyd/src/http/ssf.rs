@@ -7,7 +7,8 @@ use std::collections::HashMap;
 use std::time::Duration;
 
 use axum::extract::rejection::JsonRejection;
-use axum::extract::{Path, Query, State};
+use axum::extract::{FromRequestParts, Path, Query, State};
+use axum::http::request::Parts;
 use axum::http::{header, HeaderMap, Method, StatusCode, Uri};
 use axum::response::{IntoResponse, Response};
 use axum::Json;
@@ -51,27 +52,37 @@ pub async fn configuration(State(state): State<AppState>) -> Response {
 }
 
 /// The client a stream-management or poll request comes from: a live `ssf` token of a
-/// confidential client, which is still registered.
-async fn receiver(
-    state: &AppState,
-    headers: &HeaderMap,
-    method: &Method,
-    uri: &Uri,
-) -> Result<String, OAuthError> {
-    let resource = Resource {
-        audience: &state.issuer,
-        scope: scope::SSF,
-        lacking_scope: "Shared Signals streams are for a receiver's own token: client_credentials with the ssf scope",
-    };
-    let claims = resource_access(state, headers, method.as_str(), uri.path(), &resource).await?;
-    let client = state.client(&claims.client_id).await?;
-    match client {
-        Some(c) if c.kind == ClientKind::Confidential && claims.sid.is_none() => Ok(c.client_id.clone()),
-        _ => Err(OAuthError::new(
-            StatusCode::FORBIDDEN,
-            "insufficient_scope",
-            "Shared Signals streams are for a receiver's own token: client_credentials with the ssf scope",
-        )),
+/// confidential client which is still registered, and is not a user's.
+pub struct Receiver(String);
+
+impl FromRequestParts<AppState> for Receiver {
+    type Rejection = OAuthError;
+
+    async fn from_request_parts(parts: &mut Parts, state: &AppState) -> Result<Self, OAuthError> {
+        let resource = Resource {
+            audience: &state.issuer,
+            scope: scope::SSF,
+            lacking_scope: "Shared Signals streams are for a receiver's own token: client_credentials with the ssf scope",
+        };
+        let path = parts.uri.path().to_string();
+        let claims = resource_access(
+            state,
+            &parts.headers,
+            parts.method.as_str(),
+            &path,
+            &resource,
+        )
+        .await?;
+        match state.client(&claims.client_id).await? {
+            Some(c) if c.kind == ClientKind::Confidential && claims.sid.is_none() => {
+                Ok(Receiver(c.client_id.clone()))
+            }
+            _ => Err(OAuthError::new(
+                StatusCode::FORBIDDEN,
+                "insufficient_scope",
+                "Shared Signals streams are for a receiver's own token: client_credentials with the ssf scope",
+            )),
+        }
     }
 }
 
@@ -249,15 +260,19 @@ pub struct StreamQuery {
     stream_id: Option<String>,
 }
 
+impl StreamQuery {
+    fn required(self) -> Result<String, OAuthError> {
+        self.stream_id
+            .ok_or_else(|| OAuthError::invalid_request("stream_id is missing"))
+    }
+}
+
 /// POST: creates a stream (201). Without `delivery`, a poll stream (SSF 1.0 §8.1.1.1).
 pub async fn create(
     State(state): State<AppState>,
-    method: Method,
-    uri: Uri,
-    headers: HeaderMap,
+    Receiver(client_id): Receiver,
     json: Result<Json<StreamBody>, JsonRejection>,
 ) -> Result<Response, OAuthError> {
-    let client_id = receiver(&state, &headers, &method, &uri).await?;
     let id = new_id();
     let wanted = settings(&state, &id, body(json)?, empty()).await?;
     let stream = match streams::create(&state.db, &id, &client_id, &wanted, state.now()).await {
@@ -276,12 +291,9 @@ pub async fn create(
 /// GET: one stream with `stream_id`, else all of the receiver's, as an array.
 pub async fn read(
     State(state): State<AppState>,
-    method: Method,
-    uri: Uri,
-    headers: HeaderMap,
+    Receiver(client_id): Receiver,
     Query(q): Query<StreamQuery>,
 ) -> Result<Response, OAuthError> {
-    let client_id = receiver(&state, &headers, &method, &uri).await?;
     let body = match q.stream_id {
         Some(id) => {
             let stream = streams::find(&state.db, &client_id, &id)
@@ -305,11 +317,9 @@ pub async fn read(
 pub async fn update(
     State(state): State<AppState>,
     method: Method,
-    uri: Uri,
-    headers: HeaderMap,
+    Receiver(client_id): Receiver,
     json: Result<Json<StreamBody>, JsonRejection>,
 ) -> Result<Response, OAuthError> {
-    let client_id = receiver(&state, &headers, &method, &uri).await?;
     let b = body(json)?;
     let id = b
         .stream_id
@@ -333,15 +343,10 @@ pub async fn update(
 /// DELETE: the stream and whatever waits in it (204).
 pub async fn delete(
     State(state): State<AppState>,
-    method: Method,
-    uri: Uri,
-    headers: HeaderMap,
+    Receiver(client_id): Receiver,
     Query(q): Query<StreamQuery>,
 ) -> Result<Response, OAuthError> {
-    let client_id = receiver(&state, &headers, &method, &uri).await?;
-    let id = q
-        .stream_id
-        .ok_or_else(|| OAuthError::invalid_request("stream_id is missing"))?;
+    let id = q.required()?;
     if !streams::delete(&state.db, &client_id, &id).await? {
         return Err(not_found());
     }
@@ -358,15 +363,10 @@ fn status_body(s: &Stream) -> Value {
 
 pub async fn read_status(
     State(state): State<AppState>,
-    method: Method,
-    uri: Uri,
-    headers: HeaderMap,
+    Receiver(client_id): Receiver,
     Query(q): Query<StreamQuery>,
 ) -> Result<Response, OAuthError> {
-    let client_id = receiver(&state, &headers, &method, &uri).await?;
-    let id = q
-        .stream_id
-        .ok_or_else(|| OAuthError::invalid_request("stream_id is missing"))?;
+    let id = q.required()?;
     let stream = streams::find(&state.db, &client_id, &id)
         .await?
         .ok_or_else(not_found)?;
@@ -383,12 +383,9 @@ pub struct StatusBody {
 
 pub async fn update_status(
     State(state): State<AppState>,
-    method: Method,
-    uri: Uri,
-    headers: HeaderMap,
+    Receiver(client_id): Receiver,
     json: Result<Json<StatusBody>, JsonRejection>,
 ) -> Result<Response, OAuthError> {
-    let client_id = receiver(&state, &headers, &method, &uri).await?;
     let b = body(json)?;
     if b.reason.as_ref().is_some_and(|r| r.chars().count() > 500) {
         return Err(OAuthError::invalid_request(
@@ -418,12 +415,9 @@ pub struct VerifyBody {
 /// Puts a verification event in the stream, echoing `state` (SSF 1.0 §8.1.4.2): 204.
 pub async fn verify(
     State(state): State<AppState>,
-    method: Method,
-    uri: Uri,
-    headers: HeaderMap,
+    Receiver(client_id): Receiver,
     json: Result<Json<VerifyBody>, JsonRejection>,
 ) -> Result<Response, OAuthError> {
-    let client_id = receiver(&state, &headers, &method, &uri).await?;
     let b = body(json)?;
     if b.state.as_ref().is_some_and(|s| s.len() > 1024) {
         return Err(OAuthError::invalid_request("state is at most 1024 bytes"));
@@ -461,12 +455,9 @@ pub struct SetErr {
 pub async fn poll(
     State(state): State<AppState>,
     Path(stream_id): Path<String>,
-    method: Method,
-    uri: Uri,
-    headers: HeaderMap,
+    Receiver(client_id): Receiver,
     json: Result<Json<PollBody>, JsonRejection>,
 ) -> Result<Response, OAuthError> {
-    let client_id = receiver(&state, &headers, &method, &uri).await?;
     let b = body(json)?;
     let stream = streams::find(&state.db, &client_id, &stream_id)
         .await?

@@ -458,6 +458,20 @@ pub fn session_of(tokens: &Value) -> String {
     claims["sid"].as_str().unwrap().to_string()
 }
 
+/// Signs a device out as the desktop app does: RFC 7009 revocation of its refresh token.
+pub async fn sign_out(server: &TestServer, tokens: &Value) {
+    let (status, body) = server
+        .post_form(
+            "/revoke",
+            &[
+                ("token", tokens["refresh_token"].as_str().unwrap()),
+                ("client_id", "latchkey-desktop"),
+            ],
+        )
+        .await;
+    assert_eq!(status, 200, "{body}");
+}
+
 /// The whole sign-in: form, code, token response.
 pub async fn sign_in(server: &TestServer, email: &str) -> Value {
     let signin = SignIn::new();

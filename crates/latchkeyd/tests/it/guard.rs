@@ -110,16 +110,7 @@ async fn a_revoked_session_is_refused_at_the_api_within_a_second(backend: Backen
     assert_eq!(body["notes"][0]["text"], "buy milk");
 
     // The user signs the laptop out (RFC 7009): its access token still has minutes to live.
-    let (status, _) = server
-        .post_form(
-            "/revoke",
-            &[
-                ("token", laptop["refresh_token"].as_str().unwrap()),
-                ("client_id", "latchkey-desktop"),
-            ],
-        )
-        .await;
-    assert_eq!(status, 200);
+    sign_out(&server, &laptop).await;
     let took = refused_within(&api, token, Duration::from_secs(1)).await;
     assert!(took < Duration::from_secs(1), "{took:?}");
     assert_eq!(api.guard.health().revoked_sessions, 1);
@@ -252,16 +243,7 @@ async fn a_restarted_guard_learns_what_it_missed(backend: Backend) {
     tokio::time::sleep(Duration::from_millis(200)).await;
 
     // Revoked while the API was down: the event waits in the API's stream.
-    let (status, _) = server
-        .post_form(
-            "/revoke",
-            &[
-                ("token", tokens["refresh_token"].as_str().unwrap()),
-                ("client_id", "latchkey-desktop"),
-            ],
-        )
-        .await;
-    assert_eq!(status, 200);
+    sign_out(&server, &tokens).await;
     let config = GuardConfig::new(&server.base, "notes-api", &secret);
     let guard = Guard::start(config).await.expect("the guard starts again");
     assert_eq!(

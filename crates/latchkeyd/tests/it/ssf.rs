@@ -347,16 +347,7 @@ async fn a_revoked_session_reaches_the_receiver_as_a_signed_event(backend: Backe
         })
     };
     tokio::time::sleep(Duration::from_millis(300)).await;
-    let (status, _) = server
-        .post_form(
-            "/revoke",
-            &[
-                ("token", tokens["refresh_token"].as_str().unwrap()),
-                ("client_id", "latchkey-desktop"),
-            ],
-        )
-        .await;
-    assert_eq!(status, 200);
+    sign_out(&server, &tokens).await;
     let (answer, waited) = waiting.await.unwrap();
     assert!(
         waited < Duration::from_secs(5),
@@ -412,7 +403,7 @@ async fn events_wait_in_the_outbox(backend: Backend) {
     // Paused: kept for later, and a poll waits for nothing.
     set_status("paused").await;
     let first = sign_in(&server, "erin@example.com").await;
-    revoke(&server, &first).await;
+    sign_out(&server, &first).await;
     let (sets, _) = poll(&server, &token, &stream, json!({})).await;
     assert_eq!(sets, json!({}), "nothing is delivered while paused");
     set_status("enabled").await;
@@ -435,7 +426,7 @@ async fn events_wait_in_the_outbox(backend: Backend) {
     // Disabled: nothing is kept.
     set_status("disabled").await;
     let second = sign_in(&server, "erin@example.com").await;
-    revoke(&server, &second).await;
+    sign_out(&server, &second).await;
     set_status("enabled").await;
     let (sets, _) = poll(
         &server,
@@ -449,7 +440,7 @@ async fn events_wait_in_the_outbox(backend: Backend) {
     // maxEvents, and moreAvailable.
     for _ in 0..3 {
         let t = sign_in(&server, "erin@example.com").await;
-        revoke(&server, &t).await;
+        sign_out(&server, &t).await;
     }
     let (sets, more) = poll(
         &server,
@@ -683,7 +674,7 @@ async fn a_push_receiver_gets_its_events_when_it_is_back(backend: Backend) {
     rx.down.store(true, Ordering::SeqCst);
     let tokens = sign_in(&server, "erin@example.com").await;
     let sid = session_of(&tokens);
-    revoke(&server, &tokens).await;
+    sign_out(&server, &tokens).await;
     let started = Instant::now();
     while rx.attempts.load(Ordering::SeqCst) < 2 {
         assert!(
@@ -760,19 +751,6 @@ async fn revoke_all(server: &TestServer, token: &str, sub_id: Value) -> (u16, Va
         Some(body),
     )
     .await
-}
-
-async fn revoke(server: &TestServer, tokens: &Value) {
-    let (status, _) = server
-        .post_form(
-            "/revoke",
-            &[
-                ("token", tokens["refresh_token"].as_str().unwrap()),
-                ("client_id", "latchkey-desktop"),
-            ],
-        )
-        .await;
-    assert_eq!(status, 200);
 }
 
 both_backends!(
