@@ -254,11 +254,29 @@ impl Guard {
         let feed = self.inner.feed.lock().expect("feed lock");
         let since = feed.last_contact.map(|t| t.elapsed());
         Health {
-            feed_current: since.is_some_and(|s| s <= self.inner.config.max_staleness),
+            feed_current: self.current(since),
             seconds_since_contact: since.map(|s| s.as_secs_f64()),
             revoked_sessions: self.inner.revoked.read().expect("revoked lock").len(),
             events_received: feed.events_received,
         }
+    }
+
+    /// Has the feed heard from latchkeyd within `max_staleness`, `since` its last contact?
+    fn current(&self, since: Option<Duration>) -> bool {
+        since.is_some_and(|s| s <= self.inner.config.max_staleness)
+    }
+
+    /// Seconds since the feed last heard from latchkeyd, if it is stale; `None` while current.
+    /// What every request asks, so it takes no other lock than the feed's.
+    fn stale_for(&self) -> Option<Option<f64>> {
+        let since = self
+            .inner
+            .feed
+            .lock()
+            .expect("feed lock")
+            .last_contact
+            .map(|t| t.elapsed());
+        (!self.current(since)).then(|| since.map(|s| s.as_secs_f64()))
     }
 
     fn is_revoked(&self, session_id: &str) -> bool {

@@ -98,29 +98,26 @@ async fn list(State(state): State<AppState>, p: Principal) -> Response {
     let Some(owner) = owner(&p) else {
         return not_a_person();
     };
-    let rows = sqlx::query("SELECT id, text, created_at FROM notes WHERE owner = ? ORDER BY id")
-        .bind(owner)
-        .fetch_all(&state.db)
-        .await;
-    match rows {
-        Ok(rows) => {
-            let notes: Result<Vec<Note>, sqlx::Error> = rows
-                .iter()
-                .map(|r| {
-                    Ok(Note {
-                        id: r.try_get("id")?,
-                        text: r.try_get("text")?,
-                        created_at: r.try_get("created_at")?,
-                    })
-                })
-                .collect();
-            match notes {
-                Ok(notes) => Json(json!({ "notes": notes })).into_response(),
-                Err(e) => internal(e),
-            }
-        }
+    match notes_of(&state.db, owner).await {
+        Ok(notes) => Json(json!({ "notes": notes })).into_response(),
         Err(e) => internal(e),
     }
+}
+
+async fn notes_of(db: &SqlitePool, owner: &str) -> Result<Vec<Note>, sqlx::Error> {
+    sqlx::query("SELECT id, text, created_at FROM notes WHERE owner = ? ORDER BY id")
+        .bind(owner)
+        .fetch_all(db)
+        .await?
+        .iter()
+        .map(|r| {
+            Ok(Note {
+                id: r.try_get("id")?,
+                text: r.try_get("text")?,
+                created_at: r.try_get("created_at")?,
+            })
+        })
+        .collect()
 }
 
 #[derive(Deserialize)]

@@ -171,7 +171,8 @@ async fn settings(
     base: StreamSettings,
 ) -> Result<StreamSettings, OAuthError> {
     let (delivery_method, endpoint_url, authorization_header) = match body.delivery {
-        // The transmitter names a poll stream's endpoint (SSF 1.0 §8.1.1).
+        // The transmitter names a poll stream's endpoint (SSF 1.0 §8.1.1): the receiver's,
+        // if it sends one, is ignored.
         Some(d) if d.method == POLL => (POLL.to_string(), None, None),
         Some(d) if d.method == PUSH => {
             let endpoint = d.endpoint_url.ok_or_else(|| {
@@ -475,15 +476,18 @@ pub async fn poll(
         ack.push(jti);
     }
     let max = b.max_events.unwrap_or(MAX_EVENTS).min(MAX_EVENTS);
-    let wait = !b.return_immediately && max > 0 && stream.status == Status::Enabled;
+    // A stream that is not enabled is acknowledged but delivers nothing.
+    let deliver = if stream.status == Status::Enabled {
+        max
+    } else {
+        0
+    };
+    let wait = !b.return_immediately && deliver > 0;
     let deadline = tokio::time::Instant::now() + LONG_POLL;
     let mut revocations = state.db.revocations();
     let (events, more) = loop {
-        let (events, more) = if stream.status == Status::Enabled {
-            streams::poll(&state.db, &stream_id, &ack, max, state.now()).await?
-        } else {
-            streams::poll(&state.db, &stream_id, &ack, 0, state.now()).await?
-        };
+        let (events, more) =
+            streams::poll(&state.db, &stream_id, &ack, deliver, state.now()).await?;
         ack.clear();
         if !events.is_empty() || !wait || tokio::time::Instant::now() >= deadline {
             break (events, more);

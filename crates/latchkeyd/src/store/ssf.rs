@@ -9,7 +9,7 @@
 
 use serde::{Deserialize, Serialize};
 use serde_json::json;
-use sqlx::Row;
+use sqlx::{AnyPool, Row};
 
 use super::audit::Actor;
 use super::{param, placeholders, Result, StoreError};
@@ -160,12 +160,16 @@ pub async fn create(
 
 /// The client's stream, or `None` if it has no stream of that id (another client's included).
 pub async fn find(db: &Db, client_id: &str, stream_id: &str) -> Result<Option<Stream>> {
+    find_on(db.read(), client_id, stream_id).await
+}
+
+async fn find_on(pool: &AnyPool, client_id: &str, stream_id: &str) -> Result<Option<Stream>> {
     let row = sqlx::query(&format!(
         "SELECT {COLUMNS} FROM ssf_streams WHERE id = $1 AND client_id = $2"
     ))
     .bind(stream_id)
     .bind(client_id)
-    .fetch_optional(db.read())
+    .fetch_optional(pool)
     .await?;
     row.as_ref().map(stream_from_row).transpose()
 }
@@ -210,14 +214,7 @@ pub async fn update(
 
 /// Reads a stream through the write pool: what was just written, whichever replica reads.
 async fn find_written(db: &Db, client_id: &str, stream_id: &str) -> Result<Option<Stream>> {
-    let row = sqlx::query(&format!(
-        "SELECT {COLUMNS} FROM ssf_streams WHERE id = $1 AND client_id = $2"
-    ))
-    .bind(stream_id)
-    .bind(client_id)
-    .fetch_optional(db.write())
-    .await?;
-    row.as_ref().map(stream_from_row).transpose()
+    find_on(db.write(), client_id, stream_id).await
 }
 
 /// Deletes a stream and whatever waits in it; false if the client has no such stream.

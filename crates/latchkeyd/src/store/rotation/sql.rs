@@ -39,11 +39,11 @@ pub const INSERT_COLUMNS: [Column; 9] = [
     ("issued_user_agent", "TEXT"),
 ];
 
-/// The rows of [`advance`]: a session and its new head.
-pub const ADVANCE_COLUMNS: [Column; 10] = [
+/// What moves a session's head, but the new head itself: the first columns of both
+/// [`ADVANCE_COLUMNS`] and [`ROTATE_COLUMNS`], read by [`HEAD_MOVE`].
+const MOVE_COLUMNS: [Column; 9] = [
     ("id", "TEXT"),
     ("expected_head", "BIGINT"),
-    ("head", "BIGINT"),
     ("generation", "BIGINT"),
     ("used_at", "BIGINT"),
     ("ip", "TEXT"),
@@ -53,23 +53,38 @@ pub const ADVANCE_COLUMNS: [Column; 10] = [
     ("dpop_jkt", "TEXT"),
 ];
 
-/// The rows of [`rotate`]: a session's row of [`ADVANCE_COLUMNS`] but its new head (which
-/// [`rotate`] draws), then the rest of its successor's row of [`INSERT_COLUMNS`].
-pub const ROTATE_COLUMNS: [Column; 13] = [
-    ("id", "TEXT"),
-    ("expected_head", "BIGINT"),
-    ("generation", "BIGINT"),
-    ("used_at", "BIGINT"),
-    ("ip", "TEXT"),
-    ("user_agent", "TEXT"),
-    ("window_start", "BIGINT"),
-    ("window_count", "BIGINT"),
-    ("dpop_jkt", "TEXT"),
-    ("secret_hash", "BYTEA"),
-    ("parent_generation", "BIGINT"),
-    ("parent_id", "BIGINT"),
-    ("expires_at", "BIGINT"),
-];
+/// The rows of [`advance`]: a session's move, then its new head.
+pub const ADVANCE_COLUMNS: [Column; 10] = concat(MOVE_COLUMNS, [("head", "BIGINT")]);
+
+/// The rows of [`rotate`]: a session's move (its new head [`rotate`] draws), then the rest of
+/// its successor's row of [`INSERT_COLUMNS`].
+pub const ROTATE_COLUMNS: [Column; 13] = concat(
+    MOVE_COLUMNS,
+    [
+        ("secret_hash", "BYTEA"),
+        ("parent_generation", "BIGINT"),
+        ("parent_id", "BIGINT"),
+        ("expires_at", "BIGINT"),
+    ],
+);
+
+const fn concat<const A: usize, const B: usize, const N: usize>(
+    a: [Column; A],
+    b: [Column; B],
+) -> [Column; N] {
+    assert!(A + B == N, "the lengths add up");
+    let mut out = [("", ""); N];
+    let mut i = 0;
+    while i < A {
+        out[i] = a[i];
+        i += 1;
+    }
+    while i < N {
+        out[i] = b[i - A];
+        i += 1;
+    }
+    out
+}
 
 struct Texts {
     lock: Vec<String>,
@@ -305,7 +320,8 @@ pub fn advance_rows<'a>(
     let mut rows = Vec::with_capacity(granted.len() * ADVANCE_COLUMNS.len());
     for &(p, s, f) in granted {
         let head = *heads.get(&f.session_id)?;
-        rows.extend(advance_row(p, s, f, head, now));
+        rows.extend(move_row(p, s, f, now));
+        rows.push(Value::Int(head));
     }
     Some(rows)
 }
@@ -316,39 +332,27 @@ pub fn rotate_rows<'a, 'g>(
     now: Millis,
 ) -> impl Iterator<Item = Value<'a>> + 'g {
     granted.iter().flat_map(move |&(p, s, f)| {
-        let [id, expected_head, _head, generation, used_at, ip, user_agent, window_start, window_count, dpop_jkt] =
-            advance_row(p, s, f, 0, now);
-        [
-            id,
-            expected_head,
-            generation,
-            used_at,
-            ip,
-            user_agent,
-            window_start,
-            window_count,
-            dpop_jkt,
+        let successor = [
             Value::Blob(&p.successor.1),
             Value::Int(f.generation),
             Value::Int(f.token_id),
             Value::Int(s.expires_at),
-        ]
+        ];
+        move_row(p, s, f, now).into_iter().chain(successor)
     })
 }
 
-/// One session's row of [`ADVANCE_COLUMNS`]: its head moves to `head`.
-fn advance_row<'a>(
+/// One session's row of [`MOVE_COLUMNS`].
+fn move_row<'a>(
     p: &'a Pending,
     s: &'a Successor,
     f: &'a Family,
-    head: i64,
     now: Millis,
-) -> [Value<'a>; ADVANCE_COLUMNS.len()] {
+) -> [Value<'a>; MOVE_COLUMNS.len()] {
     let origin = &p.request.origin;
     [
         Value::Text(&f.session_id),
         Value::Int(s.expected_head),
-        Value::Int(head),
         Value::Int(s.generation),
         Value::Int(now),
         Value::MaybeText(origin.ip.as_deref()),
