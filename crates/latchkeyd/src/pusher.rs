@@ -30,7 +30,9 @@ pub async fn run(state: AppState) {
         match streams::claim_pushes(&state.db, CLAIM, state.now()).await {
             Ok(pushes) => {
                 let busy = pushes.len() as i64 == CLAIM;
-                let deliveries = pushes.into_iter().map(|p| deliver(&state, p));
+                let deliveries = by_stream(pushes)
+                    .into_iter()
+                    .map(|stream| deliver_in_order(&state, stream));
                 futures_util::future::join_all(deliveries).await;
                 if busy {
                     continue;
@@ -53,26 +55,61 @@ enum Outcome {
     Again(String),
 }
 
-async fn deliver(state: &AppState, push: Push) {
-    let outcome = attempt(state, &push).await;
-    let result = match outcome {
-        Outcome::Done => streams::pushed(&state.db, &push.stream_id, &push.event.jti).await,
+/// The claimed pushes grouped by stream, each group in the outbox's order.
+fn by_stream(pushes: Vec<Push>) -> Vec<Vec<Push>> {
+    let mut groups: Vec<Vec<Push>> = Vec::new();
+    for push in pushes {
+        match groups.iter_mut().find(|g| g[0].stream_id == push.stream_id) {
+            Some(group) => group.push(push),
+            None => groups.push(vec![push]),
+        }
+    }
+    groups
+}
+
+/// Pushes one stream's events one after another, in the order they were written, and stops
+/// at the first that fails: the rest wait with it. A receiver so never takes an event while
+/// an earlier one is still owed, and the verification event it asked for (SSF 1.0 §8.1.4)
+/// proves that it has everything before it.
+async fn deliver_in_order(state: &AppState, pushes: Vec<Push>) {
+    let mut pushes = pushes.into_iter();
+    for push in pushes.by_ref() {
+        if let Some(next_at) = deliver(state, &push).await {
+            for rest in pushes {
+                if let Err(e) =
+                    streams::release(&state.db, &rest.stream_id, &rest.event.jti, next_at).await
+                {
+                    tracing::warn!(error = %e, "cannot record a push's outcome");
+                }
+            }
+            return;
+        }
+    }
+}
+
+/// Pushes one event; when it is to be tried again, if it failed.
+async fn deliver(state: &AppState, push: &Push) -> Option<i64> {
+    let outcome = attempt(state, push).await;
+    let (result, again) = match outcome {
+        Outcome::Done => (
+            streams::pushed(&state.db, &push.stream_id, &push.event.jti).await,
+            None,
+        ),
         Outcome::Again(why) => {
             // 1 s, 2 s, 4 s, … up to five minutes.
             let backoff = (1000i64 << push.attempts.clamp(0, 20)).min(MAX_BACKOFF_MS);
+            let next_at = state.now() + backoff;
             tracing::warn!(stream = %push.stream_id, attempts = push.attempts + 1, why, "a push to a receiver failed; it will be tried again");
-            streams::push_failed(
-                &state.db,
-                &push.stream_id,
-                &push.event.jti,
-                state.now() + backoff,
+            (
+                streams::push_failed(&state.db, &push.stream_id, &push.event.jti, next_at).await,
+                Some(next_at),
             )
-            .await
         }
     };
     if let Err(e) = result {
         tracing::warn!(error = %e, "cannot record a push's outcome");
     }
+    again
 }
 
 async fn attempt(state: &AppState, push: &Push) -> Outcome {

@@ -23,15 +23,18 @@ pub const SUPPORT: &str = "support";
 pub const SSF: &str = "ssf";
 /// Revoking every session of a user (draft-parecki-oauth-global-token-revocation).
 pub const GLOBAL_TOKEN_REVOCATION: &str = "global_token_revocation";
+/// Introspecting (RFC 7662) any client's tokens, not only the caller's own: a resource server
+/// that asks latchkeyd about each token it is shown.
+pub const INTROSPECTION: &str = "introspection";
 
 /// The scopes of a user's sign-in.
 pub const USER: [&str; 6] = [OPENID, PROFILE, EMAIL, OFFLINE_ACCESS, ACCOUNT, SUPPORT];
 
 /// The scopes of a service account's own token (`client_credentials`).
-pub const SERVICE: [&str; 2] = [SSF, GLOBAL_TOKEN_REVOCATION];
+pub const SERVICE: [&str; 3] = [SSF, GLOBAL_TOKEN_REVOCATION, INTROSPECTION];
 
 /// Every scope latchkeyd knows.
-pub const ALL: [&str; 8] = [
+pub const ALL: [&str; 9] = [
     OPENID,
     PROFILE,
     EMAIL,
@@ -40,6 +43,7 @@ pub const ALL: [&str; 8] = [
     SUPPORT,
     SSF,
     GLOBAL_TOKEN_REVOCATION,
+    INTROSPECTION,
 ];
 
 /// What a client registered without `--scope` may ask for.

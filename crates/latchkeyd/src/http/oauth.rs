@@ -513,10 +513,14 @@ async fn introspect_token(
     let token = params.require("token")?;
     let now = state.now();
     let inactive = || no_store(Json(json!({ "active": false })));
-    // A client learns only about its own tokens: anyone else's is `active: false`, as an
-    // unknown one is (RFC 7662 §4 leaves to the server what a caller may see).
+    // A client learns only about its own tokens, unless it was registered as a resource server
+    // (scope `introspection`): anyone else's is `active: false`, as an unknown one is (RFC 7662
+    // §4 leaves to the server what a caller may see).
+    let may_see = |owner: &str| {
+        owner == client.client_id || client.scopes.iter().any(|s| s == scope::INTROSPECTION)
+    };
     if let Some(info) = revocation::refresh_token_info(&state.db, token, now).await? {
-        if !info.active || info.client_id != client.client_id {
+        if !info.active || !may_see(&info.client_id) {
             return Ok(inactive());
         }
         let mut body = json!({
@@ -536,7 +540,7 @@ async fn introspect_token(
         return Ok(no_store(Json(body)));
     }
     match access_token_state(state, token).await? {
-        Ok(c) if c.client_id == client.client_id => {
+        Ok(c) if may_see(&c.client_id) => {
             let mut body = json!({
                 "active": true,
                 "token_type": if c.cnf.is_some() { "DPoP" } else { "Bearer" },

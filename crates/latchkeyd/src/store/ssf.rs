@@ -303,8 +303,21 @@ pub(crate) async fn session_revoked(
 }
 
 /// A verification event (SSF 1.0 §8.1.4) for one stream, whatever it asked for.
+///
+/// A receiver that asks for one is listening: whatever waits in its stream is due at once
+/// rather than after the backoff its earlier failures earned, so a push receiver that comes
+/// back gets what it missed before the verification event (which proves it is current). An
+/// event another replica is pushing right now may so arrive twice; receivers tell SETs apart
+/// by `jti` (RFC 8935 §2), and a revocation taken twice is one revocation.
 pub async fn verify(db: &Db, stream_id: &str, state: Option<&str>, now: Millis) -> Result<()> {
     let mut tx = db.begin_write().await?;
+    sqlx::query(
+        "UPDATE ssf_outbox SET next_attempt_at = $1 WHERE stream_id = $2 AND next_attempt_at > $1",
+    )
+    .bind(now)
+    .bind(stream_id)
+    .execute(&mut *tx)
+    .await?;
     enqueue(
         &mut tx,
         VERIFICATION,
@@ -531,6 +544,17 @@ pub async fn push_failed(db: &Db, stream_id: &str, jti: &str, next_at: Millis) -
     .bind(jti)
     .execute(db.write())
     .await?;
+    Ok(())
+}
+
+/// Gives back a claimed event that was not tried, to be tried at `next_at`.
+pub async fn release(db: &Db, stream_id: &str, jti: &str, next_at: Millis) -> Result<()> {
+    sqlx::query("UPDATE ssf_outbox SET next_attempt_at = $1 WHERE stream_id = $2 AND jti = $3")
+        .bind(next_at)
+        .bind(stream_id)
+        .bind(jti)
+        .execute(db.write())
+        .await?;
     Ok(())
 }
 
