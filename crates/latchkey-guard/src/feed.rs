@@ -9,10 +9,12 @@ use serde::de::DeserializeOwned;
 use serde::Deserialize;
 use serde_json::{json, Map, Value};
 
-use crate::{verify, Guard, GuardError, Inner};
+use crate::{verify, Guard, GuardError, Inner, Revocations};
 
 const POLL: &str = "urn:ietf:rfc:8936";
+const PUSH: &str = "urn:ietf:rfc:8935";
 const SESSION_REVOKED: &str = "https://schemas.openid.net/secevent/caep/event-type/session-revoked";
+const VERIFICATION: &str = "https://schemas.openid.net/secevent/ssf/event-type/verification";
 const SET_TYP: &str = "secevent+jwt";
 /// The longest wait between attempts while latchkeyd cannot be reached.
 const MAX_BACKOFF: Duration = Duration::from_secs(5);
@@ -22,6 +24,8 @@ pub(crate) struct State {
     token: Option<(String, Instant)>,
     pub(crate) last_contact: Option<Instant>,
     pub(crate) events_received: u64,
+    /// The `state` of the verification events asked for and not yet received, newest last.
+    pub(crate) verifications: Vec<String>,
 }
 
 impl State {
@@ -31,14 +35,16 @@ impl State {
             token: None,
             last_contact: None,
             events_received: 0,
+            verifications: Vec::new(),
         }
     }
 }
 
-/// The guard's stream: its id and where to poll it.
+/// The guard's stream: its id, where to poll it, where to ask for verification.
 pub(crate) struct Stream {
-    id: String,
-    poll_url: String,
+    pub(crate) id: String,
+    poll_url: Option<String>,
+    pub(crate) verification_url: String,
 }
 
 pub(crate) async fn get_json<T: DeserializeOwned>(
@@ -53,7 +59,7 @@ pub(crate) async fn get_json<T: DeserializeOwned>(
     answer(req, url).await
 }
 
-async fn answer<T: DeserializeOwned>(
+pub(crate) async fn answer<T: DeserializeOwned>(
     req: reqwest::RequestBuilder,
     url: &str,
 ) -> Result<T, GuardError> {
@@ -83,7 +89,7 @@ struct TokenResponse {
 }
 
 /// The service account's access token, signing in again when it is about to expire.
-async fn token(inner: &Inner) -> Result<String, GuardError> {
+pub(crate) async fn token(inner: &Inner) -> Result<String, GuardError> {
     let endpoint = {
         let feed = inner.feed.lock().expect("feed lock");
         if let Some((token, until)) = &feed.token {
@@ -105,7 +111,7 @@ async fn token(inner: &Inner) -> Result<String, GuardError> {
     Ok(t.access_token)
 }
 
-fn forget_token(inner: &Inner) {
+pub(crate) fn forget_token(inner: &Inner) {
     inner.feed.lock().expect("feed lock").token = None;
 }
 
@@ -124,52 +130,74 @@ struct Delivery {
     endpoint_url: Option<String>,
 }
 
-/// Finds the guard's stream (by its description) or creates it: after a restart the guard
-/// takes up the stream it had, and what waited in it while the API was down.
+/// Finds the guard's stream (by its description and delivery method) or creates it: after a
+/// restart the guard takes up the stream it had, and what waited in it while the API was down.
+/// A push stream is told this start's endpoint and `Authorization` header.
 pub(crate) async fn connect(guard: &Guard) -> Result<Stream, GuardError> {
     let inner = &guard.inner;
     let config = &inner.config;
     let url = format!("{}/.well-known/ssf-configuration", config.issuer);
     let ssf: Value = get_json(&inner.http, &url, None).await?;
-    let streams_url = ssf["configuration_endpoint"]
-        .as_str()
-        .ok_or_else(|| GuardError::Unexpected {
-            url: url.clone(),
-            why: "no configuration_endpoint".into(),
-        })?
-        .to_string();
+    let endpoint = |name: &str| {
+        ssf[name]
+            .as_str()
+            .map(str::to_string)
+            .ok_or_else(|| GuardError::Unexpected {
+                url: url.clone(),
+                why: format!("no {name}"),
+            })
+    };
+    let streams_url = endpoint("configuration_endpoint")?;
+    let verification_url = endpoint("verification_endpoint")?;
+    let delivery = match (&config.revocations, &inner.push_authorization) {
+        (Revocations::Push { url }, Some(authorization)) => json!({
+            "method": PUSH,
+            "endpoint_url": url,
+            "authorization_header": authorization,
+        }),
+        _ => json!({ "method": POLL }),
+    };
+    let method = delivery["method"].as_str().unwrap_or(POLL);
     let token = token(inner).await?;
     let existing: Vec<StreamConfig> = get_json(&inner.http, &streams_url, Some(&token)).await?;
     let mine = existing.into_iter().find(|s| {
         s.description.as_deref() == Some(config.stream_description.as_str())
-            && s.delivery.method == POLL
+            && s.delivery.method == method
     });
-    let stream = match mine {
-        Some(s) => s,
+    let stream: StreamConfig = match mine {
+        Some(s) if method == POLL => s,
+        Some(s) => {
+            let req = inner
+                .http
+                .patch(&streams_url)
+                .bearer_auth(&token)
+                .json(&json!({ "stream_id": s.stream_id, "delivery": delivery }));
+            answer(req, &streams_url).await?
+        }
         None => {
             let req = inner
                 .http
                 .post(&streams_url)
                 .bearer_auth(&token)
                 .json(&json!({
-                    "delivery": { "method": POLL },
+                    "delivery": delivery,
                     "events_requested": [SESSION_REVOKED],
                     "description": config.stream_description,
                 }));
             answer(req, &streams_url).await?
         }
     };
-    let poll_url = stream
-        .delivery
-        .endpoint_url
-        .ok_or_else(|| GuardError::Unexpected {
+    if method == POLL && stream.delivery.endpoint_url.is_none() {
+        return Err(GuardError::Unexpected {
             url: streams_url,
             why: "the stream has no endpoint_url to poll".into(),
-        })?;
-    tracing::info!(stream = %stream.stream_id, "latchkey-guard: receiving revocations");
+        });
+    }
+    tracing::info!(stream = %stream.stream_id, delivery = method, "latchkey-guard: receiving revocations");
     Ok(Stream {
         id: stream.stream_id,
-        poll_url,
+        poll_url: stream.delivery.endpoint_url.filter(|_| method == POLL),
+        verification_url,
     })
 }
 
@@ -206,8 +234,13 @@ pub(crate) async fn drain(guard: &Guard, stream: &Stream) -> Result<Owed, GuardE
 async fn take_in(guard: &Guard, answer: &PollAnswer) -> Owed {
     let mut owed = Owed::default();
     for (jti, set) in &answer.sets {
-        match believe(guard, set).await {
-            Ok(()) => owed.ack.push(jti.clone()),
+        let set = set.as_str().ok_or("the SET is not a string");
+        let believed = match set {
+            Ok(set) => believe(guard, set).await,
+            Err(why) => Err(why),
+        };
+        match believed {
+            Ok(_) => owed.ack.push(jti.clone()),
             Err(why) => {
                 tracing::warn!(jti = %jti, why, "latchkey-guard: a SET did not verify");
                 owed.errs.insert(
@@ -265,6 +298,7 @@ async fn poll_once(
     wait: bool,
 ) -> Result<PollAnswer, GuardError> {
     let token = token(&guard.inner).await?;
+    let poll_url = stream.poll_url.as_deref().unwrap_or_default();
     let mut body = json!({ "maxEvents": 100, "returnImmediately": !wait });
     if !owed.ack.is_empty() {
         body["ack"] = json!(owed.ack);
@@ -275,16 +309,23 @@ async fn poll_once(
     let req = guard
         .inner
         .http
-        .post(&stream.poll_url)
+        .post(poll_url)
         .bearer_auth(token)
         .json(&body);
-    answer(req, &stream.poll_url).await
+    answer(req, poll_url).await
+}
+
+/// What a SET that verified said.
+pub(crate) enum Believed {
+    SessionRevoked,
+    /// A verification event (SSF 1.0 §8.1.4), with the `state` the guard asked it to echo.
+    Verification(Option<String>),
+    Other,
 }
 
 /// Checks one SET (typ, signature by latchkeyd's key, issuer, this receiver as audience) and
 /// takes in a session revocation it announces.
-async fn believe(guard: &Guard, set: &Value) -> Result<(), &'static str> {
-    let set = set.as_str().ok_or("the SET is not a string")?;
+pub(crate) async fn believe(guard: &Guard, set: &str) -> Result<Believed, &'static str> {
     let header = jsonwebtoken::decode_header(set).map_err(|_| "the SET is not a JWT")?;
     if header.typ.as_deref() != Some(SET_TYP) {
         return Err("the SET's typ is not secevent+jwt");
@@ -314,6 +355,12 @@ async fn believe(guard: &Guard, set: &Value) -> Result<(), &'static str> {
             .insert(session.to_string(), Instant::now());
         guard.inner.feed.lock().expect("feed lock").events_received += 1;
         tracing::info!(session = %session, "latchkey-guard: a session was revoked");
+        return Ok(Believed::SessionRevoked);
     }
-    Ok(())
+    if let Some(event) = claims["events"].get(VERIFICATION) {
+        return Ok(Believed::Verification(
+            event["state"].as_str().map(str::to_string),
+        ));
+    }
+    Ok(Believed::Other)
 }

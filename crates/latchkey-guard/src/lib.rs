@@ -9,9 +9,18 @@
 //! [`GuardConfig::max_staleness`], the guard fails closed (503) unless told otherwise, and says
 //! so in its logs and [`Guard::health`].
 //!
+//! The feed long-polls by default ([`Revocations::Poll`]): nothing to serve, and it works from
+//! behind any firewall. With [`Revocations::Push`] latchkeyd posts each event to the API
+//! (RFC 8935), which serves [`Guard::push_receiver`]; the guard asks for a verification event
+//! every third of `max_staleness` to know the push still reaches it. [`Revocations::Introspect`]
+//! keeps no feed and asks latchkeyd about every token (RFC 7662) instead, at the price of a
+//! round trip per request.
+//!
 //! In axum, put the guard in the state (`FromRef`) and take a [`Principal`] in a handler.
 
 mod feed;
+mod introspect;
+mod push;
 mod verify;
 
 use std::collections::HashMap;
@@ -30,6 +39,29 @@ pub use verify::ALGS;
 /// The fewest seconds between two fetches of the JWKS for an unknown `kid`: a flood of tokens
 /// with made-up key ids must not become a flood of requests to latchkeyd.
 pub const JWKS_REFETCH: Duration = Duration::from_secs(10);
+
+/// How the guard learns that a session was revoked.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Revocations {
+    /// Long-polls its stream at latchkeyd (RFC 8936).
+    Poll,
+    /// latchkeyd pushes each event (RFC 8935) to `url`, which must reach the API's
+    /// [`Guard::push_receiver`] (https, or http on loopback where latchkeyd allows it).
+    Push { url: String },
+    /// No feed: each request's token is introspected at latchkeyd (RFC 7662). The service
+    /// account must be registered for the `introspection` scope to see other clients' tokens.
+    Introspect,
+}
+
+impl Revocations {
+    fn name(&self) -> &'static str {
+        match self {
+            Revocations::Poll => "poll",
+            Revocations::Push { .. } => "push",
+            Revocations::Introspect => "introspect",
+        }
+    }
+}
 
 /// How a guard is set up.
 #[derive(Debug, Clone)]
@@ -55,6 +87,7 @@ pub struct GuardConfig {
     pub remember_revoked: Duration,
     /// The description of the guard's stream, by which it finds it again after a restart.
     pub stream_description: String,
+    pub revocations: Revocations,
 }
 
 impl GuardConfig {
@@ -69,6 +102,7 @@ impl GuardConfig {
             fail_closed: true,
             remember_revoked: Duration::from_secs(24 * 3600),
             stream_description: "latchkey-guard".to_string(),
+            revocations: Revocations::Poll,
         }
     }
 }
@@ -168,7 +202,9 @@ impl IntoResponse for Rejection {
 /// What the revocation feed knows, for health checks and metrics.
 #[derive(Debug, Clone, serde::Serialize)]
 pub struct Health {
-    /// The feed heard from latchkeyd within `max_staleness`.
+    /// `poll`, `push` or `introspect` ([`Revocations`]).
+    pub revocations: &'static str,
+    /// The feed heard from latchkeyd within `max_staleness` (always, when introspecting).
     pub feed_current: bool,
     /// Seconds since the feed last heard from latchkeyd, if ever.
     pub seconds_since_contact: Option<f64>,
@@ -194,6 +230,9 @@ struct Inner {
     /// DPoP proofs seen (jti → until when it would be accepted), against replay.
     proofs: Mutex<HashMap<String, i64>>,
     feed: Mutex<feed::State>,
+    /// The `Authorization` header latchkeyd sends with each push, new at every start.
+    push_authorization: Option<String>,
+    introspection_endpoint: String,
 }
 
 #[derive(Deserialize)]
@@ -201,6 +240,7 @@ struct Discovery {
     issuer: String,
     jwks_uri: String,
     token_endpoint: String,
+    introspection_endpoint: String,
 }
 
 impl Guard {
@@ -226,7 +266,17 @@ impl Guard {
                 ),
             });
         }
-        let keys = verify::Keys::fetch(&http, &discovery.jwks_uri).await?;
+        let keys = match config.revocations {
+            Revocations::Introspect => verify::Keys::none(),
+            _ => verify::Keys::fetch(&http, &discovery.jwks_uri).await?,
+        };
+        let push_authorization = match &config.revocations {
+            Revocations::Push { url } => {
+                push::check_url(url)?;
+                Some(push::new_authorization())
+            }
+            _ => None,
+        };
         let feed = feed::State::new(discovery.token_endpoint);
         let guard = Guard {
             inner: Arc::new(Inner {
@@ -237,12 +287,34 @@ impl Guard {
                 revoked: RwLock::new(HashMap::new()),
                 proofs: Mutex::new(HashMap::new()),
                 feed: Mutex::new(feed),
+                push_authorization,
+                introspection_endpoint: discovery.introspection_endpoint,
             }),
         };
-        let stream = feed::connect(&guard).await?;
-        let owed = feed::drain(&guard, &stream).await?;
-        tokio::spawn(feed::run(Arc::downgrade(&guard.inner), stream, owed));
+        match guard.inner.config.revocations {
+            Revocations::Introspect => {}
+            Revocations::Poll => {
+                let stream = feed::connect(&guard).await?;
+                let owed = feed::drain(&guard, &stream).await?;
+                tokio::spawn(feed::run(Arc::downgrade(&guard.inner), stream, owed));
+            }
+            Revocations::Push { .. } => {
+                // The guard is stale until its first verification event arrives through the
+                // push, after everything that waited in the stream (see `push::heartbeat`).
+                let stream = feed::connect(&guard).await?;
+                tokio::spawn(push::heartbeat(Arc::downgrade(&guard.inner), stream));
+            }
+        }
         Ok(guard)
+    }
+
+    /// The route latchkeyd pushes events to, at the path of [`Revocations::Push`]'s URL; an
+    /// empty router for the other ways. Merge it into the API's router.
+    pub fn push_receiver<S>(&self) -> axum::Router<S>
+    where
+        S: Clone + Send + Sync + 'static,
+    {
+        push::router(self)
     }
 
     /// Checks a request's credentials: its `Authorization` and, for a bound token, `DPoP`.
@@ -254,6 +326,7 @@ impl Guard {
         let feed = self.inner.feed.lock().expect("feed lock");
         let since = feed.last_contact.map(|t| t.elapsed());
         Health {
+            revocations: self.inner.config.revocations.name(),
             feed_current: self.current(since),
             seconds_since_contact: since.map(|s| s.as_secs_f64()),
             revoked_sessions: self.inner.revoked.read().expect("revoked lock").len(),
@@ -263,12 +336,16 @@ impl Guard {
 
     /// Has the feed heard from latchkeyd within `max_staleness`, `since` its last contact?
     fn current(&self, since: Option<Duration>) -> bool {
-        since.is_some_and(|s| s <= self.inner.config.max_staleness)
+        self.inner.config.revocations == Revocations::Introspect
+            || since.is_some_and(|s| s <= self.inner.config.max_staleness)
     }
 
     /// Seconds since the feed last heard from latchkeyd, if it is stale; `None` while current.
     /// What every request asks, so it takes no other lock than the feed's.
     fn stale_for(&self) -> Option<Option<f64>> {
+        if self.inner.config.revocations == Revocations::Introspect {
+            return None;
+        }
         let since = self
             .inner
             .feed

@@ -10,7 +10,7 @@ use jsonwebtoken::jwk::JwkSet;
 use jsonwebtoken::{Algorithm, DecodingKey, Validation};
 use serde::Deserialize;
 
-use crate::{feed, Guard, GuardError, Principal, Rejection, JWKS_REFETCH};
+use crate::{feed, introspect, Guard, GuardError, Principal, Rejection, Revocations, JWKS_REFETCH};
 
 /// The proof algorithms a bound token's key may use.
 pub use latchkey_dpop::ALGS;
@@ -33,6 +33,14 @@ pub(crate) struct Keys {
 }
 
 impl Keys {
+    /// No keys, for a guard that never checks a JWT itself.
+    pub(crate) fn none() -> Self {
+        Self {
+            by_kid: HashMap::new(),
+            fetched: Instant::now(),
+        }
+    }
+
     pub(crate) async fn fetch(http: &reqwest::Client, url: &str) -> Result<Self, GuardError> {
         let set: JwkSet = feed::get_json(http, url, None).await?;
         let mut by_kid = HashMap::new();
@@ -55,7 +63,7 @@ impl Keys {
 }
 
 #[derive(Deserialize)]
-struct Claims {
+pub(crate) struct Claims {
     sub: String,
     client_id: String,
     #[serde(default)]
@@ -175,45 +183,11 @@ pub(crate) async fn check(guard: &Guard, parts: &Parts) -> Result<Principal, Rej
     let (scheme, token) = credentials(parts)?;
     let dpop = matches!(scheme, Scheme::Dpop);
     let invalid = |d: &'static str| Rejection::new("invalid_token", d, dpop);
-
-    let header =
-        jsonwebtoken::decode_header(token).map_err(|_| invalid("the access token is not a JWT"))?;
-    if header.typ.as_deref() != Some(ACCESS_TOKEN_TYP) {
-        return Err(invalid("the token is not an access token (typ at+jwt)"));
-    }
-    let kid = header
-        .kid
-        .as_deref()
-        .ok_or_else(|| invalid("the access token names no key"))?;
-    let (alg, decoding) = key_for(guard, kid)
-        .await
-        .ok_or_else(|| invalid("the access token was signed by a key Latchkey does not publish"))?;
-    if alg != header.alg {
-        return Err(invalid("the access token's alg is not its key's"));
-    }
     let config = &guard.inner.config;
-    let mut validation = Validation::new(alg);
-    validation.set_issuer(&[&config.issuer]);
-    validation.leeway = LEEWAY_SECS;
-    validation.set_required_spec_claims(&["exp", "iss", "sub"]);
-    match &config.audience {
-        Some(aud) => validation.set_audience(&[aud]),
-        None => validation.validate_aud = false,
-    }
-    let claims = jsonwebtoken::decode::<Claims>(token, &decoding, &validation)
-        .map_err(|e| match e.kind() {
-            jsonwebtoken::errors::ErrorKind::ExpiredSignature => {
-                invalid("the access token has expired")
-            }
-            jsonwebtoken::errors::ErrorKind::InvalidAudience => {
-                invalid("the access token was not issued for this API")
-            }
-            jsonwebtoken::errors::ErrorKind::InvalidIssuer => {
-                invalid("the access token was issued by another server")
-            }
-            _ => invalid("the access token's signature or claims are invalid"),
-        })?
-        .claims;
+    let claims = match config.revocations {
+        Revocations::Introspect => introspect::claims(guard, token, dpop).await?,
+        _ => offline(guard, token, dpop).await?,
+    };
 
     let jkt = match (&claims.cnf, scheme) {
         (Some(cnf), Scheme::Dpop) => {
@@ -268,6 +242,52 @@ pub(crate) async fn check(guard: &Guard, parts: &Parts) -> Result<Principal, Rej
         session_id: claims.sid,
         jkt,
     })
+}
+
+/// The claims of a JWT access token checked here: its type, latchkeyd's signature, issuer,
+/// expiry and (if configured) audience.
+async fn offline(guard: &Guard, token: &str, dpop: bool) -> Result<Claims, Rejection> {
+    let invalid = |d: &'static str| Rejection::new("invalid_token", d, dpop);
+    let header =
+        jsonwebtoken::decode_header(token).map_err(|_| invalid("the access token is not a JWT"))?;
+    if header.typ.as_deref() != Some(ACCESS_TOKEN_TYP) {
+        return Err(invalid("the token is not an access token (typ at+jwt)"));
+    }
+    let kid = header
+        .kid
+        .as_deref()
+        .ok_or_else(|| invalid("the access token names no key"))?;
+    let (alg, decoding) = key_for(guard, kid)
+        .await
+        .ok_or_else(|| invalid("the access token was signed by a key Latchkey does not publish"))?;
+    if alg != header.alg {
+        return Err(invalid("the access token's alg is not its key's"));
+    }
+    let config = &guard.inner.config;
+    let mut validation = Validation::new(alg);
+    validation.set_issuer(&[&config.issuer]);
+    validation.leeway = LEEWAY_SECS;
+    validation.set_required_spec_claims(&["exp", "iss", "sub"]);
+    match &config.audience {
+        Some(aud) => validation.set_audience(&[aud]),
+        None => validation.validate_aud = false,
+    }
+    Ok(
+        jsonwebtoken::decode::<Claims>(token, &decoding, &validation)
+            .map_err(|e| match e.kind() {
+                jsonwebtoken::errors::ErrorKind::ExpiredSignature => {
+                    invalid("the access token has expired")
+                }
+                jsonwebtoken::errors::ErrorKind::InvalidAudience => {
+                    invalid("the access token was not issued for this API")
+                }
+                jsonwebtoken::errors::ErrorKind::InvalidIssuer => {
+                    invalid("the access token was issued by another server")
+                }
+                _ => invalid("the access token's signature or claims are invalid"),
+            })?
+            .claims,
+    )
 }
 
 /// RFC 9449 §7.1: one proof of the bound key, for this request and this token, never seen
