@@ -50,10 +50,13 @@ pub async fn open(path: &str) -> Result<SqlitePool, sqlx::Error> {
     Ok(db)
 }
 
+/// The notes routes, `/healthz`, and the guard's push receiver when it is pushed to.
 pub fn router(state: AppState) -> Router {
+    let push = state.guard.push_receiver();
     Router::new()
         .route("/notes", get(list).post(add))
         .route("/healthz", get(health))
+        .merge(push)
         .with_state(state)
 }
 

@@ -1,12 +1,12 @@
-//! `notes-api --issuer URL --listen ADDR --client-id ID`, the client secret in
-//! `NOTES_API_CLIENT_SECRET`.
+//! `notes-api --issuer URL --listen ADDR --client-id ID [--push-url URL | --introspect]`, the
+//! client secret in `NOTES_API_CLIENT_SECRET`.
 
 use std::net::SocketAddr;
 use std::time::Duration;
 
 use anyhow::Context;
 use clap::Parser;
-use latchkey_guard::{Guard, GuardConfig};
+use latchkey_guard::{Guard, GuardConfig, Revocations};
 
 /// An example API behind latchkey-guard: each user's notes.
 #[derive(Parser)]
@@ -36,6 +36,14 @@ struct Args {
     /// Keep accepting tokens on their JWT alone while the revocation feed is stale.
     #[arg(long)]
     fail_open: bool,
+    /// Have latchkeyd push revocations (RFC 8935) to this URL, which must reach this API
+    /// (its path is where the events are received), instead of long-polling for them.
+    #[arg(long, conflicts_with = "introspect")]
+    push_url: Option<String>,
+    /// Introspect every token at latchkeyd (RFC 7662) instead of following revocations; the
+    /// service account needs the `introspection` scope.
+    #[arg(long)]
+    introspect: bool,
 }
 
 #[tokio::main]
@@ -53,15 +61,22 @@ async fn main() -> anyhow::Result<()> {
     config.public_url = args.public_url;
     config.max_staleness = Duration::from_secs(args.max_staleness_secs);
     config.fail_closed = !args.fail_open;
-    let guard = Guard::start(config)
-        .await
-        .context("cannot start the guard")?;
-    let db = notes_api::open(&args.database)
-        .await
-        .with_context(|| format!("cannot open the notes database {}", args.database))?;
+    config.revocations = match (args.push_url, args.introspect) {
+        (Some(url), _) => Revocations::Push { url },
+        (None, true) => Revocations::Introspect,
+        (None, false) => Revocations::Poll,
+    };
+    // Listening before the guard starts: in push mode latchkeyd delivers at once what waited
+    // in the stream, and those connections wait in the backlog until the API serves.
     let listener = tokio::net::TcpListener::bind(args.listen)
         .await
         .with_context(|| format!("cannot listen on {}", args.listen))?;
+    let db = notes_api::open(&args.database)
+        .await
+        .with_context(|| format!("cannot open the notes database {}", args.database))?;
+    let guard = Guard::start(config)
+        .await
+        .context("cannot start the guard")?;
     println!("notes-api is running at http://{}", listener.local_addr()?);
     let app = notes_api::router(notes_api::AppState { guard, db });
     axum::serve(listener, app)

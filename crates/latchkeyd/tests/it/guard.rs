@@ -4,7 +4,7 @@
 use std::time::{Duration, Instant};
 
 use latchkey_client::dpop::DeviceKey;
-use latchkey_guard::{Guard, GuardConfig};
+use latchkey_guard::{Guard, GuardConfig, Revocations};
 use latchkeyd::store::users::Role;
 use serde_json::{json, Value};
 
@@ -23,16 +23,27 @@ struct NotesApi {
 }
 
 async fn notes_api(server: &TestServer, tweak: impl FnOnce(&mut GuardConfig)) -> NotesApi {
-    let secret = server.add_service("notes-api", &["ssf"]).await;
+    notes_api_for(server, &["ssf"], |config, _| tweak(config)).await
+}
+
+/// notes-api whose service account is registered for `scopes`; `tweak` also gets the API's own
+/// base URL, for a push endpoint.
+async fn notes_api_for(
+    server: &TestServer,
+    scopes: &[&str],
+    tweak: impl FnOnce(&mut GuardConfig, &str),
+) -> NotesApi {
+    let secret = server.add_service("notes-api", scopes).await;
+    // Listening first, as notes-api's main does: a pushing latchkeyd may call at once.
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let base = format!("http://{}", listener.local_addr().unwrap());
     let mut config = GuardConfig::new(&server.base, "notes-api", &secret);
-    tweak(&mut config);
+    tweak(&mut config, &base);
     let guard = Guard::start(config).await.expect("the guard starts");
     let dir = tempfile::tempdir().unwrap();
     let db = notes_api::open(dir.path().join("notes.db").to_str().unwrap())
         .await
         .unwrap();
-    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
-    let base = format!("http://{}", listener.local_addr().unwrap());
     let app = notes_api::router(notes_api::AppState {
         guard: guard.clone(),
         db,
@@ -52,6 +63,34 @@ async fn notes_api(server: &TestServer, tweak: impl FnOnce(&mut GuardConfig)) ->
         _dir: dir,
         _stop: stop,
     }
+}
+
+/// Waits until the guard's feed is current, as `/healthz` reports it.
+async fn until_current(api: &NotesApi, limit: Duration) {
+    let started = Instant::now();
+    loop {
+        let res = reqwest::get(format!("{}/healthz", api.base)).await.unwrap();
+        if res.status() == 200 {
+            let health: Value = res.json().await.unwrap();
+            assert_eq!(health["feed_current"], true, "{health}");
+            return;
+        }
+        assert!(
+            started.elapsed() < limit,
+            "the feed is not current after {limit:?}"
+        );
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+}
+
+fn push_to(config: &mut GuardConfig, base: &str) {
+    config.revocations = Revocations::Push {
+        url: format!("{base}/ssf/events"),
+    };
+}
+
+async fn pushing_server(backend: Backend) -> TestServer {
+    TestServer::with(backend, |s| s.ssf.allow_http_loopback_push = true).await
 }
 
 async fn get_notes(api: &NotesApi, token: &str) -> (u16, Value, String) {
@@ -253,7 +292,114 @@ async fn a_restarted_guard_learns_what_it_missed(backend: Backend) {
     );
 }
 
+async fn pushed_revocations_reach_the_api_within_a_second(backend: Backend) {
+    let server = pushing_server(backend).await;
+    server.add_user("erin@example.com", Role::User).await;
+    let api = notes_api_for(&server, &["ssf"], push_to).await;
+    // Stale (503) until latchkeyd's first verification event arrives through the push.
+    until_current(&api, Duration::from_secs(5)).await;
+    assert_eq!(api.guard.health().revocations, "push");
+    let tokens = sign_in(&server, "erin@example.com").await;
+    let token = tokens["access_token"].as_str().unwrap();
+    assert_eq!(get_notes(&api, token).await.0, 200);
+
+    sign_out(&server, &tokens).await;
+    let took = refused_within(&api, token, Duration::from_secs(1)).await;
+    assert!(took < Duration::from_secs(1), "{took:?}");
+    assert_eq!(api.guard.health().revoked_sessions, 1);
+
+    // Only latchkeyd, which holds the header the guard gave its stream, may push.
+    let forged = reqwest::Client::new()
+        .post(format!("{}/ssf/events", api.base))
+        .bearer_auth("guess")
+        .header("content-type", "application/secevent+jwt")
+        .body("eyJhbGciOiJub25lIn0.e30.")
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(forged.status(), 401);
+    let body: Value = forged.json().await.unwrap();
+    assert_eq!(body["err"], "authentication_failed");
+}
+
+async fn a_restarted_pushed_guard_learns_what_it_missed(backend: Backend) {
+    let server = pushing_server(backend).await;
+    server.add_user("erin@example.com", Role::User).await;
+    let first = notes_api_for(&server, &["ssf"], push_to).await;
+    until_current(&first, Duration::from_secs(5)).await;
+    let tokens = sign_in(&server, "erin@example.com").await;
+    let token = tokens["access_token"].as_str().unwrap();
+    assert_eq!(get_notes(&first, token).await.0, 200);
+    let secret = first.secret.clone();
+    drop(first);
+    tokio::time::sleep(Duration::from_millis(200)).await;
+
+    // Revoked while the API was down: the push fails, the event waits in the stream.
+    sign_out(&server, &tokens).await;
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let base = format!("http://{}", listener.local_addr().unwrap());
+    let mut config = GuardConfig::new(&server.base, "notes-api", &secret);
+    push_to(&mut config, &base);
+    let guard = Guard::start(config).await.expect("the guard starts again");
+    let receiver = guard.push_receiver();
+    tokio::spawn(async move { axum::serve(listener, receiver).await });
+    // The waiting event is pushed before the verification event that makes the feed current.
+    let started = Instant::now();
+    while !guard.health().feed_current {
+        assert!(started.elapsed() < Duration::from_secs(5), "never current");
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    assert_eq!(guard.health().revoked_sessions, 1);
+}
+
+async fn an_introspecting_guard_asks_latchkeyd_about_each_token(backend: Backend) {
+    let server = TestServer::start(backend).await;
+    server.add_user("erin@example.com", Role::User).await;
+    let api = notes_api_for(&server, &["introspection"], |c, _| {
+        c.revocations = Revocations::Introspect
+    })
+    .await;
+    let health: Value = reqwest::get(format!("{}/healthz", api.base))
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    assert_eq!(health["revocations"], "introspect");
+    let tokens = sign_in(&server, "erin@example.com").await;
+    let token = tokens["access_token"].as_str().unwrap();
+    assert_eq!(get_notes(&api, token).await.0, 200);
+    let (status, _, challenge) = get_notes(&api, tokens["refresh_token"].as_str().unwrap()).await;
+    assert_eq!(status, 401, "a refresh token is no access token");
+    assert!(challenge.contains("invalid_token"), "{challenge}");
+
+    // No feed to wait for: the very next request after the revocation is refused.
+    sign_out(&server, &tokens).await;
+    assert_eq!(get_notes(&api, token).await.0, 401);
+}
+
+async fn introspection_needs_the_scope_for_it(backend: Backend) {
+    let server = TestServer::start(backend).await;
+    server.add_user("erin@example.com", Role::User).await;
+    // Registered for the feed only: latchkeyd shows it no other client's token.
+    let api = notes_api_for(&server, &["ssf"], |c, _| {
+        c.revocations = Revocations::Introspect
+    })
+    .await;
+    let tokens = sign_in(&server, "erin@example.com").await;
+    assert_eq!(
+        get_notes(&api, tokens["access_token"].as_str().unwrap())
+            .await
+            .0,
+        401
+    );
+}
+
 both_backends!(
+    pushed_revocations_reach_the_api_within_a_second,
+    a_restarted_pushed_guard_learns_what_it_missed,
+    an_introspecting_guard_asks_latchkeyd_about_each_token,
+    introspection_needs_the_scope_for_it,
     a_restarted_guard_learns_what_it_missed,
     a_revoked_session_is_refused_at_the_api_within_a_second,
     the_guard_checks_every_token_and_proof,

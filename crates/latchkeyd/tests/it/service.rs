@@ -168,7 +168,44 @@ async fn client_credentials_is_only_for_what_was_registered(backend: Backend) {
     assert!(why.contains("service account"), "{why}");
 }
 
+async fn a_resource_server_registered_for_introspection_sees_every_token(backend: Backend) {
+    let server = TestServer::start(backend).await;
+    server
+        .add_user("jon@example.com", latchkeyd::store::users::Role::User)
+        .await;
+    let gateway = (
+        "gateway".to_string(),
+        server.add_service("gateway", &["introspection"]).await,
+    );
+    let receiver = (
+        "receiver".to_string(),
+        server.add_service("receiver", &["ssf"]).await,
+    );
+    let desktop = sign_in(&server, "jon@example.com").await;
+    let access = desktop["access_token"].as_str().unwrap();
+    let refresh = desktop["refresh_token"].as_str().unwrap();
+
+    let info = introspect(&server, &gateway, access).await;
+    assert_eq!(info["active"], true, "{info}");
+    assert_eq!(info["client_id"], "latchkey-desktop");
+    assert!(info["sid"].is_string(), "{info}");
+    assert_eq!(introspect(&server, &gateway, refresh).await["active"], true);
+    // Registered for something else: another client's tokens stay hidden.
+    assert_eq!(
+        introspect(&server, &receiver, access).await,
+        serde_json::json!({ "active": false })
+    );
+
+    sign_out(&server, &desktop).await;
+    assert_eq!(
+        introspect(&server, &gateway, access).await,
+        serde_json::json!({ "active": false }),
+        "its session was revoked"
+    );
+}
+
 both_backends!(
     a_service_account_gets_a_token_of_its_own,
     client_credentials_is_only_for_what_was_registered,
+    a_resource_server_registered_for_introspection_sees_every_token,
 );
