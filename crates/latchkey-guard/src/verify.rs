@@ -2,6 +2,7 @@
 //! whether its session was revoked.
 
 use std::collections::HashMap;
+use std::sync::Arc;
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 use axum::http::request::Parts;
@@ -9,6 +10,7 @@ use axum::http::{header, StatusCode};
 use jsonwebtoken::jwk::JwkSet;
 use jsonwebtoken::{Algorithm, DecodingKey, Validation};
 use serde::Deserialize;
+use sha2::{Digest, Sha256};
 
 use crate::{feed, introspect, Guard, GuardError, Principal, Rejection, Revocations, JWKS_REFETCH};
 
@@ -25,11 +27,18 @@ const PROOF_WINDOW: latchkey_dpop::Window = latchkey_dpop::Window {
 const LEEWAY_SECS: u64 = 5;
 /// The most proofs remembered against replay: past this the oldest are dropped first.
 const MAX_PROOFS: usize = 100_000;
+/// The most access tokens remembered as checked; past this the expired go, then all.
+const MAX_VERIFIED: usize = 100_000;
 
-/// latchkeyd's verification keys, by `kid`.
+/// latchkeyd's verification keys, by `kid`, and the tokens already checked against them.
 pub(crate) struct Keys {
     by_kid: HashMap<String, (Algorithm, DecodingKey)>,
     fetched: Instant,
+    /// Access tokens whose signature and claims passed, by the SHA-256 of the token, with
+    /// their claims: a client sends one token many times, and its signature cannot change.
+    /// Kept with the keys, so that a new key set checks every token afresh. Expiry,
+    /// revocation and DPoP proofs are still checked on every request.
+    verified: HashMap<[u8; 32], Arc<Claims>>,
 }
 
 impl Keys {
@@ -38,6 +47,7 @@ impl Keys {
         Self {
             by_kid: HashMap::new(),
             fetched: Instant::now(),
+            verified: HashMap::new(),
         }
     }
 
@@ -58,13 +68,28 @@ impl Keys {
         Ok(Self {
             by_kid,
             fetched: Instant::now(),
+            verified: HashMap::new(),
         })
+    }
+
+    fn remember(&mut self, digest: [u8; 32], claims: Arc<Claims>) {
+        if self.verified.len() >= MAX_VERIFIED {
+            let now = now_secs();
+            self.verified.retain(|_, c| c.exp + LEEWAY_SECS > now);
+        }
+        if self.verified.len() >= MAX_VERIFIED {
+            self.verified.clear();
+        }
+        self.verified.insert(digest, claims);
     }
 }
 
-#[derive(Deserialize)]
+#[derive(Clone, Deserialize)]
 pub(crate) struct Claims {
     sub: String,
+    /// Seconds since the epoch (RFC 7519 §4.1.4).
+    #[serde(default)]
+    exp: u64,
     client_id: String,
     #[serde(default)]
     scope: String,
@@ -74,7 +99,7 @@ pub(crate) struct Claims {
     cnf: Option<Confirmation>,
 }
 
-#[derive(Deserialize)]
+#[derive(Clone, Deserialize)]
 struct Confirmation {
     jkt: String,
 }
@@ -82,6 +107,13 @@ struct Confirmation {
 enum Scheme {
     Bearer,
     Dpop,
+}
+
+fn now_secs() -> u64 {
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map(|d| d.as_secs())
+        .unwrap_or(0)
 }
 
 fn now_ms() -> i64 {
@@ -185,7 +217,7 @@ pub(crate) async fn check(guard: &Guard, parts: &Parts) -> Result<Principal, Rej
     let invalid = |d: &'static str| Rejection::new("invalid_token", d, dpop);
     let config = &guard.inner.config;
     let claims = match config.revocations {
-        Revocations::Introspect => introspect::claims(guard, token, dpop).await?,
+        Revocations::Introspect => Arc::new(introspect::claims(guard, token, dpop).await?),
         _ => offline(guard, token, dpop).await?,
     };
 
@@ -235,6 +267,7 @@ pub(crate) async fn check(guard: &Guard, parts: &Parts) -> Result<Principal, Rej
             "latchkey-guard: the revocation feed is stale; accepting a token on its JWT alone"
         );
     }
+    let claims = Arc::unwrap_or_clone(claims);
     Ok(Principal {
         subject: claims.sub,
         client_id: claims.client_id,
@@ -245,9 +278,25 @@ pub(crate) async fn check(guard: &Guard, parts: &Parts) -> Result<Principal, Rej
 }
 
 /// The claims of a JWT access token checked here: its type, latchkeyd's signature, issuer,
-/// expiry and (if configured) audience.
-async fn offline(guard: &Guard, token: &str, dpop: bool) -> Result<Claims, Rejection> {
+/// expiry and (if configured) audience; a token seen before only for its expiry.
+async fn offline(guard: &Guard, token: &str, dpop: bool) -> Result<Arc<Claims>, Rejection> {
     let invalid = |d: &'static str| Rejection::new("invalid_token", d, dpop);
+    let digest: [u8; 32] = Sha256::digest(token.as_bytes()).into();
+    let seen = guard
+        .inner
+        .keys
+        .read()
+        .expect("keys lock")
+        .verified
+        .get(&digest)
+        .cloned();
+    if let Some(claims) = seen {
+        // jsonwebtoken's rule: expired once now is past exp + leeway.
+        if claims.exp + LEEWAY_SECS < now_secs() {
+            return Err(invalid("the access token has expired"));
+        }
+        return Ok(claims);
+    }
     let header =
         jsonwebtoken::decode_header(token).map_err(|_| invalid("the access token is not a JWT"))?;
     if header.typ.as_deref() != Some(ACCESS_TOKEN_TYP) {
@@ -272,7 +321,7 @@ async fn offline(guard: &Guard, token: &str, dpop: bool) -> Result<Claims, Rejec
         Some(aud) => validation.set_audience(&[aud]),
         None => validation.validate_aud = false,
     }
-    Ok(
+    let claims = Arc::new(
         jsonwebtoken::decode::<Claims>(token, &decoding, &validation)
             .map_err(|e| match e.kind() {
                 jsonwebtoken::errors::ErrorKind::ExpiredSignature => {
@@ -287,7 +336,14 @@ async fn offline(guard: &Guard, token: &str, dpop: bool) -> Result<Claims, Rejec
                 _ => invalid("the access token's signature or claims are invalid"),
             })?
             .claims,
-    )
+    );
+    guard
+        .inner
+        .keys
+        .write()
+        .expect("keys lock")
+        .remember(digest, claims.clone());
+    Ok(claims)
 }
 
 /// RFC 9449 §7.1: one proof of the bound key, for this request and this token, never seen

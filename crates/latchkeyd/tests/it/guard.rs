@@ -395,7 +395,25 @@ async fn introspection_needs_the_scope_for_it(backend: Backend) {
     );
 }
 
+/// The guard checks a token's signature once and remembers it; its expiry still counts.
+async fn a_remembered_token_still_expires(backend: Backend) {
+    let server = TestServer::with(backend, |s| s.tokens.access_token_ttl_secs = 1).await;
+    server.add_user("erin@example.com", Role::User).await;
+    let api = notes_api(&server, |_| {}).await;
+    let tokens = sign_in(&server, "erin@example.com").await;
+    let token = tokens["access_token"].as_str().unwrap();
+    for _ in 0..2 {
+        assert_eq!(get_notes(&api, token).await.0, 200);
+    }
+    // Past `exp` and the guard's leeway of five seconds for clocks.
+    tokio::time::sleep(Duration::from_secs(7)).await;
+    let (status, _, challenge) = get_notes(&api, token).await;
+    assert_eq!(status, 401);
+    assert!(challenge.contains("expired"), "{challenge}");
+}
+
 both_backends!(
+    a_remembered_token_still_expires,
     pushed_revocations_reach_the_api_within_a_second,
     a_restarted_pushed_guard_learns_what_it_missed,
     an_introspecting_guard_asks_latchkeyd_about_each_token,
