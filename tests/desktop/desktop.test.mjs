@@ -2,7 +2,7 @@
 // Xvfb, against a real latchkeyd (--demo). Only the system browser is scripted: $BROWSER points
 // at scripts/demo-signin.mjs, which fills in the sign-in page as a person would.
 // Needs: DISPLAY (Xvfb), a keychain session (scripts/with-keychain), LATCHKEYD_BIN, LATCHKEY_BIN,
-// LATCHKEY_DESKTOP_BIN, tauri-driver on PATH. Screenshots go to docs/screenshots/desktop-*.png.
+// LATCHKEY_DESKTOP_BIN, NOTES_API_BIN, tauri-driver on PATH. Screenshots go to docs/screenshots/desktop-*.png.
 import { test, before, after } from 'node:test';
 import assert from 'node:assert/strict';
 import { spawn, execFileSync } from 'node:child_process';
@@ -20,10 +20,11 @@ const target = process.env.CARGO_TARGET_DIR || join(root, 'target');
 const serverBin = process.env.LATCHKEYD_BIN || join(target, 'debug/latchkeyd');
 const cliBin = process.env.LATCHKEY_BIN || join(target, 'debug/latchkey');
 const appBin = process.env.LATCHKEY_DESKTOP_BIN || join(target, 'debug/latchkey-desktop');
+const notesBin = process.env.NOTES_API_BIN || join(target, 'debug/notes-api');
 
 const work = mkdtempSync(join(tmpdir(), 'latchkey-desktop-e2e-'));
 const creds = join(work, 'creds');
-let server, driver, browser, issuer, monitor;
+let server, driver, browser, issuer, monitor, notesApi, notes;
 const passwords = {};
 // Everything said on the session bus (the app's notifications, its tray item), as
 // dbus-monitor prints it. The notification daemon itself is the one thing absent here.
@@ -91,6 +92,14 @@ async function rawSignIn(email, userAgent) {
   return token({ grant_type: 'authorization_code', code, redirect_uri: 'http://127.0.0.1:50505/callback', code_verifier: verifier }, userAgent);
 }
 
+/** GET /notes at notes-api as the CLI of the device at `env` calls it: its stored access token
+ * with a fresh DPoP proof (`latchkey token --request`). The HTTP status. */
+async function notesAs(env) {
+  const lines = execFileSync(cliBin, ['token', '--request', 'GET', notes], { env: { ...process.env, ...env }, encoding: 'utf8' });
+  const headers = Object.fromEntries(lines.trim().split('\n').map((l) => l.split(/:\s(.*)/s).slice(0, 2)));
+  return (await fetch(notes, { headers })).status;
+}
+
 async function token(params, userAgent) {
   const res = await fetch(`${issuer}/token`, {
     method: 'POST',
@@ -116,6 +125,19 @@ before(async () => {
       if (url && Object.keys(passwords).length === 2) { issuer = url[1]; ok(); }
     });
   });
+  // notes-api beside latchkeyd, as scripts/run starts it: its own service account, long-polling
+  // its Shared Signals stream for revocations.
+  const registered = JSON.parse(execFileSync(serverBin, ['client', 'add', 'notes-api', '--name', 'Notes API',
+    '--kind', 'confidential', '--grant', 'client_credentials', '--scope', 'ssf', '--json'],
+  { env: { ...process.env, ...home('server') }, encoding: 'utf8' }));
+  notesApi = spawn(notesBin, ['--issuer', issuer, '--listen', '127.0.0.1:0', '--client-id', 'notes-api',
+    '--database', join(work, 'notes.db')], {
+    env: { ...process.env, NOTES_API_CLIENT_SECRET: registered.client_secret, RUST_LOG: 'warn' },
+    stdio: ['ignore', 'pipe', 'inherit'],
+  });
+  let notesOut = '';
+  notesApi.stdout.on('data', (chunk) => { notesOut += chunk; });
+  notes = `${await waitFor(() => notesOut.match(/notes-api is running at (\S+)/)?.[1], 'notes-api')}/notes`;
   monitor = spawn('dbus-monitor', ['--session'], { stdio: ['ignore', 'pipe', 'ignore'] });
   monitor.stdout.on('data', (chunk) => { bus += chunk; });
   const fakeBrowser = join(work, 'browser');
@@ -140,6 +162,7 @@ after(async () => {
   await browser?.deleteSession().catch(() => {});
   driver?.kill();
   monitor?.kill();
+  notesApi?.kill();
   writeFileSync(join(work, 'bus.log'), bus); // for a look after a failure
   server?.kill('SIGTERM');
 });
@@ -173,6 +196,7 @@ test('add an account, see two devices, revoke one', async () => {
   await new Promise((ok) => login.on('exit', ok));
   await waitFor(async () => (await browser.$$('article.device')).length === 2, 'the second device, live');
   await shot('devices');
+  assert.equal(await notesAs(phone), 200, 'the phone reads its notes');
 
   const phoneCard = await browser.$('//article[.//h2[normalize-space()="demo phone"]]');
   await (await phoneCard.$('button=Revoke')).click();
@@ -180,6 +204,11 @@ test('add an account, see two devices, revoke one', async () => {
   await dialog.waitForDisplayed();
   await shot('revoke-confirm');
   await (await dialog.$('button=Revoke')).click();
+  const revokedAt = Date.now();
+  // The phone's access token has minutes left, yet notes-api refuses it within a second.
+  await waitFor(async () => (await notesAs(phone)) === 401, 'notes-api to refuse the phone', 1000);
+  const refusedAfter = Date.now() - revokedAt;
+  assert.ok(refusedAfter < 1000, `refused after ${refusedAfter} ms`);
   await waitFor(async () => (await browser.$$('article.device')).length === 1, 'the revoked device to go');
   assert.match(await browser.$('[role="status"]').getText(), /Revoked Latchkey Desktop on demo phone/);
   const phoneToken = spawn(cliBin, ['sessions'], { env: { ...process.env, ...phone } });
