@@ -7,11 +7,12 @@ use std::time::Duration;
 
 use latchkeyd::secret::parse_refresh_token;
 use latchkeyd::store::users::Role;
-use serde_json::Value;
+use serde_json::{json, Value};
 use sqlx::Row;
 
 use crate::both_backends;
 use crate::common::*;
+use crate::ssf::{create_stream, receiver, set_claims, SESSION_REVOKED};
 
 /// A `latchkeyd serve` process on the test server's database, master key and issuer.
 struct Process {
@@ -313,4 +314,55 @@ async fn three_replicas_on_one_postgres_agree() {
     }
 }
 
-both_backends!(a_killed_server_loses_no_answered_rotation);
+/// The outbox is the database's: an event committed by a process killed right after the
+/// revocation is delivered by the process started next.
+async fn a_killed_server_keeps_its_outbox(backend: Backend) {
+    let server = TestServer::start(backend).await;
+    server.add_user("erin@example.com", Role::User).await;
+    let token = receiver(&server, "receiver").await;
+    let stream = create_stream(&server, &token).await;
+    let tokens = sign_in(&server, "erin@example.com").await;
+
+    let mut first = Process::start(&server).await;
+    let (status, body) = first
+        .post(
+            "/revoke",
+            &[
+                ("token", tokens["refresh_token"].as_str().unwrap()),
+                ("client_id", "latchkey-desktop"),
+            ],
+        )
+        .await
+        .unwrap();
+    assert_eq!(status, 200, "{body}");
+    first.kill();
+
+    let second = Process::start(&server).await;
+    let endpoint = stream["delivery"]["endpoint_url"].as_str().unwrap();
+    let path = endpoint.strip_prefix(&server.base).unwrap();
+    let answer: Value = second
+        .http
+        .post(format!("{}{path}", second.url))
+        .bearer_auth(&token)
+        .json(&json!({ "returnImmediately": true }))
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    let sets = answer["sets"].as_object().expect("sets");
+    assert_eq!(sets.len(), 1, "{answer}");
+    let claims = set_claims(&server, sets.values().next().unwrap(), "receiver").await;
+    assert_eq!(
+        claims["sub_id"]["session"]["id"],
+        session_of(&tokens),
+        "{claims}"
+    );
+    assert!(claims["events"][SESSION_REVOKED].is_object(), "{claims}");
+}
+
+both_backends!(
+    a_killed_server_loses_no_answered_rotation,
+    a_killed_server_keeps_its_outbox,
+);

@@ -11,13 +11,14 @@ use serde_json::{json, Value};
 use crate::both_backends;
 use crate::common::*;
 
-const SESSION_REVOKED: &str = "https://schemas.openid.net/secevent/caep/event-type/session-revoked";
+pub(crate) const SESSION_REVOKED: &str =
+    "https://schemas.openid.net/secevent/caep/event-type/session-revoked";
 const VERIFICATION: &str = "https://schemas.openid.net/secevent/ssf/event-type/verification";
 const POLL: &str = "urn:ietf:rfc:8936";
 const PUSH: &str = "urn:ietf:rfc:8935";
 
 /// A service account with the `ssf` scope, and its access token.
-async fn receiver(server: &TestServer, id: &str) -> String {
+pub(crate) async fn receiver(server: &TestServer, id: &str) -> String {
     let secret = server.add_service(id, &["ssf"]).await;
     let (status, body) = server
         .post_form(
@@ -53,7 +54,7 @@ async fn call(
     (status, res.json().await.unwrap_or(Value::Null))
 }
 
-async fn create_stream(server: &TestServer, token: &str) -> Value {
+pub(crate) async fn create_stream(server: &TestServer, token: &str) -> Value {
     let (status, stream) = call(
         server,
         reqwest::Method::POST,
@@ -80,7 +81,7 @@ async fn poll(server: &TestServer, token: &str, stream: &Value, body: Value) -> 
 }
 
 /// Verifies a SET against the JWKS as a receiver does: `typ`, signature, issuer, audience.
-async fn set_claims(server: &TestServer, set: &Value, audience: &str) -> Value {
+pub(crate) async fn set_claims(server: &TestServer, set: &Value, audience: &str) -> Value {
     let (header, claims) =
         verify_requiring(server, set.as_str().unwrap(), audience, &["iss", "aud"]).await;
     assert_eq!(header.typ.as_deref(), Some("secevent+jwt"));
