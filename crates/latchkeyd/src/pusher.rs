@@ -7,7 +7,7 @@ use std::time::Duration;
 
 use crate::server::AppState;
 use crate::ssf;
-use crate::store::ssf::{self as streams, Push};
+use crate::store::ssf::{self as streams, Push, Retry};
 
 /// How many events one round claims.
 const CLAIM: i64 = 50;
@@ -76,8 +76,9 @@ async fn deliver_in_order(state: &AppState, pushes: Vec<Push>) {
     for push in pushes.by_ref() {
         if let Some(next_at) = deliver(state, &push).await {
             for rest in pushes {
+                let (stream, jti) = (&rest.stream_id, &rest.event.jti);
                 if let Err(e) =
-                    streams::release(&state.db, &rest.stream_id, &rest.event.jti, next_at).await
+                    streams::retry_at(&state.db, stream, jti, next_at, Retry::Untried).await
                 {
                     tracing::warn!(error = %e, "cannot record a push's outcome");
                 }
@@ -101,7 +102,14 @@ async fn deliver(state: &AppState, push: &Push) -> Option<i64> {
             let next_at = state.now() + backoff;
             tracing::warn!(stream = %push.stream_id, attempts = push.attempts + 1, why, "a push to a receiver failed; it will be tried again");
             (
-                streams::push_failed(&state.db, &push.stream_id, &push.event.jti, next_at).await,
+                streams::retry_at(
+                    &state.db,
+                    &push.stream_id,
+                    &push.event.jti,
+                    next_at,
+                    Retry::Failed,
+                )
+                .await,
                 Some(next_at),
             )
         }

@@ -533,12 +533,20 @@ pub async fn pushed(db: &Db, stream_id: &str, jti: &str) -> Result<()> {
     Ok(())
 }
 
-/// The push failed: try again at `next_at`.
-pub async fn push_failed(db: &Db, stream_id: &str, jti: &str, next_at: Millis) -> Result<()> {
+/// Puts a claimed event back, to be tried at `next_at`: `Retry::Failed` counts an attempt that
+/// failed, `Retry::Untried` one never made (an earlier event of its stream failed first).
+pub async fn retry_at(
+    db: &Db,
+    stream_id: &str,
+    jti: &str,
+    next_at: Millis,
+    why: Retry,
+) -> Result<()> {
     sqlx::query(
-        "UPDATE ssf_outbox SET attempts = attempts + 1, next_attempt_at = $1 \
-         WHERE stream_id = $2 AND jti = $3",
+        "UPDATE ssf_outbox SET attempts = attempts + $1, next_attempt_at = $2 \
+         WHERE stream_id = $3 AND jti = $4",
     )
+    .bind(i64::from(why == Retry::Failed))
     .bind(next_at)
     .bind(stream_id)
     .bind(jti)
@@ -547,15 +555,10 @@ pub async fn push_failed(db: &Db, stream_id: &str, jti: &str, next_at: Millis) -
     Ok(())
 }
 
-/// Gives back a claimed event that was not tried, to be tried at `next_at`.
-pub async fn release(db: &Db, stream_id: &str, jti: &str, next_at: Millis) -> Result<()> {
-    sqlx::query("UPDATE ssf_outbox SET next_attempt_at = $1 WHERE stream_id = $2 AND jti = $3")
-        .bind(next_at)
-        .bind(stream_id)
-        .bind(jti)
-        .execute(db.write())
-        .await?;
-    Ok(())
+#[derive(Clone, Copy, PartialEq, Eq, Debug)]
+pub enum Retry {
+    Failed,
+    Untried,
 }
 
 /// Deletes expired outbox rows and the events no outbox holds any more.

@@ -269,20 +269,25 @@ async fn a_stale_feed_fails_closed(backend: Backend) {
     assert_eq!(health["feed_current"], false);
 }
 
+/// A session erin used at `api` is revoked after the API stopped; the API's client secret.
+async fn revoked_while_down(server: &TestServer, api: NotesApi) -> String {
+    let tokens = sign_in(server, "erin@example.com").await;
+    let token = tokens["access_token"].as_str().unwrap();
+    assert_eq!(get_notes(&api, token).await.0, 200);
+    let secret = api.secret.clone();
+    drop(api);
+    // Let the stopped API's server task let go of its guard.
+    tokio::time::sleep(Duration::from_millis(200)).await;
+    sign_out(server, &tokens).await;
+    secret
+}
+
 async fn a_restarted_guard_learns_what_it_missed(backend: Backend) {
     let server = TestServer::start(backend).await;
     server.add_user("erin@example.com", Role::User).await;
     let first = notes_api(&server, |_| {}).await;
-    let tokens = sign_in(&server, "erin@example.com").await;
-    let token = tokens["access_token"].as_str().unwrap();
-    assert_eq!(get_notes(&first, token).await.0, 200);
-    let secret = first.secret.clone();
-    drop(first);
-    // Let the stopped API's server task let go of its guard.
-    tokio::time::sleep(Duration::from_millis(200)).await;
-
-    // Revoked while the API was down: the event waits in the API's stream.
-    sign_out(&server, &tokens).await;
+    // The event waits in the API's stream.
+    let secret = revoked_while_down(&server, first).await;
     let config = GuardConfig::new(&server.base, "notes-api", &secret);
     let guard = Guard::start(config).await.expect("the guard starts again");
     assert_eq!(
@@ -327,15 +332,8 @@ async fn a_restarted_pushed_guard_learns_what_it_missed(backend: Backend) {
     server.add_user("erin@example.com", Role::User).await;
     let first = notes_api_for(&server, &["ssf"], push_to).await;
     until_current(&first, Duration::from_secs(5)).await;
-    let tokens = sign_in(&server, "erin@example.com").await;
-    let token = tokens["access_token"].as_str().unwrap();
-    assert_eq!(get_notes(&first, token).await.0, 200);
-    let secret = first.secret.clone();
-    drop(first);
-    tokio::time::sleep(Duration::from_millis(200)).await;
-
-    // Revoked while the API was down: the push fails, the event waits in the stream.
-    sign_out(&server, &tokens).await;
+    // The push fails; the event waits in the stream.
+    let secret = revoked_while_down(&server, first).await;
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
     let base = format!("http://{}", listener.local_addr().unwrap());
     let mut config = GuardConfig::new(&server.base, "notes-api", &secret);
