@@ -240,6 +240,9 @@ async fn a_killed_server_loses_no_answered_rotation(backend: Backend) {
 /// Three latchkeyd processes on one PostgreSQL, as a scaled-out deployment runs them.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn three_replicas_on_one_postgres_agree() {
+    if !postgres_configured() {
+        return;
+    }
     let server = TestServer::start(Backend::Postgres).await;
     server.add_user("lou@example.com", Role::User).await;
     let replicas = [
