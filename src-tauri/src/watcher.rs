@@ -6,6 +6,7 @@ use std::sync::Mutex;
 use std::time::Duration;
 
 use latchkey_client::{Error, TokenState};
+use latchkey_proto::{EventKind, Severity};
 use serde_json::json;
 use tauri::menu::MenuItem;
 use tauri::{AppHandle, Emitter, Manager, Runtime};
@@ -116,7 +117,7 @@ async fn watch<R: Runtime>(app: AppHandle<R>) {
 fn announce<R: Runtime>(app: &AppHandle<R>, kind: &str, event: &serde_json::Value) {
     let summary = event["summary"].as_str().unwrap_or(kind);
     let session = event["session_id"].as_str().unwrap_or_default();
-    if kind == "session_revoked" {
+    if kind == EventKind::SessionRevoked.as_str() {
         let mine = app
             .state::<Desktop>()
             .self_revoked
@@ -134,24 +135,12 @@ fn announce<R: Runtime>(app: &AppHandle<R>, kind: &str, event: &serde_json::Valu
             notify(app, "A session was signed out", summary);
         }
         refresh_tray(app);
-    } else if matches!(event["severity"].as_str(), Some("medium" | "high"))
-        && latchkey_client_signal(kind)
+    } else if event["severity"]
+        .as_str()
+        .and_then(|s| s.parse::<Severity>().ok())
+        .is_some_and(Severity::is_alarming)
+        && kind.parse::<EventKind>().is_ok_and(EventKind::is_signal)
     {
         notify(app, "A session looks suspicious", summary);
     }
-}
-
-fn latchkey_client_signal(kind: &str) -> bool {
-    matches!(
-        kind,
-        "reuse_detected"
-            | "code_reuse_detected"
-            | "revoked_token_used"
-            | "address_changed"
-            | "user_agent_changed"
-            | "concurrent_use"
-            | "refresh_storm"
-            | "new_device"
-            | "key_mismatch"
-    )
 }

@@ -263,7 +263,7 @@ async fn a_refresh_token_copied_to_another_machine_gets_nothing_and_kills_its_fa
     .await
     .unwrap();
     assert_eq!(events.len(), 1, "one key_mismatch signal");
-    assert_eq!(events[0].severity, "high");
+    assert_eq!(events[0].severity, latchkeyd::store::events::Severity::High);
     assert_eq!(events[0].details["presented_jkt"], their_key.thumbprint());
     assert_eq!(events[0].details["session_revoked"], true);
 }

@@ -6,34 +6,22 @@
 //! so that a phone moving between cell towers or an app updating itself stays quiet.
 
 use std::net::IpAddr;
+use std::sync::LazyLock;
 
 use serde_json::{json, Value};
 
 use crate::clock::{secs, Millis};
 use crate::config::SignalPolicy;
-use crate::store::events::Severity;
+use crate::store::events::{EventKind, Severity};
 use crate::store::Origin;
 
-/// Event kinds that are signals: they can make a family suspicious and be acknowledged.
-pub const KINDS: [&str; 9] = [
-    "reuse_detected",
-    "code_reuse_detected",
-    "revoked_token_used",
-    "address_changed",
-    "user_agent_changed",
-    "concurrent_use",
-    "refresh_storm",
-    "new_device",
-    "key_mismatch",
-];
-
-/// `KINDS` as an SQL list, for `kind IN (…)`.
-pub const SQL_KINDS: &str = "'reuse_detected', 'code_reuse_detected', 'revoked_token_used', \
-     'address_changed', 'user_agent_changed', 'concurrent_use', 'refresh_storm', 'new_device', 'key_mismatch'";
-
-pub fn is_signal(kind: &str) -> bool {
-    KINDS.contains(&kind)
-}
+/// The signal kinds as an SQL list, for `kind IN (…)`.
+pub static SQL_KINDS: LazyLock<String> = LazyLock::new(|| {
+    EventKind::signals()
+        .map(|k| format!("'{}'", k.as_str()))
+        .collect::<Vec<_>>()
+        .join(", ")
+});
 
 /// Where and when the family was last used before this refresh.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -55,7 +43,7 @@ pub struct Use {
 
 #[derive(Debug, Clone, PartialEq)]
 pub struct Signal {
-    pub kind: &'static str,
+    pub kind: EventKind,
     pub severity: Severity,
     pub details: Value,
 }
@@ -99,9 +87,9 @@ pub fn assess(policy: &SignalPolicy, used: &Use, origin: &Origin, now: Millis) -
             let concurrent = apart <= secs(policy.concurrent_window_secs);
             found.push(Signal {
                 kind: if concurrent {
-                    "concurrent_use"
+                    EventKind::ConcurrentUse
                 } else {
-                    "address_changed"
+                    EventKind::AddressChanged
                 },
                 severity: if concurrent {
                     Severity::High
@@ -123,7 +111,7 @@ pub fn assess(policy: &SignalPolicy, used: &Use, origin: &Origin, now: Millis) -
     if let (Some(before), Some(after)) = (&prior.user_agent, &origin.user_agent) {
         if software(before) != software(after) {
             found.push(Signal {
-                kind: "user_agent_changed",
+                kind: EventKind::UserAgentChanged,
                 severity: Severity::Medium,
                 details: json!({
                     "generation": used.generation,
@@ -136,7 +124,7 @@ pub fn assess(policy: &SignalPolicy, used: &Use, origin: &Origin, now: Millis) -
     // Raised once per window, when the count first passes the threshold.
     if used.in_window == i64::from(policy.storm_refreshes_per_minute) + 1 {
         found.push(Signal {
-            kind: "refresh_storm",
+            kind: EventKind::RefreshStorm,
             severity: Severity::Medium,
             details: json!({
                 "generation": used.generation,
@@ -150,14 +138,14 @@ pub fn assess(policy: &SignalPolicy, used: &Use, origin: &Origin, now: Millis) -
 }
 
 /// An event in plain words, for people reading a device list or an audit trail.
-pub fn describe(kind: &str, d: &Value) -> String {
+pub fn describe(kind: EventKind, d: &Value) -> String {
     let s = |k: &str| d.get(k).and_then(|v| v.as_str()).unwrap_or("?").to_string();
     let n = |k: &str| d.get(k).and_then(|v| v.as_i64()).unwrap_or(0);
     match kind {
-        "session_created" => "Signed in on this device".into(),
-        "signed_in" => "Signed in with email and password".into(),
-        "signin_failed" => "A sign-in with a wrong password".into(),
-        "signin_throttled" if d.get("summary").is_some() => format!(
+        EventKind::SessionCreated => "Signed in on this device".into(),
+        EventKind::SignedIn => "Signed in with email and password".into(),
+        EventKind::SigninFailed => "A sign-in with a wrong password".into(),
+        EventKind::SigninThrottled if d.get("summary").is_some() => format!(
             "{} sign-in attempts were blocked within {} minutes after too many failures {}",
             n("attempts"),
             (n("window_end") - n("window_start")) / 60_000,
@@ -167,40 +155,39 @@ pub fn describe(kind: &str, d: &Value) -> String {
                 "for this account"
             }
         ),
-        "signin_throttled" => "Sign-in attempts blocked after too many failures".into(),
-        "session_revoked" => format!("Session revoked ({})", s("reason")),
-        "session_evicted" => "Signed out: too many sessions on the account, this one was used least recently".into(),
-        "reuse_detected" => format!(
+        EventKind::SigninThrottled => "Sign-in attempts blocked after too many failures".into(),
+        EventKind::SessionRevoked => format!("Session revoked ({})", s("reason")),
+        EventKind::SessionEvicted => "Signed out: too many sessions on the account, this one was used least recently".into(),
+        EventKind::ReuseDetected => format!(
             "A refresh token that had already been used (generation {}) was presented again, so the session was revoked: someone else may have a copy",
             n("replayed_generation")
         ),
-        "code_reuse_detected" => "A sign-in code was used twice; the session it started was revoked".into(),
-        "revoked_token_used" => "Someone still tried to use this revoked session".into(),
-        "grace_replay" => "The app retried a refresh whose answer it lost; allowed once".into(),
-        "address_changed" => format!(
+        EventKind::CodeReuseDetected => "A sign-in code was used twice; the session it started was revoked".into(),
+        EventKind::RevokedTokenUsed => "Someone still tried to use this revoked session".into(),
+        EventKind::GraceReplay => "The app retried a refresh whose answer it lost; allowed once".into(),
+        EventKind::AddressChanged => format!(
             "Used from a new network ({} after {})",
             s("network"),
             s("previous_network")
         ),
-        "concurrent_use" => format!(
+        EventKind::ConcurrentUse => format!(
             "Used from two networks {} seconds apart ({} and {}): the token may be in two places",
             n("seconds_apart"),
             s("previous_network"),
             s("network")
         ),
-        "user_agent_changed" => format!(
+        EventKind::UserAgentChanged => format!(
             "Used by different software ({} after {})",
             s("user_agent"),
             s("previous_user_agent")
         ),
-        "refresh_storm" => format!(
+        EventKind::RefreshStorm => format!(
             "Refreshed {} times in a minute; an honest app refreshes every few minutes",
             n("refreshes_in_window")
         ),
-        "new_device" => "Signed in from a device not seen on this account before".into(),
-        "key_mismatch" => "A refresh was signed by another device's key".into(),
-        "signal_acknowledged" => "Marked as \"this was me\"".into(),
-        other => other.replace('_', " "),
+        EventKind::NewDevice => "Signed in from a device not seen on this account before".into(),
+        EventKind::KeyMismatch => "A refresh was signed by another device's key".into(),
+        EventKind::SignalAcknowledged => "Marked as \"this was me\"".into(),
     }
 }
 
@@ -240,11 +227,11 @@ mod tests {
         let p = SignalPolicy::default();
         let u = used("192.0.2.10", "app", 0, 1);
         let soon = assess(&p, &u, &origin("198.51.100.7", "app"), 30_000);
-        assert_eq!(soon[0].kind, "concurrent_use");
+        assert_eq!(soon[0].kind, EventKind::ConcurrentUse);
         assert_eq!(soon[0].severity, Severity::High);
         assert_eq!(soon[0].details["previous_network"], "192.0.2.0/24");
         let later = assess(&p, &u, &origin("198.51.100.7", "app"), 3_600_000);
-        assert_eq!(later[0].kind, "address_changed");
+        assert_eq!(later[0].kind, EventKind::AddressChanged);
         assert_eq!(later[0].severity, Severity::Low);
     }
 
@@ -255,7 +242,7 @@ mod tests {
         assert!(assess(&p, &u, &origin("2001:db8:1:ffff::9", "app"), 1).is_empty());
         assert_eq!(
             assess(&p, &u, &origin("2001:db8:2::1", "app"), 1)[0].kind,
-            "concurrent_use"
+            EventKind::ConcurrentUse
         );
     }
 
@@ -272,7 +259,7 @@ mod tests {
             )
         };
         assert!(at(limit).is_empty());
-        assert_eq!(at(limit + 1)[0].kind, "refresh_storm");
+        assert_eq!(at(limit + 1)[0].kind, EventKind::RefreshStorm);
         assert!(at(limit + 2).is_empty());
     }
 
@@ -281,6 +268,6 @@ mod tests {
         let p = SignalPolicy::default();
         let u = used("10.0.0.1", "latchkey/1.0", 0, 1);
         let s = assess(&p, &u, &origin("10.0.0.1", "curl/8.5.0"), 1);
-        assert_eq!(s[0].kind, "user_agent_changed");
+        assert_eq!(s[0].kind, EventKind::UserAgentChanged);
     }
 }

@@ -11,7 +11,7 @@ use crate::scope;
 use crate::secret::Secret;
 use crate::store::audit::Actor;
 use crate::store::auth_requests::AuthRequest;
-use crate::store::events::{self, Audit, NewEvent, Severity};
+use crate::store::events::{self, Audit, EventKind, NewEvent, Severity};
 use crate::store::throttle::{self, Throttled};
 use crate::store::users::{self, Role};
 use crate::store::{codes, Origin, Result, StoreError};
@@ -83,7 +83,7 @@ pub async fn sign_in(
         events::record_alone(
             cx.db,
             NewEvent {
-                kind: "signin_failed",
+                kind: EventKind::SigninFailed,
                 severity: Severity::Low,
                 user_id: known.as_ref().map(|u| u.id.as_str()),
                 session_id: None,
@@ -109,7 +109,7 @@ pub async fn sign_in(
     events::record(
         &mut tx,
         NewEvent {
-            kind: "signed_in",
+            kind: EventKind::SignedIn,
             severity: Severity::Info,
             user_id: Some(&user.id),
             session_id: None,

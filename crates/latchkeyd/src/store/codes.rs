@@ -6,7 +6,7 @@ use sqlx::Row;
 
 use super::audit::Actor;
 use super::auth_requests::{device_from_row, AuthRequest, DeviceInfo};
-use super::events::{self, Audit, NewEvent, Severity};
+use super::events::{self, Audit, EventKind, NewEvent, Severity};
 use super::outcome::{Grant, Outcome, Refusal};
 use super::revocation::{lock_sessions, revoke_and_record};
 use super::rotation::{self, refresh_expiry};
@@ -127,7 +127,7 @@ pub async fn redeem_code(
         let session_id: Option<String> = used.try_get("session_id")?;
         let user_id: String = used.try_get("user_id")?;
         let detected = NewEvent {
-            kind: "code_reuse_detected",
+            kind: EventKind::CodeReuseDetected,
             severity: Severity::High,
             user_id: Some(&user_id),
             session_id: session_id.as_deref(),
@@ -237,7 +237,7 @@ pub async fn redeem_code(
     events::record(
         &mut tx,
         NewEvent {
-            kind: "session_created",
+            kind: EventKind::SessionCreated,
             severity: Severity::Info,
             user_id: Some(&user_id),
             session_id: Some(&session_id),
@@ -252,7 +252,7 @@ pub async fn redeem_code(
         events::record(
             &mut tx,
             NewEvent {
-                kind: "new_device",
+                kind: EventKind::NewDevice,
                 severity: Severity::Low,
                 user_id: Some(&user_id),
                 session_id: Some(&session_id),
@@ -328,7 +328,7 @@ async fn enforce_session_limit(
     lock_sessions(tx, &evict).await?;
     for sid in evict {
         let evicted = NewEvent {
-            kind: "session_evicted",
+            kind: EventKind::SessionEvicted,
             severity: Severity::Low,
             user_id: Some(user_id),
             session_id: Some(&sid),

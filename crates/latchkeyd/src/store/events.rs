@@ -13,25 +13,7 @@ use crate::db::{Db, Tx};
 use crate::secret::new_id;
 use crate::signals;
 
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
-#[serde(rename_all = "lowercase")]
-pub enum Severity {
-    Info,
-    Low,
-    Medium,
-    High,
-}
-
-impl Severity {
-    pub fn as_str(self) -> &'static str {
-        match self {
-            Severity::Info => "info",
-            Severity::Low => "low",
-            Severity::Medium => "medium",
-            Severity::High => "high",
-        }
-    }
-}
+pub use latchkey_proto::{EventKind, Severity};
 
 /// How an event reaches the audit log.
 #[derive(Debug, Clone, Copy)]
@@ -45,7 +27,7 @@ pub enum Audit<'a> {
 
 #[derive(Debug, Clone)]
 pub struct NewEvent<'a> {
-    pub kind: &'a str,
+    pub kind: EventKind,
     pub severity: Severity,
     pub user_id: Option<&'a str>,
     pub session_id: Option<&'a str>,
@@ -62,7 +44,7 @@ pub async fn record(conn: &mut Tx, event: NewEvent<'_>, now: Millis) -> Result<(
     )
     .bind(new_id())
     .bind(now)
-    .bind(event.kind)
+    .bind(event.kind.as_str())
     .bind(event.severity.as_str())
     .bind(event.user_id)
     .bind(event.session_id)
@@ -105,9 +87,8 @@ pub struct Event {
     #[serde(with = "crate::clock::rfc3339")]
     #[schema(value_type = String, format = DateTime)]
     pub at: Millis,
-    pub kind: String,
-    /// `info`, `low`, `medium` or `high`.
-    pub severity: String,
+    pub kind: EventKind,
+    pub severity: Severity,
     /// What happened, in plain words.
     pub summary: String,
     pub user_id: Option<String>,
@@ -127,22 +108,30 @@ pub struct Event {
 impl Event {
     /// A signal is an event that says the family may be in someone else's hands.
     pub fn is_signal(&self) -> bool {
-        signals::is_signal(&self.kind)
+        self.kind.is_signal()
     }
 
     /// Does it make its family suspicious (until acknowledged)?
     pub fn is_alarming(&self) -> bool {
-        self.is_signal()
-            && self.acknowledged_at.is_none()
-            && matches!(self.severity.as_str(), "medium" | "high")
+        self.is_signal() && self.acknowledged_at.is_none() && self.severity.is_alarming()
     }
 }
 
 const COLUMNS: &str =
     "id, at, kind, severity, user_id, session_id, ip, user_agent, details, acknowledged_at";
 
+/// A stored name as the type it names; one this version does not know is a decode error.
+fn named<T: std::str::FromStr<Err = latchkey_proto::UnknownName>>(
+    row: &AnyRow,
+    column: &str,
+) -> std::result::Result<T, sqlx::Error> {
+    row.try_get::<String, _>(column)?
+        .parse()
+        .map_err(|e| sqlx::Error::Decode(Box::new(e)))
+}
+
 fn from_row(row: &AnyRow) -> Result<Event> {
-    let kind: String = row.try_get("kind")?;
+    let kind: EventKind = named(row, "kind")?;
     let details: serde_json::Value =
         serde_json::from_str(&row.try_get::<String, _>("details")?).unwrap_or_default();
     let generation = ["generation", "replayed_generation", "presented_generation"]
@@ -151,9 +140,9 @@ fn from_row(row: &AnyRow) -> Result<Event> {
     Ok(Event {
         id: row.try_get("id")?,
         at: row.try_get("at")?,
-        summary: signals::describe(&kind, &details),
+        summary: signals::describe(kind, &details),
         kind,
-        severity: row.try_get("severity")?,
+        severity: named(row, "severity")?,
         user_id: row.try_get("user_id")?,
         session_id: row.try_get("session_id")?,
         generation,
@@ -251,7 +240,7 @@ async fn open_signals_where(db: &Db, scope: &str, key: &str) -> Result<Vec<Event
     let rows = sqlx::query(&format!(
         "SELECT {COLUMNS} FROM security_events WHERE {scope} AND acknowledged_at IS NULL \
          AND kind IN ({}) ORDER BY at, id",
-        signals::SQL_KINDS
+        *signals::SQL_KINDS
     ))
     .bind(key)
     .fetch_all(db.read())
@@ -264,7 +253,7 @@ pub async fn acknowledge(conn: &mut Tx, session_id: &str, by: &str, now: Millis)
     let done = sqlx::query(&format!(
         "UPDATE security_events SET acknowledged_at = $1, acknowledged_by = $2 \
          WHERE session_id = $3 AND acknowledged_at IS NULL AND kind IN ({})",
-        signals::SQL_KINDS
+        *signals::SQL_KINDS
     ))
     .bind(now)
     .bind(by)

@@ -5,7 +5,7 @@ use serde_json::json;
 use sqlx::Row;
 
 use super::audit::Actor;
-use super::events::{self, Audit, NewEvent, Severity};
+use super::events::{self, Audit, EventKind, NewEvent, Severity};
 use super::ssf;
 use super::{placeholders, Origin, Result};
 use crate::clock::Millis;
@@ -119,7 +119,7 @@ pub(crate) async fn revoke_and_record(
         events::record(
             tx,
             NewEvent {
-                kind: "session_revoked",
+                kind: EventKind::SessionRevoked,
                 severity: Severity::Info,
                 user_id: user_id.as_deref(),
                 session_id: Some(session_id),

@@ -9,7 +9,7 @@ use utoipa::ToSchema;
 
 use super::audit::{self, Actor};
 use super::chains::{self, ChainLink};
-use super::events::{self, Audit, Event, NewEvent, Severity};
+use super::events::{self, Audit, Event, EventKind, NewEvent, Severity};
 use super::revocation;
 use super::{Origin, Result};
 use crate::clock::{secs, Millis};
@@ -297,7 +297,7 @@ pub async fn acknowledge(
     events::record(
         &mut tx,
         NewEvent {
-            kind: "signal_acknowledged",
+            kind: EventKind::SignalAcknowledged,
             severity: Severity::Info,
             user_id: Some(user_id),
             session_id: Some(session_id),

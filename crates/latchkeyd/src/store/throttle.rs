@@ -18,7 +18,7 @@ use serde_json::json;
 use sqlx::Row;
 
 use super::audit::Actor;
-use super::events::{self, Audit, NewEvent, Severity};
+use super::events::{self, Audit, EventKind, NewEvent, Severity};
 use super::{Origin, Result};
 use crate::clock::{secs, Millis};
 use crate::config::SignInPolicy;
@@ -234,7 +234,7 @@ pub async fn report(
         events::record(
             &mut tx,
             NewEvent {
-                kind: "signin_throttled",
+                kind: EventKind::SigninThrottled,
                 severity: Severity::Medium,
                 user_id,
                 session_id: None,
@@ -282,7 +282,7 @@ pub async fn close_reports(db: &Db, failure_window: Millis, now: Millis) -> Resu
         events::record(
             &mut tx,
             NewEvent {
-                kind: "signin_throttled",
+                kind: EventKind::SigninThrottled,
                 severity: Severity::Medium,
                 user_id: user_id.as_deref(),
                 session_id: None,

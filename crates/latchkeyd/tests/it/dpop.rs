@@ -13,6 +13,7 @@ use sha2::{Digest, Sha256};
 
 use crate::both_backends;
 use crate::common::*;
+use latchkeyd::store::events::Severity;
 
 fn claims_of(jwt: &str) -> Value {
     jsonwebtoken::dangerous::insecure_decode::<Value>(jwt)
@@ -145,7 +146,7 @@ async fn a_bound_family_rotates_and_a_stolen_copy_kills_it(backend: Backend) {
         .contains("another device's key"));
     let found = events_of(&server, &session, "key_mismatch").await;
     assert_eq!(found.len(), 1);
-    assert_eq!(found[0].severity, "high");
+    assert_eq!(found[0].severity, Severity::High);
     assert_eq!(found[0].details["bound_jkt"], key.thumbprint());
     assert_eq!(found[0].details["presented_jkt"], thief.thumbprint());
     assert_eq!(found[0].details["session_revoked"], true);

@@ -10,6 +10,7 @@ use sqlx::Row;
 
 use crate::both_backends;
 use crate::common::*;
+use latchkeyd::store::events::{EventKind, Severity};
 
 /// A family's live tokens: its session's head, while the session is not revoked.
 async fn live_tokens(server: &TestServer, session: &str) -> i64 {
@@ -160,9 +161,9 @@ async fn a_replayed_token_revokes_the_whole_family(backend: Backend) {
     let events = events::for_session(&server.db, &session).await.unwrap();
     let reuse = events
         .iter()
-        .find(|e| e.kind == "reuse_detected")
+        .find(|e| e.kind == EventKind::ReuseDetected)
         .expect("a reuse_detected event");
-    assert_eq!(reuse.severity, "high");
+    assert_eq!(reuse.severity, Severity::High);
     assert_eq!(reuse.details["replayed_generation"], 1);
     assert_eq!(reuse.details["current_generation"], 3);
     assert_eq!(reuse.details["retired_by_ip"], "127.0.0.1");
@@ -171,10 +172,13 @@ async fn a_replayed_token_revokes_the_whole_family(backend: Backend) {
     assert_eq!(server.refresh(first).await.0, 400);
     let events = events::for_session(&server.db, &session).await.unwrap();
     assert_eq!(
-        events.iter().filter(|e| e.kind == "reuse_detected").count(),
+        events
+            .iter()
+            .filter(|e| e.kind == EventKind::ReuseDetected)
+            .count(),
         1
     );
-    assert!(events.iter().any(|e| e.kind == "revoked_token_used"));
+    assert!(events.iter().any(|e| e.kind == EventKind::RevokedTokenUsed));
     let revoked = sqlx::query("SELECT revoked_by, revoke_reason FROM sessions WHERE id = $1")
         .bind(&session)
         .fetch_one(server.db.read())
@@ -314,7 +318,9 @@ async fn the_grace_window_forgives_one_lost_response(backend: Backend) {
         .await
         .unwrap();
     assert!(
-        signals.iter().any(|e| e.kind == "user_agent_changed"),
+        signals
+            .iter()
+            .any(|e| e.kind == EventKind::UserAgentChanged),
         "{signals:?}"
     );
 
@@ -373,9 +379,9 @@ async fn concurrent_replays_within_the_grace_window_take_turns(backend: Backend)
     assert_eq!(statuses, expected, "one rotation, two replays, then reuse");
     assert_eq!(live_tokens(&server, &session).await, 0);
     let events = events::for_session(&server.db, &session).await.unwrap();
-    let count = |kind: &str| events.iter().filter(|e| e.kind == kind).count();
-    assert_eq!(count("grace_replay"), 2);
-    assert_eq!(count("reuse_detected"), 1);
+    let count = |kind: EventKind| events.iter().filter(|e| e.kind == kind).count();
+    assert_eq!(count(EventKind::GraceReplay), 2);
+    assert_eq!(count(EventKind::ReuseDetected), 1);
 }
 
 async fn families_expire_when_idle_and_at_their_absolute_lifetime(backend: Backend) {
@@ -446,7 +452,7 @@ async fn the_session_limit_evicts_the_least_recently_used(backend: Backend) {
         .unwrap();
     let event = evicted
         .iter()
-        .find(|e| e.kind == "session_evicted")
+        .find(|e| e.kind == EventKind::SessionEvicted)
         .expect("the eviction is recorded");
     assert_eq!(event.user_id.as_deref(), Some(user.id.as_str()));
 }
@@ -636,7 +642,7 @@ async fn a_forged_secret_is_unknown_and_revokes_nothing(backend: Backend) {
         .await
         .unwrap()
         .iter()
-        .all(|e| e.kind != "reuse_detected"));
+        .all(|e| e.kind != EventKind::ReuseDetected));
     assert_eq!(
         server
             .refresh(second["refresh_token"].as_str().unwrap())

@@ -24,7 +24,7 @@ use tokio::sync::{broadcast, watch};
 use super::Caller;
 use crate::clock::Millis;
 use crate::server::AppState;
-use crate::store::events::{self, Event};
+use crate::store::events::{self, Event, EventKind};
 
 const POLL: Duration = Duration::from_millis(500);
 const OVERLAP_MS: Millis = 5_000;
@@ -169,13 +169,13 @@ impl Listener {
                 _ = self.shutdown.changed() => return None,
                 received = self.rx.recv() => match received {
                     Ok(event) if event.user_id.as_deref() == Some(self.user_id.as_str()) => {
-                        if event.kind == "session_revoked"
+                        if event.kind == EventKind::SessionRevoked
                             && event.session_id.as_deref() == Some(self.session_id.as_str())
                         {
                             self.done = true;
                         }
                         let data = serde_json::to_string(&*event).unwrap_or_default();
-                        return Some(Ok(SseEvent::default().id(&event.id).event(&event.kind).data(data)));
+                        return Some(Ok(SseEvent::default().id(&event.id).event(event.kind.as_str()).data(data)));
                     }
                     Ok(_) => continue,
                     // Too slow to keep up: tell the client to reload instead of missing events.

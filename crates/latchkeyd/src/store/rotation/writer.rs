@@ -47,7 +47,7 @@ use crate::secret::new_refresh_secret;
 use crate::signals::Signal;
 use crate::store::audit::Actor;
 use crate::store::chains::{chain_links, chain_walk};
-use crate::store::events::{self, Audit, NewEvent, Severity};
+use crate::store::events::{self, Audit, EventKind, NewEvent, Severity};
 use crate::store::outcome::{Outcome, Refusal};
 use crate::store::revocation::revoke_and_record;
 use crate::store::{Result, StoreError};
@@ -490,7 +490,7 @@ async fn record(
                     tx,
                     f,
                     origin,
-                    "grace_replay",
+                    EventKind::GraceReplay,
                     Severity::Info,
                     json!({ "replayed_generation": f.generation, "first_used_at": first_used_at }),
                     now,
@@ -509,7 +509,7 @@ async fn record(
             let kind = signals
                 .iter()
                 .find(|s| s.severity == Severity::High)
-                .map_or("signal", |s| s.kind);
+                .map_or("signal", |s| s.kind.as_str());
             revoke_and_record(
                 tx,
                 &f.session_id,
@@ -529,7 +529,7 @@ async fn record(
                 tx,
                 f,
                 origin,
-                "revoked_token_used",
+                EventKind::RevokedTokenUsed,
                 Severity::Medium,
                 json!({
                     "presented_generation": f.generation,
@@ -547,7 +547,7 @@ async fn record(
         (Plan::KeyMismatch, Some(f)) => {
             // Holding someone's bound token without their key is evidence of theft.
             let mismatch = NewEvent {
-                kind: "key_mismatch",
+                kind: EventKind::KeyMismatch,
                 severity: Severity::High,
                 user_id: Some(&f.user_id),
                 session_id: Some(&f.session_id),
@@ -600,7 +600,7 @@ async fn revoke_for_reuse(tx: &mut Tx, f: &Family, r: &RefreshRequest, now: Mill
     let used = chain_links(used.as_slice())?.pop();
     let used = used.as_ref();
     let detected = NewEvent {
-        kind: "reuse_detected",
+        kind: EventKind::ReuseDetected,
         severity: Severity::High,
         user_id: Some(&f.user_id),
         session_id: Some(&f.session_id),
@@ -655,7 +655,7 @@ async fn system_event(
     tx: &mut Tx,
     f: &Family,
     origin: &crate::store::Origin,
-    kind: &str,
+    kind: EventKind,
     severity: Severity,
     details: serde_json::Value,
     now: Millis,
