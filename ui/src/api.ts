@@ -1,5 +1,9 @@
 // Typed calls to the app's Tauri commands. The web view never sees a token: only views.
 import { invoke } from '@tauri-apps/api/core';
+import type { EventKind } from './generated/EventKind';
+import type { Severity } from './generated/Severity';
+
+export type { EventKind, Severity };
 
 export interface CommandError {
   code: string;
@@ -51,8 +55,8 @@ export interface Place {
 export interface SecurityEvent {
   id: string;
   at: string;
-  kind: string;
-  severity: 'info' | 'low' | 'medium' | 'high';
+  kind: EventKind;
+  severity: Severity;
   summary: string;
   user_id: string | null;
   session_id: string | null;

@@ -20,6 +20,7 @@ impl std::error::Error for UnknownName {}
 /// How much an event matters to the account's owner; ordered from `Info` to `High`.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
 #[cfg_attr(feature = "utoipa", derive(utoipa::ToSchema))]
+#[cfg_attr(test, derive(ts_rs::TS))]
 #[serde(rename_all = "lowercase")]
 pub enum Severity {
     Info,
@@ -70,6 +71,7 @@ macro_rules! event_kinds {
         /// of hands: they can make it suspicious, and can be acknowledged.
         #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
         #[cfg_attr(feature = "utoipa", derive(utoipa::ToSchema))]
+        #[cfg_attr(test, derive(ts_rs::TS))]
         pub enum EventKind {
             $($(#[doc = $doc])* #[serde(rename = $name)] $variant,)*
         }
