@@ -3,8 +3,10 @@
 //! build rather than their output.
 
 mod event;
+mod secret;
 
 pub use event::{EventKind, Severity, UnknownName};
+pub use secret::Secret;
 
 /// The UI's copy of these types (`ui/src/generated/`), rendered by ts-rs. The test fails when a
 /// file differs from what the Rust types render, so a stale copy cannot pass CI;

@@ -1,35 +1,11 @@
 //! Secrets and how they are made and kept: random opaque tokens, their hashes (the only form that
 //! reaches the database), and a wrapper whose `Debug` never prints the value.
 
-use std::fmt;
-
 use base64::engine::general_purpose::URL_SAFE_NO_PAD;
 use base64::Engine;
 use sha2::{Digest, Sha256};
 
-/// A value that must never reach a log or an error message.
-#[derive(Clone, PartialEq, Eq)]
-pub struct Secret<T>(T);
-
-impl<T> Secret<T> {
-    pub fn new(value: T) -> Self {
-        Self(value)
-    }
-
-    pub fn expose(&self) -> &T {
-        &self.0
-    }
-
-    pub fn into_inner(self) -> T {
-        self.0
-    }
-}
-
-impl<T> fmt::Debug for Secret<T> {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str("Secret(<redacted>)")
-    }
-}
+pub use latchkey_proto::Secret;
 
 /// What kind of opaque credential a token is; the prefix lets secret scanners recognise leaks.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -65,7 +41,7 @@ pub fn random_bytes<const N: usize>() -> [u8; N] {
 /// 256 random bits, base64url-encoded behind the kind's prefix.
 pub fn new_token(kind: TokenKind) -> Secret<String> {
     let bytes: [u8; 32] = random_bytes();
-    Secret(format!(
+    Secret::new(format!(
         "{}{}",
         kind.prefix(),
         URL_SAFE_NO_PAD.encode(bytes)
@@ -92,14 +68,14 @@ pub struct RefreshTokenRef {
 pub fn new_refresh_secret() -> (Secret<[u8; 32]>, Vec<u8>) {
     let bytes: [u8; 32] = random_bytes();
     let hash = Sha256::digest(bytes).to_vec();
-    (Secret(bytes), hash)
+    (Secret::new(bytes), hash)
 }
 
 pub fn refresh_token(id: i64, secret: &Secret<[u8; 32]>) -> Secret<String> {
     let mut raw = Vec::with_capacity(40);
     raw.extend_from_slice(&id.to_be_bytes());
     raw.extend_from_slice(secret.expose());
-    Secret(format!(
+    Secret::new(format!(
         "{}{}",
         TokenKind::RefreshToken.prefix(),
         URL_SAFE_NO_PAD.encode(raw)
