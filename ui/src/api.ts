@@ -1,9 +1,11 @@
 // Typed calls to the app's Tauri commands. The web view never sees a token: only views.
 import { invoke } from '@tauri-apps/api/core';
 import type { EventKind } from './generated/EventKind';
+import type { LinkState } from './generated/LinkState';
+import type { SessionState } from './generated/SessionState';
 import type { Severity } from './generated/Severity';
 
-export type { EventKind, Severity };
+export type { EventKind, LinkState, SessionState, Severity };
 
 export interface CommandError {
   code: string;
@@ -79,7 +81,7 @@ export interface Session {
   expires_at: string;
   first_seen: Place;
   last_seen: Place;
-  state: 'active' | 'revoked' | 'expired';
+  state: SessionState;
   revoked: { at: string; by: string; reason: string | null } | null;
   generation: number;
   suspicious: boolean;
@@ -103,7 +105,7 @@ export interface SessionList {
 
 export interface Generation {
   generation: number;
-  state: 'active' | 'rotated' | 'revoked';
+  state: LinkState;
   retired_reason: string | null;
   issued_at: string;
   issued_to: Place;

@@ -1,66 +1,22 @@
 //! Security events: what can happen to a session or an account, and how much it matters.
 
-use std::fmt;
-use std::str::FromStr;
-
 use serde::{Deserialize, Serialize};
 
-/// A name that is not one of the type's variants.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct UnknownName(pub String);
-
-impl fmt::Display for UnknownName {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        write!(f, "unknown name {:?}", self.0)
+crate::names! {
+    /// How much an event matters to the account's owner; ordered from `Info` to `High`.
+    #[derive(PartialOrd, Ord)]
+    pub enum Severity {
+        Info = "info",
+        Low = "low",
+        Medium = "medium",
+        High = "high",
     }
-}
-
-impl std::error::Error for UnknownName {}
-
-/// How much an event matters to the account's owner; ordered from `Info` to `High`.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
-#[cfg_attr(feature = "utoipa", derive(utoipa::ToSchema))]
-#[cfg_attr(test, derive(ts_rs::TS))]
-#[serde(rename_all = "lowercase")]
-pub enum Severity {
-    Info,
-    Low,
-    Medium,
-    High,
 }
 
 impl Severity {
-    pub const ALL: [Severity; 4] = [Self::Info, Self::Low, Self::Medium, Self::High];
-
-    pub const fn as_str(self) -> &'static str {
-        match self {
-            Self::Info => "info",
-            Self::Low => "low",
-            Self::Medium => "medium",
-            Self::High => "high",
-        }
-    }
-
     /// Medium and high signals make a family suspicious until someone says "this was me".
     pub fn is_alarming(self) -> bool {
         self >= Self::Medium
-    }
-}
-
-impl FromStr for Severity {
-    type Err = UnknownName;
-
-    fn from_str(s: &str) -> Result<Self, Self::Err> {
-        Self::ALL
-            .into_iter()
-            .find(|v| v.as_str() == s)
-            .ok_or_else(|| UnknownName(s.to_string()))
-    }
-}
-
-impl fmt::Display for Severity {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str(self.as_str())
     }
 }
 
@@ -138,23 +94,7 @@ impl EventKind {
     }
 }
 
-impl FromStr for EventKind {
-    type Err = UnknownName;
-
-    fn from_str(s: &str) -> Result<Self, Self::Err> {
-        Self::ALL
-            .iter()
-            .copied()
-            .find(|k| k.as_str() == s)
-            .ok_or_else(|| UnknownName(s.to_string()))
-    }
-}
-
-impl fmt::Display for EventKind {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str(self.as_str())
-    }
-}
+crate::parse_by_name!(EventKind);
 
 #[cfg(test)]
 mod tests {
@@ -194,7 +134,8 @@ mod tests {
     fn severities_order_and_alarm() {
         assert!(Severity::High > Severity::Medium && Severity::Low > Severity::Info);
         let alarming: Vec<_> = Severity::ALL
-            .into_iter()
+            .iter()
+            .copied()
             .filter(|s| s.is_alarming())
             .collect();
         assert_eq!(alarming, [Severity::Medium, Severity::High]);

@@ -3,10 +3,14 @@
 //! build rather than their output.
 
 mod event;
+mod names;
 mod secret;
+mod session;
 
-pub use event::{EventKind, Severity, UnknownName};
+pub use event::{EventKind, Severity};
+pub use names::UnknownName;
 pub use secret::Secret;
+pub use session::{LinkState, SessionState};
 
 /// The UI's copy of these types (`ui/src/generated/`), rendered by ts-rs. The test fails when a
 /// file differs from what the Rust types render, so a stale copy cannot pass CI;
@@ -39,5 +43,7 @@ mod typescript {
     fn the_ui_types_are_current() {
         check::<crate::EventKind>("EventKind.ts");
         check::<crate::Severity>("Severity.ts");
+        check::<crate::SessionState>("SessionState.ts");
+        check::<crate::LinkState>("LinkState.ts");
     }
 }

@@ -4,7 +4,8 @@ use serde::Serialize;
 use sqlx::any::AnyRow;
 use sqlx::Row;
 
-use super::Result;
+use super::sessions::LinkState;
+use super::{named, Result};
 use crate::clock::Millis;
 use crate::db::Db;
 
@@ -13,7 +14,7 @@ use crate::db::Db;
 pub struct ChainLink {
     pub generation: i64,
     pub parent_generation: Option<i64>,
-    pub state: String,
+    pub state: LinkState,
     pub retired_reason: Option<String>,
     pub issued_at: Millis,
     pub expires_at: Millis,
@@ -94,7 +95,7 @@ pub(crate) fn chain_links(rows: &[AnyRow]) -> Result<Vec<ChainLink>> {
             Ok(ChainLink {
                 generation: r.try_get("generation")?,
                 parent_generation: r.try_get("parent_generation")?,
-                state: r.try_get("state")?,
+                state: named(r, "state")?,
                 retired_reason: r.try_get("retired_reason")?,
                 issued_at: r.try_get("issued_at")?,
                 expires_at: r.try_get("expires_at")?,

@@ -7,7 +7,7 @@ use sqlx::Row;
 use utoipa::ToSchema;
 
 use super::audit::{self, Actor};
-use super::{Origin, Result};
+use super::{named, Origin, Result};
 use crate::clock::Millis;
 use crate::db::{Db, Tx};
 use crate::secret::new_id;
@@ -119,16 +119,6 @@ impl Event {
 
 const COLUMNS: &str =
     "id, at, kind, severity, user_id, session_id, ip, user_agent, details, acknowledged_at";
-
-/// A stored name as the type it names; one this version does not know is a decode error.
-fn named<T: std::str::FromStr<Err = latchkey_proto::UnknownName>>(
-    row: &AnyRow,
-    column: &str,
-) -> std::result::Result<T, sqlx::Error> {
-    row.try_get::<String, _>(column)?
-        .parse()
-        .map_err(|e| sqlx::Error::Decode(Box::new(e)))
-}
 
 fn from_row(row: &AnyRow) -> Result<Event> {
     let kind: EventKind = named(row, "kind")?;

@@ -43,6 +43,17 @@ pub struct Origin {
 }
 
 /// Turns a unique-constraint violation into a readable conflict.
+/// A stored name as the type it names (latchkey-proto's enums); one this version does not
+/// know is a decode error.
+pub(crate) fn named<T: std::str::FromStr<Err = latchkey_proto::UnknownName>>(
+    row: &sqlx::any::AnyRow,
+    column: &str,
+) -> std::result::Result<T, sqlx::Error> {
+    sqlx::Row::try_get::<String, _>(row, column)?
+        .parse()
+        .map_err(|e| sqlx::Error::Decode(Box::new(e)))
+}
+
 pub(crate) fn conflict_on_unique(e: sqlx::Error, message: impl Into<String>) -> StoreError {
     match &e {
         sqlx::Error::Database(db) if db.is_unique_violation() => {

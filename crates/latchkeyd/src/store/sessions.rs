@@ -15,13 +15,7 @@ use super::{Origin, Result};
 use crate::clock::{secs, Millis};
 use crate::db::{Db, Tx};
 
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, serde::Deserialize, ToSchema)]
-#[serde(rename_all = "lowercase")]
-pub enum SessionState {
-    Active,
-    Revoked,
-    Expired,
-}
+pub use latchkey_proto::{LinkState, SessionState};
 
 #[derive(Debug, Clone, Serialize, ToSchema)]
 pub struct Device {
@@ -433,8 +427,7 @@ pub async fn staff_revoke_all(
 #[derive(Debug, Clone, Serialize, ToSchema)]
 pub struct Generation {
     pub generation: i64,
-    /// `active` (the one live token), `rotated` (retired by use) or `revoked`.
-    pub state: String,
+    pub state: LinkState,
     /// Why it was retired: `rotated` (by the next generation), or for the last generation of
     /// a revoked family the family's reason (`reuse_detected`, `token_revoked`, a staff
     /// reason, …).

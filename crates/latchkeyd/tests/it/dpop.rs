@@ -14,6 +14,7 @@ use sha2::{Digest, Sha256};
 use crate::both_backends;
 use crate::common::*;
 use latchkeyd::store::events::Severity;
+use latchkeyd::store::sessions::LinkState;
 
 fn claims_of(jwt: &str) -> Value {
     jsonwebtoken::dangerous::insecure_decode::<Value>(jwt)
@@ -154,8 +155,14 @@ async fn a_bound_family_rotates_and_a_stolen_copy_kills_it(backend: Backend) {
     let (status, _) = refresh_with(&server, &current, Some(p)).await;
     assert_eq!(status, 400, "the owner's family is revoked too");
     let chain = chains::chain(&server.db, &session).await.unwrap();
-    assert_eq!(chain.last().unwrap().state, "revoked");
-    assert_eq!(chain.iter().filter(|l| l.state == "active").count(), 0);
+    assert_eq!(chain.last().unwrap().state, LinkState::Revoked);
+    assert_eq!(
+        chain
+            .iter()
+            .filter(|l| l.state == LinkState::Active)
+            .count(),
+        0
+    );
 
     // A bound token presented as a plain bearer refresh (no proof at all) is theft as well.
     let key2 = DeviceKey::generate();
@@ -534,7 +541,10 @@ async fn a_grace_replay_with_another_key_is_refused_and_rolled_back(backend: Bac
     );
     let chain = chains::chain(&server.db, &session).await.unwrap();
     assert_eq!(
-        chain.iter().filter(|l| l.state == "active").count(),
+        chain
+            .iter()
+            .filter(|l| l.state == LinkState::Active)
+            .count(),
         0,
         "the family is revoked"
     );

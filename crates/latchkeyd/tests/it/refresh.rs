@@ -11,6 +11,7 @@ use sqlx::Row;
 use crate::both_backends;
 use crate::common::*;
 use latchkeyd::store::events::{EventKind, Severity};
+use latchkeyd::store::sessions::LinkState;
 
 /// A family's live tokens: its session's head, while the session is not revoked.
 async fn live_tokens(server: &TestServer, session: &str) -> i64 {
@@ -76,11 +77,11 @@ async fn every_refresh_rotates_and_the_chain_is_kept(backend: Backend) {
         assert_eq!(link.parent_generation, (i > 0).then_some(i as i64));
         assert_eq!(link.issued_ip.as_deref(), Some("127.0.0.1"));
         if i < 5 {
-            assert_eq!(link.state, "rotated");
+            assert_eq!(link.state, LinkState::Rotated);
             assert!(link.used_at.is_some());
             assert_eq!(link.used_ip.as_deref(), Some("127.0.0.1"));
         } else {
-            assert_eq!(link.state, "active");
+            assert_eq!(link.state, LinkState::Active);
         }
     }
     // A narrower scope may be asked for; a wider one may not.
