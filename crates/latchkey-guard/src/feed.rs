@@ -59,10 +59,11 @@ pub(crate) async fn get_json<T: DeserializeOwned>(
     answer(req, url).await
 }
 
-pub(crate) async fn answer<T: DeserializeOwned>(
+/// Sends a request to latchkeyd; its response if it succeeded.
+pub(crate) async fn send(
     req: reqwest::RequestBuilder,
     url: &str,
-) -> Result<T, GuardError> {
+) -> Result<reqwest::Response, GuardError> {
     let res = req.send().await.map_err(|source| GuardError::Unreachable {
         url: url.to_string(),
         source,
@@ -76,6 +77,14 @@ pub(crate) async fn answer<T: DeserializeOwned>(
             body: body.chars().take(300).collect(),
         });
     }
+    Ok(res)
+}
+
+pub(crate) async fn answer<T: DeserializeOwned>(
+    req: reqwest::RequestBuilder,
+    url: &str,
+) -> Result<T, GuardError> {
+    let res = send(req, url).await?;
     res.json().await.map_err(|e| GuardError::Unexpected {
         url: url.to_string(),
         why: e.to_string(),
@@ -111,8 +120,21 @@ pub(crate) async fn token(inner: &Inner) -> Result<String, GuardError> {
     Ok(t.access_token)
 }
 
-pub(crate) fn forget_token(inner: &Inner) {
+fn forget_token(inner: &Inner) {
     inner.feed.lock().expect("feed lock").token = None;
+}
+
+/// What a failed call to the stream says to do: sign in again (401), or make a new stream
+/// when it is gone (404, deleted by hand).
+pub(crate) async fn recover(guard: &Guard, e: &GuardError, stream: &mut Stream) {
+    match e {
+        GuardError::Refused { status: 401, .. } => forget_token(&guard.inner),
+        GuardError::Refused { status: 404, .. } => match connect(guard).await {
+            Ok(s) => *stream = s,
+            Err(e) => tracing::warn!(error = %e, "latchkey-guard: cannot open a stream"),
+        },
+        _ => {}
+    }
 }
 
 #[derive(Deserialize)]
@@ -234,10 +256,9 @@ pub(crate) async fn drain(guard: &Guard, stream: &Stream) -> Result<Owed, GuardE
 async fn take_in(guard: &Guard, answer: &PollAnswer) -> Owed {
     let mut owed = Owed::default();
     for (jti, set) in &answer.sets {
-        let set = set.as_str().ok_or("the SET is not a string");
-        let believed = match set {
-            Ok(set) => believe(guard, set).await,
-            Err(why) => Err(why),
+        let believed = match set.as_str() {
+            Some(set) => believe(guard, set).await,
+            None => Err("the SET is not a string"),
         };
         match believed {
             Ok(_) => owed.ack.push(jti.clone()),
@@ -269,19 +290,7 @@ pub(crate) async fn run(weak: Weak<Inner>, mut stream: Stream, mut owed: Owed) {
                 verify::forget_old(&guard, guard.inner.config.remember_revoked);
             }
             Err(e) => {
-                match &e {
-                    GuardError::Refused { status: 401, .. } => forget_token(&guard.inner),
-                    GuardError::Refused { status: 404, .. } => {
-                        // The stream is gone (deleted by hand): make a new one.
-                        match connect(&guard).await {
-                            Ok(s) => stream = s,
-                            Err(e) => {
-                                tracing::warn!(error = %e, "latchkey-guard: cannot open a stream")
-                            }
-                        }
-                    }
-                    _ => {}
-                }
+                recover(&guard, &e, &mut stream).await;
                 tracing::warn!(error = %e, stream = %stream.id, "latchkey-guard: the revocation feed failed; retrying");
                 drop(guard);
                 tokio::time::sleep(backoff).await;

@@ -155,16 +155,7 @@ pub(crate) async fn heartbeat(weak: Weak<Inner>, mut stream: Stream) {
         match ask(&guard, &stream, &state).await {
             Ok(()) => {}
             Err(e) => {
-                match &e {
-                    GuardError::Refused { status: 401, .. } => feed::forget_token(&guard.inner),
-                    GuardError::Refused { status: 404, .. } => match feed::connect(&guard).await {
-                        Ok(s) => stream = s,
-                        Err(e) => {
-                            tracing::warn!(error = %e, "latchkey-guard: cannot open a stream")
-                        }
-                    },
-                    _ => {}
-                }
+                feed::recover(&guard, &e, &mut stream).await;
                 tracing::warn!(error = %e, stream = %stream.id, "latchkey-guard: cannot ask latchkeyd for a verification event");
             }
         }
@@ -177,30 +168,11 @@ pub(crate) async fn heartbeat(weak: Weak<Inner>, mut stream: Stream) {
 async fn ask(guard: &Guard, stream: &Stream, state: &str) -> Result<(), GuardError> {
     let token = feed::token(&guard.inner).await?;
     let url = &stream.verification_url;
-    let res = guard
+    let req = guard
         .inner
         .http
         .post(url)
         .bearer_auth(token)
-        .json(&json!({ "stream_id": stream.id, "state": state }))
-        .send()
-        .await
-        .map_err(|source| GuardError::Unreachable {
-            url: url.clone(),
-            source,
-        })?;
-    if res.status().is_success() {
-        return Ok(());
-    }
-    Err(GuardError::Refused {
-        url: url.clone(),
-        status: res.status().as_u16(),
-        body: res
-            .text()
-            .await
-            .unwrap_or_default()
-            .chars()
-            .take(300)
-            .collect(),
-    })
+        .json(&json!({ "stream_id": stream.id, "state": state }));
+    feed::send(req, url).await.map(drop)
 }

@@ -350,13 +350,18 @@ async fn a_restarted_pushed_guard_learns_what_it_missed(backend: Backend) {
     assert_eq!(guard.health().revoked_sessions, 1);
 }
 
+/// notes-api whose guard introspects every token, its service account registered for `scopes`.
+async fn introspecting(server: &TestServer, scopes: &[&str]) -> NotesApi {
+    notes_api_for(server, scopes, |c, _| {
+        c.revocations = Revocations::Introspect
+    })
+    .await
+}
+
 async fn an_introspecting_guard_asks_latchkeyd_about_each_token(backend: Backend) {
     let server = TestServer::start(backend).await;
     server.add_user("erin@example.com", Role::User).await;
-    let api = notes_api_for(&server, &["introspection"], |c, _| {
-        c.revocations = Revocations::Introspect
-    })
-    .await;
+    let api = introspecting(&server, &["introspection"]).await;
     let health: Value = reqwest::get(format!("{}/healthz", api.base))
         .await
         .unwrap()
@@ -380,10 +385,7 @@ async fn introspection_needs_the_scope_for_it(backend: Backend) {
     let server = TestServer::start(backend).await;
     server.add_user("erin@example.com", Role::User).await;
     // Registered for the feed only: latchkeyd shows it no other client's token.
-    let api = notes_api_for(&server, &["ssf"], |c, _| {
-        c.revocations = Revocations::Introspect
-    })
-    .await;
+    let api = introspecting(&server, &["ssf"]).await;
     let tokens = sign_in(&server, "erin@example.com").await;
     assert_eq!(
         get_notes(&api, tokens["access_token"].as_str().unwrap())
