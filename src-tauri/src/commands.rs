@@ -8,17 +8,25 @@ use base64::engine::general_purpose::URL_SAFE_NO_PAD;
 use base64::Engine;
 use latchkey_client::browser::SystemBrowser;
 use latchkey_client::login::Device;
+use latchkey_client::proto::{
+    AdminEventQuery, AuditPage, AuditQuery, ChainQuery, EventList, Family, Profile, ReasonBody,
+    Revoked, SessionId, SessionList, SessionQuery, SessionState, SessionView, UserId, UserList,
+    UserQuery, UserSessions,
+};
 use latchkey_client::{AccountStatus, Error, Latchkey, LoginOptions, TokenState};
-use reqwest::Method;
 use serde::Serialize;
 use serde_json::{json, Value};
 use tauri::{AppHandle, Emitter, Runtime, State};
+use ts_rs::TS;
 
 use crate::{watcher, Desktop};
 
 /// An error as the window sees it: a stable code and a message for people.
-#[derive(Debug, Serialize)]
+#[derive(Debug, Serialize, TS)]
 pub struct CommandError {
+    #[ts(
+        type = "'not_signed_in' | 'signed_out' | 'keychain' | 'sign_in' | 'unreachable' | 'unsupported' | 'refused' | 'local' | 'invalid_input'"
+    )]
     pub code: &'static str,
     pub message: String,
 }
@@ -58,50 +66,53 @@ fn client(state: &State<'_, Desktop>) -> Reply<Arc<Latchkey>> {
     })
 }
 
-/// Session, user and record ids are UUIDs or similar: short, plain.
-fn id(value: &str) -> Reply<&str> {
-    let ok = !value.is_empty()
-        && value.len() <= 100
-        && value
+/// Account, session and user ids are UUIDs or similar: short, plain.
+fn id<T: AsRef<str>>(value: T) -> Reply<T> {
+    let text = value.as_ref();
+    let ok = !text.is_empty()
+        && text.len() <= 100
+        && text
             .chars()
             .all(|c| c.is_ascii_alphanumeric() || c == '-' || c == '_');
     ok.then_some(value)
         .ok_or_else(|| invalid("that is not a valid id"))
 }
 
-fn reason(value: &str) -> Reply<String> {
-    let value = value.trim();
-    if value.is_empty() || value.chars().count() > 500 {
-        return Err(invalid("a reason of 1 to 500 characters is required"));
-    }
-    Ok(value.to_string())
+/// A staff member's reason, checked here as the server checks it.
+fn reason(value: String) -> Reply<ReasonBody> {
+    let body = ReasonBody {
+        reason: Some(value),
+    };
+    let reason = body.checked().map_err(invalid)?;
+    Ok(ReasonBody {
+        reason: Some(reason),
+    })
 }
 
-fn query(pairs: &[(&str, Option<String>)]) -> String {
-    let mut q = url::form_urlencoded::Serializer::new(String::new());
-    for (k, v) in pairs {
-        if let Some(v) = v.as_deref().filter(|v| !v.is_empty()) {
-            q.append_pair(k, v);
-        }
-    }
-    let q = q.finish();
-    if q.is_empty() {
-        q
-    } else {
-        format!("?{q}")
-    }
+/// Whether an account has a usable session here.
+#[derive(Debug, Clone, Copy, Serialize, TS)]
+#[serde(rename_all = "snake_case")]
+pub enum AccountState {
+    SignedIn,
+    /// The server ended the session (`reason` says why).
+    SignedOut,
+    /// No refresh token in the keychain.
+    NoToken,
 }
 
-#[derive(Debug, Serialize)]
+/// An account as the account switcher shows it.
+#[derive(Debug, Serialize, TS)]
+#[ts(rename = "Account")]
 pub struct AccountView {
     pub id: String,
     pub label: String,
     pub issuer: String,
     pub client_id: String,
     pub current: bool,
-    /// `signed_in`, `signed_out` or `no_token`.
-    pub state: &'static str,
+    pub state: AccountState,
     pub reason: Option<String>,
+    /// Seconds since the Unix epoch.
+    #[ts(as = "Option<f64>")]
     pub access_expires_at: Option<i64>,
     /// The thumbprint of the device key the session is bound to (DPoP): its refresh token is
     /// useless on any other machine.
@@ -114,9 +125,11 @@ impl From<AccountStatus> for AccountView {
             TokenState::SignedIn {
                 access_expires_at,
                 device_key,
-            } => ("signed_in", None, access_expires_at, device_key),
-            TokenState::SignedOut { reason, .. } => ("signed_out", Some(reason), None, None),
-            TokenState::NoToken => ("no_token", None, None, None),
+            } => (AccountState::SignedIn, None, access_expires_at, device_key),
+            TokenState::SignedOut { reason, .. } => {
+                (AccountState::SignedOut, Some(reason), None, None)
+            }
+            TokenState::NoToken => (AccountState::NoToken, None, None, None),
         };
         AccountView {
             id: a.id,
@@ -132,7 +145,8 @@ impl From<AccountStatus> for AccountView {
     }
 }
 
-#[derive(Debug, Serialize)]
+/// Every account, and where their tokens are kept.
+#[derive(Debug, Serialize, TS)]
 pub struct Accounts {
     pub accounts: Vec<AccountView>,
     pub keychain: String,
@@ -240,41 +254,55 @@ pub fn forget_account<R: Runtime>(
     Ok(())
 }
 
-async fn api(
-    state: &State<'_, Desktop>,
-    method: Method,
-    path: &str,
-    body: Option<Value>,
-) -> Reply<Value> {
-    Ok(client(state)?.api(None, method, path, body).await?)
-}
-
-async fn get(state: &State<'_, Desktop>, path: &str) -> Reply<Value> {
-    api(state, Method::GET, path, None).await
-}
-
-async fn post(state: &State<'_, Desktop>, path: &str, body: Option<Value>) -> Reply<Value> {
-    api(state, Method::POST, path, body).await
-}
-
 /// The signed-in user (with their role, which decides whether Support shows).
 #[tauri::command]
-pub async fn me(state: State<'_, Desktop>) -> Reply<Value> {
-    get(&state, "/me").await
+pub async fn me(state: State<'_, Desktop>) -> Reply<Profile> {
+    Ok(client(&state)?.me(None).await?)
 }
 
+/// The filters of the Devices screen.
+#[derive(Debug, Clone, Copy, TS)]
+#[ts(rename_all = "lowercase")]
+pub enum SessionFilter {
+    All,
+    Active,
+    Revoked,
+    Expired,
+    Suspicious,
+}
+
+impl std::str::FromStr for SessionFilter {
+    type Err = CommandError;
+
+    fn from_str(name: &str) -> Reply<Self> {
+        Ok(match name {
+            "all" => Self::All,
+            "active" => Self::Active,
+            "revoked" => Self::Revoked,
+            "expired" => Self::Expired,
+            "suspicious" => Self::Suspicious,
+            _ => return Err(invalid("unknown filter")),
+        })
+    }
+}
+
+/// The Devices screen's list. `filter` is a [`SessionFilter`], taken as text so that another
+/// value gets this app's error shape rather than the IPC layer's.
 #[tauri::command]
-pub async fn sessions(state: State<'_, Desktop>, filter: Option<String>) -> Reply<Value> {
-    let filter = match filter.as_deref() {
-        None | Some("all") => None,
-        Some(f @ ("active" | "revoked" | "expired")) => Some(format!("state={f}")),
-        Some("suspicious") => Some("suspicious=true".into()),
-        Some(_) => return Err(invalid("unknown filter")),
+pub async fn sessions(state: State<'_, Desktop>, filter: String) -> Reply<SessionList> {
+    let filter: SessionFilter = filter.parse()?;
+    let query = SessionQuery {
+        state: match filter {
+            SessionFilter::Active => Some(SessionState::Active),
+            SessionFilter::Revoked => Some(SessionState::Revoked),
+            SessionFilter::Expired => Some(SessionState::Expired),
+            SessionFilter::All | SessionFilter::Suspicious => None,
+        },
+        suspicious: matches!(filter, SessionFilter::Suspicious).then_some(true),
+        limit: Some(200),
+        ..SessionQuery::default()
     };
-    let q = filter
-        .map(|f| format!("?{f}&limit=200"))
-        .unwrap_or_else(|| "?limit=200".into());
-    let list = get(&state, &format!("/me/sessions{q}")).await?;
+    let list = client(&state)?.sessions(None, &query).await?;
     static FIRST: std::sync::Once = std::sync::Once::new();
     FIRST.call_once(|| {
         if let Some(started) = crate::STARTED.get() {
@@ -288,155 +316,175 @@ pub async fn sessions(state: State<'_, Desktop>, filter: Option<String>) -> Repl
 }
 
 #[tauri::command]
-pub async fn revoke_session(state: State<'_, Desktop>, session: String) -> Reply<Value> {
-    let session = id(&session)?.to_string();
+pub async fn revoke_session(state: State<'_, Desktop>, session: SessionId) -> Reply<SessionView> {
+    let session = id(session)?;
     state
         .self_revoked
         .lock()
         .expect("revoked lock")
         .insert(session.clone());
-    api(
-        &state,
-        Method::DELETE,
-        &format!("/me/sessions/{session}"),
-        None,
-    )
-    .await
+    Ok(client(&state)?.revoke_session(None, &session).await?)
 }
 
 #[tauri::command]
-pub async fn revoke_other_sessions(state: State<'_, Desktop>) -> Reply<Value> {
-    let done = post(&state, "/me/sessions/revoke-others", None).await?;
+pub async fn revoke_other_sessions(state: State<'_, Desktop>) -> Reply<Revoked> {
+    let done = client(&state)?.revoke_others(None).await?;
     let mut mine = state.self_revoked.lock().expect("revoked lock");
-    for id in done["revoked"].as_array().into_iter().flatten() {
-        if let Some(id) = id.as_str() {
-            mine.insert(id.to_string());
-        }
-    }
+    mine.extend(done.revoked.iter().cloned());
     Ok(done)
+}
+
+/// A page of the family's chain: 100 generations, older ones with `before`.
+fn chain_page(before: Option<i64>) -> ChainQuery {
+    ChainQuery {
+        before,
+        limit: Some(100),
+    }
 }
 
 #[tauri::command]
 pub async fn family(
     state: State<'_, Desktop>,
-    session: String,
+    session: SessionId,
     before: Option<i64>,
-) -> Reply<Value> {
-    let q = query(&[
-        ("before", before.map(|b| b.to_string())),
-        ("limit", Some("100".into())),
-    ]);
-    get(&state, &format!("/me/sessions/{}/family{q}", id(&session)?)).await
+) -> Reply<Family> {
+    let session = id(session)?;
+    Ok(client(&state)?
+        .family(None, &session, &chain_page(before))
+        .await?)
 }
 
 #[tauri::command]
-pub async fn acknowledge(state: State<'_, Desktop>, session: String) -> Reply<Value> {
-    post(
-        &state,
-        &format!("/me/sessions/{}/acknowledge", id(&session)?),
-        None,
-    )
-    .await
+pub async fn acknowledge(state: State<'_, Desktop>, session: SessionId) -> Reply<SessionView> {
+    let session = id(session)?;
+    Ok(client(&state)?.acknowledge(None, &session).await?)
 }
 
 /// The current access token, decoded: header and claims, never the token itself.
 #[tauri::command]
-pub async fn token_info(state: State<'_, Desktop>) -> Reply<Value> {
+pub async fn token_info(state: State<'_, Desktop>) -> Reply<TokenInfo> {
     let (profile, token, expires_at) = client(&state)?.access_token(None).await?;
-    let part = |i: usize| -> Value {
+    let part = |i: usize| -> Option<Value> {
         token
             .expose()
             .split('.')
             .nth(i)
             .and_then(|p| URL_SAFE_NO_PAD.decode(p).ok())
-            .and_then(|b| serde_json::from_slice(&b).ok())
-            .unwrap_or(Value::Null)
+            .and_then(|b| serde_json::from_slice::<Value>(&b).ok())
+            .filter(Value::is_object)
     };
-    Ok(json!({
-        "account": profile.label,
-        "issuer": profile.issuer,
-        "format": if part(1).is_object() { "jwt" } else { "opaque" },
-        "header": part(0),
-        "claims": part(1),
-        "expires_at": expires_at,
-    }))
+    let claims = part(1);
+    Ok(TokenInfo {
+        account: profile.label,
+        issuer: profile.issuer,
+        format: match claims {
+            Some(_) => TokenFormat::Jwt,
+            None => TokenFormat::Opaque,
+        },
+        header: claims.as_ref().and(part(0)),
+        claims,
+        expires_at,
+    })
+}
+
+#[derive(Debug, Clone, Copy, Serialize, TS)]
+#[serde(rename_all = "lowercase")]
+pub enum TokenFormat {
+    Jwt,
+    Opaque,
+}
+
+/// The current access token as the Token screen shows it: decoded, never the token itself.
+#[derive(Debug, Serialize, TS)]
+pub struct TokenInfo {
+    pub account: String,
+    pub issuer: String,
+    pub format: TokenFormat,
+    #[ts(type = "Record<string, unknown> | null")]
+    pub header: Option<Value>,
+    #[ts(type = "Record<string, unknown> | null")]
+    pub claims: Option<Value>,
+    /// Seconds since the Unix epoch.
+    #[ts(as = "f64")]
+    pub expires_at: i64,
 }
 
 #[tauri::command]
-pub async fn admin_search_users(state: State<'_, Desktop>, q: String) -> Reply<Value> {
+pub async fn admin_search_users(state: State<'_, Desktop>, q: String) -> Reply<UserList> {
     if q.chars().count() > 200 {
         return Err(invalid("the search is too long"));
     }
-    let q = query(&[
-        ("q", Some(q.trim().to_string())),
-        ("limit", Some("50".into())),
-    ]);
-    get(&state, &format!("/admin/users{q}")).await
+    let query = UserQuery {
+        q: Some(q.trim().to_string()).filter(|q| !q.is_empty()),
+        limit: Some(50),
+        offset: None,
+    };
+    Ok(client(&state)?.support_users(None, &query).await?)
 }
 
 #[tauri::command]
-pub async fn admin_user_sessions(state: State<'_, Desktop>, user: String) -> Reply<Value> {
-    get(
-        &state,
-        &format!("/admin/users/{}/sessions?limit=200", id(&user)?),
-    )
-    .await
+pub async fn admin_user_sessions(state: State<'_, Desktop>, user: UserId) -> Reply<UserSessions> {
+    let user = id(user)?;
+    let query = SessionQuery {
+        limit: Some(200),
+        ..SessionQuery::default()
+    };
+    Ok(client(&state)?
+        .support_user_sessions(None, &user, &query)
+        .await?)
 }
 
 #[tauri::command]
-pub async fn admin_family(state: State<'_, Desktop>, session: String) -> Reply<Value> {
-    get(
-        &state,
-        &format!("/admin/sessions/{}/family?limit=100", id(&session)?),
-    )
-    .await
+pub async fn admin_family(state: State<'_, Desktop>, session: SessionId) -> Reply<Family> {
+    let session = id(session)?;
+    Ok(client(&state)?
+        .support_family(None, &session, &chain_page(None))
+        .await?)
 }
 
 #[tauri::command]
-pub async fn admin_events(state: State<'_, Desktop>, user: Option<String>) -> Reply<Value> {
-    let user = user.as_deref().map(id).transpose()?.map(str::to_string);
-    let q = query(&[("user_id", user), ("limit", Some("100".into()))]);
-    get(&state, &format!("/admin/events{q}")).await
+pub async fn admin_events(state: State<'_, Desktop>, user: Option<UserId>) -> Reply<EventList> {
+    let query = AdminEventQuery {
+        user_id: user.map(id).transpose()?,
+        limit: Some(100),
+        ..AdminEventQuery::default()
+    };
+    Ok(client(&state)?.support_events(None, &query).await?)
 }
 
 #[tauri::command]
 pub async fn admin_revoke_session(
     state: State<'_, Desktop>,
-    session: String,
+    session: SessionId,
     reason: String,
-) -> Reply<Value> {
-    let body = json!({ "reason": self::reason(&reason)? });
-    post(
-        &state,
-        &format!("/admin/sessions/{}/revoke", id(&session)?),
-        Some(body),
-    )
-    .await
+) -> Reply<SessionView> {
+    let session = id(session)?;
+    let reason = self::reason(reason)?;
+    Ok(client(&state)?
+        .support_revoke_session(None, &session, &reason)
+        .await?)
 }
 
 #[tauri::command]
 pub async fn admin_revoke_all(
     state: State<'_, Desktop>,
-    user: String,
+    user: UserId,
     reason: String,
-) -> Reply<Value> {
-    let body = json!({ "reason": self::reason(&reason)? });
-    post(
-        &state,
-        &format!("/admin/users/{}/revoke-all", id(&user)?),
-        Some(body),
-    )
-    .await
+) -> Reply<Revoked> {
+    let user = id(user)?;
+    let reason = self::reason(reason)?;
+    Ok(client(&state)?
+        .support_revoke_all(None, &user, &reason)
+        .await?)
 }
 
 #[tauri::command]
 pub async fn admin_audit(
     state: State<'_, Desktop>,
-    user: Option<String>,
+    user: Option<UserId>,
     action: Option<String>,
     before: Option<i64>,
-) -> Reply<Value> {
-    let user = user.as_deref().map(id).transpose()?.map(str::to_string);
+) -> Reply<AuditPage> {
     if action.as_deref().is_some_and(|a| {
         a.len() > 100
             || !a
@@ -445,11 +493,12 @@ pub async fn admin_audit(
     }) {
         return Err(invalid("unknown action"));
     }
-    let q = query(&[
-        ("target_user_id", user),
-        ("action", action),
-        ("before", before.map(|b| b.to_string())),
-        ("limit", Some("50".into())),
-    ]);
-    get(&state, &format!("/admin/audit{q}")).await
+    let query = AuditQuery {
+        target_user_id: user.map(id).transpose()?,
+        action: action.filter(|a| !a.is_empty()),
+        before,
+        limit: Some(50),
+        ..AuditQuery::default()
+    };
+    Ok(client(&state)?.support_audit(None, &query).await?)
 }

@@ -3,6 +3,8 @@
 //! leaves the Rust side, and the access token reaches the web view only as decoded claims.
 
 mod commands;
+#[cfg(test)]
+mod typescript;
 mod watcher;
 
 use std::sync::{Arc, Mutex};
@@ -27,7 +29,7 @@ pub struct Desktop {
     /// Restarts the live event watcher when the current account changes.
     pub watcher: Mutex<Option<tauri::async_runtime::JoinHandle<()>>>,
     /// Sessions this window revoked itself: their revocation needs no notification.
-    pub self_revoked: Mutex<std::collections::HashSet<String>>,
+    pub self_revoked: Mutex<std::collections::HashSet<latchkey_client::proto::SessionId>>,
 }
 
 impl Desktop {

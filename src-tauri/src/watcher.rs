@@ -5,8 +5,9 @@
 use std::sync::Mutex;
 use std::time::Duration;
 
+use latchkey_client::api::StreamEvent;
 use latchkey_client::{Error, TokenState};
-use latchkey_proto::{EventKind, Severity};
+use latchkey_proto::{EventKind, SecurityEvent};
 use serde_json::json;
 use tauri::menu::MenuItem;
 use tauri::{AppHandle, Emitter, Manager, Runtime};
@@ -79,15 +80,19 @@ async fn watch<R: Runtime>(app: AppHandle<R>) {
                 let _ = app.emit("connection", json!({ "online": true }));
                 loop {
                     match stream.next().await {
-                        Ok(Some(event)) => {
+                        Ok(Some(StreamEvent::Security(event))) => {
                             let _ = app.emit(
                                 "security-event",
-                                json!({ "kind": event.kind, "event": event.data }),
+                                json!({ "kind": event.kind, "event": event }),
                             );
-                            announce(&app, &event.kind, &event.data);
+                            announce(&app, &event);
+                        }
+                        // Events were skipped: the window reloads what it shows.
+                        Ok(Some(StreamEvent::Resync)) => {
+                            let _ = app.emit("security-event", json!({ "kind": "resync" }));
                         }
                         // The server ends a stream when its access token expires: reconnect.
-                        Ok(None) => break,
+                        Ok(Some(StreamEvent::TokenExpired)) | Ok(None) => break,
                         Err(e) => {
                             tracing::debug!(error = %e, "event stream interrupted");
                             break;
@@ -114,33 +119,26 @@ async fn watch<R: Runtime>(app: AppHandle<R>) {
 }
 
 /// An OS notification for what the user should know at once.
-fn announce<R: Runtime>(app: &AppHandle<R>, kind: &str, event: &serde_json::Value) {
-    let summary = event["summary"].as_str().unwrap_or(kind);
-    let session = event["session_id"].as_str().unwrap_or_default();
-    if kind == EventKind::SessionRevoked.as_str() {
-        let mine = app
-            .state::<Desktop>()
-            .self_revoked
-            .lock()
-            .expect("revoked lock")
-            .remove(session);
+fn announce<R: Runtime>(app: &AppHandle<R>, event: &SecurityEvent) {
+    if event.kind == EventKind::SessionRevoked {
+        let mine = event.session_id.as_ref().is_some_and(|session| {
+            app.state::<Desktop>()
+                .self_revoked
+                .lock()
+                .expect("revoked lock")
+                .remove(session)
+        });
         // A revocation for theft follows its own signal, which is announced already.
+        let reason = event.details["reason"].as_str().unwrap_or_default();
         let after_signal = matches!(
-            event["details"]["reason"].as_str(),
-            Some("reuse_detected" | "key_mismatch" | "authorization_code_reused")
-        ) || event["details"]["reason"]
-            .as_str()
-            .is_some_and(|r| r.starts_with("auto_revoked_"));
+            reason,
+            "reuse_detected" | "key_mismatch" | "authorization_code_reused"
+        ) || reason.starts_with("auto_revoked_");
         if !mine && !after_signal {
-            notify(app, "A session was signed out", summary);
+            notify(app, "A session was signed out", &event.summary);
         }
         refresh_tray(app);
-    } else if event["severity"]
-        .as_str()
-        .and_then(|s| s.parse::<Severity>().ok())
-        .is_some_and(Severity::is_alarming)
-        && kind.parse::<EventKind>().is_ok_and(EventKind::is_signal)
-    {
-        notify(app, "A session looks suspicious", summary);
+    } else if event.kind.is_signal() && event.severity.is_alarming() {
+        notify(app, "A session looks suspicious", &event.summary);
     }
 }

@@ -1,6 +1,6 @@
 import { useCallback, useEffect, useState } from 'react';
 import { listen } from '@tauri-apps/api/event';
-import { api, isCommandError, messageOf, type Accounts as AccountsData, type Me } from './api';
+import { api, isCommandError, messageOf, type Accounts as AccountsData, type Profile } from './api';
 import { Accounts } from './screens/Accounts';
 import { Devices } from './screens/Devices';
 import { Families } from './screens/Families';
@@ -18,7 +18,7 @@ interface Connection {
 export function App() {
   const [accounts, setAccounts] = useState<AccountsData | null>(null);
   const [fatal, setFatal] = useState<string | null>(null);
-  const [me, setMe] = useState<Me | null>(null);
+  const [me, setMe] = useState<Profile | null>(null);
   const [tab, setTab] = useState<Tab | null>(null);
   const [version, setVersion] = useState(0);
   const [connection, setConnection] = useState<Connection>({ online: true });

@@ -1,16 +1,58 @@
 // Typed calls to the app's Tauri commands. The web view never sees a token: only views.
+// Every type here is generated from the Rust types (src/generated/, by ts-rs; see
+// src-tauri/src/typescript.rs): a renamed field fails `tsc`, not a screen.
 import { invoke } from '@tauri-apps/api/core';
+import type { Account } from './generated/Account';
+import type { Accounts } from './generated/Accounts';
+import type { AuditPage } from './generated/AuditPage';
+import type { AuditRecord } from './generated/AuditRecord';
+import type { CommandError } from './generated/CommandError';
+import type { DeviceGroup } from './generated/DeviceGroup';
 import type { EventKind } from './generated/EventKind';
+import type { EventList } from './generated/EventList';
+import type { Family } from './generated/Family';
+import type { Generation } from './generated/Generation';
 import type { LinkState } from './generated/LinkState';
+import type { Place } from './generated/Place';
+import type { Profile } from './generated/Profile';
+import type { Revoked } from './generated/Revoked';
+import type { SecurityEvent } from './generated/SecurityEvent';
+import type { SessionFilter } from './generated/SessionFilter';
+import type { SessionList } from './generated/SessionList';
 import type { SessionState } from './generated/SessionState';
+import type { SessionView } from './generated/SessionView';
 import type { Severity } from './generated/Severity';
+import type { TokenInfo } from './generated/TokenInfo';
+import type { UserList } from './generated/UserList';
+import type { UserSessions } from './generated/UserSessions';
+import type { UserSummary } from './generated/UserSummary';
 
-export type { EventKind, LinkState, SessionState, Severity };
-
-export interface CommandError {
-  code: string;
-  message: string;
-}
+export type {
+  Account,
+  Accounts,
+  AuditPage,
+  AuditRecord,
+  CommandError,
+  DeviceGroup,
+  EventKind,
+  EventList,
+  Family,
+  Generation,
+  LinkState,
+  Place,
+  Profile,
+  Revoked,
+  SecurityEvent,
+  SessionFilter,
+  SessionList,
+  SessionState,
+  SessionView,
+  Severity,
+  TokenInfo,
+  UserList,
+  UserSessions,
+  UserSummary,
+};
 
 export function isCommandError(e: unknown): e is CommandError {
   return typeof e === 'object' && e !== null && 'code' in e && 'message' in e;
@@ -22,143 +64,6 @@ export function messageOf(e: unknown): string {
   return String(e);
 }
 
-export interface Account {
-  id: string;
-  label: string;
-  issuer: string;
-  client_id: string;
-  current: boolean;
-  state: 'signed_in' | 'signed_out' | 'no_token';
-  reason: string | null;
-  access_expires_at: number | null;
-  /** Thumbprint of the device key the session is bound to (DPoP); null for a bearer session. */
-  device_key: string | null;
-}
-
-export interface Accounts {
-  accounts: Account[];
-  keychain: string;
-  keychain_persists: boolean;
-}
-
-export interface Me {
-  id: string;
-  email: string;
-  name: string;
-  role: 'user' | 'support';
-  session_id: string;
-}
-
-export interface Place {
-  ip: string | null;
-  user_agent: string | null;
-}
-
-export interface SecurityEvent {
-  id: string;
-  at: string;
-  kind: EventKind;
-  severity: Severity;
-  summary: string;
-  user_id: string | null;
-  session_id: string | null;
-  generation: number | null;
-  ip: string | null;
-  user_agent: string | null;
-  details: Record<string, unknown>;
-  acknowledged_at: string | null;
-}
-
-export interface Session {
-  id: string;
-  user_id: string;
-  client_id: string;
-  app: string;
-  device: { name: string | null; platform: string | null; app_version: string | null };
-  scope: string;
-  signed_in_at: string;
-  last_used_at: string;
-  expires_at: string;
-  first_seen: Place;
-  last_seen: Place;
-  state: SessionState;
-  revoked: { at: string; by: string; reason: string | null } | null;
-  generation: number;
-  suspicious: boolean;
-  signals: SecurityEvent[];
-  current: boolean;
-  /** Thumbprint of the device key its refresh tokens are bound to (DPoP), or null. */
-  key_thumbprint: string | null;
-}
-
-export interface DeviceGroup {
-  device: { name: string | null; platform: string | null; app_version: string | null };
-  current: boolean;
-  sessions: Session[];
-}
-
-export interface SessionList {
-  devices: DeviceGroup[];
-  total: number;
-  next_offset: number | null;
-}
-
-export interface Generation {
-  generation: number;
-  state: LinkState;
-  retired_reason: string | null;
-  issued_at: string;
-  issued_to: Place;
-  used_at: string | null;
-  used_by: Place | null;
-  expires_at: string;
-  grace_replays: number;
-  events: SecurityEvent[];
-}
-
-export interface Family {
-  session: Session;
-  generations: Generation[];
-  next_before: number | null;
-  events: SecurityEvent[];
-}
-
-export interface TokenInfo {
-  account: string;
-  issuer: string;
-  format: 'jwt' | 'opaque';
-  header: Record<string, unknown> | null;
-  claims: Record<string, unknown> | null;
-  expires_at: number;
-}
-
-export interface UserSummary {
-  id: string;
-  email: string;
-  name: string;
-  role: string;
-  created_at: string;
-  disabled: boolean;
-  live_sessions: number;
-}
-
-export interface AuditRecord {
-  seq: number;
-  at: string;
-  actor_kind: string;
-  actor_id: string | null;
-  action: string;
-  target_user_id: string | null;
-  target_session_id: string | null;
-  reason: string | null;
-  ip: string | null;
-  user_agent: string | null;
-  details: Record<string, unknown>;
-  hash: string;
-}
-
-export type SessionFilter = 'all' | 'active' | 'revoked' | 'expired' | 'suspicious';
-
 export const api = {
   accounts: () => invoke<Accounts>('accounts'),
   addAccount: (issuer: string, clientId?: string) =>
@@ -167,26 +72,24 @@ export const api = {
   switchAccount: (account: string) => invoke<void>('switch_account', { account }),
   signOut: (account: string) => invoke<boolean>('sign_out', { account }),
   forgetAccount: (account: string) => invoke<void>('forget_account', { account }),
-  me: () => invoke<Me>('me'),
+  me: () => invoke<Profile>('me'),
   sessions: (filter: SessionFilter) => invoke<SessionList>('sessions', { filter }),
-  revokeSession: (session: string) => invoke<Session>('revoke_session', { session }),
-  revokeOtherSessions: () => invoke<{ revoked: string[] }>('revoke_other_sessions'),
+  revokeSession: (session: string) => invoke<SessionView>('revoke_session', { session }),
+  revokeOtherSessions: () => invoke<Revoked>('revoke_other_sessions'),
   family: (session: string, before?: number) =>
     invoke<Family>('family', { session, before: before ?? null }),
-  acknowledge: (session: string) => invoke<Session>('acknowledge', { session }),
+  acknowledge: (session: string) => invoke<SessionView>('acknowledge', { session }),
   tokenInfo: () => invoke<TokenInfo>('token_info'),
-  adminSearchUsers: (q: string) => invoke<{ users: UserSummary[] }>('admin_search_users', { q }),
-  adminUserSessions: (user: string) =>
-    invoke<SessionList & { user: UserSummary }>('admin_user_sessions', { user }),
+  adminSearchUsers: (q: string) => invoke<UserList>('admin_search_users', { q }),
+  adminUserSessions: (user: string) => invoke<UserSessions>('admin_user_sessions', { user }),
   adminFamily: (session: string) => invoke<Family>('admin_family', { session }),
-  adminEvents: (user?: string) =>
-    invoke<{ events: SecurityEvent[] }>('admin_events', { user: user ?? null }),
+  adminEvents: (user?: string) => invoke<EventList>('admin_events', { user: user ?? null }),
   adminRevokeSession: (session: string, reason: string) =>
-    invoke<Session>('admin_revoke_session', { session, reason }),
+    invoke<SessionView>('admin_revoke_session', { session, reason }),
   adminRevokeAll: (user: string, reason: string) =>
-    invoke<{ revoked: string[] }>('admin_revoke_all', { user, reason }),
+    invoke<Revoked>('admin_revoke_all', { user, reason }),
   adminAudit: (filter: { user?: string; action?: string; before?: number }) =>
-    invoke<{ records: AuditRecord[]; next_before: number | null }>('admin_audit', {
+    invoke<AuditPage>('admin_audit', {
       user: filter.user ?? null,
       action: filter.action ?? null,
       before: filter.before ?? null,

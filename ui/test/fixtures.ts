@@ -1,8 +1,8 @@
-import type { Family, Session, SessionList } from '../src/api';
+import type { Family, SessionView, SessionList } from '../src/api';
 
 const iso = (minutesAgo: number) => new Date(Date.now() - minutesAgo * 60_000).toISOString();
 
-export function session(over: Partial<Session> = {}): Session {
+export function session(over: Partial<SessionView> = {}): SessionView {
   return {
     id: 's-laptop',
     user_id: 'u1',

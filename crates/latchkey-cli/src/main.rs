@@ -9,7 +9,11 @@ use latchkey_client::browser::{Browser, PrintUrl, SystemBrowser};
 use latchkey_client::keychain::Choice;
 use latchkey_client::login::Device;
 use latchkey_client::paths::Paths;
+use latchkey_client::proto::{
+    ChainQuery, Family, SessionId, SessionList, SessionQuery, SessionState, Timestamp,
+};
 use latchkey_client::{Error, Latchkey, LoginOptions, TokenState};
+use serde::Serialize;
 use serde_json::{json, Value};
 
 const EXIT_CODES: &str = "\
@@ -81,9 +85,9 @@ enum Command {
     },
     /// This account's sessions, by device.
     Sessions {
-        /// Only sessions in this state: active, revoked or expired.
-        #[arg(long)]
-        state: Option<String>,
+        /// Only sessions in this state.
+        #[arg(long, value_parser = session_state())]
+        state: Option<SessionState>,
         /// Only suspicious sessions.
         #[arg(long)]
         suspicious: bool,
@@ -92,15 +96,15 @@ enum Command {
     Revoke {
         /// The session id (from `latchkey sessions`).
         #[arg(required_unless_present = "others", conflicts_with = "others")]
-        id: Option<String>,
+        id: Option<SessionId>,
         /// Sign out every other device.
         #[arg(long)]
         others: bool,
     },
     /// A session's rotation chain: every refresh token it had, and what happened to each.
-    Family { id: String },
+    Family { id: SessionId },
     /// "This was me": clear a session's suspicion signals.
-    Acknowledge { id: String },
+    Acknowledge { id: SessionId },
     /// List accounts.
     Accounts,
     /// Make another account current.
@@ -150,7 +154,14 @@ fn main() -> ExitCode {
     }
 }
 
-fn out(json_mode: bool, value: &Value, text: impl FnOnce() -> String) {
+/// `active`, `revoked` or `expired`, listed in `--help`.
+fn session_state() -> impl clap::builder::TypedValueParser<Value = SessionState> {
+    use clap::builder::TypedValueParser;
+    clap::builder::PossibleValuesParser::new(SessionState::ALL.iter().map(|s| s.as_str()))
+        .map(|name| name.parse::<SessionState>().unwrap_or(SessionState::Active))
+}
+
+fn out(json_mode: bool, value: &impl Serialize, text: impl FnOnce() -> String) {
     let mut stdout = std::io::stdout().lock();
     let printed = if json_mode {
         serde_json::to_string_pretty(value).unwrap_or_default()
@@ -251,7 +262,7 @@ async fn run(cli: Cli) -> Result<(), Error> {
                             access_expires_at,
                             device_key,
                         } => {
-                            let left = access_expires_at.map(|exp| exp - now());
+                            let left = access_expires_at.map(|exp| exp - client.now().secs());
                             let access = match left {
                                 Some(left) if left > 0 => {
                                     format!("; access token valid for {} more", human_secs(left))
@@ -309,39 +320,37 @@ async fn run(cli: Cli) -> Result<(), Error> {
             });
         }
         Command::Sessions { state, suspicious } => {
-            let mut query = Vec::new();
-            if let Some(state) = state {
-                query.push(format!("state={state}"));
-            }
-            if suspicious {
-                query.push("suspicious=true".into());
-            }
-            let q = if query.is_empty() {
-                String::new()
-            } else {
-                format!("?{}", query.join("&"))
+            let query = SessionQuery {
+                state,
+                suspicious: suspicious.then_some(true),
+                limit: Some(200),
+                ..SessionQuery::default()
             };
-            let list = client.sessions(account, &q).await?;
+            let list = client.sessions(account, &query).await?;
             out(j, &list, || sessions_text(&list));
         }
         Command::Revoke { id, others } => {
             if others {
                 let done = client.revoke_others(account).await?;
                 out(j, &done, || {
-                    let n = done["revoked"].as_array().map(Vec::len).unwrap_or(0);
+                    let n = done.revoked.len();
                     format!(
                         "Signed out {n} other session{}.",
                         if n == 1 { "" } else { "s" }
                     )
                 });
             } else {
-                let id = id.unwrap_or_default();
+                let id = id.expect("clap requires an id without --others");
                 let session = client.revoke_session(account, &id).await?;
                 out(j, &session, || format!("Revoked session {id}."));
             }
         }
         Command::Family { id } => {
-            let family = client.family(account, &id).await?;
+            let query = ChainQuery {
+                limit: Some(200),
+                ..ChainQuery::default()
+            };
+            let family = client.family(account, &id, &query).await?;
             out(j, &family, || family_text(&family));
         }
         Command::Acknowledge { id } => {
@@ -416,13 +425,6 @@ async fn run(cli: Cli) -> Result<(), Error> {
     Ok(())
 }
 
-fn now() -> i64 {
-    std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .map(|d| d.as_secs() as i64)
-        .unwrap_or(0)
-}
-
 fn human_secs(s: i64) -> String {
     match s {
         s if s < 90 => format!("{s} s"),
@@ -431,52 +433,51 @@ fn human_secs(s: i64) -> String {
     }
 }
 
-/// `2026-11-29T16:40:04.049Z` as `2026-11-29 16:40:04`.
-fn when(v: &Value) -> String {
-    v.as_str()
-        .map(|t| t.replace('T', " ").chars().take(19).collect())
-        .unwrap_or_else(|| "-".into())
+/// A time as `2026-11-29 16:40:04` (UTC).
+fn when(t: Timestamp) -> String {
+    t.rfc3339().replace('T', " ").chars().take(19).collect()
 }
 
-fn sessions_text(list: &Value) -> String {
+fn sessions_text(list: &SessionList) -> String {
     let mut s = String::new();
-    for device in list["devices"].as_array().into_iter().flatten() {
-        let name = device["device"]["name"]
-            .as_str()
-            .unwrap_or("unnamed device");
-        let platform = device["device"]["platform"]
-            .as_str()
+    for group in &list.devices {
+        let name = group.device.name.as_deref().unwrap_or("unnamed device");
+        let platform = group
+            .device
+            .platform
+            .as_deref()
             .unwrap_or("unknown platform");
-        let this = if device["current"] == true {
+        let this = if group.current {
             "  ← this device"
         } else {
             ""
         };
         s.push_str(&format!("{name} ({platform}){this}\n"));
-        for session in device["sessions"].as_array().into_iter().flatten() {
-            let mark = if session["current"] == true { "*" } else { " " };
-            let state = session["state"].as_str().unwrap_or("?");
-            let why = session["revoked"]["reason"]
-                .as_str()
+        for session in &group.sessions {
+            let mark = if session.current { "*" } else { " " };
+            let why = session
+                .revoked
+                .as_ref()
+                .and_then(|r| r.reason.as_deref())
                 .map(|r| format!(" ({r})"))
                 .unwrap_or_default();
-            let bound = if session["key_thumbprint"].is_string() {
+            let bound = if session.key_thumbprint.is_some() {
                 ", key-bound"
             } else {
                 ""
             };
             s.push_str(&format!(
-                "  {mark} {}  {}  {state}{why}{bound}  last used {} from {}\n",
-                session["id"].as_str().unwrap_or("?"),
-                session["app"].as_str().unwrap_or("?"),
-                when(&session["last_used_at"]),
-                session["last_seen"]["ip"].as_str().unwrap_or("?"),
+                "  {mark} {}  {}  {}{why}{bound}  last used {} from {}\n",
+                session.id,
+                session.app,
+                session.state,
+                when(session.last_used_at),
+                session.last_seen.ip.as_deref().unwrap_or("?"),
             ));
-            for signal in session["signals"].as_array().into_iter().flatten() {
+            for signal in &session.signals {
                 s.push_str(&format!(
                     "      ! {}: {}\n",
-                    signal["severity"].as_str().unwrap_or("?"),
-                    signal["summary"].as_str().unwrap_or("?")
+                    signal.severity, signal.summary
                 ));
             }
         }
@@ -484,47 +485,44 @@ fn sessions_text(list: &Value) -> String {
     if s.is_empty() {
         return "No sessions.".into();
     }
-    s.push_str(&format!("{} session(s); * marks this one.", list["total"]));
+    s.push_str(&format!("{} session(s); * marks this one.", list.total));
     s
 }
 
-fn family_text(family: &Value) -> String {
-    let session = &family["session"];
+fn family_text(family: &Family) -> String {
+    let session = &family.session;
     let mut s = format!(
         "Session {} on {} ({}), {}\n",
-        session["id"].as_str().unwrap_or("?"),
-        session["device"]["name"]
-            .as_str()
-            .unwrap_or("unnamed device"),
-        session["app"].as_str().unwrap_or("?"),
-        session["state"].as_str().unwrap_or("?"),
+        session.id,
+        session.device.name.as_deref().unwrap_or("unnamed device"),
+        session.app,
+        session.state,
     );
-    for g in family["generations"].as_array().into_iter().flatten() {
-        let used = if g["used_at"].is_string() {
-            format!(
+    for g in &family.generations {
+        let used = match g.used_at {
+            Some(at) => format!(
                 ", used {} from {}",
-                when(&g["used_at"]),
-                g["used_by"]["ip"].as_str().unwrap_or("?")
-            )
-        } else {
-            String::new()
+                when(at),
+                g.used_by
+                    .as_ref()
+                    .and_then(|p| p.ip.as_deref())
+                    .unwrap_or("?")
+            ),
+            None => String::new(),
         };
         s.push_str(&format!(
             "  gen {:>4}  {:<8} issued {} to {}{used}{}\n",
-            g["generation"].as_i64().unwrap_or(0),
-            g["state"].as_str().unwrap_or("?"),
-            when(&g["issued_at"]),
-            g["issued_to"]["ip"].as_str().unwrap_or("?"),
-            g["retired_reason"]
-                .as_str()
+            g.generation,
+            g.state.as_str(),
+            when(g.issued_at),
+            g.issued_to.ip.as_deref().unwrap_or("?"),
+            g.retired_reason
+                .as_deref()
                 .map(|r| format!("  [{r}]"))
                 .unwrap_or_default(),
         ));
-        for e in g["events"].as_array().into_iter().flatten() {
-            s.push_str(&format!(
-                "        ! {}\n",
-                e["summary"].as_str().unwrap_or("?")
-            ));
+        for e in &g.events {
+            s.push_str(&format!("        ! {}\n", e.summary));
         }
     }
     s.trim_end().to_string()

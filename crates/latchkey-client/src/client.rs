@@ -1,6 +1,7 @@
 //! The client: accounts, their tokens in the keychain, and access tokens on demand.
 
-use std::time::{Duration, SystemTime, UNIX_EPOCH};
+use std::sync::Arc;
+use std::time::Duration;
 
 use base64::engine::general_purpose::URL_SAFE_NO_PAD;
 use base64::Engine;
@@ -8,6 +9,7 @@ use serde::{Deserialize, Serialize};
 
 use crate::api::Credential;
 use crate::browser::Browser;
+use crate::clock::{Clock, SystemClock};
 use crate::discovery::{discover, Metadata};
 use crate::dpop::{DeviceKey, NonceCache, ProvingClient};
 use crate::keychain::{self, Backend, Choice, SecretStore, MAX_SECRET_BYTES};
@@ -19,13 +21,6 @@ use crate::{Error, Result, Secret};
 
 /// Refresh when the access token has less than this left.
 const REFRESH_AHEAD_SECS: i64 = 60;
-
-fn now_secs() -> i64 {
-    SystemTime::now()
-        .duration_since(UNIX_EPOCH)
-        .map(|d| d.as_secs() as i64)
-        .unwrap_or(0)
-}
 
 /// What one keychain entry holds (as JSON): the refresh token, and the current access token so
 /// that `latchkey token` answers without a network round trip.
@@ -56,6 +51,7 @@ pub(crate) struct Access {
 
 impl Stored {
     fn from_tokens(
+        now: i64,
         tokens: &Tokens,
         previous_refresh: Option<&Secret<String>>,
         key: Option<&DeviceKey>,
@@ -75,7 +71,7 @@ impl Stored {
             refresh_token: refresh.expose().clone(),
             access_token: Some(tokens.access_token.expose().clone()),
             access_expires_at: Some(
-                now_secs() + tokens.expires_in.map(|d| d.as_secs() as i64).unwrap_or(300),
+                now + tokens.expires_in.map(|d| d.as_secs() as i64).unwrap_or(300),
             ),
             dpop_key: key.map(|k| k.export().into_inner()),
             access_bound: key.is_some() && tokens.dpop_bound,
@@ -115,9 +111,9 @@ impl Stored {
             .map_err(|_| Error::Config("the keychain entry is damaged; sign in again".into()))
     }
 
-    fn fresh_access(&self) -> Option<(Secret<String>, i64)> {
+    fn fresh_access(&self, now: i64) -> Option<(Secret<String>, i64)> {
         match (&self.access_token, self.access_expires_at) {
-            (Some(token), Some(exp)) if exp - now_secs() > REFRESH_AHEAD_SECS => {
+            (Some(token), Some(exp)) if exp - now > REFRESH_AHEAD_SECS => {
                 Some((Secret::new(token.clone()), exp))
             }
             _ => None,
@@ -168,6 +164,7 @@ pub struct Latchkey {
     profiles: ProfileFile,
     /// The server's latest DPoP nonce, for the next proof.
     nonces: NonceCache,
+    clock: Arc<dyn Clock>,
 }
 
 impl Latchkey {
@@ -205,11 +202,27 @@ impl Latchkey {
             store,
             http,
             nonces: NonceCache::default(),
+            clock: Arc::new(SystemClock),
         })
+    }
+
+    /// The same client on another clock (tests move time instead of waiting for it).
+    pub fn with_clock(mut self, clock: Arc<dyn Clock>) -> Self {
+        self.clock = clock;
+        self
+    }
+
+    /// Now, by this client's clock.
+    pub fn now(&self) -> latchkey_proto::Timestamp {
+        self.clock.now()
     }
 
     pub(crate) fn nonces(&self) -> &NonceCache {
         &self.nonces
+    }
+
+    pub(crate) fn clock_now_secs(&self) -> i64 {
+        self.clock.now_secs()
     }
 
     pub fn backend(&self) -> Backend {
@@ -248,6 +261,7 @@ impl Latchkey {
                 timeout: opts.timeout,
                 key: key.as_ref(),
                 nonces: &self.nonces,
+                clock: self.clock.as_ref(),
             },
             cancel,
         )
@@ -256,7 +270,7 @@ impl Latchkey {
         let key = key.filter(|_| tokens.dpop_bound);
         let (subject, label) = self.who(&meta, &tokens.access_token, key.as_ref()).await;
         let id = Profile::id_for(&meta.issuer, &subject);
-        let stored = Stored::from_tokens(&tokens, None, key.as_ref())?;
+        let stored = Stored::from_tokens(self.clock.now_secs(), &tokens, None, key.as_ref())?;
         self.store
             .set(&self.paths.keychain_account(&id), &stored.encode())?;
         let profile = Profile {
@@ -269,7 +283,7 @@ impl Latchkey {
                 .clone()
                 .unwrap_or_else(|| login::scopes_for(&meta, opts.scope).join(" ")),
             subject,
-            added_at: now_secs(),
+            added_at: self.clock.now_secs(),
             signed_out: None,
             metadata: meta,
             keychain: Some(self.store.backend()),
@@ -357,7 +371,9 @@ impl Latchkey {
             )));
         }
         let before = self.stored(&profile)?;
-        if let (false, Some((token, expires_at))) = (force, before.fresh_access()) {
+        if let (false, Some((token, expires_at))) =
+            (force, before.fresh_access(self.clock.now_secs()))
+        {
             let key = before.access_key()?;
             return Ok(Access {
                 profile,
@@ -371,9 +387,10 @@ impl Latchkey {
         let stored = self.stored(&profile)?;
         let rotated_meanwhile = stored.refresh_token != before.refresh_token;
         let key = stored.key()?;
-        if let (true, Some((token, expires_at))) =
-            (!force || rotated_meanwhile, stored.fresh_access())
-        {
+        if let (true, Some((token, expires_at))) = (
+            !force || rotated_meanwhile,
+            stored.fresh_access(self.clock.now_secs()),
+        ) {
             return Ok(Access {
                 profile,
                 token,
@@ -386,14 +403,16 @@ impl Latchkey {
             http: &self.http,
             key: key.as_ref(),
             nonces: &self.nonces,
+            clock: self.clock.as_ref(),
         };
         match login::refresh(&proving, &profile.metadata, &profile.client_id, &refresh).await {
             Ok(tokens) => {
-                let next = Stored::from_tokens(&tokens, Some(&refresh), key.as_ref())?;
+                let now = self.clock.now_secs();
+                let next = Stored::from_tokens(now, &tokens, Some(&refresh), key.as_ref())?;
                 self.store
                     .set(&self.paths.keychain_account(&profile.id), &next.encode())?;
                 Ok(Access {
-                    expires_at: next.access_expires_at.unwrap_or_else(now_secs),
+                    expires_at: next.access_expires_at.unwrap_or(now),
                     profile,
                     token: tokens.access_token,
                     key: next.access_key()?,
@@ -439,7 +458,7 @@ impl Latchkey {
         self.profiles.update(|p| {
             if let Some(profile) = p.accounts.iter_mut().find(|a| a.id == id) {
                 profile.signed_out = Some(SignedOut {
-                    at: now_secs(),
+                    at: self.clock.now_secs(),
                     reason: reason.into(),
                 });
             }

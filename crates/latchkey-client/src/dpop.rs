@@ -6,7 +6,6 @@ use std::collections::HashMap;
 use std::future::Future;
 use std::pin::Pin;
 use std::sync::Mutex;
-use std::time::{SystemTime, UNIX_EPOCH};
 
 use base64::engine::general_purpose::{STANDARD, URL_SAFE_NO_PAD};
 use base64::Engine;
@@ -18,6 +17,7 @@ use rand::RngCore;
 use serde::Serialize;
 use sha2::{Digest, Sha256};
 
+use crate::clock::Clock;
 use crate::{Error, Result, Secret};
 
 /// The proof algorithm this client signs with.
@@ -48,13 +48,6 @@ pub struct ProofClaims {
     pub ath: Option<String>,
     #[serde(skip_serializing_if = "Option::is_none")]
     pub nonce: Option<String>,
-}
-
-fn now_secs() -> i64 {
-    SystemTime::now()
-        .duration_since(UNIX_EPOCH)
-        .map(|d| d.as_secs() as i64)
-        .unwrap_or(0)
 }
 
 /// `htu`: the URL without query and fragment (§4.2).
@@ -125,9 +118,11 @@ impl DeviceKey {
         &self.thumbprint
     }
 
-    /// A fresh proof for one request; `access_token` for a resource request (`ath`).
+    /// A fresh proof for one request, issued at `iat` (seconds); `access_token` for a
+    /// resource request (`ath`).
     pub fn proof(
         &self,
+        iat: i64,
         method: &str,
         url: &str,
         access_token: Option<&str>,
@@ -139,7 +134,7 @@ impl DeviceKey {
             jti: URL_SAFE_NO_PAD.encode(jti),
             htm: method.to_string(),
             htu: target(url),
-            iat: now_secs(),
+            iat,
             ath: access_token.map(|t| URL_SAFE_NO_PAD.encode(Sha256::digest(t.as_bytes()))),
             nonce: nonce.map(str::to_string),
         })
@@ -185,6 +180,7 @@ pub struct ProvingClient<'a> {
     pub http: &'a reqwest::Client,
     pub key: Option<&'a DeviceKey>,
     pub nonces: &'a NonceCache,
+    pub clock: &'a dyn Clock,
 }
 
 fn copy(request: &HttpRequest) -> HttpRequest {
@@ -210,6 +206,7 @@ impl<'c> AsyncHttpClient<'c> for ProvingClient<'_> {
                 let mut attempt = copy(&request);
                 let url = attempt.uri().to_string();
                 let proof = key.proof(
+                    self.clock.now_secs(),
                     attempt.method().as_str(),
                     &url,
                     None,
@@ -246,7 +243,13 @@ mod tests {
         let again = DeviceKey::import(key.export().expose()).unwrap();
         assert_eq!(key.thumbprint(), again.thumbprint());
         assert_eq!(key.thumbprint().len(), 43);
-        let proof = again.proof("POST", "https://as.example/token?x=1", Some("at"), None);
+        let proof = again.proof(
+            1_796_000_000,
+            "POST",
+            "https://as.example/token?x=1",
+            Some("at"),
+            None,
+        );
         let header = jsonwebtoken::decode_header(&proof).unwrap();
         assert_eq!(header.typ.as_deref(), Some("dpop+jwt"));
         let jwk = header.jwk.unwrap();
@@ -259,6 +262,7 @@ mod tests {
             .claims;
         assert_eq!(claims["htu"], "https://as.example/token");
         assert_eq!(claims["htm"], "POST");
+        assert_eq!(claims["iat"], 1_796_000_000);
         assert!(claims["ath"].is_string());
         assert!(!format!("{:?}", again).contains(again.export().expose()));
     }

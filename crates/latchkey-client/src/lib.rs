@@ -8,11 +8,13 @@
 //! - [`dpop`]: a device key per account, in the keychain; every token request and API call
 //!   proves possession of it (RFC 9449), so a copied refresh token is useless elsewhere.
 //! - [`profiles`]: several accounts on several servers, no secrets in the file.
-//! - [`api`]: the latchkeyd account API (sessions, families, revocation).
+//! - [`api`]: latchkeyd's account and support APIs, in latchkey-proto's types.
+//! - [`clock`]: the one source of "now".
 
 pub mod api;
 pub mod browser;
 mod client;
+pub mod clock;
 pub mod discovery;
 pub mod dpop;
 mod error;
@@ -26,4 +28,5 @@ mod secret;
 
 pub use client::{AccountStatus, Latchkey, LoginOptions, TokenState};
 pub use error::{Error, Result};
+pub use latchkey_proto as proto;
 pub use secret::Secret;

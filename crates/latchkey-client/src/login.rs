@@ -11,6 +11,7 @@ use oauth2::{
 };
 
 use crate::browser::Browser;
+use crate::clock::Clock;
 use crate::discovery::Metadata;
 use crate::dpop::{DeviceKey, NonceCache, ProvingClient};
 use crate::loopback::Listener;
@@ -155,6 +156,7 @@ pub struct SignIn<'a> {
     /// The device key to bind the session to (`dpop_jkt` and a proof on the code exchange).
     pub key: Option<&'a DeviceKey>,
     pub nonces: &'a NonceCache,
+    pub clock: &'a dyn Clock,
 }
 
 /// The whole browser step: listener, authorization URL, redirect, code exchange.
@@ -204,6 +206,7 @@ pub async fn sign_in(
             http,
             key: s.key,
             nonces: s.nonces,
+            clock: s.clock,
         })
         .await
         .map_err(|e| match grant_error(e) {

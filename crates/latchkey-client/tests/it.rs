@@ -8,10 +8,12 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use latchkey_client::browser::Browser;
+use latchkey_client::clock::{Clock, SystemClock};
 use latchkey_client::keychain::{self, Backend, Choice};
 use latchkey_client::login::Device;
 use latchkey_client::loopback::Listener;
 use latchkey_client::paths::Paths;
+use latchkey_client::proto::{EventKind, SessionQuery, SessionState};
 use latchkey_client::{Error, Latchkey, LoginOptions, TokenState};
 use latchkey_testkit::{files, FormBrowser, Latchkeyd};
 use latchkeyd::store::users::Role;
@@ -92,13 +94,16 @@ async fn sign_in_refresh_and_log_out_against_latchkeyd() {
     let (_, first, _) = client.access_token(None).await.unwrap();
     let (_, second, _) = client.access_token(None).await.unwrap();
     assert_ne!(first.expose(), second.expose());
-    let sessions = client.sessions(None, "").await.unwrap();
-    let session = &sessions["devices"][0]["sessions"][0];
-    assert_eq!(session["current"], true);
-    assert_eq!(session["device"]["name"], "laptop");
-    assert_eq!(session["key_thumbprint"], jkt.as_str());
-    assert!(session["generation"].as_i64().unwrap() >= 3, "{session}");
-    let sid = session["id"].as_str().unwrap().to_string();
+    let sessions = client
+        .sessions(None, &SessionQuery::default())
+        .await
+        .unwrap();
+    let session = &sessions.devices[0].sessions[0];
+    assert!(session.current);
+    assert_eq!(session.device.name.as_deref(), Some("laptop"));
+    assert_eq!(session.key_thumbprint.as_deref(), Some(jkt.as_str()));
+    assert!(session.generation >= 3, "{session:?}");
+    let sid = session.id.to_string();
 
     // Nothing secret on disk: not in the config dir, not in the data dir.
     for file in files(home.path()) {
@@ -165,17 +170,17 @@ async fn two_processes_refreshing_at_once_never_trip_reuse_detection() {
     for t in tasks {
         t.await.unwrap().expect("every refresh succeeds");
     }
-    let sessions = a.sessions(None, "").await.unwrap();
-    let session = &sessions["devices"][0]["sessions"][0];
+    let sessions = a.sessions(None, &SessionQuery::default()).await.unwrap();
+    let session = &sessions.devices[0].sessions[0];
     assert_eq!(
-        session["state"], "active",
-        "no reuse was detected: {session}"
+        session.state,
+        SessionState::Active,
+        "no reuse was detected: {session:?}"
     );
-    assert!(session["signals"]
-        .as_array()
-        .unwrap()
+    assert!(session
+        .signals
         .iter()
-        .all(|s| s["kind"] != "reuse_detected"));
+        .all(|s| s.kind != EventKind::ReuseDetected));
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -188,7 +193,7 @@ async fn a_session_revoked_elsewhere_signs_the_account_out_with_the_reason() {
     login(&laptop, &server.issuer, "laptop").await;
     login(&phone, &server.issuer, "phone").await;
     let done = laptop.revoke_others(None).await.unwrap();
-    assert_eq!(done["revoked"].as_array().unwrap().len(), 1);
+    assert_eq!(done.revoked.len(), 1);
 
     let err = phone.refresh_now(None).await.unwrap_err();
     match &err {
@@ -236,7 +241,10 @@ async fn a_refresh_token_copied_to_another_machine_gets_nothing_and_kills_its_fa
     let token_url = format!("{}/token", server.issuer);
     let res = reqwest::Client::new()
         .post(&token_url)
-        .header("DPoP", their_key.proof("POST", &token_url, None, None))
+        .header(
+            "DPoP",
+            their_key.proof(SystemClock.now_secs(), "POST", &token_url, None, None),
+        )
         .form(&[
             ("grant_type", "refresh_token"),
             ("client_id", "latchkey-desktop"),
@@ -488,7 +496,10 @@ async fn the_same_client_signs_in_refreshes_and_logs_out_at_the_certified_peer()
     assert_ne!(first.expose(), second.expose(), "a new access token");
     let (_, third, _) = client.refresh_now(None).await.unwrap();
     assert_ne!(second.expose(), third.expose());
-    let err = client.sessions(None, "").await.unwrap_err();
+    let err = client
+        .sessions(None, &SessionQuery::default())
+        .await
+        .unwrap_err();
     assert!(matches!(err, Error::Unsupported(_)), "{err}");
     assert!(
         client.logout(None).await.unwrap(),

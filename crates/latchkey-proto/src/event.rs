@@ -27,7 +27,7 @@ macro_rules! event_kinds {
         /// of hands: they can make it suspicious, and can be acknowledged.
         #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
         #[cfg_attr(feature = "utoipa", derive(utoipa::ToSchema))]
-        #[cfg_attr(test, derive(ts_rs::TS))]
+        #[derive(::ts_rs::TS)]
         pub enum EventKind {
             $($(#[doc = $doc])* #[serde(rename = $name)] $variant,)*
         }

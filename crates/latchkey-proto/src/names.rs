@@ -55,7 +55,7 @@ macro_rules! names {
             ::serde::Serialize, ::serde::Deserialize $($(, $extra)*)?
         )]
         #[cfg_attr(feature = "utoipa", derive(utoipa::ToSchema))]
-        #[cfg_attr(test, derive(ts_rs::TS))]
+        #[derive(::ts_rs::TS)]
         pub enum $ty {
             $($(#[doc = $vdoc])* #[serde(rename = $name)] $variant,)*
         }

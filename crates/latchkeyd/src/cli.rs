@@ -107,12 +107,19 @@ struct ServeArgs {
     demo: bool,
 }
 
+/// `user` or `support`, listed in `--help`.
+fn role_parser() -> impl clap::builder::TypedValueParser<Value = Role> {
+    use clap::builder::TypedValueParser;
+    clap::builder::PossibleValuesParser::new(Role::ALL.iter().map(|r| r.as_str()))
+        .map(|name| name.parse::<Role>().unwrap_or(Role::User))
+}
+
 #[derive(Debug, Subcommand)]
 enum UserCommand {
     /// Create an account; the password is read from standard input.
     Add {
         email: String,
-        #[arg(long, value_enum, default_value = "user")]
+        #[arg(long, default_value = "user", value_parser = role_parser())]
         role: Role,
         /// Display name [default: the part of the email before @].
         #[arg(long)]

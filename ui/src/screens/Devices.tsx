@@ -1,5 +1,5 @@
 import { useCallback, useEffect, useState } from 'react';
-import { api, messageOf, type Session, type SessionFilter, type SessionList } from '../api';
+import { api, messageOf, type SessionView, type SessionFilter, type SessionList } from '../api';
 import { Confirm } from '../components/Confirm';
 import { PlatformIcon } from '../components/PlatformIcon';
 import { Signals } from '../components/Signals';
@@ -20,7 +20,7 @@ const FILTERS: { value: SessionFilter; label: string }[] = [
 ];
 
 /** Whether a copy of the session's refresh token would work anywhere else. */
-function Binding({ s }: { s: Session }) {
+function Binding({ s }: { s: SessionView }) {
   if (!s.key_thumbprint) {
     return <div className="binding unbound muted">Bearer session: not bound to a device key</div>;
   }
@@ -38,9 +38,9 @@ function Binding({ s }: { s: Session }) {
 }
 
 export function SessionRow({ s, now, onRevoke, onFamily }: {
-  s: Session;
+  s: SessionView;
   now: number;
-  onRevoke?: (s: Session) => void;
+  onRevoke?: (s: SessionView) => void;
   onFamily: (id: string) => void;
 }) {
   return (
@@ -86,7 +86,7 @@ export function Devices({ version, onShowFamily }: Props) {
   const [filter, setFilter] = useState<SessionFilter>('active');
   const [list, setList] = useState<SessionList | null>(null);
   const [error, setError] = useState<string | null>(null);
-  const [asking, setAsking] = useState<Session | 'others' | null>(null);
+  const [asking, setAsking] = useState<SessionView | 'others' | null>(null);
   const [notice, setNotice] = useState<string | null>(null);
 
   const load = useCallback(async () => {
@@ -102,7 +102,7 @@ export function Devices({ version, onShowFamily }: Props) {
     void load();
   }, [load, version]);
 
-  async function revoke(target: Session | 'others') {
+  async function revoke(target: SessionView | 'others') {
     setAsking(null);
     try {
       if (target === 'others') {

@@ -1,5 +1,5 @@
 import { useCallback, useEffect, useState } from 'react';
-import { api, messageOf, type Family, type Session } from '../api';
+import { api, messageOf, type Family, type SessionView } from '../api';
 import { Confirm } from '../components/Confirm';
 import { FamilyView } from '../components/FamilyView';
 
@@ -11,7 +11,7 @@ interface Props {
 
 /** Every session's token family; suspicious ones first. */
 export function Families({ version, selected, onSelect }: Props) {
-  const [sessions, setSessions] = useState<Session[] | null>(null);
+  const [sessions, setSessions] = useState<SessionView[] | null>(null);
   const [family, setFamily] = useState<Family | null>(null);
   const [error, setError] = useState<string | null>(null);
   const [killing, setKilling] = useState(false);

@@ -18,13 +18,13 @@ use serde::Serialize;
 use sha2::{Digest, Sha256};
 use sqlx::any::AnyRow;
 use sqlx::Row;
-use utoipa::ToSchema;
 
 use super::{Origin, Result, StoreError};
 use crate::clock::Millis;
 use crate::crypto::MasterKey;
 use crate::db::{Db, Tx};
 use crate::secret::Secret;
+use latchkey_proto::{ActorKind, SessionId, Timestamp, UserId};
 
 pub const GENESIS: &str = "0000000000000000000000000000000000000000000000000000000000000000";
 
@@ -74,13 +74,13 @@ pub enum Actor<'a> {
 }
 
 impl<'a> Actor<'a> {
-    pub fn kind(self) -> &'static str {
+    pub fn kind(self) -> ActorKind {
         match self {
-            Actor::System => "system",
-            Actor::User(_) => "user",
-            Actor::Support(_) => "support",
-            Actor::Client(_) => "client",
-            Actor::Operator(_) => "operator",
+            Actor::System => ActorKind::System,
+            Actor::User(_) => ActorKind::User,
+            Actor::Support(_) => ActorKind::Support,
+            Actor::Client(_) => ActorKind::Client,
+            Actor::Operator(_) => ActorKind::Operator,
         }
     }
 
@@ -93,8 +93,9 @@ impl<'a> Actor<'a> {
         }
     }
 
-    /// How a revocation by this actor is stored on the session (`revoked_by`).
-    pub fn revoked_by(self) -> String {
+    /// How this actor is stored where one column names it (`revoked_by`, `acknowledged_by`):
+    /// `kind:id`, or the kind alone.
+    pub fn tag(self) -> String {
         match self.id() {
             Some(id) => format!("{}:{id}", self.kind()),
             None => self.kind().to_string(),
@@ -158,7 +159,7 @@ pub async fn append(conn: &mut Tx, entry: Entry<'_>, now: Millis) -> Result<i64>
     let hashed = Hashed {
         seq,
         at: now,
-        actor_kind: entry.actor.kind(),
+        actor_kind: entry.actor.kind().as_str(),
         actor_id: entry.actor.id(),
         action: entry.action,
         target_user_id: entry.target_user_id,
@@ -203,48 +204,51 @@ pub async fn append_alone(db: &Db, entry: Entry<'_>, now: Millis) -> Result<i64>
     Ok(seq)
 }
 
-#[derive(Debug, Clone, Serialize, ToSchema)]
-pub struct Record {
-    pub seq: i64,
-    #[serde(with = "crate::clock::rfc3339")]
-    #[schema(value_type = String, format = DateTime)]
-    pub at: Millis,
-    /// `system`, `user`, `support`, `client` or `operator`.
-    pub actor_kind: String,
-    pub actor_id: Option<String>,
-    pub action: String,
-    pub target_user_id: Option<String>,
-    pub target_session_id: Option<String>,
-    pub reason: Option<String>,
-    pub ip: Option<String>,
-    pub user_agent: Option<String>,
-    #[schema(value_type = Object)]
-    pub details: serde_json::Value,
-    pub prev_hash: String,
-    pub hash: String,
-}
+pub use latchkey_proto::AuditRecord as Record;
 
 const COLUMNS: &str =
     "seq, at, actor_kind, actor_id, action, target_user_id, target_session_id, reason, ip, \
      user_agent, details, prev_hash, hash";
 
-/// A record as stored, with `details` kept as its exact text (the hash covers that text).
+/// A record as stored, with `details` and `actor_kind` kept as their exact text (the hash
+/// covers that text, and verification must report an edited kind as a broken link, not fail
+/// to read it).
 struct Stored {
     record: Record,
     details_text: String,
+    actor_kind_text: String,
+}
+
+impl Stored {
+    /// The record, if its actor kind is one this version knows.
+    fn known(self) -> Result<Record> {
+        if self.record.actor_kind.as_str() != self.actor_kind_text {
+            return Err(sqlx::Error::ColumnDecode {
+                index: "actor_kind".into(),
+                source: Box::new(latchkey_proto::UnknownName(self.actor_kind_text)),
+            }
+            .into());
+        }
+        Ok(self.record)
+    }
 }
 
 fn from_row(row: &AnyRow) -> Result<Stored> {
     let details_text: String = row.try_get("details")?;
+    let actor_kind_text: String = row.try_get("actor_kind")?;
     Ok(Stored {
         record: Record {
             seq: row.try_get("seq")?,
-            at: row.try_get("at")?,
-            actor_kind: row.try_get("actor_kind")?,
+            at: Timestamp::from_millis(row.try_get("at")?),
+            actor_kind: actor_kind_text.parse().unwrap_or(ActorKind::System),
             actor_id: row.try_get("actor_id")?,
             action: row.try_get("action")?,
-            target_user_id: row.try_get("target_user_id")?,
-            target_session_id: row.try_get("target_session_id")?,
+            target_user_id: row
+                .try_get::<Option<String>, _>("target_user_id")?
+                .map(UserId::from),
+            target_session_id: row
+                .try_get::<Option<String>, _>("target_session_id")?
+                .map(SessionId::from),
             reason: row.try_get("reason")?,
             ip: row.try_get("ip")?,
             user_agent: row.try_get("user_agent")?,
@@ -253,6 +257,7 @@ fn from_row(row: &AnyRow) -> Result<Stored> {
             hash: row.try_get("hash")?,
         },
         details_text,
+        actor_kind_text,
     })
 }
 
@@ -296,7 +301,7 @@ pub async fn list(db: &Db, f: &Filter) -> Result<Vec<Record>> {
     .bind(f.limit)
     .fetch_all(db.read())
     .await?;
-    rows.iter().map(|r| Ok(from_row(r)?.record)).collect()
+    rows.iter().map(|r| from_row(r)?.known()).collect()
 }
 
 const PAGE: i64 = 1000;
@@ -393,6 +398,7 @@ pub async fn verify(db: &Db, key: &ChainKey, anchors: &[Anchor]) -> Result<Verdi
         for Stored {
             record: r,
             details_text,
+            actor_kind_text,
         } in &page
         {
             let broken = |problem: String| {
@@ -412,8 +418,8 @@ pub async fn verify(db: &Db, key: &ChainKey, anchors: &[Anchor]) -> Result<Verdi
             }
             let body = body(&Hashed {
                 seq: r.seq,
-                at: r.at,
-                actor_kind: &r.actor_kind,
+                at: r.at.millis(),
+                actor_kind: actor_kind_text,
                 actor_id: r.actor_id.as_deref(),
                 action: &r.action,
                 target_user_id: r.target_user_id.as_deref(),

@@ -1,10 +1,8 @@
 //! Security events: what happened to a session or account, with its evidence.
 
-use serde::Serialize;
 use serde_json::json;
 use sqlx::any::AnyRow;
 use sqlx::Row;
-use utoipa::ToSchema;
 
 use super::audit::{self, Actor};
 use super::{named, Origin, Result};
@@ -13,7 +11,8 @@ use crate::db::{Db, Tx};
 use crate::secret::new_id;
 use crate::signals;
 
-pub use latchkey_proto::{EventKind, Severity};
+pub use latchkey_proto::{EventKind, SecurityEvent as Event, Severity};
+use latchkey_proto::{SessionId, Timestamp, UserId};
 
 /// How an event reaches the audit log.
 #[derive(Debug, Clone, Copy)]
@@ -81,42 +80,6 @@ pub async fn record_alone(db: &Db, event: NewEvent<'_>, now: Millis) -> Result<(
     Ok(())
 }
 
-#[derive(Debug, Clone, Serialize, ToSchema)]
-pub struct Event {
-    pub id: String,
-    #[serde(with = "crate::clock::rfc3339")]
-    #[schema(value_type = String, format = DateTime)]
-    pub at: Millis,
-    pub kind: EventKind,
-    pub severity: Severity,
-    /// What happened, in plain words.
-    pub summary: String,
-    pub user_id: Option<String>,
-    pub session_id: Option<String>,
-    /// The generation of the family the event concerns, when it concerns one.
-    pub generation: Option<i64>,
-    pub ip: Option<String>,
-    pub user_agent: Option<String>,
-    /// The evidence, as recorded.
-    #[schema(value_type = Object)]
-    pub details: serde_json::Value,
-    #[serde(with = "crate::clock::rfc3339::option")]
-    #[schema(value_type = Option<String>, format = DateTime)]
-    pub acknowledged_at: Option<Millis>,
-}
-
-impl Event {
-    /// A signal is an event that says the family may be in someone else's hands.
-    pub fn is_signal(&self) -> bool {
-        self.kind.is_signal()
-    }
-
-    /// Does it make its family suspicious (until acknowledged)?
-    pub fn is_alarming(&self) -> bool {
-        self.is_signal() && self.acknowledged_at.is_none() && self.severity.is_alarming()
-    }
-}
-
 const COLUMNS: &str =
     "id, at, kind, severity, user_id, session_id, ip, user_agent, details, acknowledged_at";
 
@@ -129,17 +92,23 @@ fn from_row(row: &AnyRow) -> Result<Event> {
         .find_map(|k| details.get(k).and_then(|g| g.as_i64()));
     Ok(Event {
         id: row.try_get("id")?,
-        at: row.try_get("at")?,
+        at: Timestamp::from_millis(row.try_get("at")?),
         summary: signals::describe(kind, &details),
         kind,
         severity: named(row, "severity")?,
-        user_id: row.try_get("user_id")?,
-        session_id: row.try_get("session_id")?,
+        user_id: row
+            .try_get::<Option<String>, _>("user_id")?
+            .map(UserId::from),
+        session_id: row
+            .try_get::<Option<String>, _>("session_id")?
+            .map(SessionId::from),
         generation,
         ip: row.try_get("ip")?,
         user_agent: row.try_get("user_agent")?,
         details,
-        acknowledged_at: row.try_get("acknowledged_at")?,
+        acknowledged_at: row
+            .try_get::<Option<i64>, _>("acknowledged_at")?
+            .map(Timestamp::from_millis),
     })
 }
 

@@ -42,18 +42,27 @@ pub struct Origin {
     pub user_agent: Option<String>,
 }
 
-/// Turns a unique-constraint violation into a readable conflict.
 /// A stored name as the type it names (latchkey-proto's enums); one this version does not
 /// know is a decode error.
 pub(crate) fn named<T: std::str::FromStr<Err = latchkey_proto::UnknownName>>(
     row: &sqlx::any::AnyRow,
     column: &str,
 ) -> std::result::Result<T, sqlx::Error> {
-    sqlx::Row::try_get::<String, _>(row, column)?
-        .parse()
-        .map_err(|e| sqlx::Error::Decode(Box::new(e)))
+    parse_named(column, &sqlx::Row::try_get::<String, _>(row, column)?)
 }
 
+/// [`named`] for a name read out of a column's text.
+pub(crate) fn parse_named<T: std::str::FromStr<Err = latchkey_proto::UnknownName>>(
+    column: &str,
+    text: &str,
+) -> std::result::Result<T, sqlx::Error> {
+    text.parse().map_err(|e| sqlx::Error::ColumnDecode {
+        index: column.to_string(),
+        source: Box::new(e),
+    })
+}
+
+/// Turns a unique-constraint violation into a readable conflict.
 pub(crate) fn conflict_on_unique(e: sqlx::Error, message: impl Into<String>) -> StoreError {
     match &e {
         sqlx::Error::Database(db) if db.is_unique_violation() => {

@@ -99,7 +99,7 @@ pub(crate) async fn revoke_and_record(
     audit: Audit<'_>,
     cause: Option<NewEvent<'_>>,
 ) -> Result<bool> {
-    let revoked = revoke_session_in(tx, session_id, &actor.revoked_by(), reason, now).await?;
+    let revoked = revoke_session_in(tx, session_id, &actor.tag(), reason, now).await?;
     if revoked {
         tx.revoked(session_id);
     }

@@ -1,11 +1,9 @@
 //! Sessions as people see them: devices, states, signals, the rotation chain, and revocation by
 //! the account holder or by support staff.
 
-use serde::Serialize;
 use serde_json::json;
 use sqlx::any::AnyRow;
 use sqlx::Row;
-use utoipa::ToSchema;
 
 use super::audit::{self, Actor};
 use super::chains::{self, ChainLink};
@@ -15,71 +13,10 @@ use super::{Origin, Result};
 use crate::clock::{secs, Millis};
 use crate::db::{Db, Tx};
 
-pub use latchkey_proto::{LinkState, SessionState};
-
-#[derive(Debug, Clone, Serialize, ToSchema)]
-pub struct Device {
-    /// As the app reported it (`device_name`), e.g. the host name.
-    pub name: Option<String>,
-    /// `linux`, `macos`, `windows`, … as the app reported it.
-    pub platform: Option<String>,
-    pub app_version: Option<String>,
-}
-
-/// Where a request came from.
-#[derive(Debug, Clone, Serialize, ToSchema)]
-pub struct Place {
-    pub ip: Option<String>,
-    pub user_agent: Option<String>,
-}
-
-#[derive(Debug, Clone, Serialize, ToSchema)]
-pub struct Revocation {
-    #[serde(with = "crate::clock::rfc3339")]
-    #[schema(value_type = String, format = DateTime)]
-    pub at: Millis,
-    /// `user` (the account holder), `support`, `client` (the app, at sign-out) or `system`.
-    pub by: String,
-    /// Why: `signed_out_elsewhere`, `reuse_detected`, a staff member's reason, …
-    pub reason: Option<String>,
-}
-
-/// One session: one sign-in on one device, and its refresh-token family.
-#[derive(Debug, Clone, Serialize, ToSchema)]
-pub struct SessionView {
-    pub id: String,
-    pub user_id: String,
-    pub client_id: String,
-    /// The app's name, as registered.
-    pub app: String,
-    pub device: Device,
-    pub scope: String,
-    #[serde(with = "crate::clock::rfc3339")]
-    #[schema(value_type = String, format = DateTime)]
-    pub signed_in_at: Millis,
-    #[serde(with = "crate::clock::rfc3339")]
-    #[schema(value_type = String, format = DateTime)]
-    pub last_used_at: Millis,
-    /// When the family ends at the latest (rotation never extends it).
-    #[serde(with = "crate::clock::rfc3339")]
-    #[schema(value_type = String, format = DateTime)]
-    pub expires_at: Millis,
-    pub first_seen: Place,
-    pub last_seen: Place,
-    pub state: SessionState,
-    pub revoked: Option<Revocation>,
-    /// How many refresh tokens the family has had.
-    pub generation: i64,
-    /// It has an unacknowledged signal of medium or high severity.
-    pub suspicious: bool,
-    /// Its unacknowledged signals, oldest first.
-    pub signals: Vec<Event>,
-    /// The session of the access token making this call.
-    pub current: bool,
-    /// The SHA-256 thumbprint of the device key its refresh tokens are bound to (DPoP): a
-    /// copy of its refresh token is useless without that key. `null`: a bearer family.
-    pub key_thumbprint: Option<String>,
-}
+use latchkey_proto::{ClientId, RevokedBy, SessionId, Timestamp, UserId};
+pub use latchkey_proto::{
+    Device, Family, Generation, LinkState, Place, Revocation, SessionState, SessionView,
+};
 
 const COLUMNS: &str = "s.id, s.user_id, s.client_id, c.name AS app, s.scope, s.device_name, s.device_platform, \
      s.app_version, s.created_at, s.last_used_at, s.expires_at, s.first_ip, s.first_user_agent, s.last_ip, \
@@ -96,21 +33,21 @@ fn view(row: &AnyRow, idle: Millis, now: Millis) -> Result<SessionView> {
     };
     let client_id: String = row.try_get("client_id")?;
     Ok(SessionView {
-        id: row.try_get("id")?,
-        user_id: row.try_get("user_id")?,
+        id: SessionId::from(row.try_get::<String, _>("id")?),
+        user_id: UserId::from(row.try_get::<String, _>("user_id")?),
         app: row
             .try_get::<Option<String>, _>("app")?
             .unwrap_or_else(|| client_id.clone()),
-        client_id,
+        client_id: ClientId::from(client_id),
         device: Device {
             name: row.try_get("device_name")?,
             platform: row.try_get("device_platform")?,
             app_version: row.try_get("app_version")?,
         },
         scope: row.try_get("scope")?,
-        signed_in_at: row.try_get("created_at")?,
-        last_used_at,
-        expires_at,
+        signed_in_at: Timestamp::from_millis(row.try_get("created_at")?),
+        last_used_at: Timestamp::from_millis(last_used_at),
+        expires_at: Timestamp::from_millis(expires_at),
         first_seen: Place {
             ip: row.try_get("first_ip")?,
             user_agent: row.try_get("first_user_agent")?,
@@ -125,12 +62,12 @@ fn view(row: &AnyRow, idle: Millis, now: Millis) -> Result<SessionView> {
             Some(at) => {
                 let by: Option<String> = row.try_get("revoked_by")?;
                 // Stored as `kind:id`; the kind is what a device list shows.
-                let kind = by
-                    .as_deref()
-                    .map(|b| b.split(':').next().unwrap_or(b).to_string())
-                    .unwrap_or_else(|| "system".into());
+                let kind = match by.as_deref().map(|b| b.split(':').next().unwrap_or(b)) {
+                    Some(kind) => super::parse_named("revoked_by", kind)?,
+                    None => RevokedBy::System,
+                };
                 Some(Revocation {
-                    at,
+                    at: Timestamp::from_millis(at),
                     by: kind,
                     reason: row.try_get("revoke_reason")?,
                 })
@@ -148,7 +85,7 @@ fn attach_signals(sessions: &mut [SessionView], mut open: Vec<Event>) {
     for s in sessions.iter_mut() {
         let (mine, rest): (Vec<_>, Vec<_>) = open
             .into_iter()
-            .partition(|e| e.session_id.as_deref() == Some(s.id.as_str()));
+            .partition(|e| e.session_id.as_ref() == Some(&s.id));
         open = rest;
         s.suspicious = mine.iter().any(Event::is_alarming);
         s.signals = mine;
@@ -287,7 +224,8 @@ pub async fn acknowledge(
     now: Millis,
 ) -> Result<u64> {
     let mut tx = db.begin_write().await?;
-    let cleared = events::acknowledge(&mut tx, session_id, &format!("user:{user_id}"), now).await?;
+    let cleared =
+        events::acknowledge(&mut tx, session_id, &Actor::User(user_id).tag(), now).await?;
     events::record(
         &mut tx,
         NewEvent {
@@ -423,47 +361,22 @@ pub async fn staff_revoke_all(
     Ok(revoked)
 }
 
-/// One generation of the family, with the events that concern it.
-#[derive(Debug, Clone, Serialize, ToSchema)]
-pub struct Generation {
-    pub generation: i64,
-    pub state: LinkState,
-    /// Why it was retired: `rotated` (by the next generation), or for the last generation of
-    /// a revoked family the family's reason (`reuse_detected`, `token_revoked`, a staff
-    /// reason, …).
-    pub retired_reason: Option<String>,
-    #[serde(with = "crate::clock::rfc3339")]
-    #[schema(value_type = String, format = DateTime)]
-    pub issued_at: Millis,
-    pub issued_to: Place,
-    #[serde(with = "crate::clock::rfc3339::option")]
-    #[schema(value_type = Option<String>, format = DateTime)]
-    pub used_at: Option<Millis>,
-    pub used_by: Option<Place>,
-    #[serde(with = "crate::clock::rfc3339")]
-    #[schema(value_type = String, format = DateTime)]
-    pub expires_at: Millis,
-    /// Times it was replayed within the grace window.
-    pub grace_replays: i64,
-    pub events: Vec<Event>,
-}
-
 fn generation_view(link: ChainLink, events: &[Event]) -> Generation {
     Generation {
         generation: link.generation,
         state: link.state,
         retired_reason: link.retired_reason,
-        issued_at: link.issued_at,
+        issued_at: Timestamp::from_millis(link.issued_at),
         issued_to: Place {
             ip: link.issued_ip,
             user_agent: link.issued_user_agent,
         },
-        used_at: link.used_at,
+        used_at: link.used_at.map(Timestamp::from_millis),
         used_by: link.used_at.map(|_| Place {
             ip: link.used_ip,
             user_agent: link.used_user_agent,
         }),
-        expires_at: link.expires_at,
+        expires_at: Timestamp::from_millis(link.expires_at),
         grace_replays: link.grace_replays,
         events: events
             .iter()
@@ -471,17 +384,6 @@ fn generation_view(link: ChainLink, events: &[Event]) -> Generation {
             .cloned()
             .collect(),
     }
-}
-
-/// A page of the family's chain, newest generation first, and the session's recent events.
-#[derive(Debug, Clone, Serialize, ToSchema)]
-pub struct Family {
-    pub session: SessionView,
-    pub generations: Vec<Generation>,
-    /// Pass as `before` for the next (older) page; absent on the last page.
-    pub next_before: Option<i64>,
-    /// The session's events, newest first (at most 200; `/events?session_id=` pages further).
-    pub events: Vec<Event>,
 }
 
 pub async fn family(
@@ -495,7 +397,7 @@ pub async fn family(
     let events = events::list(
         db,
         &events::Filter {
-            session_id: Some(session.id.clone()),
+            session_id: Some(session.id.to_string()),
             limit: 200,
             ..Default::default()
         },

@@ -8,28 +8,15 @@ use crate::clock::Millis;
 use crate::db::Db;
 use crate::secret::new_id;
 
-#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize, clap::ValueEnum)]
-#[serde(rename_all = "lowercase")]
-pub enum Role {
-    User,
-    Support,
-}
+pub use latchkey_proto::{Role, UserSummary};
+use latchkey_proto::{Timestamp, UserId};
 
-impl Role {
-    pub fn as_str(self) -> &'static str {
-        match self {
-            Role::User => "user",
-            Role::Support => "support",
-        }
-    }
-
-    fn parse(s: &str) -> Role {
-        if s == "support" {
-            Role::Support
-        } else {
-            Role::User
-        }
-    }
+/// A stored role; one this version does not know grants nothing more than `user`.
+fn role(row: &sqlx::any::AnyRow) -> Result<Role> {
+    Ok(row
+        .try_get::<String, _>("role")?
+        .parse()
+        .unwrap_or(Role::User))
 }
 
 #[derive(Debug, Clone, serde::Serialize)]
@@ -78,7 +65,7 @@ fn user_from_row(row: &sqlx::any::AnyRow) -> Result<User> {
         id: row.try_get("id")?,
         email: row.try_get("email")?,
         name: row.try_get("name")?,
-        role: Role::parse(&row.try_get::<String, _>("role")?),
+        role: role(row)?,
         created_at: row.try_get("created_at")?,
         disabled: row.try_get::<Option<i64>, _>("disabled_at")?.is_some(),
     })
@@ -322,22 +309,6 @@ pub async fn authenticate(db: &Db, email: &str, password: &str) -> Result<Option
     .map_err(|e| StoreError::Invalid(format!("password check failed: {e}")))
 }
 
-/// An account as support staff find it.
-#[derive(Debug, Clone, serde::Serialize, utoipa::ToSchema)]
-pub struct UserSummary {
-    pub id: String,
-    pub email: String,
-    pub name: String,
-    #[schema(value_type = String)]
-    pub role: Role,
-    #[serde(with = "crate::clock::rfc3339")]
-    #[schema(value_type = String, format = DateTime)]
-    pub created_at: Millis,
-    pub disabled: bool,
-    /// Sessions not revoked (some may have expired).
-    pub live_sessions: i64,
-}
-
 const SUMMARY: &str = "SELECT u.id, u.email, u.name, u.role, u.created_at, u.disabled_at, \
      (SELECT COUNT(*) FROM sessions s WHERE s.user_id = u.id AND s.revoked_at IS NULL) AS live_sessions \
      FROM users u";
@@ -353,11 +324,11 @@ pub async fn summary(db: &Db, id: &str) -> Result<Option<UserSummary>> {
 
 fn summary_from_row(r: &sqlx::any::AnyRow) -> Result<UserSummary> {
     Ok(UserSummary {
-        id: r.try_get("id")?,
+        id: UserId::from(r.try_get::<String, _>("id")?),
         email: r.try_get("email")?,
         name: r.try_get("name")?,
-        role: Role::parse(&r.try_get::<String, _>("role")?),
-        created_at: r.try_get("created_at")?,
+        role: role(r)?,
+        created_at: Timestamp::from_millis(r.try_get("created_at")?),
         disabled: r.try_get::<Option<i64>, _>("disabled_at")?.is_some(),
         live_sessions: r.try_get("live_sessions")?,
     })

@@ -3,6 +3,7 @@
 
 use std::time::Duration;
 
+use latchkey_proto::ActorKind;
 use latchkeyd::store::audit::{self, Verdict};
 use latchkeyd::store::users::Role;
 use serde_json::{json, Value};
@@ -427,7 +428,7 @@ async fn the_authorization_matrix_holds(backend: Backend) {
         .await
         .unwrap()
         .remove(0);
-        assert_eq!(last.actor_kind, "support");
+        assert_eq!(last.actor_kind, ActorKind::Support);
         assert_eq!(last.actor_id.as_deref(), Some(staff_user.id.as_str()));
         assert!(last.action.starts_with("admin."), "{}", last.action);
         assert_eq!(last.ip.as_deref(), Some("127.0.0.1"));
@@ -1000,7 +1001,7 @@ async fn a_replayed_token_shows_in_the_family_chain(backend: Backend) {
     .await
     .unwrap();
     assert_eq!(records.len(), 1);
-    assert_eq!(records[0].actor_kind, "system");
+    assert_eq!(records[0].actor_kind, ActorKind::System);
     assert_eq!(
         records[0].target_session_id.as_deref(),
         Some(sid(&victim).as_str())
@@ -1140,7 +1141,7 @@ async fn signals_are_raised_with_evidence_and_acknowledged(backend: Backend) {
     .await
     .unwrap();
     assert_eq!(records.len(), 1);
-    assert_eq!(records[0].actor_kind, "user");
+    assert_eq!(records[0].actor_kind, ActorKind::User);
 
     // A storm: more than 5 refreshes within a minute, raised once.
     for _ in 0..8 {
@@ -2095,8 +2096,8 @@ async fn the_openapi_document_describes_every_api_route(backend: Backend) {
     for schema in [
         "SessionView",
         "Family",
-        "Event",
-        "Record",
+        "SecurityEvent",
+        "AuditRecord",
         "ApiErrorBody",
         "ReasonBody",
     ] {

@@ -537,7 +537,7 @@ async fn a_refresh_token_only_with_offline_access(backend: Backend) {
             .unwrap()
             .unwrap();
     assert_eq!(
-        session.expires_at - session.signed_in_at,
+        session.expires_at.millis() - session.signed_in_at.millis(),
         300_000,
         "the session ends with its access token"
     );

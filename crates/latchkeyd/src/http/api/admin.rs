@@ -3,26 +3,27 @@
 
 use axum::extract::State;
 use axum::Json;
-use serde::{Deserialize, Serialize};
 use serde_json::json;
 use time::format_description::well_known::Rfc3339;
 use time::OffsetDateTime;
-use utoipa::{IntoParams, ToSchema};
 
-use super::me::{
-    chain_limit, event_list, parse_cursor, session_page, ChainQuery, EventList, Revoked,
-    SessionList, SessionQuery,
+use latchkey_proto::{
+    AdminEventQuery, AuditPage, AuditQuery, ChainQuery, EventList, Revoked, SessionId,
+    SessionQuery, UserList, UserQuery, UserSessions, UserSummary,
 };
+
+use super::me::{chain_limit, event_list, parse_cursor, session_page};
 use super::ApiError;
 use super::{
-    not_found, page_limit, ApiErrorBody, ApiJson, ApiPath, ApiQuery, Paging, ReasonBody, Staff,
+    not_found, page_limit, required_reason, ApiErrorBody, ApiJson, ApiPath, ApiQuery, Paging,
+    ReasonBody, Staff,
 };
 use crate::http::origin::RequestOrigin;
 use crate::server::AppState;
-use crate::store::audit::{self, Actor, Record};
+use crate::store::audit::{self, Actor};
 use crate::store::events;
 use crate::store::sessions::{self, Family, SessionView};
-use crate::store::users::{self, UserSummary};
+use crate::store::users;
 use crate::store::Origin;
 
 /// Appends the audit record of a staff read.
@@ -66,21 +67,6 @@ pub(super) fn parse_time(name: &str, value: Option<&str>) -> Result<Option<i64>,
         .transpose()
 }
 
-#[derive(Debug, Deserialize, IntoParams)]
-#[into_params(parameter_in = Query)]
-pub struct UserQuery {
-    /// Part of an email address, or an exact account id; empty lists every account.
-    pub q: Option<String>,
-    pub limit: Option<i64>,
-    pub offset: Option<i64>,
-}
-
-#[derive(Serialize, ToSchema)]
-pub struct UserList {
-    pub users: Vec<UserSummary>,
-    pub next_offset: Option<i64>,
-}
-
 /// Finds accounts by email or id.
 #[utoipa::path(get, path = "/api/v1/admin/users", tag = "support", security(("bearer" = [])),
     params(UserQuery),
@@ -111,13 +97,6 @@ pub async fn search_users(
         next_offset: paging.next(users.len(), None),
         users,
     }))
-}
-
-#[derive(Serialize, ToSchema)]
-pub struct UserSessions {
-    pub user: UserSummary,
-    #[serde(flatten)]
-    pub sessions: SessionList,
 }
 
 async fn user_summary(state: &AppState, id: &str) -> Result<UserSummary, ApiError> {
@@ -189,21 +168,6 @@ pub async fn session_family(
     Ok(Json(family))
 }
 
-#[derive(Debug, Deserialize, IntoParams)]
-#[into_params(parameter_in = Query)]
-pub struct AdminEventQuery {
-    pub user_id: Option<String>,
-    pub session_id: Option<String>,
-    pub kind: Option<String>,
-    /// `info`, `low`, `medium` or `high`.
-    pub severity: Option<String>,
-    /// Only events at or after this RFC 3339 time.
-    pub since: Option<String>,
-    /// The `next_before` of the previous page.
-    pub before: Option<String>,
-    pub limit: Option<i64>,
-}
-
 /// Security events across accounts.
 #[utoipa::path(get, path = "/api/v1/admin/events", tag = "support", security(("bearer" = [])),
     params(AdminEventQuery),
@@ -216,10 +180,10 @@ pub async fn events(
 ) -> Result<Json<EventList>, ApiError> {
     let limit = page_limit(q.limit);
     let filter = events::Filter {
-        user_id: q.user_id.clone(),
-        session_id: q.session_id.clone(),
-        kind: q.kind.clone(),
-        severity: q.severity.clone(),
+        user_id: q.user_id.clone().map(|u| u.into_string()),
+        session_id: q.session_id.clone().map(SessionId::into_string),
+        kind: q.kind.map(|k| k.as_str().to_string()),
+        severity: q.severity.map(|s| s.as_str().to_string()),
         since: parse_time("since", q.since.as_deref())?,
         before: parse_cursor(q.before.as_deref())?,
         limit,
@@ -250,7 +214,7 @@ pub async fn revoke_session(
     ApiPath(id): ApiPath,
     ApiJson(body): ApiJson<ReasonBody>,
 ) -> Result<Json<SessionView>, ApiError> {
-    let reason = body.require()?;
+    let reason = required_reason(body)?;
     sessions::staff_revoke(
         &state.db,
         &staff.0.user.id,
@@ -276,7 +240,7 @@ pub async fn revoke_all(
     ApiPath(id): ApiPath,
     ApiJson(body): ApiJson<ReasonBody>,
 ) -> Result<Json<Revoked>, ApiError> {
-    let reason = body.require()?;
+    let reason = required_reason(body)?;
     user_summary(&state, &id).await?;
     let revoked = sessions::staff_revoke_all(
         &state.db,
@@ -287,33 +251,9 @@ pub async fn revoke_all(
         state.now(),
     )
     .await?;
-    Ok(Json(Revoked { revoked }))
-}
-
-#[derive(Debug, Deserialize, IntoParams)]
-#[into_params(parameter_in = Query)]
-pub struct AuditQuery {
-    /// Only records by this actor (an account id).
-    pub actor_id: Option<String>,
-    /// Only records about this account.
-    pub target_user_id: Option<String>,
-    /// Only records about this session.
-    pub session_id: Option<String>,
-    /// An exact action (`admin.session.revoke`) or a prefix ending in `.` (`admin.`).
-    pub action: Option<String>,
-    /// RFC 3339 times.
-    pub since: Option<String>,
-    pub until: Option<String>,
-    /// Only records before this sequence number (the `next_before` of the previous page).
-    pub before: Option<i64>,
-    pub limit: Option<i64>,
-}
-
-#[derive(Serialize, ToSchema)]
-pub struct AuditPage {
-    /// Newest first.
-    pub records: Vec<Record>,
-    pub next_before: Option<i64>,
+    Ok(Json(Revoked {
+        revoked: revoked.into_iter().map(SessionId::from).collect(),
+    }))
 }
 
 /// The audit log, newest first.
@@ -329,8 +269,8 @@ pub async fn audit_log(
     let limit = page_limit(q.limit);
     let filter = audit::Filter {
         actor_id: q.actor_id.clone(),
-        target_user_id: q.target_user_id.clone(),
-        target_session_id: q.session_id.clone(),
+        target_user_id: q.target_user_id.clone().map(|u| u.into_string()),
+        target_session_id: q.session_id.clone().map(SessionId::into_string),
         action: q.action.clone(),
         since: parse_time("since", q.since.as_deref())?,
         until: parse_time("until", q.until.as_deref())?,

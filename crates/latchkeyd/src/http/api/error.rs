@@ -9,6 +9,8 @@ use axum::http::{header, HeaderValue, StatusCode};
 use axum::response::{IntoResponse, Response};
 use axum::Json;
 
+use latchkey_proto::ApiErrorCode;
+
 use super::ApiErrorBody;
 use crate::http::error::OAuthError;
 use crate::store::StoreError;
@@ -51,17 +53,17 @@ impl IntoResponse for ApiError {
     fn into_response(self) -> Response {
         let (status, code, description) = match self {
             Self::Access(e) => return e.into_response(),
-            Self::InvalidRequest(d) => (StatusCode::BAD_REQUEST, "invalid_request", d),
-            Self::Forbidden(d) => (StatusCode::FORBIDDEN, "forbidden", d.into()),
-            Self::NotFound(d) => (StatusCode::NOT_FOUND, "not_found", d.into()),
+            Self::InvalidRequest(d) => (StatusCode::BAD_REQUEST, ApiErrorCode::InvalidRequest, d),
+            Self::Forbidden(d) => (StatusCode::FORBIDDEN, ApiErrorCode::Forbidden, d.into()),
+            Self::NotFound(d) => (StatusCode::NOT_FOUND, ApiErrorCode::NotFound, d.into()),
             Self::Internal => (
                 StatusCode::INTERNAL_SERVER_ERROR,
-                "server_error",
+                ApiErrorCode::ServerError,
                 "the server could not complete the request; it has been logged".into(),
             ),
         };
         let body = ApiErrorBody {
-            error: code.into(),
+            error: code,
             error_description: description.into_owned(),
         };
         let mut res = (status, Json(body)).into_response();

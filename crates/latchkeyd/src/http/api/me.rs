@@ -4,8 +4,10 @@ use axum::extract::State;
 use axum::http::{header, HeaderMap};
 use axum::response::{IntoResponse, Response};
 use axum::Json;
-use serde::{Deserialize, Serialize};
-use utoipa::{IntoParams, ToSchema};
+use latchkey_proto::{
+    ChainQuery, DeviceGroup, EventList, EventQuery, Profile, Revoked, SessionId, SessionList,
+    SessionQuery, SessionSort, UserId,
+};
 
 use super::ApiError;
 use super::{not_found, page_limit, ApiErrorBody, ApiPath, ApiQuery, Caller, Paging};
@@ -16,72 +18,19 @@ use crate::server::AppState;
 use crate::store::audit::Actor;
 use crate::store::events::{self, Event};
 use crate::store::revocation;
-use crate::store::sessions::{self, Device, Family, SessionState, SessionView};
-
-#[derive(Serialize, ToSchema)]
-pub struct Profile {
-    pub id: String,
-    pub email: String,
-    pub name: String,
-    /// `user` or `support`.
-    pub role: String,
-    /// The session of the calling access token.
-    pub session_id: String,
-}
+use crate::store::sessions::{self, Family, SessionView};
 
 /// Who the access token belongs to.
 #[utoipa::path(get, path = "/api/v1/me", tag = "account", security(("bearer" = [])),
     responses((status = 200, body = Profile), (status = 401, body = ApiErrorBody)))]
 pub async fn profile(caller: Caller) -> Json<Profile> {
     Json(Profile {
-        id: caller.user.id,
+        id: UserId::from(caller.user.id),
         email: caller.user.email,
         name: caller.user.name,
-        role: caller.user.role.as_str().into(),
-        session_id: caller.session_id,
+        role: caller.user.role,
+        session_id: SessionId::from(caller.session_id),
     })
-}
-
-#[derive(Debug, Clone, Copy, Default, Deserialize, ToSchema)]
-pub enum SessionSort {
-    /// Most recently used first (the default).
-    #[default]
-    #[serde(rename = "-last_used")]
-    NewestUse,
-    #[serde(rename = "last_used")]
-    OldestUse,
-}
-
-#[derive(Debug, Deserialize, IntoParams)]
-#[into_params(parameter_in = Query)]
-pub struct SessionQuery {
-    /// Only sessions in this state.
-    pub state: Option<SessionState>,
-    /// Only suspicious (`true`) or only unsuspicious (`false`) sessions.
-    pub suspicious: Option<bool>,
-    /// `-last_used` (default) or `last_used`.
-    pub sort: Option<SessionSort>,
-    /// At most this many sessions (1–200, default 50).
-    pub limit: Option<i64>,
-    pub offset: Option<i64>,
-}
-
-/// The sessions of one device.
-#[derive(Serialize, ToSchema)]
-pub struct DeviceGroup {
-    pub device: Device,
-    /// This device holds the calling session.
-    pub current: bool,
-    pub sessions: Vec<SessionView>,
-}
-
-#[derive(Serialize, ToSchema)]
-pub struct SessionList {
-    /// Devices in the order of their first session in this page.
-    pub devices: Vec<DeviceGroup>,
-    /// Sessions matching the filters, across all pages.
-    pub total: usize,
-    pub next_offset: Option<i64>,
 }
 
 /// Filters, sorts and pages sessions, then groups the page by device.
@@ -91,7 +40,7 @@ pub(super) fn session_page(
     current: Option<&str>,
 ) -> SessionList {
     for s in &mut all {
-        s.current = Some(s.id.as_str()) == current;
+        s.current = current.is_some_and(|c| s.id == c);
     }
     all.retain(|s| q.state.is_none_or(|st| s.state == st));
     all.retain(|s| q.suspicious.is_none_or(|want| s.suspicious == want));
@@ -111,20 +60,13 @@ pub(super) fn session_page(
     let next_offset = paging.next(page.len(), Some(total));
     let mut devices: Vec<DeviceGroup> = Vec::new();
     for s in page {
-        let same = |g: &&mut DeviceGroup| {
-            g.device.name == s.device.name && g.device.platform == s.device.platform
-        };
-        match devices.iter_mut().find(|g| same(g)) {
+        match devices.iter_mut().find(|g| g.device.same_as(&s.device)) {
             Some(group) => {
                 group.current |= s.current;
                 group.sessions.push(s);
             }
             None => devices.push(DeviceGroup {
-                device: Device {
-                    name: s.device.name.clone(),
-                    platform: s.device.platform.clone(),
-                    app_version: s.device.app_version.clone(),
-                },
+                device: s.device.clone(),
                 current: s.current,
                 sessions: vec![s],
             }),
@@ -184,12 +126,6 @@ pub async fn revoke_session(
     Ok(Json(own_session(&state, &caller, &id).await?))
 }
 
-#[derive(Serialize, ToSchema)]
-pub struct Revoked {
-    /// The sessions revoked by this call.
-    pub revoked: Vec<String>,
-}
-
 /// Signs out every other device (every session but the caller's).
 #[utoipa::path(post, path = "/api/v1/me/sessions/revoke-others", tag = "account", security(("bearer" = [])),
     responses((status = 200, body = Revoked), (status = 401, body = ApiErrorBody)))]
@@ -206,16 +142,9 @@ pub async fn revoke_others(
         state.now(),
     )
     .await?;
-    Ok(Json(Revoked { revoked }))
-}
-
-#[derive(Debug, Deserialize, IntoParams)]
-#[into_params(parameter_in = Query)]
-pub struct ChainQuery {
-    /// Only generations older than this one (the `next_before` of the previous page).
-    pub before: Option<i64>,
-    /// At most this many generations (1–200, default 50).
-    pub limit: Option<i64>,
+    Ok(Json(Revoked {
+        revoked: revoked.into_iter().map(SessionId::from).collect(),
+    }))
 }
 
 pub(super) fn chain_limit(q: &ChainQuery) -> i64 {
@@ -252,7 +181,7 @@ pub async fn acknowledge(
 ) -> Result<Json<SessionView>, ApiError> {
     let session = own_session(&state, &caller, &id).await?;
     let max_age = state.settings.signals.acknowledge_max_age_secs;
-    if session.current && state.now() - session.signed_in_at > secs(max_age) {
+    if session.current && state.now() - session.signed_in_at.millis() > secs(max_age) {
         return Err(ApiError::Access(OAuthError::insufficient_user_authentication(
             max_age,
             "a session cannot vouch for itself: confirm it was you from another device signed in to this account, or sign in again here first",
@@ -260,26 +189,6 @@ pub async fn acknowledge(
     }
     sessions::acknowledge(&state.db, &caller.user.id, &id, &origin, state.now()).await?;
     Ok(Json(own_session(&state, &caller, &id).await?))
-}
-
-#[derive(Debug, Deserialize, IntoParams)]
-#[into_params(parameter_in = Query)]
-pub struct EventQuery {
-    /// Only events of this session.
-    pub session_id: Option<String>,
-    /// Only events of this kind (`reuse_detected`, `session_revoked`, …).
-    pub kind: Option<String>,
-    /// The `next_before` of the previous page.
-    pub before: Option<String>,
-    /// At most this many events (1–200, default 50).
-    pub limit: Option<i64>,
-}
-
-#[derive(Serialize, ToSchema)]
-pub struct EventList {
-    /// Newest first.
-    pub events: Vec<Event>,
-    pub next_before: Option<String>,
 }
 
 pub(super) fn parse_cursor(before: Option<&str>) -> Result<Option<(i64, String)>, ApiError> {
@@ -296,7 +205,7 @@ pub(super) fn parse_cursor(before: Option<&str>) -> Result<Option<(i64, String)>
 
 pub(super) fn event_list(events: Vec<Event>, limit: i64) -> EventList {
     let next_before = (events.len() as i64 == limit)
-        .then(|| events.last().map(|e| format!("{}.{}", e.at, e.id)))
+        .then(|| events.last().map(|e| format!("{}.{}", e.at.millis(), e.id)))
         .flatten();
     EventList {
         events,
@@ -330,8 +239,8 @@ pub async fn events(
         &state.db,
         &events::Filter {
             user_id: Some(caller.user.id.clone()),
-            session_id: q.session_id,
-            kind: q.kind,
+            session_id: q.session_id.map(SessionId::into_string),
+            kind: q.kind.map(|k| k.as_str().to_string()),
             before: parse_cursor(q.before.as_deref())?,
             limit,
             ..Default::default()

@@ -13,9 +13,9 @@ use axum::extract::{FromRequest, FromRequestParts, Path, Query, Request};
 use axum::http::request::Parts;
 use axum::Json;
 use serde::de::DeserializeOwned;
-use serde::{Deserialize, Serialize};
+use serde::Deserialize;
 use utoipa::openapi::security::{Http, HttpAuthScheme, SecurityScheme};
-use utoipa::{IntoParams, Modify, OpenApi, ToSchema};
+use utoipa::{IntoParams, Modify, OpenApi};
 use utoipa_axum::router::OpenApiRouter;
 use utoipa_axum::routes;
 
@@ -27,14 +27,7 @@ use crate::server::AppState;
 use crate::store::users::{self, Role, User};
 use crate::tokens::{self, AccessClaims};
 pub use error::ApiError;
-
-/// An API error: a stable code and a human message.
-#[derive(Serialize, ToSchema)]
-pub struct ApiErrorBody {
-    /// Stable: `invalid_token`, `insufficient_scope`, `forbidden`, `not_found`, `invalid_request`, …
-    pub error: String,
-    pub error_description: String,
-}
+pub use latchkey_proto::{ApiErrorBody, ReasonBody};
 
 pub fn not_found(what: &'static str) -> ApiError {
     ApiError::NotFound(what)
@@ -211,29 +204,9 @@ impl Paging {
     }
 }
 
-/// A staff member's reason for an action; required, and kept in the audit log.
-#[derive(Debug, Deserialize, ToSchema)]
-pub struct ReasonBody {
-    /// Why (a ticket number, what the user reported); 1–500 characters.
-    pub reason: Option<String>,
-}
-
-impl ReasonBody {
-    pub fn require(self) -> Result<String, ApiError> {
-        let reason = self.reason.unwrap_or_default();
-        let reason = reason.trim();
-        if reason.is_empty() {
-            return Err(ApiError::invalid_request(
-                "a reason is required for every staff action",
-            ));
-        }
-        if reason.chars().count() > 500 || reason.chars().any(char::is_control) {
-            return Err(ApiError::invalid_request(
-                "the reason must be at most 500 characters of plain text",
-            ));
-        }
-        Ok(reason.to_string())
-    }
+/// A staff member's reason, checked: every staff action needs one for the audit log.
+pub fn required_reason(body: ReasonBody) -> Result<String, ApiError> {
+    body.checked().map_err(ApiError::invalid_request)
 }
 
 struct BearerAuth;

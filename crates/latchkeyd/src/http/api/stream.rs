@@ -65,12 +65,14 @@ impl Cursor {
 
     /// Was it new? Remembers it either way.
     fn first_sight(&mut self, event: &Event) -> bool {
-        self.sent.insert(event.id.clone(), event.at).is_none()
+        self.sent
+            .insert(event.id.clone(), event.at.millis())
+            .is_none()
     }
 
     fn advance(&mut self, event: &Event) {
-        if (event.at, event.id.as_str()) > (self.at, self.id.as_str()) {
-            self.at = event.at;
+        if (event.at.millis(), event.id.as_str()) > (self.at, self.id.as_str()) {
+            self.at = event.at.millis();
             self.id = event.id.clone();
         }
     }
