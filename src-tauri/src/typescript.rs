@@ -70,7 +70,7 @@ fn the_ui_types_are_current() {
         return;
     }
     let committed = files(&committed_dir);
-    let stale: Vec<&String> = rendered
+    let stale: std::collections::BTreeSet<&String> = rendered
         .keys()
         .chain(committed.keys())
         .filter(|name| rendered.get(*name) != committed.get(*name))
