@@ -75,6 +75,7 @@ fn the_window_gets_views_never_tokens_and_bad_input_is_refused() {
                     device: Device {
                         name: "helpdesk".into(),
                         platform: "linux".into(),
+                        app: "Latchkey Desktop".into(),
                         app_version: "t".into(),
                     },
                     browser: &FormBrowser("staff@example.com"),

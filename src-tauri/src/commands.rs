@@ -194,7 +194,7 @@ pub async fn add_account<R: Runtime>(
                 issuer: &issuer,
                 client_id: &client_id,
                 scope: crate::SCOPE,
-                device: Device::this_machine(env!("CARGO_PKG_VERSION")),
+                device: Device::this_machine("Latchkey Desktop", env!("CARGO_PKG_VERSION")),
                 browser: &SystemBrowser,
                 timeout: Duration::from_secs(180),
             },

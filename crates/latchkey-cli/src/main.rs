@@ -190,7 +190,7 @@ async fn run(cli: Cli) -> Result<(), Error> {
             timeout,
             device_name,
         } => {
-            let mut device = Device::this_machine(env!("CARGO_PKG_VERSION"));
+            let mut device = Device::this_machine("latchkey CLI", env!("CARGO_PKG_VERSION"));
             if let Some(name) = device_name {
                 device.name = name;
             }

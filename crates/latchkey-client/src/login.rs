@@ -25,12 +25,15 @@ pub type OAuthClient =
 pub struct Device {
     pub name: String,
     pub platform: String,
+    /// The app signing in, as its user knows it ("Latchkey Desktop"): named on the page the
+    /// browser lands on, so the user knows where to go back to. It stays on this machine.
+    pub app: String,
     pub app_version: String,
 }
 
 impl Device {
-    /// This machine: its host name, its OS, this build's version.
-    pub fn this_machine(app_version: &str) -> Self {
+    /// This machine: its host name, its OS, this app and build.
+    pub fn this_machine(app: &str, app_version: &str) -> Self {
         let name = std::fs::read_to_string("/etc/hostname")
             .ok()
             .map(|h| h.trim().to_string())
@@ -41,6 +44,7 @@ impl Device {
         Self {
             name,
             platform: std::env::consts::OS.into(),
+            app: app.into(),
             app_version: app_version.into(),
         }
     }
@@ -183,7 +187,9 @@ pub async fn sign_in(
     s.browser
         .open(url.as_str())
         .map_err(|e| Error::SignIn(format!("cannot open the browser ({e}); try --no-browser")))?;
-    let redirect = listener.wait(state.secret(), s.timeout, cancel).await?;
+    let redirect = listener
+        .wait(state.secret(), &s.device.app, s.timeout, cancel)
+        .await?;
     // RFC 9207: the answer must come from the server we asked, not a mix-up.
     match &redirect.iss {
         Some(iss) if iss.trim_end_matches('/') != s.meta.issuer.trim_end_matches('/') => {

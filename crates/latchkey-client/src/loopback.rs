@@ -32,6 +32,8 @@ type Outcome = std::result::Result<Redirect, Error>;
 
 struct Shared {
     state: String,
+    /// The app waiting, named on the pages.
+    app: String,
     done: Mutex<Option<oneshot::Sender<Outcome>>>,
 }
 
@@ -64,15 +66,18 @@ impl Listener {
     }
 
     /// Serves until the real redirect arrives, `timeout` passes or `cancel` fires; then closes.
+    /// `app` is the app waiting, named on the page the browser shows.
     pub async fn wait(
         self,
         state: &str,
+        app: &str,
         timeout: Duration,
         cancel: impl std::future::Future<Output = ()> + Send,
     ) -> Result<Redirect> {
         let (tx, rx) = oneshot::channel();
         let shared = Arc::new(Shared {
             state: state.to_string(),
+            app: app.to_string(),
             done: Mutex::new(Some(tx)),
         });
         let app = Router::new()
@@ -99,17 +104,46 @@ impl Listener {
     }
 }
 
-fn page(status: StatusCode, title: &str, message: &str) -> Response {
+/// The sign-in page's stylesheet, inlined: this page comes from the app, not the server, and
+/// looks like the pages the user just went through.
+const STYLESHEET: &str = include_str!("../../latchkeyd/assets/latchkey.css");
+
+/// The server's brand mark, as on its sign-in page.
+const BRAND: &str = "<div class=\"brand\" aria-hidden=\"true\"><svg width=\"28\" height=\"28\" \
+    viewBox=\"0 0 32 32\" role=\"presentation\"><rect x=\"3\" y=\"13\" width=\"26\" height=\"16\" \
+    rx=\"4\" fill=\"currentColor\" opacity=\".9\"/><path d=\"M9 13V9a7 7 0 0 1 14 0v4\" fill=\"none\" \
+    stroke=\"currentColor\" stroke-width=\"3\"/><circle cx=\"16\" cy=\"21\" r=\"2.6\" \
+    fill=\"var(--card)\"/></svg><span>Latchkey</span></div>";
+
+/// What a page says: a heading, one paragraph (an alert when something went wrong) and what to
+/// do next.
+struct Page<'a> {
+    status: StatusCode,
+    title: &'a str,
+    message: &'a str,
+    alert: bool,
+    next: &'a str,
+}
+
+fn page(p: Page<'_>) -> Response {
+    let class = if p.alert {
+        " class=\"alert\" role=\"alert\""
+    } else {
+        ""
+    };
     let html = format!(
-        "<!doctype html><html lang=\"en\"><head><meta charset=\"utf-8\"><title>{title} · Latchkey</title>\
-         <meta name=\"viewport\" content=\"width=device-width\"><style>body{{font:16px system-ui,sans-serif;\
-         max-width:32rem;margin:4rem auto;padding:0 1rem;color:#1b1f24}}@media(prefers-color-scheme:dark)\
-         {{body{{background:#15181c;color:#e6e8eb}}}}</style></head><body><h1>{title}</h1><p>{message}</p></body></html>",
-        title = escape(title),
-        message = escape(message),
+        "<!doctype html><html lang=\"en\"><head><meta charset=\"utf-8\">\
+         <meta name=\"viewport\" content=\"width=device-width, initial-scale=1\">\
+         <meta name=\"robots\" content=\"noindex\"><title>{title} · Latchkey</title>\
+         <style>{STYLESHEET}</style></head><body><main class=\"card\" aria-labelledby=\"page-title\">\
+         {BRAND}<h1 id=\"page-title\">{title}</h1><p{class}>{message}</p>\
+         <p class=\"footnote\">{next}</p></main></body></html>",
+        title = escape(p.title),
+        message = escape(p.message),
+        next = escape(p.next),
     );
     (
-        status,
+        p.status,
         [
             (header::CACHE_CONTROL, "no-store"),
             (header::REFERRER_POLICY, "no-referrer"),
@@ -140,22 +174,28 @@ async fn callback(
     State(shared): State<Arc<Shared>>,
     Query(params): Query<HashMap<String, String>>,
 ) -> Response {
+    let app = shared.app.as_str();
     if params.get("state").map(String::as_str) != Some(shared.state.as_str()) {
-        return page(
-            StatusCode::BAD_REQUEST,
-            "This is not the sign-in in progress",
-            "This answer does not belong to the sign-in Latchkey started, so it was ignored. \
-             If you are signing in, finish in the browser window Latchkey opened.",
-        );
+        return page(Page {
+            status: StatusCode::BAD_REQUEST,
+            title: "This is not the sign-in in progress",
+            message: "This answer does not belong to the sign-in Latchkey started, so it was \
+                      ignored.",
+            alert: true,
+            next: &format!("If you are signing in to {app}, finish in the tab it opened."),
+        });
     }
     let Some(done) = shared.done.lock().expect("callback lock").take() else {
-        return page(
-            StatusCode::GONE,
-            "Already done",
-            "This sign-in is already complete. You can close this tab.",
-        );
+        return page(Page {
+            status: StatusCode::GONE,
+            title: "Already signed in",
+            message: &format!("{app} already has this sign-in."),
+            alert: false,
+            next: "You can close this tab.",
+        });
     };
     let iss = params.get("iss").cloned();
+    let again = format!("Go back to {app} to try again. You can close this tab.");
     if let Some(error) = params.get("error") {
         let description = params
             .get("error_description")
@@ -163,7 +203,13 @@ async fn callback(
             .unwrap_or_default();
         let message = format!("the server did not sign you in ({error}{description})");
         let _ = done.send(Err(Error::SignIn(message.clone())));
-        return page(StatusCode::OK, "Sign-in not completed", &message);
+        return page(Page {
+            status: StatusCode::OK,
+            title: "Sign-in not completed",
+            message: &format!("The server did not sign you in ({error}{description})."),
+            alert: true,
+            next: &again,
+        });
     }
     match params.get("code").filter(|c| !c.is_empty()) {
         Some(code) => {
@@ -171,29 +217,38 @@ async fn callback(
                 code: Secret::new(code.clone()),
                 iss,
             }));
-            page(
-                StatusCode::OK,
-                "You are signed in",
-                "Latchkey has your sign-in. You can close this tab and return to the app.",
-            )
+            page(Page {
+                status: StatusCode::OK,
+                title: "You are signed in",
+                message: &format!("{app} now has your sign-in."),
+                alert: false,
+                next: "You can close this tab.",
+            })
         }
         None => {
             let _ = done.send(Err(Error::SignIn(
                 "the server answered without an authorization code".into(),
             )));
-            page(
-                StatusCode::BAD_REQUEST,
-                "Sign-in not completed",
-                "The server answered without an authorization code.",
-            )
+            page(Page {
+                status: StatusCode::BAD_REQUEST,
+                title: "Sign-in not completed",
+                message: "The server answered without an authorization code.",
+                alert: true,
+                next: &again,
+            })
         }
     }
 }
 
-async fn stray() -> Response {
-    page(
-        StatusCode::NOT_FOUND,
-        "Nothing here",
-        "This address only receives Latchkey's sign-in answer.",
-    )
+async fn stray(State(shared): State<Arc<Shared>>) -> Response {
+    page(Page {
+        status: StatusCode::NOT_FOUND,
+        title: "Nothing here",
+        message: "This address only receives Latchkey's sign-in answer.",
+        alert: true,
+        next: &format!(
+            "If you are signing in to {}, finish in the tab it opened.",
+            shared.app
+        ),
+    })
 }

@@ -55,6 +55,7 @@ async fn login(
                 device: Device {
                     name: device.into(),
                     platform: "linux".into(),
+                    app: "Latchkey Test".into(),
                     app_version: "test".into(),
                 },
                 browser: &FormBrowser("alice@example.com"),
@@ -291,8 +292,12 @@ async fn the_loopback_listener_holds_against_stray_requests() {
     );
     let other = Listener::bind().await.unwrap();
     assert_ne!(other.redirect_uri, uri, "each sign-in gets its own port");
-    let waiting =
-        tokio::spawn(listener.wait("the-state", Duration::from_secs(20), std::future::pending()));
+    let waiting = tokio::spawn(listener.wait(
+        "the-state",
+        "Latchkey Test",
+        Duration::from_secs(20),
+        std::future::pending(),
+    ));
 
     // A local process guessing: wrong state, no state, an error with the wrong state, another
     // path, another method. Each is answered and ignored.
@@ -313,7 +318,18 @@ async fn the_loopback_listener_holds_against_stray_requests() {
 
     let (status, body) = get(&format!("{uri}?code=the-code&state=the-state&iss=x")).await;
     assert_eq!(status, 200);
-    assert!(body.contains("You are signed in"));
+    // The sign-in page's look (its stylesheet and brand), the app to go back to, and that the
+    // tab has done its job.
+    assert!(
+        body.contains("<h1 id=\"page-title\">You are signed in</h1>"),
+        "{body}"
+    );
+    assert!(
+        body.contains("Latchkey Test now has your sign-in."),
+        "{body}"
+    );
+    assert!(body.contains("You can close this tab."), "{body}");
+    assert!(body.contains("<span>Latchkey</span>") && body.contains("--accent:"));
     let redirect = waiting.await.unwrap().unwrap();
     assert_eq!(redirect.code.expose(), "the-code");
     assert_eq!(redirect.iss.as_deref(), Some("x"));
@@ -328,12 +344,22 @@ async fn the_loopback_listener_holds_against_stray_requests() {
 async fn the_loopback_listener_reports_errors_timeouts_and_cancellation() {
     let listener = Listener::bind().await.unwrap();
     let uri = listener.redirect_uri.clone();
-    let waiting = tokio::spawn(listener.wait("s", Duration::from_secs(20), std::future::pending()));
+    let waiting = tokio::spawn(listener.wait(
+        "s",
+        "Latchkey Test",
+        Duration::from_secs(20),
+        std::future::pending(),
+    ));
     let (_, page) = get(&format!(
         "{uri}?error=access_denied&error_description=no+thanks&state=s"
     ))
     .await;
     assert!(page.contains("access_denied"));
+    assert!(page.contains("class=\"alert\""), "{page}");
+    assert!(
+        page.contains("Go back to Latchkey Test to try again. You can close this tab."),
+        "{page}"
+    );
     let err = waiting.await.unwrap().unwrap_err();
     assert!(
         err.to_string().contains("access_denied: no thanks"),
@@ -342,7 +368,12 @@ async fn the_loopback_listener_reports_errors_timeouts_and_cancellation() {
 
     let listener = Listener::bind().await.unwrap();
     let err = listener
-        .wait("s", Duration::from_millis(300), std::future::pending())
+        .wait(
+            "s",
+            "Latchkey Test",
+            Duration::from_millis(300),
+            std::future::pending(),
+        )
         .await
         .unwrap_err();
     assert!(err.to_string().contains("timed out"), "{err}");
@@ -352,6 +383,7 @@ async fn the_loopback_listener_reports_errors_timeouts_and_cancellation() {
     let err = listener
         .wait(
             "s",
+            "Latchkey Test",
             Duration::from_secs(20),
             tokio::time::sleep(Duration::from_millis(100)),
         )
@@ -470,7 +502,7 @@ async fn the_same_client_signs_in_refreshes_and_logs_out_at_the_certified_peer()
                 issuer: &peer.issuer,
                 client_id: "peer-desktop",
                 scope: "openid profile email offline_access account",
-                device: Device::this_machine("test"),
+                device: Device::this_machine("Latchkey Test", "test"),
                 browser: &PeerBrowser,
                 timeout: Duration::from_secs(30),
             },
