@@ -139,6 +139,11 @@ pub struct AuditRecord {
     pub at: Timestamp,
     pub actor_kind: ActorKind,
     pub actor_id: Option<String>,
+    /// The actor's email, where the actor is an account still on record: looked up when the
+    /// log is read, not part of the record or its hash.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[ts(optional)]
+    pub actor_email: Option<String>,
     /// `admin.session.revoke`, `session.revoke`, `signin`, …
     pub action: String,
     pub target_user_id: Option<UserId>,

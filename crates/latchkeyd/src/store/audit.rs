@@ -242,6 +242,7 @@ fn from_row(row: &AnyRow) -> Result<Stored> {
             at: Timestamp::from_millis(row.try_get("at")?),
             actor_kind: actor_kind_text.parse().unwrap_or(ActorKind::System),
             actor_id: row.try_get("actor_id")?,
+            actor_email: None,
             action: row.try_get("action")?,
             target_user_id: row
                 .try_get::<Option<String>, _>("target_user_id")?
@@ -284,7 +285,8 @@ pub async fn list(db: &Db, f: &Filter) -> Result<Vec<Record>> {
         None => (None, None),
     };
     let rows = sqlx::query(&format!(
-        "SELECT {COLUMNS} FROM audit_log WHERE \
+        "SELECT {COLUMNS}, (SELECT email FROM users WHERE users.id = audit_log.actor_id) \
+         AS actor_email FROM audit_log WHERE \
          ($1 IS NULL OR actor_id = $1) AND ($2 IS NULL OR target_user_id = $2) \
          AND ($3 IS NULL OR target_session_id = $3) AND ($4 IS NULL OR action = $4) \
          AND ($5 IS NULL OR action LIKE $5) AND ($6 IS NULL OR at >= $6) AND ($7 IS NULL OR at < $7) \
@@ -301,7 +303,13 @@ pub async fn list(db: &Db, f: &Filter) -> Result<Vec<Record>> {
     .bind(f.limit)
     .fetch_all(db.read())
     .await?;
-    rows.iter().map(|r| from_row(r)?.known()).collect()
+    rows.iter()
+        .map(|r| {
+            let mut record = from_row(r)?.known()?;
+            record.actor_email = r.try_get("actor_email")?;
+            Ok(record)
+        })
+        .collect()
 }
 
 const PAGE: i64 = 1000;

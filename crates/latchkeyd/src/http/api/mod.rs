@@ -254,25 +254,25 @@ pub(crate) fn parse_queries(uri: &axum::http::Uri) {
         }
         Query::<T>::try_from_uri(uri).ok().map(|Query(q)| q)
     }
-    if let Some(q) = parsed::<me::SessionQuery>(uri) {
+    if let Some(q) = parsed::<latchkey_proto::SessionQuery>(uri) {
         let _ = me::session_page(Vec::new(), &q, None);
     }
-    if let Some(q) = parsed::<me::ChainQuery>(uri) {
+    if let Some(q) = parsed::<latchkey_proto::ChainQuery>(uri) {
         assert!((1..=200).contains(&me::chain_limit(&q)));
     }
-    if let Some(q) = parsed::<me::EventQuery>(uri) {
+    if let Some(q) = parsed::<latchkey_proto::EventQuery>(uri) {
         let _ = me::parse_cursor(q.before.as_deref());
         assert!((1..=200).contains(&page_limit(q.limit)));
     }
-    if let Some(q) = parsed::<admin::AdminEventQuery>(uri) {
+    if let Some(q) = parsed::<latchkey_proto::AdminEventQuery>(uri) {
         let _ = admin::parse_time("since", q.since.as_deref());
         let _ = me::parse_cursor(q.before.as_deref());
     }
-    if let Some(q) = parsed::<admin::AuditQuery>(uri) {
+    if let Some(q) = parsed::<latchkey_proto::AuditQuery>(uri) {
         let _ = admin::parse_time("since", q.since.as_deref());
         let _ = admin::parse_time("until", q.until.as_deref());
     }
-    if let Some(q) = parsed::<admin::UserQuery>(uri) {
+    if let Some(q) = parsed::<latchkey_proto::UserQuery>(uri) {
         let paging = Paging {
             limit: q.limit,
             offset: q.offset,
