@@ -199,18 +199,18 @@ test('add an account, see two devices, revoke one', async () => {
   assert.equal(await notesAs(phone), 200, 'the phone reads its notes');
 
   const phoneCard = await browser.$('//article[.//h2[normalize-space()="demo phone"]]');
-  await (await phoneCard.$('button=Revoke')).click();
+  await (await phoneCard.$('button=Sign out')).click();
   const dialog = await browser.$('[role="dialog"]');
   await dialog.waitForDisplayed();
   await shot('revoke-confirm');
-  await (await dialog.$('button=Revoke')).click();
+  await (await dialog.$('button=Sign out')).click();
   const revokedAt = Date.now();
   // The phone's access token has minutes left, yet notes-api refuses it within a second.
   await waitFor(async () => (await notesAs(phone)) === 401, 'notes-api to refuse the phone', 1000);
   const refusedAfter = Date.now() - revokedAt;
   assert.ok(refusedAfter < 1000, `refused after ${refusedAfter} ms`);
   await waitFor(async () => (await browser.$$('article.device')).length === 1, 'the revoked device to go');
-  assert.match(await browser.$('[role="status"]').getText(), /Revoked Latchkey Desktop on demo phone/);
+  assert.match(await browser.$('[role="status"]').getText(), /Signed out Latchkey Desktop on demo phone/);
   const phoneToken = spawn(cliBin, ['sessions'], { env: { ...process.env, ...phone } });
   const code = await new Promise((ok) => phoneToken.on('exit', ok));
   assert.equal(code, 3, 'the revoked device is signed out');
@@ -219,7 +219,7 @@ test('add an account, see two devices, revoke one', async () => {
   assert.doesNotMatch(bus, /string "A session was signed out"/);
 });
 
-test('a replayed token shows in its family; a suspicious family is killed from Token families', async () => {
+test('a replayed token leads its family with a verdict; a suspicious one is signed out', async () => {
   // Reuse: a client refreshes, then its retired token comes back from "someone else".
   const victim = await rawSignIn('demo@latchkey.local', 'latchkey/0.1.0');
   const next = await token({ grant_type: 'refresh_token', refresh_token: victim.body.refresh_token }, 'latchkey/0.1.0');
@@ -236,14 +236,21 @@ test('a replayed token shows in its family; a suspicious family is killed from T
   await (await button('Token families')).click();
   await (await heading('Token families')).waitForDisplayed();
   await waitFor(async () => (await browser.$$('.picker button.suspicious')).length >= 2, 'the suspicious families');
-  // The reused family: revoked by the server, the replay marked on its chain.
+  // The reused family: ended by the server. It leads with who used the copy and what Latchkey
+  // did; the chain, with the replay marked, waits under "Technical details".
   // Live events may re-render the list at any moment: pick (again) until the detail shows it.
   const pick = (state) => browser.$(`//ul[contains(@class,"picker")]//button[contains(@class,"suspicious") and contains(@class,"state-${state}")]`);
   await waitFor(async () => {
     await (await pick('revoked')).click();
-    return /already been used/.test(await browser.$('.detail-pane').getText());
-  }, 'the reuse in plain words');
+    return /Someone else used a copy of this sign-in from curl\/8\.5\.0 at 127\.0\.0\.1\. Latchkey blocked it and signed this session out at/
+      .test(await browser.$('.detail-pane .verdict').getText().catch(() => ''));
+  }, 'the reuse in one sentence');
+  const incident = await browser.$('.detail-pane .incident').getText();
+  assert.match(incident, /Other software\s*curl\/8\.5\.0/);
+  assert.match(incident, /Sign out everywhere/);
+  assert.doesNotMatch(incident, /This was me|generation|family|killed/i);
   assert.ok(await browser.$('svg[aria-label*="ended by revocation"]').isExisting());
+  assert.equal(await browser.$('details.technical').getAttribute('open'), null, 'the chain is a click away');
   await shot('family-reuse');
   // The live suspicious one: kill it.
   await waitFor(async () => {
@@ -251,11 +258,11 @@ test('a replayed token shows in its family; a suspicious family is killed from T
     return /different software/.test(await browser.$('.detail-pane').getText());
   }, 'the user-agent signal');
   await shot('family-suspicious');
-  await (await button('Kill family')).click();
+  await (await (await browser.$('.detail-pane header')).$('button=Sign out')).click();
   const dialog = await browser.$('[role="dialog"]');
   await dialog.waitForDisplayed();
-  await (await dialog.$('button=Kill family')).click();
-  await waitFor(async () => /revoked/.test(await browser.$('.detail-pane header').getText()), 'the family to die');
+  await (await dialog.$('button=Sign out')).click();
+  await waitFor(async () => /signed out/.test(await browser.$('.detail-pane header').getText()), 'the session to end');
   const dead = await token({ grant_type: 'refresh_token', refresh_token: moved.body.refresh_token }, 'python-requests/2.31');
   assert.equal(dead.body.error, 'invalid_grant');
 
@@ -293,14 +300,14 @@ test('support mode: revoke with a reason and find it in the audit log', async ()
   await (await button('Search')).click();
   await (await browser.$('button*=demo@latchkey.local')).click();
   await waitFor(async () => (await browser.$$('.support-user article.device')).length >= 1, 'the demo user devices');
-  const revoke = await (await browser.$('.support-user')).$('button=Revoke');
+  const revoke = await (await browser.$('.support-user')).$('button=Sign out');
   await revoke.click();
   const dialog = await browser.$('[role="dialog"]');
-  const confirm = await dialog.$('button=Revoke');
+  const confirm = await dialog.$('button=Sign out');
   assert.equal(await confirm.isEnabled(), false, 'no reason, no revocation');
   await (await dialog.$('textarea')).setValue('user reported a lost laptop (ticket 17)');
   await confirm.click();
-  await waitFor(async () => /Revoked/.test(await browser.$('[role="status"]').getText()), 'the revocation');
+  await waitFor(async () => /Signed out/.test(await browser.$('[role="status"]').getText()), 'the revocation');
   await (await button('Audit log')).click();
   await waitFor(async () => /ticket 17/.test(await browser.$('.audit').getText()), 'the audit record');
   assert.match(await browser.$('.audit').getText(), /admin\.session\.revoke/);

@@ -1,4 +1,4 @@
-import { useCallback, useEffect, useState } from 'react';
+import { useCallback, useEffect, useRef, useState } from 'react';
 import { listen } from '@tauri-apps/api/event';
 import { api, isCommandError, messageOf, type Accounts as AccountsData, type Profile } from './api';
 import { Accounts } from './screens/Accounts';
@@ -6,6 +6,7 @@ import { Devices } from './screens/Devices';
 import { Families } from './screens/Families';
 import { Inspector } from './screens/Inspector';
 import { Support } from './screens/Support';
+import { useWindowKey } from './keys';
 
 type Tab = 'accounts' | 'devices' | 'families' | 'support' | 'inspector';
 
@@ -23,6 +24,7 @@ export function App() {
   const [version, setVersion] = useState(0);
   const [connection, setConnection] = useState<Connection>({ online: true });
   const [familyOf, setFamilyOf] = useState<string | null>(null);
+  const [switchError, setSwitchError] = useState<string | null>(null);
 
   const current = accounts?.accounts.find((a) => a.current && a.state === 'signed_in') ?? null;
 
@@ -112,9 +114,12 @@ export function App() {
     { id: 'accounts', label: 'Accounts', needsAccount: false },
   ];
   const screen = !current && shown !== 'accounts' ? 'accounts' : shown;
+  const usable = tabs.filter((t) => !t.needsAccount || current);
 
   return (
     <div className="app">
+      <Shortcuts tabs={usable.map((t) => t.id)} onSwitch={setTab} />
+      <FocusHeading screen={screen} />
       <nav className="sidebar" aria-label="Sections">
         <div className="brand">
           <img src="/icon.png" alt="" width={28} height={28} /> Latchkey
@@ -125,6 +130,7 @@ export function App() {
               <button
                 type="button"
                 aria-current={screen === t.id ? 'page' : undefined}
+                aria-keyshortcuts={shortcutOf(usable.findIndex((u) => u.id === t.id))}
                 disabled={t.needsAccount && !current}
                 onClick={() => setTab(t.id)}
               >
@@ -134,13 +140,41 @@ export function App() {
           ))}
         </ul>
         <div className="whoami">
-          {current ? (
+          {accounts.accounts.length > 1 ? (
+            <label className="field">
+              <span>Account</span>
+              <select
+                value={accounts.accounts.find((a) => a.current)?.id ?? ''}
+                onChange={(e) => {
+                  const id = e.target.value;
+                  setSwitchError(null);
+                  void api
+                    .switchAccount(id)
+                    .then(loadAccounts)
+                    .then(() => setVersion((v) => v + 1))
+                    .catch((err: unknown) => setSwitchError(messageOf(err)));
+                }}
+              >
+                {accounts.accounts.map((a) => (
+                  <option key={a.id} value={a.id}>
+                    {a.label}
+                    {a.state === 'signed_in' ? '' : ' (signed out)'}
+                  </option>
+                ))}
+              </select>
+            </label>
+          ) : current ? (
             <>
               <span className="dot online" aria-hidden="true" /> {current.label}
-              <div className="muted small">{current.issuer}</div>
             </>
           ) : (
             <span className="muted">Not signed in</span>
+          )}
+          {current && <div className="muted small">{current.issuer}</div>}
+          {switchError && (
+            <p role="alert" className="error small">
+              {switchError}
+            </p>
           )}
         </div>
       </nav>
@@ -169,10 +203,57 @@ export function App() {
             }}
           />
         )}
-        {screen === 'families' && <Families version={version} selected={familyOf} onSelect={setFamilyOf} />}
+        {screen === 'families' && (
+          <Families
+            version={version}
+            selected={familyOf}
+            onSelect={setFamilyOf}
+            onSignInAgain={() => setTab('accounts')}
+            onSignOutEverywhere={async () => {
+              await api.revokeOtherSessions();
+              if (current) await api.signOut(current.id);
+              await loadAccounts();
+            }}
+          />
+        )}
         {screen === 'inspector' && <Inspector version={version} />}
         {screen === 'support' && <Support />}
       </main>
     </div>
   );
+}
+
+/** Ctrl+1, Ctrl+2, … for the sections in the sidebar's order, as far as there are digits. */
+function shortcutOf(index: number): string | undefined {
+  return index >= 0 && index < 9 ? `Control+${index + 1}` : undefined;
+}
+
+function Shortcuts({ tabs, onSwitch }: { tabs: Tab[]; onSwitch: (t: Tab) => void }) {
+  useWindowKey((e) => {
+    if (!e.ctrlKey || e.altKey || e.shiftKey || e.metaKey) return;
+    const n = Number.parseInt(e.key, 10);
+    const target = Number.isNaN(n) ? undefined : tabs[n - 1];
+    if (target) {
+      e.preventDefault();
+      onSwitch(target);
+    }
+  });
+  return null;
+}
+
+/**
+ * Moves the focus to the new screen's heading when the user switches screens (not at start-up),
+ * so that a screen reader reads where it is and Tab goes on from the top of that screen.
+ */
+function FocusHeading({ screen }: { screen: Tab }) {
+  const previous = useRef(screen);
+  useEffect(() => {
+    if (previous.current === screen) return;
+    previous.current = screen;
+    const heading = document.querySelector<HTMLElement>('main.content h1');
+    if (!heading) return;
+    heading.tabIndex = -1;
+    heading.focus();
+  }, [screen]);
+  return null;
 }

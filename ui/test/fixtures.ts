@@ -76,3 +76,31 @@ export const family: Family = {
   next_before: null,
   events: stolen.signals,
 };
+
+/** A family the server ended because a used refresh token came back from curl. */
+export const reused: Family = (() => {
+  const at = iso(2);
+  const replay = {
+    id: 'e9',
+    at,
+    kind: 'reuse_detected' as const,
+    severity: 'high' as const,
+    summary: 'A refresh token that had already been used (generation 1) was presented again, so the session was revoked: someone else may have a copy',
+    user_id: 'u1',
+    session_id: 's-copy',
+    generation: 1,
+    ip: '127.0.0.1',
+    user_agent: 'curl/8.5.0',
+    details: {},
+    acknowledged_at: null,
+  };
+  const s = session({
+    id: 's-copy',
+    current: false,
+    state: 'revoked',
+    suspicious: true,
+    signals: [replay],
+    revoked: { at, by: 'system', reason: 'reuse_detected' },
+  });
+  return { ...family, session: s, events: [replay] };
+})();

@@ -8,7 +8,7 @@ import { Support } from '../src/screens/Support';
 import { Inspector } from '../src/screens/Inspector';
 import { Accounts } from '../src/screens/Accounts';
 import { App } from '../src/App';
-import { family, list, session, stolen } from './fixtures';
+import { family, list, reused, session, stolen } from './fixtures';
 
 type Calls = { cmd: string; args: Record<string, unknown> }[];
 
@@ -37,7 +37,7 @@ afterEach(() => {
 });
 
 describe('Devices', () => {
-  it('groups sessions by device, marks this device, and revokes after confirmation', async () => {
+  it('groups sessions by device, marks this device once, and signs one out after confirmation', async () => {
     const calls = backend({
       sessions: () => list,
       revoke_session: () => ({ ...stolen, state: 'revoked' }),
@@ -45,27 +45,41 @@ describe('Devices', () => {
     render(<Devices version={0} onShowFamily={() => {}} />);
     const laptop = await screen.findByRole('heading', { name: 'laptop' });
     const laptopCard = laptop.closest('article')!;
-    expect(within(laptopCard).getAllByText('This device').length).toBeGreaterThan(0);
+    expect(screen.getAllByText('This device')).toHaveLength(1);
+    expect(screen.getByText('2 devices · 1 needs attention')).toBeTruthy();
     expect(within(laptopCard).getByText(/3 minutes ago/)).toBeTruthy();
+    expect(within(laptopCard).getByText(/Stays signed in until/)).toBeTruthy();
+    // The session this app uses is signed out from Accounts, not here.
+    expect(within(laptopCard).queryByRole('button', { name: 'Sign out' })).toBeNull();
     expect(within(laptopCard).getByText(/Bound to this device \(key NzbLsXh8uD…\)/)).toBeTruthy();
     const phoneCard = screen.getByRole('heading', { name: 'phone' }).closest('article')!;
     expect(within(phoneCard).getByText('Suspicious')).toBeTruthy();
     expect(within(phoneCard).getByText(/may be in two places/)).toBeTruthy();
     expect(within(phoneCard).getByText(/not bound to a device key/)).toBeTruthy();
 
-    await userEvent.click(within(phoneCard).getByRole('button', { name: 'Revoke' }));
+    const signOut = within(phoneCard).getByRole('button', { name: 'Sign out' });
+    expect(signOut.className).not.toContain('danger');
+    await userEvent.click(signOut);
     const dialog = screen.getByRole('dialog');
-    expect(within(dialog).getByText(/Revoke Latchkey Desktop on phone/)).toBeTruthy();
+    expect(within(dialog).getByText(/Sign out Latchkey Desktop on phone/)).toBeTruthy();
+    expect(within(dialog).getByText(/phone will have to sign in again/)).toBeTruthy();
     // Focus starts on the safe choice; Escape closes without revoking.
     expect(document.activeElement?.textContent).toBe('Cancel');
     await userEvent.keyboard('{Escape}');
     expect(screen.queryByRole('dialog')).toBeNull();
     expect(calls.some((c) => c.cmd === 'revoke_session')).toBe(false);
+    // Focus is back on the button that opened the dialog.
+    expect(document.activeElement).toBe(signOut);
+    // With nothing typed, a click beside the dialog closes it.
+    await userEvent.click(signOut);
+    await userEvent.click(document.querySelector('.backdrop')!);
+    expect(screen.queryByRole('dialog')).toBeNull();
 
-    await userEvent.click(within(phoneCard).getByRole('button', { name: 'Revoke' }));
-    await userEvent.click(within(screen.getByRole('dialog')).getByRole('button', { name: 'Revoke' }));
+    await userEvent.click(signOut);
+    await userEvent.click(within(screen.getByRole('dialog')).getByRole('button', { name: 'Sign out' }));
     await waitFor(() => expect(calls.find((c) => c.cmd === 'revoke_session')?.args).toEqual({ session: 's-phone' }));
-    expect(await screen.findByText('Revoked Latchkey Desktop on phone.')).toBeTruthy();
+    const notice = await screen.findByText('Signed out Latchkey Desktop on phone.');
+    expect(document.activeElement).toBe(notice);
   });
 
   it('signs out every other device', async () => {
@@ -94,22 +108,52 @@ describe('Devices', () => {
 });
 
 describe('Token families', () => {
-  it('draws the chain, explains the signal, and offers Kill family and This was me', async () => {
+  const noop = { onSignInAgain: () => {}, onSignOutEverywhere: async () => {} };
+
+  it('leads a live suspicious session with its verdict and decisions, the chain under details', async () => {
     const calls = backend({
       sessions: () => list,
       family: () => family,
       acknowledge: () => ({ ...stolen, suspicious: false, signals: [] }),
       revoke_session: () => ({ ...stolen, state: 'revoked' }),
     });
-    render(<Families version={0} selected="s-phone" onSelect={() => {}} />);
-    const picture = await screen.findByRole('img', { name: /Rotation chain of 2 generations/ });
+    render(<Families version={0} selected="s-phone" onSelect={() => {}} {...noop} />);
+    expect((await screen.findByText(/^This sign-in may be in someone else's hands: Used from two networks/)).tagName).toBe('P');
+    const picture = screen.getByRole('img', { name: /Rotation chain of 2 generations/ });
     expect(picture.querySelectorAll('circle')).toHaveLength(2);
-    expect(screen.getByText(/someone else may hold its token/)).toBeTruthy();
+    expect(picture.closest('details')?.open).toBe(false);
     await userEvent.click(screen.getByRole('button', { name: 'This was me' }));
     await waitFor(() => expect(calls.some((c) => c.cmd === 'acknowledge' && c.args.session === 's-phone')).toBe(true));
-    await userEvent.click(screen.getByRole('button', { name: 'Kill family' }));
-    await userEvent.click(within(screen.getByRole('dialog')).getByRole('button', { name: 'Kill family' }));
+    await userEvent.click(screen.getByRole('button', { name: 'Sign out phone' }));
+    const dialog = screen.getByRole('dialog');
+    expect(within(dialog).getByText(/phone will have to sign in again/)).toBeTruthy();
+    await userEvent.click(within(dialog).getByRole('button', { name: 'Sign out' }));
     await waitFor(() => expect(calls.some((c) => c.cmd === 'revoke_session' && c.args.session === 's-phone')).toBe(true));
+  });
+
+  it('says in one sentence who used a copy and what Latchkey did, and offers the way back', async () => {
+    const everywhere = vi.fn(async () => {});
+    const again = vi.fn();
+    backend({ sessions: () => list, family: () => reused });
+    render(<Families version={0} selected="s-copy" onSelect={() => {}} onSignInAgain={again} onSignOutEverywhere={everywhere} />);
+    const verdict = await screen.findByText(/^Someone else used a copy of this sign-in/);
+    const time = new Date(reused.session.revoked!.at).toLocaleTimeString([], { hour: 'numeric', minute: '2-digit' });
+    expect(verdict.textContent).toBe(
+      `Someone else used a copy of this sign-in from curl/8.5.0 at 127.0.0.1. Latchkey blocked it and signed this session out at ${time}.`,
+    );
+    // Above the details, no jargon; the server ended it, so "This was me" is not offered.
+    const card = verdict.closest('.family')!;
+    const above = [...card.children].filter((c) => c.tagName !== 'DETAILS').map((c) => c.textContent).join(' ');
+    expect(above).not.toMatch(/generation|family|killed/i);
+    expect(screen.queryByRole('button', { name: 'This was me' })).toBeNull();
+    // The session ran on this device (the laptop): signing in again is the way back.
+    await userEvent.click(screen.getByRole('button', { name: 'Sign in again on laptop' }));
+    expect(again).toHaveBeenCalledOnce();
+    await userEvent.click(screen.getByRole('button', { name: 'Sign out everywhere' }));
+    await userEvent.click(within(screen.getByRole('dialog')).getByRole('button', { name: 'Sign out everywhere' }));
+    await waitFor(() => expect(everywhere).toHaveBeenCalledOnce());
+    // The list tells its entries apart.
+    expect(screen.getByRole('button', { name: /phone.*started .* · signed in/ })).toBeTruthy();
   });
 });
 
@@ -127,16 +171,74 @@ describe('Support', () => {
     await userEvent.click(screen.getByRole('button', { name: 'Search' }));
     await userEvent.click(await screen.findByRole('button', { name: /demo@latchkey.local/ }));
     const phone = (await screen.findByRole('heading', { name: 'phone' })).closest('article')!;
-    await userEvent.click(within(phone).getByRole('button', { name: 'Revoke' }));
+    await userEvent.click(within(phone).getByRole('button', { name: 'Sign out' }));
     const dialog = screen.getByRole('dialog');
-    const confirm = within(dialog).getByRole('button', { name: 'Revoke' }) as HTMLButtonElement;
+    const confirm = within(dialog).getByRole('button', { name: 'Sign out' }) as HTMLButtonElement;
     expect(confirm.disabled).toBe(true);
     await userEvent.type(within(dialog).getByLabelText(/Reason/), 'ticket 4711');
     expect(confirm.disabled).toBe(false);
+    // A stray click beside the dialog keeps what was typed.
+    await userEvent.click(document.querySelector('.backdrop')!);
+    expect(screen.getByRole('dialog')).toBe(dialog);
+    expect((within(dialog).getByLabelText(/Reason/) as HTMLTextAreaElement).value).toBe('ticket 4711');
+    // Tab goes round the dialog's own controls, never behind it.
+    within(dialog).getByLabelText(/Reason/).focus();
+    for (let i = 0; i < 4; i++) {
+      await userEvent.tab();
+      expect(dialog.contains(document.activeElement)).toBe(true);
+    }
+    await userEvent.tab({ shift: true });
+    expect(dialog.contains(document.activeElement)).toBe(true);
     await userEvent.click(confirm);
     await waitFor(() =>
       expect(calls.find((c) => c.cmd === 'admin_revoke_session')?.args).toEqual({ session: 's-phone', reason: 'ticket 4711' }),
     );
+    // The outcome takes the focus; Ctrl+F goes back to the search.
+    const notice = await screen.findByText(/^Signed out /);
+    await waitFor(() => expect(document.activeElement).toBe(notice));
+    await userEvent.keyboard('{Control>}f{/Control}');
+    expect(document.activeElement).toBe(screen.getByLabelText('Find a user by email or id'));
+  });
+});
+
+describe('Support shell', () => {
+  it('keeps the audited bar, shows who the user is, opens a family beside the list, and has the audit log on its own tab', async () => {
+    const user = { id: 'u1', email: 'demo@latchkey.local', name: 'Demo User', role: 'user', created_at: '2026-11-30T09:15:00Z', disabled: false, live_sessions: 2 };
+    const calls = backend({
+      admin_search_users: () => ({ users: [user] }),
+      admin_user_sessions: () => ({ ...list, user }),
+      admin_events: () => ({ events: [] }),
+      admin_family: () => family,
+      admin_audit: (args) => ({
+        records: [
+          { seq: 7, at: '2026-12-03T08:26:53.120Z', actor_kind: 'staff', actor_id: 'u9', actor_email: 'support@latchkey.local', action: 'admin.session.revoke', target_user_id: 'u1', target_session_id: 's-phone', reason: 'ticket 17', ip: '127.0.0.1', user_agent: null, details: {}, prev_hash: 'a', hash: 'b' },
+        ].filter((r) => !args.action || r.action === args.action),
+        next_before: null,
+      }),
+    });
+    render(<Support />);
+    expect(screen.getByRole('note').textContent).toMatch(/every lookup and every action is audited/);
+    await userEvent.type(screen.getByLabelText('Find a user by email or id'), 'demo');
+    await userEvent.click(screen.getByRole('button', { name: 'Search' }));
+    await userEvent.click(await screen.findByRole('button', { name: /demo@latchkey.local/ }));
+    expect(await screen.findByRole('heading', { name: 'Demo User' })).toBeTruthy();
+    expect(screen.getByText('2026-11-30 09:15:00 UTC')).toBeTruthy();
+    expect(screen.getByRole('button', { name: 'Copy user id' })).toBeTruthy();
+    expect(screen.getAllByRole('button', { name: 'Copy session id' })).toHaveLength(2);
+
+    const phone = screen.getByRole('heading', { name: 'phone' }).closest('article')!;
+    await userEvent.click(within(phone).getByRole('button', { name: 'Token family' }));
+    const drawer = await screen.findByRole('complementary', { name: /Latchkey Desktop on phone/ });
+    expect(document.activeElement).toBe(within(drawer).getByRole('button', { name: 'Close' }));
+    await userEvent.keyboard('{Escape}');
+    expect(screen.queryByRole('complementary')).toBeNull();
+
+    await userEvent.click(screen.getByRole('tab', { name: 'Audit log' }));
+    const row = (await screen.findByText('2026-12-03 08:26:53 UTC')).closest('tr')!;
+    expect(within(row).getByText('support@latchkey.local')).toBeTruthy();
+    await userEvent.selectOptions(screen.getByLabelText('Action'), 'admin.users.search');
+    await waitFor(() => expect(calls.filter((c) => c.cmd === 'admin_audit').at(-1)?.args.action).toBe('admin.users.search'));
+    expect(await screen.findByText('No records.')).toBeTruthy();
   });
 });
 
@@ -157,6 +259,27 @@ describe('Token inspector', () => {
     expect(await screen.findByText('s-laptop')).toBeTruthy();
     expect(screen.getByText(/Expires in/).textContent).toMatch(/2:0[0-5]/);
     expect(screen.getByText('EdDSA')).toBeTruthy();
+    // Two minutes left: nothing is announced; the ticking countdown is not a live region.
+    expect(screen.getByTestId('countdown-announcement').textContent).toBe('');
+    expect(screen.getByText(/Expires in/).closest('[aria-live]')).toBeNull();
+  });
+
+  it('announces one minute left and expiry, and nothing in between', async () => {
+    const exp = Math.floor(Date.now() / 1000) + 45;
+    backend({
+      token_info: () => ({
+        account: 'demo@latchkey.local',
+        issuer: 'http://127.0.0.1:7878',
+        format: 'jwt',
+        header: { alg: 'EdDSA', kid: 'k1', typ: 'at+jwt' },
+        claims: { sub: 'u1', sid: 's-laptop', exp },
+        expires_at: exp,
+      }),
+    });
+    render(<Inspector version={0} />);
+    const live = await screen.findByTestId('countdown-announcement');
+    expect(live.getAttribute('role')).toBe('status');
+    expect(live.textContent).toBe('The access token expires in less than a minute.');
   });
 });
 
@@ -194,6 +317,44 @@ describe('App', () => {
     expect(await screen.findByRole('button', { name: 'Support' })).toBeTruthy();
     expect(session().current).toBe(true);
   });
+
+  it('switches accounts from the sidebar', async () => {
+    const one = { id: 'a1', label: 'demo@latchkey.local', issuer: 'http://127.0.0.1:7878', client_id: 'latchkey-desktop', current: true, state: 'signed_in', reason: null, access_expires_at: null, device_key: null };
+    const two = { ...one, id: 'a2', label: 'other@latchkey.local', current: false };
+    const calls = backend({
+      accounts: () => ({ accounts: [one, two], keychain: 'Secret Service', keychain_persists: true }),
+      me: () => ({ id: 'u1', email: 'demo@latchkey.local', name: 'Demo', role: 'user', session_id: 's-laptop' }),
+      sessions: () => list,
+      switch_account: () => null,
+    });
+    render(<App />);
+    const picker = (await screen.findByLabelText('Account')) as HTMLSelectElement;
+    expect(picker.value).toBe('a1');
+    await userEvent.selectOptions(picker, 'a2');
+    await waitFor(() => expect(calls.find((c) => c.cmd === 'switch_account')?.args).toEqual({ account: 'a2' }));
+  });
+
+  it('switches screens with Ctrl+digit and moves the focus to the new heading', async () => {
+    const account = { id: 'a1', label: 'demo@latchkey.local', issuer: 'http://127.0.0.1:7878', client_id: 'latchkey-desktop', current: true, state: 'signed_in', reason: null, access_expires_at: null, device_key: null };
+    backend({
+      accounts: () => ({ accounts: [account], keychain: 'Secret Service', keychain_persists: true }),
+      me: () => ({ id: 'u1', email: 'demo@latchkey.local', name: 'Demo', role: 'user', session_id: 's-laptop' }),
+      sessions: () => list,
+      family: () => family,
+      token_info: () => ({ account: 'demo@latchkey.local', issuer: 'http://127.0.0.1:7878', format: 'opaque', header: null, claims: null, expires_at: null }),
+    });
+    render(<App />);
+    await screen.findByRole('heading', { name: 'Devices' });
+    expect(screen.getByRole('button', { name: 'Token inspector' }).getAttribute('aria-keyshortcuts')).toBe('Control+3');
+    await userEvent.keyboard('{Control>}3{/Control}');
+    const inspector = await screen.findByRole('heading', { name: 'Token inspector' });
+    expect(document.activeElement).toBe(inspector);
+    await userEvent.keyboard('{Control>}2{/Control}');
+    expect(document.activeElement).toBe(await screen.findByRole('heading', { name: 'Token families' }));
+    // Only as many shortcuts as sections: Ctrl+9 does nothing.
+    await userEvent.keyboard('{Control>}9{/Control}');
+    expect(screen.getByRole('heading', { name: 'Token families' })).toBeTruthy();
+  });
 });
 
 describe('Accounts', () => {
@@ -215,5 +376,34 @@ describe('Accounts', () => {
     );
     expect(screen.getByText(/Bound to this device: key NzbLsXh8uD… is kept in the Secret Service and never sent/)).toBeTruthy();
     expect(screen.getByText(/Bearer session/)).toBeTruthy();
+  });
+
+  const base = { issuer: 'http://127.0.0.1:7878', client_id: 'latchkey-desktop', reason: null, access_expires_at: null, device_key: null };
+  const accounts = (signedIn: boolean) => ({
+    accounts: [{ ...base, id: 'a1', label: 'demo@latchkey.local', current: true, state: (signedIn ? 'signed_in' : 'signed_out') as 'signed_in' | 'signed_out' }],
+    keychain: 'Secret Service',
+    keychain_persists: true,
+  });
+
+  it('starts with an empty server field that says what goes in it, and signs in again in the browser', async () => {
+    const calls = backend({ add_account: () => ({}) });
+    render(<Accounts data={accounts(false)} onChanged={() => {}} />);
+    const field = screen.getByLabelText('Server address') as HTMLInputElement;
+    expect(field.value).toBe('');
+    expect(field.getAttribute('aria-describedby')).toBe('issuer-hint');
+    expect(document.getElementById('issuer-hint')?.textContent).toMatch(/address of your Latchkey server/);
+    await userEvent.click(screen.getByRole('button', { name: 'Sign in again' }));
+    await waitFor(() => expect(calls.find((c) => c.cmd === 'add_account')?.args).toEqual({ issuer: 'http://127.0.0.1:7878', clientId: null }));
+  });
+
+  it('signs out before it forgets, and warns when the server did not confirm', async () => {
+    const calls = backend({ sign_out: () => false, forget_account: () => null });
+    render(<Accounts data={accounts(true)} onChanged={() => {}} />);
+    await userEvent.click(screen.getByRole('button', { name: 'Forget' }));
+    const dialog = screen.getByRole('dialog');
+    expect(within(dialog).getByText(/The server ends this session, then/)).toBeTruthy();
+    await userEvent.click(within(dialog).getByRole('button', { name: 'Forget' }));
+    await waitFor(() => expect(calls.map((c) => c.cmd)).toEqual(['sign_out', 'forget_account']));
+    expect((await screen.findByText(/did not confirm the sign-out/)).getAttribute('role')).toBe('alert');
   });
 });

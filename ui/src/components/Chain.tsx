@@ -67,8 +67,9 @@ export function Chain({ family }: { family: Family }) {
                 stroke="var(--danger)"
                 strokeWidth={6}
               />
-              <text x={40 + (gens.length - 1) * STEP + 34} y={LANE_Y + 44} textAnchor="middle" className="gen-label killed">
-                killed
+              {/* Beside the bar, clear of the last token's time and address below it. */}
+              <text x={40 + (gens.length - 1) * STEP + 44} y={LANE_Y + 5} textAnchor="start" className="gen-label killed">
+                ended
               </text>
             </g>
           )}

@@ -1,4 +1,5 @@
 import { useEffect, useRef, useState, type ReactNode } from 'react';
+import { useWindowKey } from '../keys';
 
 interface Props {
   title: string;
@@ -11,23 +12,50 @@ interface Props {
   onCancel: () => void;
 }
 
-/** A modal question. Escape or Cancel closes it; focus starts on the safe choice. */
+const FOCUSABLE = 'button:not([disabled]), textarea, input, select, a[href], [tabindex]:not([tabindex="-1"])';
+
+/**
+ * A modal question. Escape or Cancel closes it; focus starts on the safe choice (or the reason),
+ * stays inside the dialog while it is open (WAI-ARIA dialog pattern), and returns to whatever
+ * opened it. A click on the backdrop cancels only while no reason has been typed: it never
+ * throws away what the user wrote.
+ */
 export function Confirm({ title, children, confirmLabel, danger, reasonLabel, onConfirm, onCancel }: Props) {
+  const dialog = useRef<HTMLDivElement>(null);
   const cancel = useRef<HTMLButtonElement>(null);
   const reasonInput = useRef<HTMLTextAreaElement>(null);
   const [reason, setReason] = useState('');
   useEffect(() => {
+    const opener = document.activeElement instanceof HTMLElement ? document.activeElement : null;
     (reasonInput.current ?? cancel.current)?.focus();
-    const onKey = (e: KeyboardEvent) => {
-      if (e.key === 'Escape') onCancel();
+    return () => {
+      if (opener?.isConnected) opener.focus();
     };
-    window.addEventListener('keydown', onKey);
-    return () => window.removeEventListener('keydown', onKey);
-  }, [onCancel]);
+  }, []);
+  useWindowKey((e) => {
+    if (e.key === 'Escape') {
+      onCancel();
+      return;
+    }
+    if (e.key !== 'Tab' || !dialog.current) return;
+    const inside = Array.from(dialog.current.querySelectorAll<HTMLElement>(FOCUSABLE));
+    const first = inside[0];
+    const last = inside[inside.length - 1];
+    if (!first || !last) return;
+    const at = document.activeElement;
+    if (e.shiftKey && (at === first || !dialog.current.contains(at))) {
+      e.preventDefault();
+      last.focus();
+    } else if (!e.shiftKey && (at === last || !dialog.current.contains(at))) {
+      e.preventDefault();
+      first.focus();
+    }
+  });
   const ready = !reasonLabel || reason.trim().length > 0;
   return (
-    <div className="backdrop" onClick={onCancel}>
+    <div className="backdrop" onClick={() => reason.trim() === '' && onCancel()}>
       <div
+        ref={dialog}
         className="dialog"
         role="dialog"
         aria-modal="true"

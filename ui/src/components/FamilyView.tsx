@@ -1,51 +1,38 @@
 import type { Family } from '../api';
 import { Chain } from './Chain';
+import { IncidentCard, incidentOf } from './Incident';
 import { Signals } from './Signals';
 import { absolute, relative, useNow } from '../time';
 
 interface Props {
   family: Family;
-  onKill?: () => void;
+  /** The session runs on the device this app runs on. */
+  onThisDevice?: boolean;
+  /** Ends this session (confirmed by the caller). */
+  onSignOut?: () => void;
   onAcknowledge?: () => void;
+  onSignInAgain?: () => void;
+  onSignOutEverywhere?: () => void;
   onOlder?: () => void;
 }
 
-/** One session's family: its state, its signals in plain words, the chain, the event log. */
-export function FamilyView({ family, onKill, onAcknowledge, onOlder }: Props) {
+/**
+ * One session's family. An incident (a reuse, a key mismatch, a high signal) leads with its
+ * verdict and decisions, and the token chain moves under "Technical details"; otherwise the
+ * chain is the view.
+ */
+export function FamilyView({ family, onThisDevice = false, onSignOut, onAcknowledge, onSignInAgain, onSignOutEverywhere, onOlder }: Props) {
   const now = useNow();
   const s = family.session;
-  return (
-    <div className={`family ${s.suspicious ? 'suspicious' : ''}`}>
-      <header className="section-head">
-        <div>
-          <h2>
-            {s.app} on {s.device.name ?? 'an unnamed device'}
-          </h2>
-          <p className="muted">
-            Signed in {relative(s.signed_in_at, now)} · {s.generation} token
-            {s.generation === 1 ? '' : 's'} so far · {s.state}
-            {s.revoked ? ` (${(s.revoked.reason ?? '').replace(/_/g, ' ')}, by ${s.revoked.by})` : ''}
-          </p>
-        </div>
-        <div className="card-actions">
-          {onAcknowledge && s.suspicious && (
-            <button type="button" onClick={onAcknowledge}>
-              This was me
-            </button>
-          )}
-          {onKill && s.state === 'active' && (
-            <button type="button" className="danger" onClick={onKill}>
-              Kill family
-            </button>
-          )}
-        </div>
-      </header>
-      {s.suspicious && <p className="warn-text">This family looks like someone else may hold its token.</p>}
+  const incident = incidentOf(s, family.events);
+  const live = s.state === 'active';
+  const technical = (
+    <>
       <Signals signals={s.signals} />
       <Chain family={family} />
       {family.next_before !== null && onOlder && (
         <button type="button" onClick={onOlder}>
-          Show older generations
+          Show older tokens
         </button>
       )}
       <h3>What happened</h3>
@@ -61,6 +48,60 @@ export function FamilyView({ family, onKill, onAcknowledge, onOlder }: Props) {
             </li>
           ))}
         </ol>
+      )}
+    </>
+  );
+  return (
+    <div className={`family ${incident ? 'has-incident' : ''} ${s.suspicious ? 'suspicious' : ''}`}>
+      <header className="section-head">
+        <div>
+          <h2>
+            {s.app} on {s.device.name ?? 'an unnamed device'}
+          </h2>
+          <p className="muted">
+            Signed in {relative(s.signed_in_at, now)} · {live ? 'signed in' : s.state === 'revoked' ? 'signed out' : 'expired'}
+          </p>
+        </div>
+        {!incident && (
+          <div className="card-actions">
+            {onAcknowledge && s.suspicious && live && (
+              <button type="button" onClick={onAcknowledge}>
+                This was me
+              </button>
+            )}
+            {onSignOut && live && (
+              <button type="button" onClick={onSignOut}>
+                Sign out
+              </button>
+            )}
+          </div>
+        )}
+      </header>
+      {incident ? (
+        <>
+          <IncidentCard
+            session={s}
+            incident={incident}
+            onThisDevice={onThisDevice}
+            onSignInAgain={onSignInAgain}
+            onSignOutEverywhere={onSignOutEverywhere}
+            onSignOut={onSignOut}
+            onAcknowledge={onAcknowledge}
+          />
+          <details className="technical">
+            <summary>Technical details</summary>
+            <p className="muted">
+              {s.generation} refresh token{s.generation === 1 ? '' : 's'} in this family
+              {s.revoked ? ` · ended by ${s.revoked.by}: ${(s.revoked.reason ?? '').replace(/_/g, ' ')}` : ''}
+            </p>
+            {technical}
+          </details>
+        </>
+      ) : (
+        <>
+          {s.suspicious && <p className="warn-text">Someone else may hold a copy of this sign-in.</p>}
+          {technical}
+        </>
       )}
     </div>
   );

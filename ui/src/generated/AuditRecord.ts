@@ -9,6 +9,11 @@ import type { UserId } from "./UserId";
  */
 export type AuditRecord = { seq: number, at: Timestamp, actor_kind: ActorKind, actor_id: string | null, 
 /**
+ * The actor's email, where the actor is an account still on record: looked up when the
+ * log is read, not part of the record or its hash.
+ */
+actor_email?: string, 
+/**
  * `admin.session.revoke`, `session.revoke`, `signin`, …
  */
 action: string, target_user_id: UserId | null, target_session_id: SessionId | null, reason: string | null, ip: string | null, user_agent: string | null, details: Record<string, unknown>, prev_hash: string, hash: string, };

@@ -14,18 +14,20 @@ const STATE_TEXT: Record<Account['state'], string> = {
 };
 
 export function Accounts({ data, onChanged }: Props) {
-  const [issuer, setIssuer] = useState('http://127.0.0.1:7878');
+  const [issuer, setIssuer] = useState('');
   const [clientId, setClientId] = useState('');
   const [signingIn, setSigningIn] = useState(false);
   const [error, setError] = useState<string | null>(null);
+  const [warning, setWarning] = useState<string | null>(null);
   const [asking, setAsking] = useState<{ kind: 'sign_out' | 'forget'; account: Account } | null>(null);
 
-  async function add(e: FormEvent) {
-    e.preventDefault();
+  /** Signs in through the system browser: a new account, or an existing one again. */
+  async function signIn(server: string, client?: string) {
     setError(null);
+    setWarning(null);
     setSigningIn(true);
     try {
-      await api.addAccount(issuer, clientId.trim() || undefined);
+      await api.addAccount(server, client);
       onChanged();
     } catch (err) {
       setError(messageOf(err));
@@ -34,13 +36,29 @@ export function Accounts({ data, onChanged }: Props) {
     }
   }
 
+  function add(e: FormEvent) {
+    e.preventDefault();
+    void signIn(issuer.trim(), clientId.trim() || undefined);
+  }
+
   async function act(fn: () => Promise<unknown>) {
     setError(null);
+    setWarning(null);
     try {
       await fn();
       onChanged();
     } catch (err) {
       setError(messageOf(err));
+    }
+  }
+
+  /** Signs out at the server; a sign-out the server did not confirm stays visible. */
+  async function signOut(account: Account) {
+    const confirmed = await api.signOut(account.id);
+    if (!confirmed) {
+      setWarning(
+        `${account.issuer} did not confirm the sign-out of ${account.label}: the token is deleted here, but the session may still be live there. Sign it out from another device's Devices screen.`,
+      );
     }
   }
 
@@ -56,6 +74,19 @@ export function Accounts({ data, onChanged }: Props) {
           {error}
         </p>
       )}
+      {warning && (
+        <p role="alert" className="banner">
+          {warning}
+        </p>
+      )}
+      {signingIn && (
+        <div className="progress" role="status">
+          <span className="spinner" aria-hidden="true" /> Waiting for you to sign in in your browser…
+          <button type="button" onClick={() => void api.cancelSignIn()}>
+            Cancel
+          </button>
+        </div>
+      )}
       {data.accounts.length === 0 ? (
         <p className="empty">No accounts yet. Add one with its server address below.</p>
       ) : (
@@ -63,8 +94,10 @@ export function Accounts({ data, onChanged }: Props) {
           {data.accounts.map((a) => (
             <li key={a.id} className={`card ${a.current ? 'current' : ''}`}>
               <div className="card-main">
-                <strong>{a.label}</strong>
-                {a.current && <span className="badge this">Current</span>}
+                <div>
+                  <strong>{a.label}</strong>
+                  {a.current && <span className="badge this">Current</span>}
+                </div>
                 <div className="muted">
                   {a.issuer} · {a.client_id}
                 </div>
@@ -91,8 +124,12 @@ export function Accounts({ data, onChanged }: Props) {
                     Sign out
                   </button>
                 ) : (
-                  <button type="button" onClick={() => { setIssuer(a.issuer); setClientId(a.client_id === 'latchkey-desktop' ? '' : a.client_id); }}>
-                    Sign in again…
+                  <button
+                    type="button"
+                    disabled={signingIn}
+                    onClick={() => void signIn(a.issuer, a.client_id === 'latchkey-desktop' ? undefined : a.client_id)}
+                  >
+                    Sign in again
                   </button>
                 )}
                 <button type="button" className="danger-text" onClick={() => setAsking({ kind: 'forget', account: a })}>
@@ -106,17 +143,22 @@ export function Accounts({ data, onChanged }: Props) {
 
       <form className="add-account" onSubmit={add} aria-labelledby="add-title">
         <h2 id="add-title">Add an account</h2>
-        <label className="field">
-          <span>Server address</span>
+        <div className="field">
+          <label htmlFor="issuer">Server address</label>
+          <p id="issuer-hint" className="hint">
+            The address of your Latchkey server, as your administrator gave it.
+          </p>
           <input
+            id="issuer"
             type="url"
             required
             value={issuer}
             onChange={(e) => setIssuer(e.target.value)}
             placeholder="https://login.example.com"
+            aria-describedby="issuer-hint"
             disabled={signingIn}
           />
-        </label>
+        </div>
         <details>
           <summary>Advanced</summary>
           <label className="field">
@@ -124,14 +166,7 @@ export function Accounts({ data, onChanged }: Props) {
             <input value={clientId} onChange={(e) => setClientId(e.target.value)} disabled={signingIn} />
           </label>
         </details>
-        {signingIn ? (
-          <div className="progress" role="status">
-            <span className="spinner" aria-hidden="true" /> Waiting for you to sign in in your browser…
-            <button type="button" onClick={() => void api.cancelSignIn()}>
-              Cancel
-            </button>
-          </div>
-        ) : (
+        {!signingIn && (
           <button type="submit" className="primary">
             Sign in with browser
           </button>
@@ -147,12 +182,19 @@ export function Accounts({ data, onChanged }: Props) {
           onConfirm={() => {
             const { kind, account } = asking;
             setAsking(null);
-            void act(() => (kind === 'sign_out' ? api.signOut(account.id) : api.forgetAccount(account.id)));
+            void act(async () => {
+              // Forgetting a signed-in account signs it out first: the server ends the session
+              // rather than leaving a live refresh token behind with nobody to use it.
+              if (kind === 'sign_out' || account.state === 'signed_in') await signOut(account);
+              if (kind === 'forget') await api.forgetAccount(account.id);
+            });
           }}
         >
           {asking.kind === 'sign_out'
             ? 'The server ends this session and the token is deleted from this computer.'
-            : 'The account and its token are removed from this computer. The server is not told; sign out first to end the session there too.'}
+            : asking.account.state === 'signed_in'
+              ? 'The server ends this session, then the account and its token are removed from this computer.'
+              : 'The account is removed from this computer.'}
         </Confirm>
       )}
     </section>

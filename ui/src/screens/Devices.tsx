@@ -1,6 +1,7 @@
-import { useCallback, useEffect, useState } from 'react';
+import { useCallback, useEffect, useState, type ReactNode } from 'react';
 import { api, messageOf, type SessionView, type SessionFilter, type SessionList } from '../api';
 import { Confirm } from '../components/Confirm';
+import { Notice } from '../components/Notice';
 import { PlatformIcon } from '../components/PlatformIcon';
 import { Signals } from '../components/Signals';
 import { absolute, relative, useNow } from '../time';
@@ -37,18 +38,29 @@ function Binding({ s }: { s: SessionView }) {
   );
 }
 
-export function SessionRow({ s, now, onRevoke, onFamily }: {
+/** A device's name as the user reads it. */
+export function deviceName(s: SessionView): string {
+  return s.device.name ?? 'an unnamed device';
+}
+
+/**
+ * One session. `onSignOut` offers "Sign out" on a live session other than the one this app uses
+ * (that one signs out from Accounts); the button is secondary: the red one is in the dialog.
+ */
+export function SessionRow({ s, now, onSignOut, onFamily, children }: {
   s: SessionView;
   now: number;
-  onRevoke?: (s: SessionView) => void;
+  onSignOut?: (s: SessionView) => void;
   onFamily: (id: string) => void;
+  /** More about the session, below its signals. */
+  children?: ReactNode;
 }) {
   return (
     <li className={`session ${s.suspicious ? 'suspicious' : ''} state-${s.state}`}>
       <div className="session-main">
         <div>
           <strong>{s.app}</strong>
-          {s.current && <span className="badge this">This device</span>}
+          {s.device.app_version && <span className="muted version"> {s.device.app_version}</span>}
           {s.suspicious && <span className="badge warn">Suspicious</span>}
           <span className={`badge state-${s.state}`}>{s.state}</span>
         </div>
@@ -59,6 +71,11 @@ export function SessionRow({ s, now, onRevoke, onFamily }: {
           <time dateTime={s.signed_in_at} title={absolute(s.signed_in_at)}>{relative(s.signed_in_at, now)}</time>
           {s.first_seen.ip ? ` from ${s.first_seen.ip}` : ''}
         </div>
+        {s.state === 'active' && (
+          <div className="muted">
+            Stays signed in until <time dateTime={s.expires_at}>{absolute(s.expires_at)}</time> at the latest
+          </div>
+        )}
         {s.revoked && (
           <div className="muted">
             Revoked {relative(s.revoked.at, now)} by {s.revoked.by}
@@ -66,14 +83,15 @@ export function SessionRow({ s, now, onRevoke, onFamily }: {
           </div>
         )}
         <Signals signals={s.signals} />
+        {children}
       </div>
       <div className="card-actions">
         <button type="button" onClick={() => onFamily(s.id)}>
           Token family
         </button>
-        {onRevoke && s.state === 'active' && (
-          <button type="button" className="danger" onClick={() => onRevoke(s)}>
-            Revoke
+        {onSignOut && s.state === 'active' && !s.current && (
+          <button type="button" onClick={() => onSignOut(s)}>
+            Sign out
           </button>
         )}
       </div>
@@ -110,7 +128,7 @@ export function Devices({ version, onShowFamily }: Props) {
         setNotice(`Signed out ${done.revoked.length} other session${done.revoked.length === 1 ? '' : 's'}.`);
       } else {
         await api.revokeSession(target.id);
-        setNotice(`Revoked ${target.app} on ${target.device.name ?? 'an unnamed device'}.`);
+        setNotice(`Signed out ${target.app} on ${deviceName(target)}.`);
       }
       await load();
     } catch (e) {
@@ -122,10 +140,11 @@ export function Devices({ version, onShowFamily }: Props) {
     <section aria-labelledby="devices-title">
       <div className="section-head">
         <h1 id="devices-title">Devices</h1>
-        <button type="button" className="danger" onClick={() => setAsking('others')}>
+        <button type="button" onClick={() => setAsking('others')}>
           Sign out all other devices
         </button>
       </div>
+      {list && <p className="summary">{summary(list)}</p>}
       <div className="filters" role="group" aria-label="Show">
         {FILTERS.map((f) => (
           <button
@@ -138,11 +157,7 @@ export function Devices({ version, onShowFamily }: Props) {
           </button>
         ))}
       </div>
-      {notice && (
-        <p role="status" className="notice">
-          {notice}
-        </p>
-      )}
+      {notice && <Notice text={notice} />}
       {error && (
         <p role="alert" className="error">
           {error}
@@ -164,26 +179,33 @@ export function Devices({ version, onShowFamily }: Props) {
           </header>
           <ul className="sessions">
             {d.sessions.map((s) => (
-              <SessionRow key={s.id} s={s} now={now} onRevoke={setAsking} onFamily={onShowFamily} />
+              <SessionRow key={s.id} s={s} now={now} onSignOut={setAsking} onFamily={onShowFamily} />
             ))}
           </ul>
         </article>
       ))}
       {asking && (
         <Confirm
-          title={asking === 'others' ? 'Sign out all other devices?' : `Revoke ${asking.app} on ${asking.device.name ?? 'this device'}?`}
-          confirmLabel={asking === 'others' ? 'Sign out others' : 'Revoke'}
+          title={asking === 'others' ? 'Sign out all other devices?' : `Sign out ${asking.app} on ${deviceName(asking)}?`}
+          confirmLabel={asking === 'others' ? 'Sign out others' : 'Sign out'}
           danger
           onCancel={() => setAsking(null)}
           onConfirm={() => void revoke(asking)}
         >
           {asking === 'others'
             ? 'Every session except this one ends now; those devices must sign in again.'
-            : asking.current
-              ? 'This is the session this app uses: you will be signed out here.'
-              : 'Its refresh token stops working now, and so do its access tokens.'}
+            : `${asking.device.name ?? 'That device'} will have to sign in again: its sign-in stops working now.`}
         </Confirm>
       )}
     </section>
   );
+}
+
+/** "3 devices · 1 needs attention": what the list holds, and how much of it is suspicious. */
+function summary(list: SessionList): string {
+  const devices = list.devices.length;
+  const attention = list.devices.flatMap((d) => d.sessions).filter((s) => s.suspicious).length;
+  const shown = `${devices} device${devices === 1 ? '' : 's'}`;
+  if (attention === 0) return `${shown} · nothing needs attention`;
+  return `${shown} · ${attention} need${attention === 1 ? 's' : ''} attention`;
 }

@@ -2,19 +2,27 @@ import { useCallback, useEffect, useState } from 'react';
 import { api, messageOf, type Family, type SessionView } from '../api';
 import { Confirm } from '../components/Confirm';
 import { FamilyView } from '../components/FamilyView';
+import { absolute } from '../time';
+import { deviceName } from './Devices';
 
 interface Props {
   version: number;
   selected: string | null;
   onSelect: (session: string) => void;
+  /** Sign this app in again (its own session was ended). */
+  onSignInAgain: () => void;
+  /** Sign out every session of the account, this app's included. */
+  onSignOutEverywhere: () => Promise<void>;
 }
 
+type Asking = 'sign-out' | 'everywhere';
+
 /** Every session's token family; suspicious ones first. */
-export function Families({ version, selected, onSelect }: Props) {
+export function Families({ version, selected, onSelect, onSignInAgain, onSignOutEverywhere }: Props) {
   const [sessions, setSessions] = useState<SessionView[] | null>(null);
   const [family, setFamily] = useState<Family | null>(null);
   const [error, setError] = useState<string | null>(null);
-  const [killing, setKilling] = useState(false);
+  const [asking, setAsking] = useState<Asking | null>(null);
 
   const loadList = useCallback(async () => {
     try {
@@ -54,6 +62,10 @@ export function Families({ version, selected, onSelect }: Props) {
     }
   }
 
+  const mine = sessions?.find((x) => x.current)?.device;
+  const theirs = family?.session.device;
+  const onThisDevice = !!mine && !!theirs && mine.name === theirs.name && mine.platform === theirs.platform;
+
   return (
     <section aria-labelledby="families-title" className="split">
       <nav aria-labelledby="families-title" className="list-pane">
@@ -71,8 +83,8 @@ export function Families({ version, selected, onSelect }: Props) {
               >
                 <strong>{s.device.name ?? 'Unnamed device'}</strong>
                 <span className="muted">
-                  {s.app} · {s.state}
-                  {s.current ? ' · this device' : ''}
+                  {s.app} · started {absolute(s.signed_in_at)} · {STATE[s.state]}
+                  {s.current ? ' · this app' : ''}
                 </span>
                 {s.suspicious && <span className="badge warn">Suspicious</span>}
               </button>
@@ -89,7 +101,10 @@ export function Families({ version, selected, onSelect }: Props) {
         {family ? (
           <FamilyView
             family={family}
-            onKill={() => setKilling(true)}
+            onThisDevice={onThisDevice}
+            onSignOut={() => setAsking('sign-out')}
+            onSignInAgain={onSignInAgain}
+            onSignOutEverywhere={() => setAsking('everywhere')}
             onAcknowledge={() => void act(() => api.acknowledge(family.session.id))}
             onOlder={
               family.next_before === null
@@ -105,21 +120,42 @@ export function Families({ version, selected, onSelect }: Props) {
           selected && !error && <p className="loading" role="status">Loading the family…</p>
         )}
       </div>
-      {killing && family && (
+      {asking === 'sign-out' && family && (
         <Confirm
-          title="Kill this token family?"
-          confirmLabel="Kill family"
+          title={`Sign out ${family.session.app} on ${deviceName(family.session)}?`}
+          confirmLabel="Sign out"
           danger
-          onCancel={() => setKilling(false)}
+          onCancel={() => setAsking(null)}
           onConfirm={() => {
-            setKilling(false);
+            setAsking(null);
             void act(() => api.revokeSession(family.session.id));
           }}
         >
-          The session on {family.session.device.name ?? 'this device'} ends now. Whoever holds its
-          refresh token, you or someone else, can no longer use it.
+          {family.session.device.name ?? 'That device'} will have to sign in again. Whoever holds
+          this sign-in, you or someone else, can no longer use it.
+        </Confirm>
+      )}
+      {asking === 'everywhere' && (
+        <Confirm
+          title="Sign out everywhere?"
+          confirmLabel="Sign out everywhere"
+          danger
+          onCancel={() => setAsking(null)}
+          onConfirm={() => {
+            setAsking(null);
+            void act(onSignOutEverywhere);
+          }}
+        >
+          Every device signed in to this account, this one included, will have to sign in again.
+          Any copy of a sign-in stops working now.
         </Confirm>
       )}
     </section>
   );
 }
+
+const STATE: Record<SessionView['state'], string> = {
+  active: 'signed in',
+  revoked: 'signed out',
+  expired: 'expired',
+};

@@ -43,7 +43,9 @@ export function Inspector({ version }: { version: number }) {
       {!info && !error && <p className="loading" role="status">Loading…</p>}
       {info && (
         <>
-          <p className="countdown" aria-live="polite">
+          {/* The countdown changes every second and is not a live region: screen readers hear
+              only the moments that matter, one minute left and expiry, from the one below. */}
+          <p className="countdown">
             {left > 0 ? (
               <>
                 Expires in <strong>{Math.floor(left / 60)}:{String(left % 60).padStart(2, '0')}</strong>
@@ -51,6 +53,9 @@ export function Inspector({ version }: { version: number }) {
             ) : (
               'Expired: a fresh one is fetched on next use'
             )}
+          </p>
+          <p className="visually-hidden" role="status" data-testid="countdown-announcement">
+            {announcement(left)}
           </p>
           <dl className="claims">
             {info.claims
@@ -76,4 +81,11 @@ export function Inspector({ version }: { version: number }) {
       )}
     </section>
   );
+}
+
+/** What the live region says: the remaining time only when it crosses one minute, and expiry. */
+function announcement(left: number): string {
+  if (left <= 0) return 'The access token has expired: a fresh one is fetched on next use.';
+  if (left <= 60) return 'The access token expires in less than a minute.';
+  return '';
 }

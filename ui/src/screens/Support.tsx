@@ -1,4 +1,5 @@
-import { useState, type FormEvent } from 'react';
+import { useRef, useState, type FormEvent } from 'react';
+import { useWindowKey } from '../keys';
 import {
   api,
   messageOf,
@@ -9,9 +10,11 @@ import {
   type UserSummary,
 } from '../api';
 import { Confirm } from '../components/Confirm';
+import { Notice } from '../components/Notice';
 import { FamilyView } from '../components/FamilyView';
+import { Copyable } from '../components/Copy';
 import { absolute, relative, useNow } from '../time';
-import { SessionRow } from './Devices';
+import { SessionRow, deviceName } from './Devices';
 
 type Asking = { kind: 'session'; id: string; label: string } | { kind: 'all'; user: UserSummary };
 
@@ -28,6 +31,28 @@ export function Support() {
   const [asking, setAsking] = useState<Asking | null>(null);
   const [error, setError] = useState<string | null>(null);
   const [notice, setNotice] = useState<string | null>(null);
+  const [view, setView] = useState<'users' | 'audit'>('users');
+  const [action, setAction] = useState('');
+  const drawerClose = useRef<HTMLButtonElement>(null);
+  const searchInput = useRef<HTMLInputElement>(null);
+
+  // Ctrl+F finds a user: the search this screen is for, rather than the web view's find bar.
+  useWindowKey((e) => {
+    if ((e.ctrlKey || e.metaKey) && !e.altKey && e.key.toLowerCase() === 'f') {
+      e.preventDefault();
+      setView('users');
+      // The search field exists once the Users tab has rendered.
+      setTimeout(() => {
+        searchInput.current?.focus();
+        searchInput.current?.select();
+      });
+    }
+  });
+
+  // Escape closes the family drawer (a dialog open above it takes its own Escape).
+  useWindowKey((e) => {
+    if (e.key === 'Escape') setFamily(null);
+  }, family !== null && asking === null);
 
   async function run<T>(fn: () => Promise<T>): Promise<T | undefined> {
     try {
@@ -55,11 +80,14 @@ export function Support() {
 
   async function showFamily(session: string) {
     const f = await run(() => api.adminFamily(session));
-    if (f) setFamily(f);
+    if (f) {
+      setFamily(f);
+      setTimeout(() => drawerClose.current?.focus());
+    }
   }
 
-  async function loadAudit(before?: number) {
-    const page = await run(() => api.adminAudit({ user: user?.id, before }));
+  async function loadAudit(before?: number, only = action) {
+    const page = await run(() => api.adminAudit({ user: user?.id, action: only || undefined, before }));
     if (page) setAudit(before && audit ? { records: [...audit.records, ...page.records], next_before: page.next_before } : page);
   }
 
@@ -71,142 +99,251 @@ export function Support() {
       a.kind === 'session' ? api.adminRevokeSession(a.id, reason) : api.adminRevokeAll(a.user.id, reason),
     );
     if (done !== undefined) {
-      setNotice(a.kind === 'session' ? `Revoked ${a.label}.` : `Revoked every session of ${a.user.email}.`);
+      setNotice(a.kind === 'session' ? `Signed out ${a.label}.` : `Signed out every session of ${a.user.email}.`);
       if (user) await open(user);
       if (family) await showFamily(family.session.id);
     }
   }
 
   return (
-    <section aria-labelledby="support-title">
-      <h1 id="support-title">Support</h1>
-      <p className="muted">Every lookup and every action here is written to the audit log with your name.</p>
-      <form className="search" onSubmit={search} role="search">
-        <label className="field">
-          <span>Find a user by email or id</span>
-          <input value={q} onChange={(e) => setQ(e.target.value)} placeholder="alice@example.com" />
-        </label>
-        <button type="submit" className="primary">
-          Search
+    <section aria-labelledby="support-title" className="support">
+      <p className="support-bar" role="note">
+        Support mode — every lookup and every action is audited with your name
+      </p>
+      <div className="section-head">
+        <h1 id="support-title">Support</h1>
+      </div>
+      <div className="tabs" role="tablist" aria-label="Support">
+        <button type="button" role="tab" aria-selected={view === 'users'} onClick={() => setView('users')}>
+          Users
         </button>
-        <button type="button" onClick={() => void loadAudit()}>
+        <button
+          type="button"
+          role="tab"
+          aria-selected={view === 'audit'}
+          onClick={() => {
+            setView('audit');
+            void loadAudit();
+          }}
+        >
           Audit log
         </button>
-      </form>
-      {notice && <p role="status" className="notice">{notice}</p>}
+      </div>
+      {notice && <Notice text={notice} />}
       {error && <p role="alert" className="error">{error}</p>}
-      {users && users.length === 0 && <p className="empty">No user matches “{q}”.</p>}
-      {users && users.length > 0 && (
-        <ul className="picker horizontal" aria-label="Users found">
-          {users.map((u) => (
-            <li key={u.id}>
-              <button type="button" aria-current={u.id === user?.id} onClick={() => void open(u)}>
-                <strong>{u.email}</strong>
-                <span className="muted">
-                  {u.role} · {u.live_sessions} live session{u.live_sessions === 1 ? '' : 's'}
-                </span>
-              </button>
-            </li>
-          ))}
-        </ul>
-      )}
-      {user && sessions && (
-        <div className="support-user">
-          <div className="section-head">
-            <h2>{user.email}</h2>
-            <button type="button" className="danger" onClick={() => setAsking({ kind: 'all', user })}>
-              Revoke all sessions…
+      {view === 'users' && (
+        <div role="tabpanel" aria-label="Users">
+          <form className="search" onSubmit={search} role="search">
+            <label className="field">
+              <span>Find a user by email or id</span>
+              <input
+                ref={searchInput}
+                value={q}
+                onChange={(e) => setQ(e.target.value)}
+                placeholder="alice@example.com"
+                aria-keyshortcuts="Control+F"
+              />
+            </label>
+            <button type="submit" className="primary">
+              Search
             </button>
-          </div>
-          {sessions.devices.length === 0 && <p className="empty">This user has no sessions.</p>}
-          {sessions.devices.map((d) => (
-            <article key={`${d.device.name}|${d.device.platform}`} className="device">
-              <header>
-                <h3>{d.device.name ?? 'Unnamed device'}</h3>
-                <span className="muted">{d.device.platform ?? ''}</span>
-              </header>
-              <ul className="sessions">
-                {d.sessions.map((s) => (
-                  <SessionRow
-                    key={s.id}
-                    s={s}
-                    now={now}
-                    onFamily={(id) => void showFamily(id)}
-                    onRevoke={(x) => setAsking({ kind: 'session', id: x.id, label: `${x.app} on ${x.device.name ?? 'an unnamed device'}` })}
-                  />
-                ))}
-              </ul>
-            </article>
-          ))}
-          {family && (
-            <FamilyView
-              family={family}
-              onKill={() => setAsking({ kind: 'session', id: family.session.id, label: `${family.session.app} on ${family.session.device.name ?? 'an unnamed device'}` })}
-            />
-          )}
-          <h3>Recent events</h3>
-          {events.length === 0 ? (
-            <p className="empty">No events.</p>
-          ) : (
-            <ol className="events">
-              {events.map((e) => (
-                <li key={e.id} className={`sev-${e.severity}`}>
-                  <time dateTime={e.at} title={absolute(e.at)}>{relative(e.at, now)}</time> {e.summary}
-                  {e.ip ? <span className="muted"> · {e.ip}</span> : null}
+          </form>
+          {users && users.length === 0 && <p className="empty">No user matches “{q}”.</p>}
+          {users && users.length > 0 && (
+            <ul className="picker horizontal" aria-label="Users found">
+              {users.map((u) => (
+                <li key={u.id}>
+                  <button type="button" aria-current={u.id === user?.id} onClick={() => void open(u)}>
+                    <strong>{u.email}</strong>
+                    <span className="muted">
+                      {u.role} · {u.live_sessions} live session{u.live_sessions === 1 ? '' : 's'}
+                    </span>
+                  </button>
                 </li>
               ))}
-            </ol>
+            </ul>
+          )}
+          {user && sessions && (
+            <div className="support-user">
+              <div className="section-head">
+                <div className="user-head">
+                  <h2>{user.name || user.email}</h2>
+                  <dl className="user-facts">
+                    <div>
+                      <dt>Email</dt>
+                      <dd>{user.email}</dd>
+                    </div>
+                    <div>
+                      <dt>User id</dt>
+                      <dd>
+                        <Copyable value={user.id} label="user id" />
+                      </dd>
+                    </div>
+                    <div>
+                      <dt>Created</dt>
+                      <dd>{utc(user.created_at)}</dd>
+                    </div>
+                    <div>
+                      <dt>Status</dt>
+                      <dd>
+                        {user.disabled ? 'Disabled' : 'Active'} · {user.role} · {user.live_sessions} live session
+                        {user.live_sessions === 1 ? '' : 's'}
+                      </dd>
+                    </div>
+                  </dl>
+                </div>
+                <button type="button" onClick={() => setAsking({ kind: 'all', user })}>
+                  Sign out everywhere…
+                </button>
+              </div>
+              {sessions.devices.length === 0 && <p className="empty">This user has no sessions.</p>}
+              {sessions.devices.map((d) => (
+                <article key={`${d.device.name}|${d.device.platform}`} className="device">
+                  <header>
+                    <h3>{d.device.name ?? 'Unnamed device'}</h3>
+                    <span className="muted">{d.device.platform ?? ''}</span>
+                  </header>
+                  <ul className="sessions">
+                    {d.sessions.map((s) => (
+                      <SessionRow
+                        key={s.id}
+                        s={s}
+                        now={now}
+                        onFamily={(id) => void showFamily(id)}
+                        onSignOut={(x) => setAsking({ kind: 'session', id: x.id, label: `${x.app} on ${deviceName(x)}` })}
+                      >
+                        <div className="muted small">
+                          Session <Copyable value={s.id} label="session id" />
+                        </div>
+                      </SessionRow>
+                    ))}
+                  </ul>
+                </article>
+              ))}
+              <h3>Recent events</h3>
+              {events.length === 0 ? (
+                <p className="empty">No events.</p>
+              ) : (
+                <ol className="events">
+                  {events.map((e) => (
+                    <li key={e.id} className={`sev-${e.severity}`}>
+                      <time dateTime={e.at} title={absolute(e.at)}>{relative(e.at, now)}</time> {e.summary}
+                      {e.ip ? <span className="muted"> · {e.ip}</span> : null}
+                    </li>
+                  ))}
+                </ol>
+              )}
+            </div>
           )}
         </div>
       )}
-      {audit && (
-        <div className="audit">
-          <h2>Audit log{user ? ` for ${user.email}` : ''}</h2>
-          <table>
-            <thead>
-              <tr>
-                <th scope="col">#</th>
-                <th scope="col">When</th>
-                <th scope="col">Who</th>
-                <th scope="col">Action</th>
-                <th scope="col">Reason</th>
-                <th scope="col">From</th>
-              </tr>
-            </thead>
-            <tbody>
-              {audit.records.map((r) => (
-                <tr key={r.seq}>
-                  <td>{r.seq}</td>
-                  <td title={absolute(r.at)}>{relative(r.at, now)}</td>
-                  <td>{r.actor_kind}{r.actor_id ? ` ${r.actor_id.slice(0, 8)}` : ''}</td>
-                  <td><code>{r.action}</code></td>
-                  <td>{r.reason ?? ''}</td>
-                  <td>{r.ip ?? ''}</td>
+      {view === 'audit' && (
+        <div role="tabpanel" aria-label="Audit log" className="audit">
+          <div className="section-head">
+            <h2>Audit log{user ? ` for ${user.email}` : ''}</h2>
+            <label className="field inline">
+              <span>Action</span>
+              <select
+                value={action}
+                onChange={(e) => {
+                  setAction(e.target.value);
+                  void loadAudit(undefined, e.target.value);
+                }}
+              >
+                {ACTIONS.map(([value, text]) => (
+                  <option key={value} value={value}>
+                    {text}
+                  </option>
+                ))}
+              </select>
+            </label>
+          </div>
+          {audit && audit.records.length === 0 && <p className="empty">No records.</p>}
+          {audit && audit.records.length > 0 && (
+            <table>
+              <thead>
+                <tr>
+                  <th scope="col">#</th>
+                  <th scope="col">When (UTC)</th>
+                  <th scope="col">Who</th>
+                  <th scope="col">Action</th>
+                  <th scope="col">Reason</th>
+                  <th scope="col">From</th>
                 </tr>
-              ))}
-            </tbody>
-          </table>
-          {audit.next_before !== null && (
+              </thead>
+              <tbody>
+                {audit.records.map((r) => (
+                  <tr key={r.seq}>
+                    <td>{r.seq}</td>
+                    <td>
+                      <time dateTime={r.at}>{utc(r.at)}</time>
+                    </td>
+                    <td>{r.actor_email ?? r.actor_kind}</td>
+                    <td>
+                      <code>{r.action}</code>
+                    </td>
+                    <td>{r.reason ?? ''}</td>
+                    <td>{r.ip ?? ''}</td>
+                  </tr>
+                ))}
+              </tbody>
+            </table>
+          )}
+          {audit && audit.next_before !== null && (
             <button type="button" onClick={() => void loadAudit(audit.next_before ?? undefined)}>
               Older records
             </button>
           )}
         </div>
       )}
+      {family && (
+        <aside className="drawer" aria-label={`Sign-in of ${family.session.app} on ${deviceName(family.session)}`}>
+          <div className="drawer-head">
+            <button ref={drawerClose} type="button" onClick={() => setFamily(null)}>
+              Close
+            </button>
+          </div>
+          <FamilyView
+            family={family}
+            onSignOut={() => setAsking({ kind: 'session', id: family.session.id, label: `${family.session.app} on ${deviceName(family.session)}` })}
+          />
+        </aside>
+      )}
       {asking && (
         <Confirm
-          title={asking.kind === 'session' ? `Revoke ${asking.label}?` : `Revoke every session of ${asking.user.email}?`}
-          confirmLabel="Revoke"
+          title={asking.kind === 'session' ? `Sign out ${asking.label}?` : `Sign out every session of ${asking.user.email}?`}
+          confirmLabel="Sign out"
           danger
           reasonLabel="Reason (kept in the audit log)"
           onCancel={() => setAsking(null)}
           onConfirm={(reason) => void confirm(reason)}
         >
           {asking.kind === 'session'
-            ? 'The session ends now; the user must sign in again on that device.'
-            : 'Every device of this user is signed out now.'}
+            ? 'The session ends now: the user will have to sign in again on that device.'
+            : `Every device of ${asking.user.email} will have to sign in again.`}
         </Confirm>
       )}
     </section>
   );
 }
+
+/** "2026-12-03 08:26:53 UTC": the audit log's times, as tickets and other logs quote them. */
+function utc(at: string): string {
+  const d = new Date(at);
+  return Number.isNaN(d.getTime()) ? at : `${d.toISOString().slice(0, 19).replace('T', ' ')} UTC`;
+}
+
+const ACTIONS: [string, string][] = [
+  ['', 'Every action'],
+  ['admin.session.revoke', 'A session signed out by staff'],
+  ['admin.user.revoke_all', 'Every session of a user signed out by staff'],
+  ['admin.users.search', 'User searches'],
+  ['admin.user.sessions.read', 'Sessions viewed'],
+  ['admin.session.family.read', 'Sign-in histories viewed'],
+  ['admin.events.read', 'Events viewed'],
+  ['admin.audit.read', 'Audit log viewed'],
+  ['event.reuse_detected', 'Copies of a sign-in detected'],
+  ['event.session_revoked', 'Sessions signed out'],
+  ['event.signed_in', 'Sign-ins'],
+  ['event.signin_failed', 'Failed sign-ins'],
+];
