@@ -1299,6 +1299,8 @@ async fn support_staff_find_inspect_and_revoke_with_a_reason(backend: Backend) {
     );
     assert_eq!(record["target_session_id"], sid(&phone));
     assert_eq!(record["actor_kind"], "support");
+    // Who that was, as support staff read it: the account's email, looked up when listed.
+    assert_eq!(record["actor_email"], "support@latchkey.local");
     assert_eq!(record["ip"], "127.0.0.1");
     assert_eq!(record["hash"].as_str().unwrap().len(), 64);
     let (_, staff_reads) = get(&server, &staff, "/api/v1/admin/audit?action=admin.&limit=2").await;
