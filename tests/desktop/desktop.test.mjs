@@ -7,7 +7,8 @@ import { test, before, after } from 'node:test';
 import assert from 'node:assert/strict';
 import { spawn, execFileSync } from 'node:child_process';
 import { createHash, randomBytes } from 'node:crypto';
-import { mkdtempSync, mkdirSync, writeFileSync, chmodSync } from 'node:fs';
+import { mkdtempSync, mkdirSync, readFileSync, writeFileSync, chmodSync } from 'node:fs';
+import { createRequire } from 'node:module';
 import { tmpdir } from 'node:os';
 import { dirname, join, resolve } from 'node:path';
 import { fileURLToPath } from 'node:url';
@@ -67,7 +68,46 @@ async function waitFor(fn, what, ms = 10_000) {
   throw new Error(`timed out waiting for ${what}${last ? `: ${last.message}` : ''}`);
 }
 
-const shot = (name) => browser.saveScreenshot(join(shots, `desktop-${name}.png`));
+const axeSource = readFileSync(createRequire(import.meta.url).resolve('axe-core/axe.min.js'), 'utf8');
+
+/**
+ * What every screen must be before it is photographed: no serious or critical accessibility
+ * violation (axe-core, WCAG 2.2 AA rules), and nothing wider than the window (the content area
+ * scrolls vertically only).
+ */
+async function checkScreen(name) {
+  // Passed as the script's own text: the page's CSP forbids eval.
+  if (!(await browser.execute('return !!window.axe'))) await browser.execute(`${axeSource}\nreturn true;`);
+  const violations = await browser.execute(async () => {
+    const result = await window.axe.run(document, { resultTypes: ['violations'] });
+    return result.violations
+      .filter((v) => v.impact === 'serious' || v.impact === 'critical')
+      .map((v) => `${v.id} (${v.impact}): ${v.nodes.map((n) => n.target.join(' ')).slice(0, 3).join(' | ')}`);
+  });
+  assert.deepEqual(violations, [], `${name}: accessibility violations`);
+  const overflowing = await browser.execute(() => {
+    // The page and the content area scroll vertically only; in the sidebar, nothing may end
+    // past its edge.
+    const wide = ['html', 'body', '.app', 'main.content']
+      .map((sel) => [sel, document.querySelector(sel)])
+      .filter(([, el]) => el && el.scrollWidth > el.clientWidth + 1)
+      .map(([sel, el]) => `${sel} ${el.scrollWidth}>${el.clientWidth}`);
+    const sidebar = document.querySelector('.sidebar');
+    const edge = sidebar ? sidebar.getBoundingClientRect().right : Infinity;
+    const out = sidebar
+      ? [...sidebar.querySelectorAll('*')]
+          .filter((el) => el.getBoundingClientRect().right > edge + 1)
+          .map((el) => `.sidebar ${el.tagName.toLowerCase()}.${el.className} ends past it`)
+      : [];
+    return [...wide, ...out];
+  });
+  assert.deepEqual(overflowing, [], `${name}: wider than the window`);
+}
+
+const shot = async (name, dir = shots) => {
+  await checkScreen(name);
+  await browser.saveScreenshot(join(dir, `desktop-${name}.png`));
+};
 const button = (text) => browser.$(`//button[normalize-space()="${text}"]`);
 const heading = (text) => browser.$(`//*[self::h1 or self::h2 or self::h3][normalize-space()="${text}"]`);
 
@@ -312,4 +352,24 @@ test('support mode: revoke with a reason and find it in the audit log', async ()
   await waitFor(async () => /ticket 17/.test(await browser.$('.audit').getText()), 'the audit record');
   assert.match(await browser.$('.audit').getText(), /admin\.session\.revoke/);
   await shot('support');
+});
+
+test('every screen at 1100×760, 800×600 and 1440×900: accessible, nothing wider than the window', async () => {
+  // The photographs at each size are kept beside the build, not in the repository.
+  const sized = join(target, 'screenshots');
+  mkdirSync(sized, { recursive: true });
+  const screens = ['Devices', 'Token families', 'Token inspector', 'Support', 'Accounts'];
+  for (const [w, h] of [[1100, 760], [800, 600], [1440, 900]]) {
+    await browser.setWindowSize(w, h);
+    await waitFor(async () => (await browser.execute(() => window.innerWidth)) <= w, `the window at ${w}×${h}`);
+    for (const name of screens) {
+      await (await button(name)).click();
+      await (await heading(name)).waitForDisplayed();
+      await new Promise((r) => setTimeout(r, 300)); // let its data arrive and lay out
+      const errors = [];
+      for (const e of await browser.$$('.error')) errors.push(await e.getText());
+      assert.deepEqual(errors, [], `${name} at ${w}×${h} shows no error`);
+      await shot(`${name.toLowerCase().replace(/ /g, '-')}-${w}x${h}`, sized);
+    }
+  }
 });

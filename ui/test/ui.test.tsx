@@ -131,6 +131,13 @@ describe('Token families', () => {
     await waitFor(() => expect(calls.some((c) => c.cmd === 'revoke_session' && c.args.session === 's-phone')).toBe(true));
   });
 
+  it('moves to a session of this account when the chosen one belongs to another', async () => {
+    const chosen = vi.fn();
+    backend({ sessions: () => list, family: () => family });
+    render(<Families version={0} selected="s-of-another-account" onSelect={chosen} {...noop} />);
+    await waitFor(() => expect(chosen).toHaveBeenCalledWith('s-phone'));
+  });
+
   it('says in one sentence who used a copy and what Latchkey did, and offers the way back', async () => {
     const everywhere = vi.fn(async () => {});
     const again = vi.fn();

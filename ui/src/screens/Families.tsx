@@ -31,7 +31,8 @@ export function Families({ version, selected, onSelect, onSignInAgain, onSignOut
       all.sort((a, b) => Number(b.suspicious) - Number(a.suspicious) || Number(b.state === 'active') - Number(a.state === 'active'));
       setSessions(all);
       setError(null);
-      if (!selected && all[0]) onSelect(all[0].id);
+      // Nothing chosen yet, or a session of another account (after a switch): the first one.
+      if ((!selected || !all.some((x) => x.id === selected)) && all[0]) onSelect(all[0].id);
     } catch (e) {
       setError(messageOf(e));
     }
@@ -41,6 +42,7 @@ export function Families({ version, selected, onSelect, onSignInAgain, onSignOut
     if (!selected) return;
     try {
       setFamily(await api.family(selected));
+      setError(null);
     } catch (e) {
       setError(messageOf(e));
     }
