@@ -250,18 +250,21 @@ describe('Support shell', () => {
 });
 
 describe('Token inspector', () => {
+  /** The decoded access token, `left` seconds before it expires. */
+  function tokenInfo(left: number) {
+    const exp = Math.floor(Date.now() / 1000) + left;
+    return {
+      account: 'demo@latchkey.local',
+      issuer: 'http://127.0.0.1:7878',
+      format: 'jwt',
+      header: { alg: 'EdDSA', kid: 'k1', typ: 'at+jwt' },
+      claims: { sub: 'u1', sid: 's-laptop', exp, scope: 'openid account' },
+      expires_at: exp,
+    };
+  }
+
   it('shows claims and a countdown', async () => {
-    const exp = Math.floor(Date.now() / 1000) + 125;
-    backend({
-      token_info: () => ({
-        account: 'demo@latchkey.local',
-        issuer: 'http://127.0.0.1:7878',
-        format: 'jwt',
-        header: { alg: 'EdDSA', kid: 'k1', typ: 'at+jwt' },
-        claims: { sub: 'u1', sid: 's-laptop', exp, scope: 'openid account' },
-        expires_at: exp,
-      }),
-    });
+    backend({ token_info: () => tokenInfo(125) });
     render(<Inspector version={0} />);
     expect(await screen.findByText('s-laptop')).toBeTruthy();
     expect(screen.getByText(/Expires in/).textContent).toMatch(/2:0[0-5]/);
@@ -271,22 +274,21 @@ describe('Token inspector', () => {
     expect(screen.getByText(/Expires in/).closest('[aria-live]')).toBeNull();
   });
 
-  it('announces one minute left and expiry, and nothing in between', async () => {
-    const exp = Math.floor(Date.now() / 1000) + 45;
-    backend({
-      token_info: () => ({
-        account: 'demo@latchkey.local',
-        issuer: 'http://127.0.0.1:7878',
-        format: 'jwt',
-        header: { alg: 'EdDSA', kid: 'k1', typ: 'at+jwt' },
-        claims: { sub: 'u1', sid: 's-laptop', exp },
-        expires_at: exp,
-      }),
-    });
+  it('announces the last minute in its live region', async () => {
+    backend({ token_info: () => tokenInfo(45) });
     render(<Inspector version={0} />);
     const live = await screen.findByTestId('countdown-announcement');
     expect(live.getAttribute('role')).toBe('status');
     expect(live.textContent).toBe('The access token expires in less than a minute.');
+  });
+
+  it('announces expiry, and asks for a fresh token once, not in a loop', async () => {
+    const calls = backend({ token_info: () => tokenInfo(-30) });
+    render(<Inspector version={0} />);
+    const live = await screen.findByTestId('countdown-announcement');
+    await waitFor(() => expect(live.textContent).toMatch(/has expired/));
+    await new Promise((r) => setTimeout(r, 300));
+    expect(calls.filter((c) => c.cmd === 'token_info').length).toBeLessThanOrEqual(2);
   });
 });
 

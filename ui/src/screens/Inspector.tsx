@@ -1,4 +1,4 @@
-import { useCallback, useEffect, useState } from 'react';
+import { useCallback, useEffect, useRef, useState } from 'react';
 import { api, messageOf, type TokenInfo } from '../api';
 import { useNow } from '../time';
 
@@ -19,9 +19,13 @@ export function Inspector({ version }: { version: number }) {
     void load();
   }, [load, version]);
   const left = info ? info.expires_at - Math.floor(now / 1000) : 0;
+  // Fetch the refreshed token once this one has run out: once per token, so that a token that
+  // comes back already expired (a clock ahead of the server's) is shown, not fetched in a loop.
+  const reloadedFor = useRef<number | null>(null);
   useEffect(() => {
-    // Fetch the refreshed token once this one has run out.
-    if (info && left <= 0) void load();
+    if (!info || left > 0 || reloadedFor.current === info.expires_at) return;
+    reloadedFor.current = info.expires_at;
+    void load();
   }, [info, left, load]);
   return (
     <section aria-labelledby="inspector-title">
