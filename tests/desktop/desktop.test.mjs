@@ -292,6 +292,15 @@ test('a replayed token leads its family with a verdict; a suspicious one is sign
   assert.ok(await browser.$('svg[aria-label*="ended by revocation"]').isExisting());
   assert.equal(await browser.$('details.technical').getAttribute('open'), null, 'the chain is a click away');
   await shot('family-reuse');
+  // The chain: your app's tokens in one lane, the copy that came back in the other, each told
+  // in words when chosen.
+  await (await browser.$('details.technical summary')).click();
+  // Reached as the keyboard reaches it (WebDriver clicks only HTML boxes, not SVG shapes).
+  const replayStop = await browser.$('.chain [role="button"][aria-label^="A copy of token"]');
+  await replayStop.scrollIntoView();
+  await browser.execute((el) => el.focus(), replayStop);
+  assert.match(await browser.$('.chain-detail').getText(), /A copy of token 1 came back .* from curl\/8\.5\.0 at 127\.0\.0\.1/);
+  await shot('family-reuse-chain');
   // The live suspicious one: kill it.
   await waitFor(async () => {
     await (await pick('active')).click();

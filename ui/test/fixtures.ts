@@ -57,6 +57,7 @@ export const list: SessionList = {
   ],
   total: 2,
   next_offset: null,
+  counts: { all: 2, active: 2, revoked: 0, expired: 0, suspicious: 1 },
 };
 
 export const family: Family = {
@@ -102,5 +103,7 @@ export const reused: Family = (() => {
     signals: [replay],
     revoked: { at, by: 'system', reason: 'reuse_detected' },
   });
-  return { ...family, session: s, events: [replay] };
+  // The server files the replay under the generation that came back (1).
+  const generations = family.generations.map((g) => (g.generation === 1 ? { ...g, events: [replay] } : { ...g, events: [] }));
+  return { ...family, session: s, generations, events: [replay] };
 })();

@@ -47,6 +47,9 @@ describe('Devices', () => {
     const laptopCard = laptop.closest('article')!;
     expect(screen.getAllByText('This device')).toHaveLength(1);
     expect(screen.getByText('2 devices · 1 needs attention')).toBeTruthy();
+    // Each filter says how many it would show.
+    expect(screen.getByRole('button', { name: 'Suspicious 1' }).getAttribute('aria-pressed')).toBe('false');
+    expect(screen.getByRole('button', { name: 'Revoked 0' })).toBeTruthy();
     expect(within(laptopCard).getByText(/3 minutes ago/)).toBeTruthy();
     expect(within(laptopCard).getByText(/Stays signed in until/)).toBeTruthy();
     // The session this app uses is signed out from Accounts, not here.
@@ -93,7 +96,7 @@ describe('Devices', () => {
   });
 
   it('has a real empty state and an error state', async () => {
-    backend({ sessions: () => ({ devices: [], total: 0, next_offset: null }) });
+    backend({ sessions: () => ({ devices: [], total: 0, next_offset: null, counts: { all: 0, active: 0, revoked: 0, expired: 0, suspicious: 0 } }) });
     render(<Devices version={0} onShowFamily={() => {}} />);
     expect(await screen.findByText(/No sessions to show here/)).toBeTruthy();
     cleanup();
@@ -119,9 +122,13 @@ describe('Token families', () => {
     });
     render(<Families version={0} selected="s-phone" onSelect={() => {}} {...noop} />);
     expect((await screen.findByText(/^This sign-in may be in someone else's hands: Used from two networks/)).tagName).toBe('P');
-    const picture = screen.getByRole('img', { name: /Rotation chain of 2 generations/ });
+    const picture = screen.getByRole('group', { name: /Rotation chain of 2 generations/ });
     expect(picture.querySelectorAll('circle')).toHaveLength(2);
     expect(picture.closest('details')?.open).toBe(false);
+    // Every token is a keyboard stop, told in words when chosen: nothing only on hover.
+    const second = within(picture).getByRole('button', { name: /^Token 2: live/ });
+    await userEvent.click(second);
+    expect(screen.getByText(/^Token 2: live\. Issued .* to 198\.51\.100\.7\./)).toBeTruthy();
     await userEvent.click(screen.getByRole('button', { name: 'This was me' }));
     await waitFor(() => expect(calls.some((c) => c.cmd === 'acknowledge' && c.args.session === 's-phone')).toBe(true));
     await userEvent.click(screen.getByRole('button', { name: 'Sign out phone' }));
@@ -153,6 +160,10 @@ describe('Token families', () => {
     const above = [...card.children].filter((c) => c.tagName !== 'DETAILS').map((c) => c.textContent).join(' ');
     expect(above).not.toMatch(/generation|family|killed/i);
     expect(screen.queryByRole('button', { name: 'This was me' })).toBeNull();
+    // The chain branches to the other software's lane at the replay.
+    const chain = screen.getByRole('group', { name: /ended by revocation/ });
+    expect(within(chain).getByText('Other software')).toBeTruthy();
+    expect(within(chain).getByRole('button', { name: /A copy of token 1 came back .* from curl\/8\.5\.0 at 127\.0\.0\.1/ })).toBeTruthy();
     // The session ran on this device (the laptop): signing in again is the way back.
     await userEvent.click(screen.getByRole('button', { name: 'Sign in again on laptop' }));
     expect(again).toHaveBeenCalledOnce();
@@ -204,7 +215,7 @@ describe('Support', () => {
     const notice = await screen.findByText(/^Signed out /);
     await waitFor(() => expect(document.activeElement).toBe(notice));
     await userEvent.keyboard('{Control>}f{/Control}');
-    expect(document.activeElement).toBe(screen.getByLabelText('Find a user by email or id'));
+    await waitFor(() => expect(document.activeElement).toBe(screen.getByLabelText('Find a user by email or id')));
   });
 });
 
@@ -236,7 +247,7 @@ describe('Support shell', () => {
     const phone = screen.getByRole('heading', { name: 'phone' }).closest('article')!;
     await userEvent.click(within(phone).getByRole('button', { name: 'Token family' }));
     const drawer = await screen.findByRole('complementary', { name: /Latchkey Desktop on phone/ });
-    expect(document.activeElement).toBe(within(drawer).getByRole('button', { name: 'Close' }));
+    await waitFor(() => expect(document.activeElement).toBe(within(drawer).getByRole('button', { name: 'Close' })));
     await userEvent.keyboard('{Escape}');
     expect(screen.queryByRole('complementary')).toBeNull();
 
@@ -269,6 +280,10 @@ describe('Token inspector', () => {
     expect(await screen.findByText('s-laptop')).toBeTruthy();
     expect(screen.getByText(/Expires in/).textContent).toMatch(/2:0[0-5]/);
     expect(screen.getByText('EdDSA')).toBeTruthy();
+    // Whose token, and each claim in plain words with its value to copy.
+    expect(screen.getByText('demo@latchkey.local').tagName).toBe('STRONG');
+    expect(screen.getByText('What it allows')).toBeTruthy();
+    expect(screen.getByRole('button', { name: 'Copy Session' })).toBeTruthy();
     // Two minutes left: nothing is announced; the ticking countdown is not a live region.
     expect(screen.getByTestId('countdown-announcement').textContent).toBe('');
     expect(screen.getByText(/Expires in/).closest('[aria-live]')).toBeNull();

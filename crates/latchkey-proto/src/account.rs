@@ -147,6 +147,36 @@ pub struct SessionList {
     pub total: usize,
     #[ts(as = "Option<f64>")]
     pub next_offset: Option<i64>,
+    /// How many of the account's sessions each filter would show, whatever this one is: the
+    /// counts on a list's filter buttons.
+    pub counts: SessionCounts,
+}
+
+/// The account's sessions counted by state, and those suspicious in any state.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize, TS)]
+#[cfg_attr(feature = "utoipa", derive(utoipa::ToSchema))]
+pub struct SessionCounts {
+    pub all: usize,
+    pub active: usize,
+    pub revoked: usize,
+    pub expired: usize,
+    pub suspicious: usize,
+}
+
+impl SessionCounts {
+    pub fn of<'a>(sessions: impl IntoIterator<Item = &'a SessionView>) -> Self {
+        let mut c = Self::default();
+        for s in sessions {
+            c.all += 1;
+            match s.state {
+                SessionState::Active => c.active += 1,
+                SessionState::Revoked => c.revoked += 1,
+                SessionState::Expired => c.expired += 1,
+            }
+            c.suspicious += usize::from(s.suspicious);
+        }
+        c
+    }
 }
 
 impl SessionList {

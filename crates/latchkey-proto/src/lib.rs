@@ -15,7 +15,8 @@ mod time;
 
 pub use account::{
     ChainQuery, Device, DeviceGroup, EventList, EventQuery, Family, Generation, Place, Profile,
-    Revocation, Revoked, SecurityEvent, SessionList, SessionQuery, SessionSort, SessionView,
+    Revocation, Revoked, SecurityEvent, SessionCounts, SessionList, SessionQuery, SessionSort,
+    SessionView,
 };
 pub use error::{ApiErrorBody, ApiErrorCode};
 pub use event::{EventKind, Severity};

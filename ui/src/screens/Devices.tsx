@@ -153,7 +153,7 @@ export function Devices({ version, onShowFamily }: Props) {
             aria-pressed={filter === f.value}
             onClick={() => setFilter(f.value)}
           >
-            {f.label}
+            {list ? `${f.label} ${list.counts[f.value]}` : f.label}
           </button>
         ))}
       </div>

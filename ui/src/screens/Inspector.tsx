@@ -1,6 +1,7 @@
 import { useCallback, useEffect, useRef, useState } from 'react';
 import { api, messageOf, type TokenInfo } from '../api';
 import { useNow } from '../time';
+import { Copyable } from '../components/Copy';
 
 /** The current access token, decoded, with its countdown. The token itself is never here. */
 export function Inspector({ version }: { version: number }) {
@@ -36,8 +37,15 @@ export function Inspector({ version }: { version: number }) {
         </button>
       </div>
       <p className="muted">
-        The access token this app uses now, decoded. The refresh token stays in the keychain and is
-        never shown.
+        {info ? (
+          <>
+            The access token this app uses now for <strong>{info.account}</strong> at {info.issuer},
+            decoded.
+          </>
+        ) : (
+          'The access token this app uses now, decoded.'
+        )}{' '}
+        The refresh token stays in the keychain and is never shown.
       </p>
       {error && (
         <p role="alert" className="error">
@@ -63,17 +71,22 @@ export function Inspector({ version }: { version: number }) {
           </p>
           <dl className="claims">
             {info.claims
-              ? Object.entries(info.claims).map(([k, v]) => (
-                  <div key={k}>
-                    <dt>{k}</dt>
-                    <dd>
-                      <code>{typeof v === 'string' ? v : JSON.stringify(v)}</code>
-                      {(k === 'exp' || k === 'iat') && typeof v === 'number' && (
-                        <span className="muted"> ({new Date(v * 1000).toLocaleString()})</span>
-                      )}
-                    </dd>
-                  </div>
-                ))
+              ? Object.entries(info.claims).map(([k, v]) => {
+                  const text = typeof v === 'string' ? v : JSON.stringify(v);
+                  return (
+                    <div key={k}>
+                      <dt>
+                        {CLAIMS[k] ?? k} <code className="muted small">{k}</code>
+                      </dt>
+                      <dd>
+                        <Copyable value={text} label={CLAIMS[k] ?? k} />
+                        {TIMES.has(k) && typeof v === 'number' && (
+                          <span className="muted"> ({new Date(v * 1000).toLocaleString()})</span>
+                        )}
+                      </dd>
+                    </div>
+                  );
+                })
               : <p>This server issues opaque access tokens: there is nothing to decode.</p>}
           </dl>
           {info.header && (
@@ -93,3 +106,24 @@ function announcement(left: number): string {
   if (left <= 60) return 'The access token expires in less than a minute.';
   return '';
 }
+
+/** What each registered claim (RFC 7519 §4.1, RFC 9068, RFC 9449, OIDC) means, in plain words. */
+const CLAIMS: Record<string, string> = {
+  iss: 'Issued by',
+  sub: 'Your user id',
+  aud: 'Meant for',
+  exp: 'Expires',
+  iat: 'Issued at',
+  nbf: 'Not valid before',
+  jti: 'Token id',
+  client_id: 'App',
+  scope: 'What it allows',
+  sid: 'Session',
+  auth_time: 'Signed in at',
+  cnf: "Bound to this device's key",
+  email: 'Email',
+  name: 'Name',
+  role: 'Role',
+};
+
+const TIMES = new Set(['exp', 'iat', 'nbf', 'auth_time']);

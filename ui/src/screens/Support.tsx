@@ -33,7 +33,6 @@ export function Support() {
   const [notice, setNotice] = useState<string | null>(null);
   const [view, setView] = useState<'users' | 'audit'>('users');
   const [action, setAction] = useState('');
-  const drawerClose = useRef<HTMLButtonElement>(null);
   const searchInput = useRef<HTMLInputElement>(null);
 
   // Ctrl+F finds a user: the search this screen is for, rather than the web view's find bar.
@@ -80,10 +79,7 @@ export function Support() {
 
   async function showFamily(session: string) {
     const f = await run(() => api.adminFamily(session));
-    if (f) {
-      setFamily(f);
-      setTimeout(() => drawerClose.current?.focus());
-    }
+    if (f) setFamily(f);
   }
 
   async function loadAudit(before?: number, only = action) {
@@ -297,9 +293,10 @@ export function Support() {
         </div>
       )}
       {family && (
-        <aside className="drawer" aria-label={`Sign-in of ${family.session.app} on ${deviceName(family.session)}`}>
+        <aside key={family.session.id} className="drawer" aria-label={`Sign-in of ${family.session.app} on ${deviceName(family.session)}`}>
           <div className="drawer-head">
-            <button ref={drawerClose} type="button" onClick={() => setFamily(null)}>
+            {/* Opening a family takes the focus into the drawer (each family mounts its own). */}
+            <button type="button" autoFocus onClick={() => setFamily(null)}>
               Close
             </button>
           </div>

@@ -208,6 +208,11 @@ async fn sessions_are_listed_by_device_with_the_current_one_marked(backend: Back
     )
     .await;
     assert_eq!(revoked["total"], 0);
+    // Whatever the filter, the counts for every filter's button.
+    assert_eq!(
+        revoked["counts"],
+        json!({"all": 2, "active": 2, "revoked": 0, "expired": 0, "suspicious": 0})
+    );
     let (status, bad) = get(
         &server,
         &bearer(&laptop),

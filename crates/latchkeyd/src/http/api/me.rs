@@ -5,8 +5,8 @@ use axum::http::{header, HeaderMap};
 use axum::response::{IntoResponse, Response};
 use axum::Json;
 use latchkey_proto::{
-    ChainQuery, DeviceGroup, EventList, EventQuery, Profile, Revoked, SessionId, SessionList,
-    SessionQuery, SessionSort, UserId,
+    ChainQuery, DeviceGroup, EventList, EventQuery, Profile, Revoked, SessionCounts, SessionId,
+    SessionList, SessionQuery, SessionSort, UserId,
 };
 
 use super::ApiError;
@@ -42,6 +42,7 @@ pub(super) fn session_page(
     for s in &mut all {
         s.current = current.is_some_and(|c| s.id == c);
     }
+    let counts = SessionCounts::of(&all);
     all.retain(|s| q.state.is_none_or(|st| s.state == st));
     all.retain(|s| q.suspicious.is_none_or(|want| s.suspicious == want));
     if let Some(SessionSort::OldestUse) = q.sort {
@@ -76,6 +77,7 @@ pub(super) fn session_page(
         devices,
         total,
         next_offset,
+        counts,
     }
 }
 
