@@ -34,3 +34,14 @@ export function absolute(iso: string | null | undefined): string {
   const d = new Date(iso);
   return Number.isNaN(d.getTime()) ? '' : d.toLocaleString();
 }
+
+/** "8:43 AM", or "8:43:58 AM" with `seconds`: a time of day where the date goes without saying. */
+export function clockTime(iso: string, seconds = false): string {
+  return new Date(iso).toLocaleTimeString([], { hour: 'numeric', minute: '2-digit', ...(seconds ? { second: '2-digit' } : {}) });
+}
+
+/** "2026-12-03 08:26:53 UTC": as tickets and other logs quote times. */
+export function utc(iso: string): string {
+  const d = new Date(iso);
+  return Number.isNaN(d.getTime()) ? iso : `${d.toISOString().slice(0, 19).replace('T', ' ')} UTC`;
+}

@@ -108,12 +108,8 @@ impl Listener {
 /// looks like the pages the user just went through.
 const STYLESHEET: &str = include_str!("../../latchkeyd/assets/latchkey.css");
 
-/// The server's brand mark, as on its sign-in page.
-const BRAND: &str = "<div class=\"brand\" aria-hidden=\"true\"><svg width=\"28\" height=\"28\" \
-    viewBox=\"0 0 32 32\" role=\"presentation\"><rect x=\"3\" y=\"13\" width=\"26\" height=\"16\" \
-    rx=\"4\" fill=\"currentColor\" opacity=\".9\"/><path d=\"M9 13V9a7 7 0 0 1 14 0v4\" fill=\"none\" \
-    stroke=\"currentColor\" stroke-width=\"3\"/><circle cx=\"16\" cy=\"21\" r=\"2.6\" \
-    fill=\"var(--card)\"/></svg><span>Latchkey</span></div>";
+/// The server's brand mark: the very markup of its sign-in page.
+const BRAND: &str = include_str!("../../latchkeyd/templates/brand.html");
 
 /// What a page says: a heading, one paragraph (an alert when something went wrong) and what to
 /// do next.

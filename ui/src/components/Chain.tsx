@@ -1,6 +1,6 @@
 import { useState, type KeyboardEvent } from 'react';
 import type { Family, Generation, SecurityEvent } from '../api';
-import { absolute } from '../time';
+import { absolute, clockTime } from '../time';
 
 const STEP = 120;
 const LEFT = 130;
@@ -8,12 +8,12 @@ const APP_Y = 52;
 const OTHER_Y = 132;
 
 /** A retired token that came back: the moment the chain branches to "other software". */
-function replayOf(g: Generation): SecurityEvent | undefined {
-  return g.events.find((e) => e.kind === 'reuse_detected' || e.kind === 'revoked_token_used');
+function isReplay(e: SecurityEvent): boolean {
+  return e.kind === 'reuse_detected' || e.kind === 'revoked_token_used';
 }
 
-function time(at: string): string {
-  return new Date(at).toLocaleTimeString([], { hour: 'numeric', minute: '2-digit', second: '2-digit' });
+function replayOf(g: Generation): SecurityEvent | undefined {
+  return g.events.find(isReplay);
 }
 
 /** What a token node says, in words: read by screen readers and shown when it is chosen. */
@@ -95,14 +95,14 @@ export function Chain({ family }: { family: Family }) {
                     {g.generation}
                   </text>
                 </g>
-                {g.events.some((e) => !replayOf({ ...g, events: [e] }) && (e.severity === 'high' || e.severity === 'medium')) && (
+                {g.events.some((e) => !isReplay(e) && (e.severity === 'high' || e.severity === 'medium')) && (
                   <g className="alarm" aria-hidden="true">
                     <path d={`M${x - 9} ${APP_Y - 20} L${x} ${APP_Y - 36} L${x + 9} ${APP_Y - 20} Z`} className="mark warning" />
                     <text x={x} y={APP_Y - 23} textAnchor="middle" className="alarm-mark">!</text>
                   </g>
                 )}
                 <text x={x} y={APP_Y + 30} textAnchor="middle" className="gen-label" aria-hidden="true">
-                  {time(g.issued_at)}
+                  {clockTime(g.issued_at, true)}
                 </text>
               </g>
             );
@@ -119,7 +119,7 @@ export function Chain({ family }: { family: Family }) {
                 <g aria-hidden="true">
                   <text x={rx} y={OTHER_Y + 5} textAnchor="middle" className="alarm-mark">!</text>
                   <text x={rx + 22} y={OTHER_Y - 2} className="gen-label other">{e.user_agent ?? 'unknown software'}</text>
-                  <text x={rx + 22} y={OTHER_Y + 14} className="gen-label">{time(e.at)}{e.ip ? ` · ${e.ip}` : ''}</text>
+                  <text x={rx + 22} y={OTHER_Y + 14} className="gen-label">{clockTime(e.at, true)}{e.ip ? ` · ${e.ip}` : ''}</text>
                 </g>
               </g>
             );

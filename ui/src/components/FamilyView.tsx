@@ -3,6 +3,7 @@ import { Chain } from './Chain';
 import { IncidentCard, incidentOf } from './Incident';
 import { Signals } from './Signals';
 import { absolute, relative, useNow } from '../time';
+import { STATE_WORDS, appOnDevice } from '../words';
 
 interface Props {
   family: Family;
@@ -56,10 +57,10 @@ export function FamilyView({ family, onThisDevice = false, onSignOut, onAcknowle
       <header className="section-head">
         <div>
           <h2>
-            {s.app} on {s.device.name ?? 'an unnamed device'}
+            {appOnDevice(s)}
           </h2>
           <p className="muted">
-            Signed in {relative(s.signed_in_at, now)} · {live ? 'signed in' : s.state === 'revoked' ? 'signed out' : 'expired'}
+            Signed in {relative(s.signed_in_at, now)} · {STATE_WORDS[s.state]}
           </p>
         </div>
         {!incident && (

@@ -1,5 +1,5 @@
 import type { SecurityEvent, SessionView } from '../api';
-import { absolute } from '../time';
+import { absolute, clockTime } from '../time';
 
 /** What went wrong with a session, from the one event that tells it. */
 export interface Incident {
@@ -24,16 +24,12 @@ export function incidentOf(s: SessionView, events: SecurityEvent[]): Incident | 
   return null;
 }
 
-function clock(at: string): string {
-  return new Date(at).toLocaleTimeString([], { hour: 'numeric', minute: '2-digit' });
-}
-
 /** The one sentence that says what happened and what Latchkey did. */
 export function verdict(s: SessionView, incident: Incident): string {
   const e = incident.event;
   const software = e.user_agent ?? 'unknown software';
   const from = e.ip ? ` at ${e.ip}` : '';
-  const ended = s.revoked ? ` and signed this session out at ${clock(s.revoked.at)}` : '';
+  const ended = s.revoked ? ` and signed this session out at ${clockTime(s.revoked.at)}` : '';
   switch (incident.kind) {
     case 'reuse':
       return `Someone else used a copy of this sign-in from ${software}${from}. Latchkey blocked it${ended}.`;

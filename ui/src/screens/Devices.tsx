@@ -5,6 +5,7 @@ import { Notice } from '../components/Notice';
 import { PlatformIcon } from '../components/PlatformIcon';
 import { Signals } from '../components/Signals';
 import { absolute, relative, useNow } from '../time';
+import { appOnDevice } from '../words';
 
 interface Props {
   /** Bumped by the app when a live event arrives: reload. */
@@ -36,11 +37,6 @@ function Binding({ s }: { s: SessionView }) {
         : `Bound to that device's key (${key})`}
     </div>
   );
-}
-
-/** A device's name as the user reads it. */
-export function deviceName(s: SessionView): string {
-  return s.device.name ?? 'an unnamed device';
 }
 
 /**
@@ -128,7 +124,7 @@ export function Devices({ version, onShowFamily }: Props) {
         setNotice(`Signed out ${done.revoked.length} other session${done.revoked.length === 1 ? '' : 's'}.`);
       } else {
         await api.revokeSession(target.id);
-        setNotice(`Signed out ${target.app} on ${deviceName(target)}.`);
+        setNotice(`Signed out ${appOnDevice(target)}.`);
       }
       await load();
     } catch (e) {
@@ -186,7 +182,7 @@ export function Devices({ version, onShowFamily }: Props) {
       ))}
       {asking && (
         <Confirm
-          title={asking === 'others' ? 'Sign out all other devices?' : `Sign out ${asking.app} on ${deviceName(asking)}?`}
+          title={asking === 'others' ? 'Sign out all other devices?' : `Sign out ${appOnDevice(asking)}?`}
           confirmLabel={asking === 'others' ? 'Sign out others' : 'Sign out'}
           danger
           onCancel={() => setAsking(null)}

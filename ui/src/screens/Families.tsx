@@ -3,7 +3,7 @@ import { api, messageOf, type Family, type SessionView } from '../api';
 import { Confirm } from '../components/Confirm';
 import { FamilyView } from '../components/FamilyView';
 import { absolute } from '../time';
-import { deviceName } from './Devices';
+import { STATE_WORDS, appOnDevice } from '../words';
 
 interface Props {
   version: number;
@@ -85,7 +85,7 @@ export function Families({ version, selected, onSelect, onSignInAgain, onSignOut
               >
                 <strong>{s.device.name ?? 'Unnamed device'}</strong>
                 <span className="muted">
-                  {s.app} · started {absolute(s.signed_in_at)} · {STATE[s.state]}
+                  {s.app} · started {absolute(s.signed_in_at)} · {STATE_WORDS[s.state]}
                   {s.current ? ' · this app' : ''}
                 </span>
                 {s.suspicious && <span className="badge warn">Suspicious</span>}
@@ -124,7 +124,7 @@ export function Families({ version, selected, onSelect, onSignInAgain, onSignOut
       </div>
       {asking === 'sign-out' && family && (
         <Confirm
-          title={`Sign out ${family.session.app} on ${deviceName(family.session)}?`}
+          title={`Sign out ${appOnDevice(family.session)}?`}
           confirmLabel="Sign out"
           danger
           onCancel={() => setAsking(null)}
@@ -156,8 +156,3 @@ export function Families({ version, selected, onSelect, onSignInAgain, onSignOut
   );
 }
 
-const STATE: Record<SessionView['state'], string> = {
-  active: 'signed in',
-  revoked: 'signed out',
-  expired: 'expired',
-};

@@ -13,8 +13,9 @@ import { Confirm } from '../components/Confirm';
 import { Notice } from '../components/Notice';
 import { FamilyView } from '../components/FamilyView';
 import { Copyable } from '../components/Copy';
-import { absolute, relative, useNow } from '../time';
-import { SessionRow, deviceName } from './Devices';
+import { absolute, relative, useNow, utc } from '../time';
+import { SessionRow } from './Devices';
+import { appOnDevice } from '../words';
 
 type Asking = { kind: 'session'; id: string; label: string } | { kind: 'all'; user: UserSummary };
 
@@ -206,7 +207,7 @@ export function Support() {
                         s={s}
                         now={now}
                         onFamily={(id) => void showFamily(id)}
-                        onSignOut={(x) => setAsking({ kind: 'session', id: x.id, label: `${x.app} on ${deviceName(x)}` })}
+                        onSignOut={(x) => setAsking({ kind: 'session', id: x.id, label: appOnDevice(x) })}
                       >
                         <div className="muted small">
                           Session <Copyable value={s.id} label="session id" />
@@ -293,7 +294,7 @@ export function Support() {
         </div>
       )}
       {family && (
-        <aside key={family.session.id} className="drawer" aria-label={`Sign-in of ${family.session.app} on ${deviceName(family.session)}`}>
+        <aside key={family.session.id} className="drawer" aria-label={`Sign-in of ${appOnDevice(family.session)}`}>
           <div className="drawer-head">
             {/* Opening a family takes the focus into the drawer (each family mounts its own). */}
             <button type="button" autoFocus onClick={() => setFamily(null)}>
@@ -302,7 +303,7 @@ export function Support() {
           </div>
           <FamilyView
             family={family}
-            onSignOut={() => setAsking({ kind: 'session', id: family.session.id, label: `${family.session.app} on ${deviceName(family.session)}` })}
+            onSignOut={() => setAsking({ kind: 'session', id: family.session.id, label: appOnDevice(family.session) })}
           />
         </aside>
       )}
@@ -322,12 +323,6 @@ export function Support() {
       )}
     </section>
   );
-}
-
-/** "2026-12-03 08:26:53 UTC": the audit log's times, as tickets and other logs quote them. */
-function utc(at: string): string {
-  const d = new Date(at);
-  return Number.isNaN(d.getTime()) ? at : `${d.toISOString().slice(0, 19).replace('T', ' ')} UTC`;
 }
 
 const ACTIONS: [string, string][] = [
