@@ -83,6 +83,9 @@ event_kinds! {
     NewDevice = "new_device", signal: true;
     /// A refresh token bound to a device key came with another key, or none.
     KeyMismatch = "key_mismatch", signal: true;
+    /// A sign-in with a code (RFC 8628) was approved from another network than the device's:
+    /// the normal case for that flow, shown so that staff can see it.
+    ApprovedElsewhere = "approved_elsewhere", signal: true;
     /// Someone said "this was me": the session's signals are cleared.
     SignalAcknowledged = "signal_acknowledged", signal: false;
 }
@@ -112,7 +115,7 @@ mod tests {
     }
 
     #[test]
-    fn the_signals_are_the_nine_that_question_a_family() {
+    fn the_signals_are_the_ten_that_question_a_family() {
         let signals: Vec<_> = EventKind::signals().map(EventKind::as_str).collect();
         assert_eq!(
             signals,
@@ -126,6 +129,7 @@ mod tests {
                 "refresh_storm",
                 "new_device",
                 "key_mismatch",
+                "approved_elsewhere",
             ]
         );
     }

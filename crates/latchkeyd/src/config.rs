@@ -209,6 +209,13 @@ pub struct SignInPolicy {
     /// Password checks running at once (argon2id takes 19 MiB each); more wait their turn.
     /// 0: one per CPU.
     pub max_concurrent_password_checks: usize,
+    /// How long a device sign-in's code may be entered (RFC 8628 `expires_in`).
+    pub device_code_ttl_secs: u64,
+    /// The least wait between a device's polls (RFC 8628 `interval`); each `slow_down` adds 5 s.
+    pub device_poll_interval_secs: u64,
+    /// Wrong passwords on one device code's approval form before the code is refused for good:
+    /// a code is short, so it is not left open to guessing at the account behind it.
+    pub device_code_max_failures: u32,
 }
 
 impl Default for SignInPolicy {
@@ -221,6 +228,9 @@ impl Default for SignInPolicy {
             failure_window_secs: 15 * 60,
             form_ttl_secs: 15 * 60,
             max_concurrent_password_checks: 0,
+            device_code_ttl_secs: 10 * 60,
+            device_poll_interval_secs: 5,
+            device_code_max_failures: 5,
         }
     }
 }

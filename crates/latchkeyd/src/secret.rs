@@ -14,6 +14,8 @@ pub enum TokenKind {
     AuthorizationCode,
     ClientSecret,
     Csrf,
+    /// RFC 8628 `device_code`: what the polling device holds.
+    DeviceCode,
 }
 
 impl TokenKind {
@@ -23,6 +25,7 @@ impl TokenKind {
             TokenKind::AuthorizationCode => "lkac_",
             TokenKind::ClientSecret => "lkcs_",
             TokenKind::Csrf => "lkcf_",
+            TokenKind::DeviceCode => "lkdc_",
         }
     }
 }
@@ -94,6 +97,46 @@ pub fn parse_refresh_token(token: &str) -> Option<RefreshTokenRef> {
         id: i64::from_be_bytes(id.try_into().ok()?),
         secret_hash: Sha256::digest(secret).to_vec(),
     })
+}
+
+/// RFC 8628 §6.1: the letters of a user code are consonants only (no vowels, so no words; no
+/// 0/O or 1/I to confuse), 20 of them: 8 letters are 34 bits, against at most a handful of
+/// guesses per code and per address (`/device` is throttled) over the code's few minutes.
+const USER_CODE_LETTERS: &[u8; 20] = b"BCDFGHJKLMNPQRSTVWXZ";
+const USER_CODE_LEN: usize = 8;
+
+/// A new user code as it is shown: `WDJB-MJHT`.
+pub fn new_user_code() -> String {
+    let mut letters = Vec::with_capacity(USER_CODE_LEN);
+    while letters.len() < USER_CODE_LEN {
+        let bytes: [u8; 16] = random_bytes();
+        // 240 = 12 × 20: bytes above it are dropped so that every letter is as likely.
+        letters.extend(
+            bytes
+                .iter()
+                .filter(|b| **b < 240)
+                .map(|b| USER_CODE_LETTERS[usize::from(*b) % USER_CODE_LETTERS.len()] as char),
+        );
+    }
+    letters.truncate(USER_CODE_LEN);
+    let (first, second) = letters.split_at(USER_CODE_LEN / 2);
+    format!(
+        "{}-{}",
+        first.iter().collect::<String>(),
+        second.iter().collect::<String>()
+    )
+}
+
+/// A user code as typed (any case, with or without the dash or spaces) in the form it is
+/// stored and compared; `None` if it cannot be a user code at all.
+pub fn normalize_user_code(typed: &str) -> Option<String> {
+    let code: String = typed
+        .chars()
+        .filter(|c| !c.is_whitespace() && *c != '-')
+        .map(|c| c.to_ascii_uppercase())
+        .collect();
+    (code.len() == USER_CODE_LEN && code.bytes().all(|b| USER_CODE_LETTERS.contains(&b)))
+        .then_some(code)
 }
 
 /// A random identifier that is not a secret (sessions, requests, events): UUIDv7 sorts by time.
@@ -176,5 +219,30 @@ mod tests {
             "dBjftJeZ4CVP-mB92K27uhbUJU1p1r_wW1gFWFOEjXk",
             "dBjftJeZ4CVP-mB92K27uhbUJU1p1r_wW1gFWFOEjXk"
         ));
+    }
+
+    #[test]
+    fn user_codes_are_8_unambiguous_letters_typed_in_any_case() {
+        for _ in 0..200 {
+            let code = new_user_code();
+            assert_eq!(code.len(), 9, "{code}");
+            assert_eq!(&code[4..5], "-");
+            assert!(
+                !code.contains(['A', 'E', 'I', 'O', 'U', '0', '1']),
+                "{code}"
+            );
+            assert_eq!(normalize_user_code(&code).unwrap(), code.replace('-', ""));
+        }
+        assert_eq!(
+            normalize_user_code(" wdjb-mjht ").as_deref(),
+            Some("WDJBMJHT")
+        );
+        assert_eq!(
+            normalize_user_code("WDJB MJHT").as_deref(),
+            Some("WDJBMJHT")
+        );
+        assert_eq!(normalize_user_code("WDJB-MJH"), None);
+        assert_eq!(normalize_user_code("WDJB-MJH0"), None);
+        assert_eq!(normalize_user_code("AEIO-UAEI"), None);
     }
 }

@@ -137,6 +137,28 @@ pub fn assess(policy: &SignalPolicy, used: &Use, origin: &Origin, now: Millis) -
     found
 }
 
+/// A device sign-in (RFC 8628) approved from another network than the polling device's: the
+/// usual case for the flow (a phone approves for a server), so informational only.
+pub fn approved_elsewhere(
+    policy: &SignalPolicy,
+    device_ip: Option<&str>,
+    approver_ip: Option<&str>,
+) -> Option<Signal> {
+    let device = device_ip?.parse::<IpAddr>().ok()?;
+    let approver = approver_ip?.parse::<IpAddr>().ok()?;
+    let (net, approver_net) = (network(device, policy), network(approver, policy));
+    (net != approver_net).then(|| Signal {
+        kind: EventKind::ApprovedElsewhere,
+        severity: Severity::Info,
+        details: json!({
+            "ip": device.to_string(),
+            "network": net,
+            "approver_ip": approver.to_string(),
+            "approver_network": approver_net,
+        }),
+    })
+}
+
 /// An event in plain words, for people reading a device list or an audit trail.
 pub fn describe(kind: EventKind, d: &Value) -> String {
     let s = |k: &str| d.get(k).and_then(|v| v.as_str()).unwrap_or("?").to_string();
@@ -187,6 +209,11 @@ pub fn describe(kind: EventKind, d: &Value) -> String {
         ),
         EventKind::NewDevice => "Signed in from a device not seen on this account before".into(),
         EventKind::KeyMismatch => "A refresh was signed by another device's key".into(),
+        EventKind::ApprovedElsewhere => format!(
+            "Signed in with a code approved from another network ({}) than the device's ({})",
+            s("approver_network"),
+            s("network")
+        ),
         EventKind::SignalAcknowledged => "Marked as \"this was me\"".into(),
     }
 }
@@ -269,5 +296,23 @@ mod tests {
         let u = used("10.0.0.1", "latchkey/1.0", 0, 1);
         let s = assess(&p, &u, &origin("10.0.0.1", "curl/8.5.0"), 1);
         assert_eq!(s[0].kind, EventKind::UserAgentChanged);
+    }
+
+    #[test]
+    fn a_code_approved_from_another_network_is_noted_not_alarming() {
+        let p = SignalPolicy::default();
+        assert_eq!(
+            approved_elsewhere(&p, Some("192.0.2.10"), Some("192.0.2.77")),
+            None
+        );
+        assert_eq!(approved_elsewhere(&p, Some("192.0.2.10"), None), None);
+        let noted = approved_elsewhere(&p, Some("192.0.2.10"), Some("198.51.100.7")).unwrap();
+        assert_eq!(noted.kind, EventKind::ApprovedElsewhere);
+        assert_eq!(noted.severity, Severity::Info);
+        assert!(!noted.severity.is_alarming());
+        assert_eq!(
+            describe(noted.kind, &noted.details),
+            "Signed in with a code approved from another network (198.51.100.0/24) than the device's (192.0.2.0/24)"
+        );
     }
 }

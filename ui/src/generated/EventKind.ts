@@ -4,4 +4,4 @@
  * What happened. Signals are the kinds that say a family may be in more than one pair
  * of hands: they can make it suspicious, and can be acknowledged.
  */
-export type EventKind = "session_created" | "signed_in" | "signin_failed" | "signin_throttled" | "session_revoked" | "session_evicted" | "reuse_detected" | "code_reuse_detected" | "revoked_token_used" | "grace_replay" | "address_changed" | "concurrent_use" | "user_agent_changed" | "refresh_storm" | "new_device" | "key_mismatch" | "signal_acknowledged";
+export type EventKind = "session_created" | "signed_in" | "signin_failed" | "signin_throttled" | "session_revoked" | "session_evicted" | "reuse_detected" | "code_reuse_detected" | "revoked_token_used" | "grace_replay" | "address_changed" | "concurrent_use" | "user_agent_changed" | "refresh_storm" | "new_device" | "key_mismatch" | "approved_elsewhere" | "signal_acknowledged";

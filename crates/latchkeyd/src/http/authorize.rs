@@ -29,13 +29,15 @@ use crate::store::Origin;
 
 const BROWSER_COOKIE: &str = "lk_browser";
 
-struct ScopeLine {
-    text: &'static str,
+pub(crate) struct ScopeLine {
+    pub(crate) text: &'static str,
     /// Powers over other people's accounts: shown apart, so nobody grants them unawares.
-    staff: bool,
+    pub(crate) staff: bool,
 }
 
-fn scope_lines(requested: &str) -> Vec<ScopeLine> {
+/// What each scope asked for lets the app do, in words; `elsewhere` when the app runs on
+/// another device than the browser's (a sign-in with a code).
+pub(crate) fn scope_lines(requested: &str, elsewhere: bool) -> Vec<ScopeLine> {
     scope::USER
         .iter()
         .filter(|s| scope::contains(requested, s))
@@ -48,6 +50,7 @@ fn scope_lines(requested: &str) -> Vec<ScopeLine> {
                 scope::SUPPORT => {
                     "If your account is a support-staff account: find any account, see its devices, sessions and security events, sign them out, and read the audit log"
                 }
+                _ if elsewhere => "Stay signed in on that device until you sign out or revoke it",
                 _ => "Stay signed in on this device until you sign out or revoke it",
             },
             staff: *s == scope::SUPPORT,
@@ -69,7 +72,7 @@ struct SignInPage<'a> {
     error: Option<String>,
 }
 
-fn site_of(issuer: &str) -> String {
+pub(crate) fn site_of(issuer: &str) -> String {
     Url::parse(issuer)
         .ok()
         .and_then(|u| {
@@ -164,7 +167,7 @@ pub(crate) fn form_action(redirect_uri: &str) -> String {
     format!("'self' {target}").trim_end().to_string()
 }
 
-fn page(
+pub(crate) fn page(
     status: StatusCode,
     page: &impl Template,
     set_cookie: Option<String>,
@@ -213,7 +216,7 @@ async fn client_and_redirect(
 
 /// Counts a request against the address's `/authorize` limit; the refusal page if it is over,
 /// decided before any database work.
-fn over_limit(state: &AppState, origin: &Origin) -> Option<Response> {
+pub(crate) fn over_limit(state: &AppState, origin: &Origin) -> Option<Response> {
     let limiter = state.limits.authorize.as_ref()?;
     let key = origin.ip.as_deref().and_then(AddressKey::parse)?;
     let wait = limiter.charge(key, state.now()).err()?;
@@ -235,7 +238,7 @@ fn over_limit(state: &AppState, origin: &Origin) -> Option<Response> {
 }
 
 /// A wait in words: seconds when short, minutes beyond two.
-fn wait_words(ms: i64) -> String {
+pub(crate) fn wait_words(ms: i64) -> String {
     match (ms + 999).div_euclid(1000) {
         ..=1 => "a second".into(),
         n @ 2..=119 => format!("{n} seconds"),
@@ -306,32 +309,10 @@ pub async fn start(
             "code_challenge must be a base64url-encoded SHA-256 hash (43 characters)",
         );
     }
-    let scope = params.get("scope").unwrap_or(scope::OPENID);
-    let mut granted: Vec<&str> = Vec::new();
-    for s in scope.split_ascii_whitespace() {
-        if !scope::is_known(s) {
-            return fail("invalid_scope", &format!("unknown scope {s:?}"));
-        }
-        if scope::is_service(s) {
-            return fail(
-                "invalid_scope",
-                &format!("the {s} scope is for a service account's own token (client_credentials), not a sign-in"),
-            );
-        }
-        // Every client gets only what it was registered for.
-        if !client.allows(s) {
-            return fail(
-                "invalid_scope",
-                &format!("this app is not registered for the {s} scope"),
-            );
-        }
-        if !granted.contains(&s) {
-            granted.push(s);
-        }
-    }
-    if granted.is_empty() {
-        return fail("invalid_scope", "the scope is empty");
-    }
+    let granted = match granted_scope(&client, params.get("scope")) {
+        Ok(g) => g,
+        Err(description) => return fail("invalid_scope", &description),
+    };
     if params
         .get("prompt")
         .is_some_and(|p| p.split_ascii_whitespace().any(|p| p == "none"))
@@ -356,22 +337,7 @@ pub async fn start(
         );
     }
 
-    let browser = cookie_value(&headers, BROWSER_COOKIE)
-        .filter(|v| v.starts_with(TokenKind::Csrf.prefix()) && v.len() < 100)
-        .map(str::to_string);
-    let (browser, set_cookie) = match browser {
-        Some(b) => (b, None),
-        None => {
-            let b = new_token(TokenKind::Csrf).into_inner();
-            let secure = if state.issuer.starts_with("https://") {
-                "; Secure"
-            } else {
-                ""
-            };
-            let cookie = format!("{BROWSER_COOKIE}={b}; Path=/authorize; HttpOnly; SameSite=Lax; Max-Age=86400{secure}");
-            (b, Some(cookie))
-        }
-    };
+    let (browser, set_cookie) = browser_cookie(&state, &headers, "/authorize");
     let csrf = new_token(TokenKind::Csrf);
     let now = state.now();
     let request = AuthRequest {
@@ -380,7 +346,7 @@ pub async fn start(
         csrf_hash: token_hash(csrf.expose()),
         client_id: client.client_id.clone(),
         redirect_uri: redirect_uri.clone(),
-        scope: granted.join(" "),
+        scope: granted,
         state: client_state.map(str::to_string),
         nonce: params.get("nonce").map(str::to_string),
         code_challenge: challenge.to_string(),
@@ -400,13 +366,72 @@ pub async fn start(
         device: &request.device,
         site: site_of(&state.issuer),
         return_to: return_to(&redirect_uri),
-        scopes: scope_lines(&request.scope),
+        scopes: scope_lines(&request.scope, false),
         request_id: &request.id,
         csrf_token: csrf.expose(),
         email: "",
         error: None,
     };
     page(StatusCode::OK, &view, set_cookie, &redirect_uri)
+}
+
+/// The scope a sign-in to `client` gets for what it asked (`openid` when it asked for none):
+/// known user scopes it is registered for, each once; else why not, for `invalid_scope`.
+pub(crate) fn granted_scope(client: &Client, requested: Option<&str>) -> Result<String, String> {
+    let mut granted: Vec<&str> = Vec::new();
+    for s in requested.unwrap_or(scope::OPENID).split_ascii_whitespace() {
+        if !scope::is_known(s) {
+            return Err(format!("unknown scope {s:?}"));
+        }
+        if scope::is_service(s) {
+            return Err(format!("the {s} scope is for a service account's own token (client_credentials), not a sign-in"));
+        }
+        // Every client gets only what it was registered for.
+        if !client.allows(s) {
+            return Err(format!("this app is not registered for the {s} scope"));
+        }
+        if !granted.contains(&s) {
+            granted.push(s);
+        }
+    }
+    if granted.is_empty() {
+        return Err("the scope is empty".into());
+    }
+    Ok(granted.join(" "))
+}
+
+/// The browser's own random id, from its cookie for `path`; a new one (and the cookie that
+/// sets it) if it has none. A form is accepted only from the browser it was shown to.
+pub(crate) fn browser_cookie(
+    state: &AppState,
+    headers: &HeaderMap,
+    path: &str,
+) -> (String, Option<String>) {
+    let known = cookie_value(headers, BROWSER_COOKIE)
+        .filter(|v| v.starts_with(TokenKind::Csrf.prefix()) && v.len() < 100);
+    if let Some(b) = known {
+        return (b.to_string(), None);
+    }
+    let b = new_token(TokenKind::Csrf).into_inner();
+    let secure = if state.issuer.starts_with("https://") {
+        "; Secure"
+    } else {
+        ""
+    };
+    let cookie =
+        format!("{BROWSER_COOKIE}={b}; Path={path}; HttpOnly; SameSite=Lax; Max-Age=86400{secure}");
+    (b, Some(cookie))
+}
+
+/// Is this the browser the form was shown to, and its token?
+pub(crate) fn same_browser(
+    headers: &HeaderMap,
+    csrf: &str,
+    browser_hash: &[u8],
+    csrf_hash: &[u8],
+) -> bool {
+    cookie_value(headers, BROWSER_COOKIE).is_some_and(|b| token_hash(b) == browser_hash)
+        && token_hash(csrf) == csrf_hash
 }
 
 fn minutes(ms: i64) -> String {
@@ -463,9 +488,7 @@ async fn submit_inner(
         .map_err(|e| PageError::from(e).into_response())?
         .filter(|r| r.expires_at > now)
         .ok_or_else(expired)?;
-    let same_browser = cookie_value(headers, BROWSER_COOKIE)
-        .is_some_and(|b| token_hash(b) == request.browser_hash);
-    if !same_browser || token_hash(csrf) != request.csrf_hash {
+    if !same_browser(headers, csrf, &request.browser_hash, &request.csrf_hash) {
         return Err(PageError::new(
             StatusCode::FORBIDDEN,
             "This sign-in form was not opened in this browser",
@@ -500,7 +523,7 @@ async fn submit_inner(
             device: &request.device,
             site: site_of(&state.issuer),
             return_to: return_to(&request.redirect_uri),
-            scopes: scope_lines(&request.scope),
+            scopes: scope_lines(&request.scope, false),
             request_id: &request.id,
             csrf_token: csrf,
             email,

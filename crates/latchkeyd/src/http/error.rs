@@ -62,11 +62,15 @@ impl OAuthError {
     }
 
     /// Does this refusal count against the client's address (see `limit`)? Client errors do,
-    /// except the nonce round trip that DPoP asks of honest clients.
+    /// except the nonce round trip that DPoP asks of honest clients and the answers to a
+    /// device's polls while its sign-in waits (RFC 8628 §3.5).
     pub fn counts_as_failure(&self) -> bool {
         self.status.is_client_error()
             && self.status != StatusCode::TOO_MANY_REQUESTS
-            && self.code != "use_dpop_nonce"
+            && !matches!(
+                self.code,
+                "use_dpop_nonce" | "authorization_pending" | "slow_down"
+            )
     }
 
     /// RFC 9449 §7.1: a 401 from a resource, challenging with the DPoP scheme.

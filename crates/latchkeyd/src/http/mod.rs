@@ -3,6 +3,7 @@
 pub mod api;
 pub(crate) mod authorize;
 pub(crate) mod client_auth;
+mod device;
 mod dpop;
 pub mod error;
 pub(crate) mod oauth;
@@ -37,6 +38,8 @@ pub fn router(state: AppState) -> Router {
         .route("/.well-known/oauth-authorization-server", get(discovery))
         .route("/jwks.json", get(jwks))
         .route("/authorize", get(authorize::start).post(authorize::submit))
+        .route("/device_authorization", post(device::authorize_device))
+        .route("/device", get(device::start).post(device::submit))
         .route("/token", post(oauth::token))
         .route("/revoke", post(oauth::revoke))
         .route("/introspect", post(oauth::introspect))
@@ -99,6 +102,7 @@ pub fn discovery_document(issuer: &str) -> String {
     json!({
         "issuer": issuer,
         "authorization_endpoint": url("/authorize"),
+        "device_authorization_endpoint": url("/device_authorization"),
         "token_endpoint": url("/token"),
         "userinfo_endpoint": url("/userinfo"),
         "jwks_uri": url("/jwks.json"),
@@ -108,7 +112,7 @@ pub fn discovery_document(issuer: &str) -> String {
         "scopes_supported": crate::scope::ALL,
         "response_types_supported": ["code"],
         "response_modes_supported": ["query"],
-        "grant_types_supported": ["authorization_code", "refresh_token", "client_credentials"],
+        "grant_types_supported": ["authorization_code", "refresh_token", "client_credentials", crate::store::clients::DEVICE_CODE_GRANT],
         "code_challenge_methods_supported": ["S256"],
         "token_endpoint_auth_methods_supported": ["none", "client_secret_basic", "client_secret_post"],
         "revocation_endpoint_auth_methods_supported": ["none", "client_secret_basic", "client_secret_post"],

@@ -21,8 +21,9 @@ use crate::metrics::Metrics;
 use crate::scope;
 use crate::secret::parse_refresh_token;
 use crate::server::AppState;
+use crate::service::device::{self, DevicePoll, Polled};
 use crate::service::revoke::{self, TokenRevocation};
-use crate::store::clients::{Client, ClientKind, GrantType};
+use crate::store::clients::{Client, ClientKind, GrantType, DEVICE_CODE_GRANT};
 use crate::store::codes::{self, CodeExchange};
 use crate::store::outcome::{Grant, Refusal};
 use crate::store::revocation;
@@ -46,7 +47,7 @@ struct TokenResponse {
     id_token: Option<String>,
 }
 
-fn no_store(body: impl IntoResponse) -> Response {
+pub(crate) fn no_store(body: impl IntoResponse) -> Response {
     let mut res = body.into_response();
     res.headers_mut().insert(
         header::CACHE_CONTROL,
@@ -58,7 +59,7 @@ fn no_store(body: impl IntoResponse) -> Response {
 /// Runs a token, revocation or introspection request under the per-address limit on failed
 /// requests: an address past it is refused before any database work; a request that fails
 /// is counted against it.
-async fn limited(
+pub(crate) async fn limited(
     state: &AppState,
     origin: &Origin,
     handle: impl std::future::Future<Output = Result<Response, OAuthError>>,
@@ -112,19 +113,20 @@ async fn grant(
             Ok(proof) => client_credentials_grant(state, headers, params, proof.as_ref()).await,
             Err(e) => Err(e),
         },
+        DEVICE_CODE_GRANT => match token_endpoint_proof(state, headers) {
+            Ok(proof) => device_grant(state, headers, params, proof.as_ref(), origin).await,
+            Err(e) => Err(e),
+        },
         _ => Err(OAuthError::new(
             StatusCode::BAD_REQUEST,
             "unsupported_grant_type",
-            "grant_type must be authorization_code, refresh_token or client_credentials",
+            "grant_type must be authorization_code, refresh_token, client_credentials or urn:ietf:params:oauth:grant-type:device_code",
         )),
     };
-    let label = if matches!(
-        grant_type.as_str(),
-        "authorization_code" | "refresh_token" | "client_credentials"
-    ) {
-        grant_type.as_str()
-    } else {
-        "other"
+    let label = match grant_type.as_str() {
+        known @ ("authorization_code" | "refresh_token" | "client_credentials") => known,
+        DEVICE_CODE_GRANT => "device_code",
+        _ => "other",
     };
     match &result {
         Ok(_) => state.metrics.grant(label, "ok"),
@@ -201,18 +203,78 @@ async fn code_grant(
     )
     .await?;
     let grant = outcome.map_err(|r| refusal(state, r))?;
+    signed_in(state, &client, grant, proof).await
+}
+
+/// The answer to a sign-in grant (a code, a device code): the access token, the refresh token
+/// with `offline_access`, the ID token with `openid`.
+async fn signed_in(
+    state: &AppState,
+    client: &Client,
+    grant: Grant,
+    proof: Option<&Proof>,
+) -> Result<Response, OAuthError> {
     let id_token = if scope::contains(&grant.scope, scope::OPENID) {
         Some(id_token(state, &grant).await?)
     } else {
         None
     };
     let offline = scope::contains(&grant.scope, scope::OFFLINE_ACCESS);
-    token_response(state, &client, grant, proof, id_token, offline)
+    token_response(state, client, grant, proof, id_token, offline)
+}
+
+/// RFC 8628 §3.4–3.5: a device polling for the sign-in a person approves elsewhere.
+async fn device_grant(
+    state: &AppState,
+    headers: &HeaderMap,
+    params: &Params,
+    proof: Option<&Proof>,
+    origin: &Origin,
+) -> Result<Response, OAuthError> {
+    let client = authenticate(state, headers, params).await?.client;
+    registered_for(&client, GrantType::DeviceCode)?;
+    if let Some(proof) = proof {
+        spend_token_proof(state, proof).await?;
+    }
+    let request = DevicePoll {
+        device_code: params.require("device_code")?,
+        client_id: &client.client_id,
+        dpop_jkt: proof.map(|p| p.jkt.as_str()),
+        bind_refresh: client.kind == ClientKind::Public,
+    };
+    let polled = device::poll(
+        &state.db,
+        &state.settings.tokens,
+        &state.settings.signals,
+        &request,
+        origin,
+        state.now(),
+    )
+    .await?;
+    let pending =
+        |code, description| Err(OAuthError::new(StatusCode::BAD_REQUEST, code, description));
+    match polled {
+        Polled::Granted(grant) => signed_in(state, &client, grant, proof).await,
+        Polled::Pending => pending(
+            "authorization_pending",
+            "the user has not approved the request yet: poll again after the interval",
+        ),
+        Polled::SlowDown => pending(
+            "slow_down",
+            "polling too often: wait 5 seconds longer between polls from now on",
+        ),
+        Polled::Denied => pending("access_denied", "the user denied the sign-in"),
+        Polled::Expired => pending(
+            "expired_token",
+            "the device code has expired: ask for a new one",
+        ),
+        Polled::Refused(r) => Err(refusal(state, r)),
+    }
 }
 
 /// RFC 6749 §5.2 `unauthorized_client`: the client is not registered for this grant. A refresh
 /// token comes only from a user's sign-in, so it goes with `authorization_code`.
-fn registered_for(client: &Client, grant: GrantType) -> Result<(), OAuthError> {
+pub(crate) fn registered_for(client: &Client, grant: GrantType) -> Result<(), OAuthError> {
     if client.may(grant) {
         return Ok(());
     }
@@ -225,6 +287,9 @@ fn registered_for(client: &Client, grant: GrantType) -> Result<(), OAuthError> {
             }
             GrantType::ClientCredentials => {
                 "this client is not registered for client_credentials (a service account's own token)"
+            }
+            GrantType::DeviceCode => {
+                "this client is not registered for the device authorization grant (sign-in with a code)"
             }
         },
     ))
@@ -385,7 +450,10 @@ async fn refresh_grant(
     origin: &Origin,
 ) -> Result<Response, OAuthError> {
     let client = authenticate(state, headers, params).await?.client;
-    registered_for(&client, GrantType::AuthorizationCode)?;
+    // A refresh token comes only from a user's sign-in, by either grant.
+    if !client.signs_users_in() {
+        registered_for(&client, GrantType::AuthorizationCode)?;
+    }
     if let Some(proof) = proof {
         spend_token_proof(state, proof).await?;
     }

@@ -4,5 +4,6 @@
 //! records. The refresh grant's service is the rotation writer (`store::rotation::Rotator`),
 //! every revocation's is `store::revocation`.
 
+pub mod device;
 pub mod revoke;
 pub mod signin;

@@ -6,7 +6,7 @@ use tokio::sync::Semaphore;
 
 use crate::clock::Millis;
 use crate::config::{SignInPolicy, TokenPolicy};
-use crate::db::Db;
+use crate::db::{Db, Tx};
 use crate::scope;
 use crate::secret::Secret;
 use crate::store::audit::Actor;
@@ -38,18 +38,29 @@ pub enum SignIn {
     Gone,
 }
 
-/// Checks the password for `request` under the sign-in limits; a match earns an authorization
-/// code for the scope the user may have, recorded with the sign-in in one transaction. Every
-/// outcome is recorded: a throttled attempt in the limits' report, a failure as
-/// `signin_failed`, a success as `signed_in`.
-pub async fn sign_in(
+/// What a password check under the sign-in limits comes to.
+pub enum Checked {
+    /// The password matches: the account, and the scope of `requested` it may have.
+    User {
+        user_id: String,
+        scope: String,
+    },
+    Throttled(Throttled),
+    Refused,
+}
+
+/// Checks a password under the sign-in limits, for a sign-in to `client_id` asking for
+/// `requested`. Every outcome but success is recorded: a throttled attempt in the limits'
+/// report, a failure as `signin_failed`; the caller records the success with what it earned.
+pub async fn check_password(
     cx: &SignInContext<'_>,
-    request: &AuthRequest,
+    client_id: &str,
+    requested: &str,
     email: &str,
     password: &str,
     origin: &Origin,
     now: Millis,
-) -> Result<SignIn> {
+) -> Result<Checked> {
     let attempt =
         match throttle::attempt(cx.db, cx.policy, email, origin.ip.as_deref(), now).await? {
             Ok(attempt) => attempt,
@@ -59,13 +70,13 @@ pub async fn sign_in(
                     cx.db,
                     &throttled,
                     known.as_ref().map(|u| u.id.as_str()),
-                    &request.client_id,
+                    client_id,
                     origin,
                     cx.policy,
                     now,
                 )
                 .await?;
-                return Ok(SignIn::Throttled(throttled));
+                return Ok(Checked::Throttled(throttled));
             }
         };
 
@@ -88,38 +99,79 @@ pub async fn sign_in(
                 user_id: known.as_ref().map(|u| u.id.as_str()),
                 session_id: None,
                 origin,
-                details: json!({ "client_id": request.client_id }),
+                details: json!({ "client_id": client_id }),
                 // Whoever typed the password is unknown; the record keeps their address.
                 audit: Audit::As(Actor::System),
             },
             now,
         )
         .await?;
-        return Ok(SignIn::Refused);
+        return Ok(Checked::Refused);
     };
-
     throttle::succeeded(cx.db, attempt).await?;
-    let scope = scope_for(&request.scope, user.role);
-    let mut tx = cx.db.begin_write().await?;
-    let Some(code) =
-        codes::issue_code(&mut tx, request, &scope, &user.id, origin, cx.tokens, now).await?
-    else {
-        return Ok(SignIn::Gone);
-    };
+    Ok(Checked::User {
+        scope: scope_for(requested, user.role),
+        user_id: user.id,
+    })
+}
+
+/// The `signed_in` event of a password sign-in, in the sign-in's transaction.
+pub(crate) async fn record_signed_in(
+    tx: &mut Tx,
+    user_id: &str,
+    details: serde_json::Value,
+    origin: &Origin,
+    now: Millis,
+) -> Result<()> {
     events::record(
-        &mut tx,
+        tx,
         NewEvent {
             kind: EventKind::SignedIn,
             severity: Severity::Info,
-            user_id: Some(&user.id),
+            user_id: Some(user_id),
             session_id: None,
             origin,
-            details: json!({ "client_id": request.client_id, "device": request.device }),
-            audit: Audit::As(Actor::User(&user.id)),
+            details,
+            audit: Audit::As(Actor::User(user_id)),
         },
         now,
     )
-    .await?;
+    .await
+}
+
+/// Checks the password for `request` under the sign-in limits; a match earns an authorization
+/// code for the scope the user may have, recorded with the sign-in in one transaction.
+pub async fn sign_in(
+    cx: &SignInContext<'_>,
+    request: &AuthRequest,
+    email: &str,
+    password: &str,
+    origin: &Origin,
+    now: Millis,
+) -> Result<SignIn> {
+    let (user_id, scope) = match check_password(
+        cx,
+        &request.client_id,
+        &request.scope,
+        email,
+        password,
+        origin,
+        now,
+    )
+    .await?
+    {
+        Checked::User { user_id, scope } => (user_id, scope),
+        Checked::Throttled(t) => return Ok(SignIn::Throttled(t)),
+        Checked::Refused => return Ok(SignIn::Refused),
+    };
+    let mut tx = cx.db.begin_write().await?;
+    let Some(code) =
+        codes::issue_code(&mut tx, request, &scope, &user_id, origin, cx.tokens, now).await?
+    else {
+        return Ok(SignIn::Gone);
+    };
+    let details = json!({ "client_id": request.client_id, "device": request.device });
+    record_signed_in(&mut tx, &user_id, details, origin, now).await?;
     tx.commit().await?;
     Ok(SignIn::Issued(code))
 }

@@ -45,13 +45,22 @@ pub enum GrantType {
     AuthorizationCode,
     /// The client signs in as itself with its secret (RFC 6749 §4.4): a service account.
     ClientCredentials,
+    /// A user approves the client's sign-in in a browser elsewhere, with a code (RFC 8628):
+    /// for devices that cannot open a browser; refresh tokens come with it.
+    #[serde(rename = "urn:ietf:params:oauth:grant-type:device_code")]
+    #[value(name = "device_code")]
+    DeviceCode,
 }
+
+/// RFC 8628 §3.4's grant type.
+pub const DEVICE_CODE_GRANT: &str = "urn:ietf:params:oauth:grant-type:device_code";
 
 impl GrantType {
     pub fn as_str(self) -> &'static str {
         match self {
             GrantType::AuthorizationCode => "authorization_code",
             GrantType::ClientCredentials => "client_credentials",
+            GrantType::DeviceCode => DEVICE_CODE_GRANT,
         }
     }
 
@@ -59,6 +68,7 @@ impl GrantType {
         match s {
             "authorization_code" => Some(GrantType::AuthorizationCode),
             "client_credentials" => Some(GrantType::ClientCredentials),
+            DEVICE_CODE_GRANT => Some(GrantType::DeviceCode),
             _ => None,
         }
     }
@@ -116,6 +126,11 @@ impl Client {
     /// May this client ask for `scope`?
     pub fn allows(&self, scope: &str) -> bool {
         self.scopes.iter().any(|s| s == scope)
+    }
+
+    /// Does it sign users in (with a code from a browser here, or approved elsewhere)?
+    pub fn signs_users_in(&self) -> bool {
+        self.may(GrantType::AuthorizationCode) || self.may(GrantType::DeviceCode)
     }
 
     /// May this client use `grant`?
@@ -228,14 +243,15 @@ const COLUMNS: &str = "client_id, name, kind, secret_hash, redirect_uris, grant_
 pub async fn ensure_builtin(db: &Db, now: Millis) -> Result<()> {
     let uris = serde_json::to_string(&DESKTOP_REDIRECTS).expect("static list serializes");
     sqlx::query(
-        "INSERT INTO clients (client_id, name, kind, redirect_uris, scopes, first_party, builtin, created_at) \
-         VALUES ($1, $2, 'public', $3, $4, 1, 1, $5) ON CONFLICT (client_id) DO UPDATE SET \
-         kind = 'public', redirect_uris = excluded.redirect_uris, grant_types = 'authorization_code', \
+        "INSERT INTO clients (client_id, name, kind, redirect_uris, grant_types, scopes, first_party, builtin, created_at) \
+         VALUES ($1, $2, 'public', $3, $4, $5, 1, 1, $6) ON CONFLICT (client_id) DO UPDATE SET \
+         kind = 'public', redirect_uris = excluded.redirect_uris, grant_types = excluded.grant_types, \
          scopes = excluded.scopes, first_party = 1, builtin = 1",
     )
     .bind(DESKTOP_CLIENT_ID)
     .bind("Latchkey Desktop")
     .bind(&uris)
+    .bind(format!("authorization_code {DEVICE_CODE_GRANT}"))
     .bind(DESKTOP_SCOPES.join(" "))
     .bind(now)
     .execute(db.write())
@@ -298,7 +314,8 @@ fn registered_grants(c: &NewClient<'_>) -> Result<Vec<GrantType>> {
 /// first-party client, user scopes only with `authorization_code` and service scopes only
 /// with `client_credentials`.
 fn registered_scopes(c: &NewClient<'_>, grants: &[GrantType]) -> Result<Vec<String>> {
-    let signs_in = grants.contains(&GrantType::AuthorizationCode);
+    let signs_in =
+        grants.contains(&GrantType::AuthorizationCode) || grants.contains(&GrantType::DeviceCode);
     let service = grants.contains(&GrantType::ClientCredentials);
     let asked: Vec<&str> = c
         .scopes

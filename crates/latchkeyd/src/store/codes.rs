@@ -175,10 +175,62 @@ pub async fn redeem_code(
         return Ok(Err(refusal));
     }
 
-    let user_id: String = row.try_get("user_id")?;
-    let scope: String = row.try_get("scope")?;
-    let auth_time: i64 = row.try_get("auth_time")?;
-    let device = device_from_row(&row)?;
+    let session = NewSession {
+        user_id: row.try_get("user_id")?,
+        client_id,
+        scope: row.try_get("scope")?,
+        auth_time: row.try_get("auth_time")?,
+        nonce: row.try_get("nonce")?,
+        device: device_from_row(&row)?,
+        bound: dpop_jkt.filter(|_| bind_refresh),
+    };
+    let grant = match open_session(&mut tx, session, policy, origin, now).await? {
+        Ok(grant) => grant,
+        Err(refusal) => {
+            tx.commit().await?;
+            return Ok(Err(refusal));
+        }
+    };
+    sqlx::query("UPDATE auth_codes SET session_id = $1 WHERE code_hash = $2")
+        .bind(&grant.session_id)
+        .bind(&hash)
+        .execute(&mut *tx)
+        .await?;
+    tx.commit().await?;
+    Ok(Ok(grant))
+}
+
+/// A completed sign-in, about to become a session.
+pub struct NewSession<'a> {
+    pub user_id: String,
+    pub client_id: &'a str,
+    pub scope: String,
+    pub auth_time: Millis,
+    pub nonce: Option<String>,
+    pub device: DeviceInfo,
+    /// The key thumbprint its refresh tokens are bound to (DPoP), if any.
+    pub bound: Option<&'a str>,
+}
+
+/// Opens a session and its refresh-token family in the caller's transaction, with its events
+/// (`session_created`, `new_device`) and the account's session cap; refused if the account
+/// was disabled meanwhile. Both sign-in grants (a code, a device code) end here.
+pub async fn open_session(
+    tx: &mut Tx,
+    new: NewSession<'_>,
+    policy: &TokenPolicy,
+    origin: &Origin,
+    now: Millis,
+) -> Result<Outcome> {
+    let NewSession {
+        user_id,
+        client_id,
+        scope,
+        auth_time,
+        nonce,
+        device,
+        bound,
+    } = new;
     let session_id = new_id();
 
     // The account's row, taken as `users::set_disabled` takes it: a sign-in completed by a
@@ -188,15 +240,14 @@ pub async fn redeem_code(
         "UPDATE users SET disabled_at = disabled_at WHERE id = $1 AND disabled_at IS NULL",
     )
     .bind(&user_id)
-    .execute(&mut *tx)
+    .execute(&mut **tx)
     .await?;
     if enabled.rows_affected() != 1 {
-        tx.commit().await?;
         return Ok(Err(Refusal::AccountDisabled));
     }
 
-    enforce_session_limit(&mut tx, policy, &user_id, origin, now).await?;
-    let new_device = is_new_device(&mut tx, &user_id, &device).await?;
+    enforce_session_limit(tx, policy, &user_id, origin, now).await?;
+    let new_device = is_new_device(tx, &user_id, &device).await?;
 
     // Without offline_access no refresh token is handed out: the sign-in lasts as long as its
     // access token, and the device list says so.
@@ -206,7 +257,6 @@ pub async fn redeem_code(
         policy.access_token_ttl_secs
     };
     let expires_at = now + secs(lifetime);
-    let bound = dpop_jkt.filter(|_| bind_refresh);
     sqlx::query(
         "INSERT INTO sessions (id, user_id, client_id, scope, device_name, device_platform, app_version, auth_time, \
          created_at, expires_at, last_used_at, first_ip, first_user_agent, last_ip, last_user_agent, generation, dpop_jkt) \
@@ -225,17 +275,12 @@ pub async fn redeem_code(
     .bind(origin.ip.as_deref())
     .bind(origin.user_agent.as_deref())
     .bind(bound)
-    .execute(&mut *tx)
+    .execute(&mut **tx)
     .await?;
     let (refresh_token, refresh_expires_at) =
-        insert_first_token(&mut tx, policy, &session_id, expires_at, origin, now).await?;
-    sqlx::query("UPDATE auth_codes SET session_id = $1 WHERE code_hash = $2")
-        .bind(&session_id)
-        .bind(&hash)
-        .execute(&mut *tx)
-        .await?;
+        insert_first_token(tx, policy, &session_id, expires_at, origin, now).await?;
     events::record(
-        &mut tx,
+        tx,
         NewEvent {
             kind: EventKind::SessionCreated,
             severity: Severity::Info,
@@ -250,7 +295,7 @@ pub async fn redeem_code(
     .await?;
     if new_device {
         events::record(
-            &mut tx,
+            tx,
             NewEvent {
                 kind: EventKind::NewDevice,
                 severity: Severity::Low,
@@ -264,14 +309,13 @@ pub async fn redeem_code(
         )
         .await?;
     }
-    tx.commit().await?;
     Ok(Ok(Grant {
         session_id,
         user_id,
         client_id: client_id.to_string(),
         scope,
         auth_time,
-        nonce: row.try_get("nonce")?,
+        nonce,
         refresh_token,
         refresh_expires_at,
         dpop_jkt: bound.map(str::to_string),

@@ -6,6 +6,7 @@ pub mod auth_requests;
 pub mod chains;
 pub mod clients;
 pub mod codes;
+pub mod device;
 pub mod dpop;
 pub mod events;
 pub mod outcome;

@@ -18,6 +18,10 @@ pub async fn prune(db: &Db, now: Millis, failure_window: Millis) -> Result<()> {
         .bind(now - day)
         .execute(&mut *tx)
         .await?;
+    sqlx::query("DELETE FROM device_authorizations WHERE expires_at < $1")
+        .bind(now)
+        .execute(&mut *tx)
+        .await?;
     sqlx::query("DELETE FROM signin_failures WHERE at < $1")
         .bind(now - failure_window)
         .execute(&mut *tx)
