@@ -130,6 +130,9 @@ impl From<AccountStatus> for AccountView {
                 (AccountState::SignedOut, Some(reason), None, None)
             }
             TokenState::NoToken => (AccountState::NoToken, None, None, None),
+            TokenState::KeychainUnusable { message, .. } => {
+                (AccountState::NoToken, Some(message), None, None)
+            }
         };
         AccountView {
             id: a.id,

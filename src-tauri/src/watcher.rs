@@ -29,6 +29,7 @@ pub fn tray_text<R: Runtime>(app: &AppHandle<R>) -> String {
                 TokenState::SignedIn { .. } => format!("Signed in as {}", a.label),
                 TokenState::SignedOut { .. } => format!("{}: signed out", a.label),
                 TokenState::NoToken => format!("{}: sign in again", a.label),
+                TokenState::KeychainUnusable { .. } => format!("{}: keychain unusable", a.label),
             },
             None => "No account".into(),
         },

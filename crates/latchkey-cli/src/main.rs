@@ -6,13 +6,14 @@ use std::time::Duration;
 
 use clap::{CommandFactory, Parser, Subcommand};
 use latchkey_client::browser::{Browser, PrintUrl, SystemBrowser};
-use latchkey_client::keychain::Choice;
+use latchkey_client::keychain::{self, Backend, Choice};
+use latchkey_client::login::CodeToEnter;
 use latchkey_client::login::Device;
 use latchkey_client::paths::Paths;
 use latchkey_client::proto::{
     ChainQuery, Family, SessionId, SessionList, SessionQuery, SessionState, Timestamp,
 };
-use latchkey_client::{Error, Latchkey, LoginOptions, TokenState};
+use latchkey_client::{AccountStatus, CodeLoginOptions, Error, Latchkey, LoginOptions, TokenState};
 use serde::Serialize;
 use serde_json::{json, Value};
 
@@ -53,7 +54,8 @@ struct Cli {
 
 #[derive(Debug, Subcommand)]
 enum Command {
-    /// Sign in through the browser (RFC 8252 loopback redirect with PKCE).
+    /// Sign in through the browser (RFC 8252 loopback redirect with PKCE), or with a code
+    /// entered in a browser on another device (`--device`, RFC 8628).
     Login {
         /// The authorization server.
         #[arg(long, env = "LATCHKEY_ISSUER", default_value = "http://127.0.0.1:7878")]
@@ -62,9 +64,14 @@ enum Command {
         client_id: String,
         #[arg(long, default_value = "openid profile email offline_access account")]
         scope: String,
-        /// Print the sign-in address instead of opening the browser.
-        #[arg(long)]
+        /// Print the sign-in address instead of opening the browser (the browser must still
+        /// reach this machine's loopback address: on a machine you reach over SSH, use --device).
+        #[arg(long, conflicts_with = "device")]
         no_browser: bool,
+        /// Sign in with a code: open the address shown in a browser anywhere (your phone, your
+        /// laptop) and enter the code there. For machines with no browser of their own.
+        #[arg(long)]
+        device: bool,
         /// Give up after this many seconds.
         #[arg(long, default_value_t = 180)]
         timeout: u64,
@@ -154,6 +161,120 @@ fn main() -> ExitCode {
     }
 }
 
+/// `latchkey status` in words: each account with the keychain it lives in, then where new
+/// sign-ins would go.
+fn status_text(
+    accounts: &[AccountStatus],
+    for_new: &Result<Backend, Error>,
+    now_secs: i64,
+) -> String {
+    let mut s = String::new();
+    if accounts.is_empty() {
+        s.push_str("No accounts. Sign in with `latchkey login --issuer URL` (or `--device` on a machine with no browser).\n");
+    }
+    for a in accounts {
+        let mark = if a.current { "*" } else { " " };
+        let state = match &a.token {
+            TokenState::SignedIn {
+                access_expires_at,
+                device_key,
+            } => {
+                let access = match access_expires_at.map(|exp| exp - now_secs) {
+                    Some(left) if left > 0 => {
+                        format!("; access token valid for {} more", human_secs(left))
+                    }
+                    Some(_) => "; access token expired (refreshed on next use)".into(),
+                    None => String::new(),
+                };
+                let binding = match device_key {
+                    Some(jkt) => format!(
+                        "\n    bound to this device (DPoP key {}…): a copied refresh token is useless without it",
+                        &jkt[..jkt.len().min(12)]
+                    ),
+                    None => "\n    bearer session: not bound to a device key".into(),
+                };
+                format!("signed in{access}{binding}")
+            }
+            TokenState::SignedOut { reason, .. } => format!("SIGNED OUT: {reason}"),
+            TokenState::NoToken => "no token in the keychain: sign in again".into(),
+            TokenState::KeychainUnusable { message, fix } => {
+                format!("its keychain cannot be read here: {message}\n    fix: {fix}")
+            }
+        };
+        s.push_str(&format!(
+            "{mark} {}  {}  ({})\n    {state}\n    tokens in: {}; {}\n",
+            a.label,
+            a.issuer,
+            a.id,
+            a.keychain.describe(),
+            a.keychain.lifetime()
+        ));
+    }
+    match for_new {
+        Ok(b) => s.push_str(&format!(
+            "New sign-ins are stored in: {}; {}",
+            b.describe(),
+            b.lifetime()
+        )),
+        Err(e) => s.push_str(&format!("New sign-ins cannot be stored here: {e}")),
+    }
+    s
+}
+
+/// Why no browser can be opened on this machine, if none can: a Linux or BSD session with no
+/// display and no `$BROWSER` (an SSH shell, a container, a service).
+fn no_browser_here() -> Option<&'static str> {
+    if cfg!(any(target_os = "macos", target_os = "windows")) {
+        return None;
+    }
+    let set = |name| std::env::var_os(name).is_some_and(|v| !v.is_empty());
+    (!set("DISPLAY") && !set("WAYLAND_DISPLAY") && !set("BROWSER"))
+        .then_some("no display (DISPLAY and WAYLAND_DISPLAY are unset) and no BROWSER")
+}
+
+/// Tells the person where to go and what to type, on stderr (stdout stays for `--json`); a
+/// QR code of the address with the code in it when the terminal is wide enough for one.
+fn show_code(code: &CodeToEnter) {
+    let mut err = std::io::stderr().lock();
+    let minutes = code.expires_in.as_secs().div_ceil(60);
+    let _ = writeln!(
+        err,
+        "To sign in, open this address in a browser on any device:\n\n    {}\n\nand enter the code:\n\n    {}\n",
+        code.verification_uri, code.user_code
+    );
+    if let Some(qr) = code.verification_uri_complete.as_deref().and_then(qr_text) {
+        let _ = writeln!(err, "Or scan this with your phone's camera:\n\n{qr}");
+    }
+    let _ = writeln!(
+        err,
+        "Waiting for you to approve it … (the code expires in {minutes} minute{}; Ctrl-C cancels)",
+        if minutes == 1 { "" } else { "s" }
+    );
+}
+
+/// A QR code as terminal text, two rows to a line; `None` if stderr is not a terminal or is
+/// too narrow to show one that scans.
+fn qr_text(data: &str) -> Option<String> {
+    use qrcode::render::unicode::Dense1x2;
+    use std::io::IsTerminal;
+    if !std::io::stderr().is_terminal() {
+        return None;
+    }
+    let code = qrcode::QrCode::new(data.as_bytes()).ok()?;
+    // The code and its quiet zone of 4 modules each side, one column per module.
+    let width = code.width() + 8;
+    let (terminal_size::Width(columns), _) = terminal_size::terminal_size_of(std::io::stderr())?;
+    if usize::from(columns) < width {
+        return None;
+    }
+    Some(
+        code.render::<Dense1x2>()
+            .dark_color(Dense1x2::Light)
+            .light_color(Dense1x2::Dark)
+            .build(),
+    )
+}
+
 /// `active`, `revoked` or `expired`, listed in `--help`.
 fn session_state() -> impl clap::builder::TypedValueParser<Value = SessionState> {
     use clap::builder::TypedValueParser;
@@ -175,10 +296,11 @@ async fn run(cli: Cli) -> Result<(), Error> {
     let paths = Paths::from_env()?;
     let choice: Choice = cli.keychain.parse()?;
     let account = cli.account.as_deref();
-    // Commands that store or report the keychain probe it; the others use the account's own.
+    // A sign-in probes the keychain it will store in; every other command uses the account's
+    // own (`status` reads each account from its own and probes the default apart).
     let client = match cli.command {
-        Command::Login { .. } | Command::Status => Latchkey::open(paths, choice)?,
-        _ => Latchkey::open_existing(paths, choice, account)?,
+        Command::Login { .. } => Latchkey::open(paths.clone(), choice)?,
+        _ => Latchkey::open_existing(paths.clone(), choice, account)?,
     };
     let j = cli.json;
     match cli.command {
@@ -187,6 +309,7 @@ async fn run(cli: Cli) -> Result<(), Error> {
             client_id,
             scope,
             no_browser,
+            device: with_code,
             timeout,
             device_name,
         } => {
@@ -194,29 +317,54 @@ async fn run(cli: Cli) -> Result<(), Error> {
             if let Some(name) = device_name {
                 device.name = name;
             }
-            let browser: &dyn Browser = if no_browser {
-                &PrintUrl
-            } else {
-                &SystemBrowser
+            let cancel = async {
+                let _ = tokio::signal::ctrl_c().await;
             };
-            if !no_browser && !j {
-                eprintln!("Opening your browser to sign in to {issuer} … (Ctrl-C cancels)");
-            }
-            let profile = client
-                .login(
-                    LoginOptions {
-                        issuer: &issuer,
-                        client_id: &client_id,
-                        scope: &scope,
-                        device,
-                        browser,
-                        timeout: Duration::from_secs(timeout),
-                    },
-                    async {
-                        let _ = tokio::signal::ctrl_c().await;
-                    },
-                )
-                .await?;
+            let profile = if with_code {
+                client
+                    .login_with_code(
+                        CodeLoginOptions {
+                            issuer: &issuer,
+                            client_id: &client_id,
+                            scope: &scope,
+                            device,
+                        },
+                        show_code,
+                        cancel,
+                    )
+                    .await?
+            } else {
+                if !no_browser {
+                    if let Some(why) = no_browser_here() {
+                        return Err(Error::SignIn(format!(
+                            "{why}: there is no browser to sign in with here.\n  \
+                             Sign in with a code instead, in a browser on any other device:\n    \
+                             latchkey login --device --issuer {issuer}"
+                        )));
+                    }
+                }
+                let browser: &dyn Browser = if no_browser {
+                    &PrintUrl
+                } else {
+                    &SystemBrowser
+                };
+                if !no_browser && !j {
+                    eprintln!("Opening your browser to sign in to {issuer} … (Ctrl-C cancels)");
+                }
+                client
+                    .login(
+                        LoginOptions {
+                            issuer: &issuer,
+                            client_id: &client_id,
+                            scope: &scope,
+                            device,
+                            browser,
+                            timeout: Duration::from_secs(timeout),
+                        },
+                        cancel,
+                    )
+                    .await?
+            };
             let backend = client.backend();
             out(
                 j,
@@ -224,70 +372,28 @@ async fn run(cli: Cli) -> Result<(), Error> {
                          "keychain": backend, "keychain_persists": backend.persists() }),
                 || {
                     format!(
-                        "Signed in as {} at {}.\nThe refresh token is in the {}{}.",
+                        "Signed in as {} at {}.\nThe refresh token is in the {}; {}.",
                         profile.label,
                         profile.issuer,
                         backend.describe(),
-                        if backend.persists() {
-                            ""
-                        } else {
-                            " (it does not survive logout)"
-                        }
+                        backend.lifetime()
                     )
                 },
             );
         }
         Command::Status => {
             let accounts = client.status()?;
-            let backend = client.backend();
-            let value = json!({ "keychain": backend, "keychain_description": backend.describe(),
-                                "keychain_persists": backend.persists(), "accounts": accounts });
+            // Where a new sign-in would be stored, probed now: a broken one is a line here.
+            let for_new = keychain::open(choice, paths.insecure_store()).map(|s| s.backend());
+            let value = json!({
+                "keychain": for_new.as_ref().ok(),
+                "keychain_description": for_new.as_ref().ok().map(|b| b.describe()),
+                "keychain_persists": for_new.as_ref().ok().map(|b| b.persists()),
+                "keychain_error": for_new.as_ref().err().map(|e| e.to_string()),
+                "accounts": accounts,
+            });
             out(j, &value, || {
-                let mut s = format!(
-                    "Keychain: {}{}\n",
-                    backend.describe(),
-                    if backend.persists() {
-                        ", persistent"
-                    } else {
-                        ", NOT persistent: tokens are lost when you log out"
-                    }
-                );
-                if accounts.is_empty() {
-                    s.push_str("No accounts. Sign in with `latchkey login --issuer URL`.");
-                }
-                for a in &accounts {
-                    let mark = if a.current { "*" } else { " " };
-                    let state = match &a.token {
-                        TokenState::SignedIn {
-                            access_expires_at,
-                            device_key,
-                        } => {
-                            let left = access_expires_at.map(|exp| exp - client.now().secs());
-                            let access = match left {
-                                Some(left) if left > 0 => {
-                                    format!("; access token valid for {} more", human_secs(left))
-                                }
-                                Some(_) => "; access token expired (refreshed on next use)".into(),
-                                None => String::new(),
-                            };
-                            let binding = match device_key {
-                                Some(jkt) => format!(
-                                    "\n    bound to this device (DPoP key {}…): a copied refresh token is useless without it",
-                                    &jkt[..jkt.len().min(12)]
-                                ),
-                                None => "\n    bearer session: not bound to a device key".into(),
-                            };
-                            format!("signed in{access}{binding}")
-                        }
-                        TokenState::SignedOut { reason, .. } => format!("SIGNED OUT: {reason}"),
-                        TokenState::NoToken => "no token in the keychain: sign in again".into(),
-                    };
-                    s.push_str(&format!(
-                        "{mark} {}  {}  ({})\n    {state}\n",
-                        a.label, a.issuer, a.id
-                    ));
-                }
-                s.trim_end().to_string()
+                status_text(&accounts, &for_new, client.now().secs())
             });
         }
         Command::Token { request: None } => {

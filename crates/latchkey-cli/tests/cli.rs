@@ -2,7 +2,7 @@
 //! real keychain of the session `scripts/with-keychain` sets up. Each "machine" is a home
 //! directory of its own.
 
-use latchkey_testkit::{complete_sign_in, files, Latchkeyd};
+use latchkey_testkit::{approve_code, complete_sign_in, files, Latchkeyd};
 use latchkeyd::store::users::Role;
 use serde_json::Value;
 use std::io::{BufRead, BufReader};
@@ -272,12 +272,21 @@ async fn notes_api_takes_the_device_token_until_the_device_signs_out() {
     assert!(challenge.contains("was revoked"), "{challenge}");
 }
 
+/// A shell with no display, no browser and no Secret Service: a server reached over SSH, a
+/// container, a service.
+fn headless(cmd: &mut Command) -> &mut Command {
+    cmd.env_remove("DISPLAY")
+        .env_remove("WAYLAND_DISPLAY")
+        .env_remove("BROWSER")
+        .env("DBUS_SESSION_BUS_ADDRESS", "unix:path=/nonexistent/bus")
+}
+
 #[test]
 fn without_a_keychain_nothing_is_stored_unless_the_user_opts_in() {
     let home = tempfile::tempdir().unwrap();
-    let out = latchkey(home.path())
-        .args(["status", "--keychain", "secret-service"])
-        .env("DBUS_SESSION_BUS_ADDRESS", "unix:path=/nonexistent/bus")
+    let out = headless(&mut latchkey(home.path()))
+        .args(["login", "--device", "--keychain", "secret-service"])
+        .args(["--issuer", "http://127.0.0.1:9"])
         .output()
         .unwrap();
     assert_eq!(out.status.code(), Some(4));
@@ -289,8 +298,153 @@ fn without_a_keychain_nothing_is_stored_unless_the_user_opts_in() {
     assert!(message.contains("insecure-file"), "{message}");
     assert!(files(home.path()).is_empty(), "nothing was written");
 
+    // status still reports, and says where the trouble is.
+    let out = headless(&mut latchkey(home.path()))
+        .args(["status", "--keychain", "secret-service"])
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(0));
+    let report = String::from_utf8_lossy(&out.stdout);
+    assert!(report.contains("No accounts"), "{report}");
+    assert!(
+        report.contains("New sign-ins cannot be stored here: the Secret Service")
+            && report.contains("fix:"),
+        "{report}"
+    );
+
     let status = ok(home.path(), &["status", "--keychain", "insecure-file"]);
     assert!(status.contains("INSECURE plain file"), "{status}");
+}
+
+/// `latchkey login --device`, with a person approving the code in a browser elsewhere; the
+/// command's stdout.
+async fn login_with_code(cmd: &mut Command, issuer: &str, device: &str) -> String {
+    let mut child = cmd
+        .args([
+            "login",
+            "--device",
+            "--issuer",
+            issuer,
+            "--device-name",
+            device,
+        ])
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let mut stderr = BufReader::new(child.stderr.take().unwrap());
+    let mut shown = String::new();
+    while !shown.contains("Waiting for you to approve") {
+        assert!(
+            stderr.read_line(&mut shown).unwrap() > 0,
+            "login prints the code: {shown}"
+        );
+    }
+    let address = format!("{issuer}/device");
+    assert!(shown.contains(&format!("    {address}\n")), "{shown}");
+    let code = shown
+        .lines()
+        .map(str::trim)
+        .find(|l| l.len() == 9 && l.as_bytes()[4] == b'-')
+        .unwrap_or_else(|| panic!("a code like BCDF-GHJK in {shown}"))
+        .to_string();
+    let page = approve_code(&format!("{address}?user_code={code}"), "alice@example.com").await;
+    assert!(page.contains("Your device is signed in"), "{page}");
+    let out = child.wait_with_output().unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    String::from_utf8(out.stdout).unwrap()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_headless_shell_signs_in_with_a_code_into_the_kernel_keyring() {
+    let server = latchkeyd().await;
+    let home = tempfile::tempdir().unwrap();
+    let shell = || {
+        let mut cmd = latchkey(home.path());
+        headless(&mut cmd).env("LATCHKEY_KEYCHAIN", "auto");
+        cmd
+    };
+    // Without --device there is nothing to open a browser with: it says so, and what to do.
+    let out = shell()
+        .args(["login", "--issuer", &server.issuer])
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(6));
+    let told = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        told.contains("no display") && told.contains("latchkey login --device --issuer"),
+        "{told}"
+    );
+
+    let said = login_with_code(&mut shell(), &server.issuer, "build-server").await;
+    assert!(said.contains("Signed in as alice@example.com"), "{said}");
+    assert!(said.contains("Linux kernel keyring"), "{said}");
+
+    // A later login on the same machine (another session keyring entirely) finds it.
+    let later = |args: &[&str]| {
+        let mut cmd = Command::new("keyctl");
+        cmd.args(["session", "-", env!("CARGO_BIN_EXE_latchkey")])
+            .args(args)
+            .env("HOME", home.path())
+            .env("XDG_CONFIG_HOME", home.path().join("config"))
+            .env("XDG_DATA_HOME", home.path().join("data"))
+            .env("LATCHKEY_KEYCHAIN", "auto")
+            .env_remove("LATCHKEY_ACCOUNT");
+        headless(&mut cmd);
+        let out = cmd.output().unwrap();
+        assert!(
+            out.status.success(),
+            "latchkey {args:?}: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        String::from_utf8(out.stdout).unwrap()
+    };
+    let status = later(&["status"]);
+    assert!(status.contains("signed in"), "{status}");
+    assert!(
+        status.contains("tokens in: Linux kernel keyring (keyutils); kept by the kernel")
+            && status.contains("NOT a reboot"),
+        "{status}"
+    );
+    assert!(later(&["token"]).starts_with("eyJ"));
+    let sessions = later(&["sessions"]);
+    assert!(
+        sessions.contains("build-server (linux)  ← this device"),
+        "{sessions}"
+    );
+    later(&["logout"]);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn status_reports_an_insecure_file_account_whatever_the_system_keychain() {
+    let server = latchkeyd().await;
+    let home = tempfile::tempdir().unwrap();
+    let mut cmd = latchkey(home.path());
+    headless(&mut cmd).env("LATCHKEY_KEYCHAIN", "insecure-file");
+    login_with_code(&mut cmd, &server.issuer, "container").await;
+    // The system keychain is unusable here, and the account lives elsewhere anyway.
+    let out = headless(&mut latchkey(home.path()))
+        .env("LATCHKEY_KEYCHAIN", "auto")
+        .args(["status"])
+        .output()
+        .unwrap();
+    assert_eq!(
+        out.status.code(),
+        Some(0),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let report = String::from_utf8_lossy(&out.stdout);
+    assert!(report.contains("alice@example.com"), "{report}");
+    assert!(report.contains("signed in"), "{report}");
+    assert!(
+        report.contains("tokens in: INSECURE plain file"),
+        "{report}"
+    );
 }
 
 #[test]

@@ -14,7 +14,7 @@ use crate::discovery::{discover, Metadata};
 use crate::dpop::{DeviceKey, NonceCache, ProvingClient};
 use crate::keychain::{self, Backend, Choice, SecretStore, MAX_SECRET_BYTES};
 use crate::lock::AccountLock;
-use crate::login::{self, Device, GrantError, SignIn, Tokens};
+use crate::login::{self, CodeToEnter, Device, GrantError, SignIn, SignInWithCode, Tokens};
 use crate::paths::Paths;
 use crate::profiles::{Profile, ProfileFile, Profiles, SignedOut};
 use crate::{Error, Result, Secret};
@@ -130,6 +130,13 @@ pub struct LoginOptions<'a> {
     pub timeout: Duration,
 }
 
+pub struct CodeLoginOptions<'a> {
+    pub issuer: &'a str,
+    pub client_id: &'a str,
+    pub scope: &'a str,
+    pub device: Device,
+}
+
 /// An account's state as `status` shows it.
 #[derive(Debug, Clone, Serialize)]
 #[serde(tag = "state", rename_all = "snake_case")]
@@ -144,6 +151,9 @@ pub enum TokenState {
     SignedOut { reason: String, at: i64 },
     /// The profile exists but its keychain entry does not (removed outside Latchkey).
     NoToken,
+    /// The keychain the account lives in cannot be read here now (no Secret Service in this
+    /// shell, say); the account itself is untouched.
+    KeychainUnusable { message: String, fix: String },
 }
 
 #[derive(Debug, Clone, Serialize)]
@@ -153,6 +163,8 @@ pub struct AccountStatus {
     pub issuer: String,
     pub client_id: String,
     pub current: bool,
+    /// Where its tokens live.
+    pub keychain: Backend,
     #[serde(flatten)]
     pub token: TokenState,
 }
@@ -266,22 +278,65 @@ impl Latchkey {
             cancel,
         )
         .await?;
+        self.add_account(meta, opts.client_id, opts.scope, &tokens, key)
+            .await
+    }
+
+    /// Signs in with a code entered in a browser elsewhere (RFC 8628), for a machine with no
+    /// browser of its own; `show` tells the person the code and where to enter it. Stores the
+    /// new account as `login` does.
+    pub async fn login_with_code(
+        &self,
+        opts: CodeLoginOptions<'_>,
+        show: impl FnOnce(&CodeToEnter),
+        cancel: impl std::future::Future<Output = ()> + Send,
+    ) -> Result<Profile> {
+        let meta = discover(&self.http, opts.issuer).await?;
+        let key = meta.supports_dpop().then(DeviceKey::generate);
+        let tokens = login::sign_in_with_code(
+            &self.http,
+            SignInWithCode {
+                meta: &meta,
+                client_id: opts.client_id,
+                scope: opts.scope,
+                device: &opts.device,
+                key: key.as_ref(),
+                nonces: &self.nonces,
+                clock: self.clock.as_ref(),
+            },
+            show,
+            cancel,
+        )
+        .await?;
+        self.add_account(meta, opts.client_id, opts.scope, &tokens, key)
+            .await
+    }
+
+    /// Stores a new sign-in: its tokens in the keychain first, then its profile.
+    async fn add_account(
+        &self,
+        meta: Metadata,
+        client_id: &str,
+        scope: &str,
+        tokens: &Tokens,
+        key: Option<DeviceKey>,
+    ) -> Result<Profile> {
         // A server that took the proof but issued a bearer token did not bind anything.
         let key = key.filter(|_| tokens.dpop_bound);
         let (subject, label) = self.who(&meta, &tokens.access_token, key.as_ref()).await;
         let id = Profile::id_for(&meta.issuer, &subject);
-        let stored = Stored::from_tokens(self.clock.now_secs(), &tokens, None, key.as_ref())?;
+        let stored = Stored::from_tokens(self.clock.now_secs(), tokens, None, key.as_ref())?;
         self.store
             .set(&self.paths.keychain_account(&id), &stored.encode())?;
         let profile = Profile {
             id,
             label,
             issuer: meta.issuer.trim_end_matches('/').to_string(),
-            client_id: opts.client_id.into(),
+            client_id: client_id.into(),
             scope: tokens
                 .scope
                 .clone()
-                .unwrap_or_else(|| login::scopes_for(&meta, opts.scope).join(" ")),
+                .unwrap_or_else(|| login::scopes_for(&meta, scope).join(" ")),
             subject,
             added_at: self.clock.now_secs(),
             signed_out: None,
@@ -503,37 +558,62 @@ impl Latchkey {
         })
     }
 
+    /// Every account and its state, each read from the keychain it was stored in: one
+    /// account's unusable keychain is its state, not a failure of the whole report.
     pub fn status(&self) -> Result<Vec<AccountStatus>> {
         let profiles = self.profiles.read()?;
-        profiles
+        Ok(profiles
             .accounts
             .iter()
             .map(|p| {
+                let keychain = p.keychain.unwrap_or_else(|| self.store.backend());
                 let token = match &p.signed_out {
                     Some(out) => TokenState::SignedOut {
                         reason: out.reason.clone(),
                         at: out.at,
                     },
-                    None => match self.store.get(&self.paths.keychain_account(&p.id))? {
-                        Some(secret) => {
-                            let stored = Stored::decode(&secret)?;
-                            TokenState::SignedIn {
-                                access_expires_at: stored.access_expires_at,
-                                device_key: stored.key()?.map(|k| k.thumbprint().to_string()),
-                            }
-                        }
-                        None => TokenState::NoToken,
-                    },
+                    None => self.token_state(p, keychain),
                 };
-                Ok(AccountStatus {
+                AccountStatus {
                     id: p.id.clone(),
                     label: p.label.clone(),
                     issuer: p.issuer.clone(),
                     client_id: p.client_id.clone(),
                     current: profiles.current.as_deref() == Some(p.id.as_str()),
+                    keychain,
                     token,
-                })
+                }
             })
-            .collect()
+            .collect())
+    }
+
+    fn token_state(&self, profile: &Profile, keychain: Backend) -> TokenState {
+        let other;
+        let store: &dyn SecretStore = if keychain == self.store.backend() {
+            self.store.as_ref()
+        } else {
+            other =
+                keychain::open_unprobed(Choice::Auto, self.paths.insecure_store(), Some(keychain));
+            other.as_ref()
+        };
+        let read = store
+            .get(&self.paths.keychain_account(&profile.id))
+            .and_then(|secret| secret.map(|s| Stored::decode(&s)).transpose());
+        match read {
+            Ok(Some(stored)) => TokenState::SignedIn {
+                access_expires_at: stored.access_expires_at,
+                device_key: stored
+                    .key()
+                    .ok()
+                    .flatten()
+                    .map(|k| k.thumbprint().to_string()),
+            },
+            Ok(None) => TokenState::NoToken,
+            Err(Error::Keychain { message, fix }) => TokenState::KeychainUnusable { message, fix },
+            Err(e) => TokenState::KeychainUnusable {
+                message: e.to_string(),
+                fix: "sign in again to replace the entry".into(),
+            },
+        }
     }
 }

@@ -11,6 +11,9 @@ pub struct Metadata {
     pub token_endpoint: String,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub revocation_endpoint: Option<String>,
+    /// RFC 8628: where a device asks for a code to sign in with, if the server offers it.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub device_authorization_endpoint: Option<String>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub userinfo_endpoint: Option<String>,
     #[serde(default, skip_serializing_if = "Option::is_none")]

@@ -5,8 +5,9 @@
 //! in-memory mock. v3 rather than v4 because v4 splits every platform store into its own crate
 //! with a new API, and v3's stores are what the desktop ecosystem (Tauri apps included) uses
 //! today. On Linux the store is chosen explicitly: the Secret Service (GNOME Keyring, KWallet)
-//! persists across reboots; the kernel keyutils store is used only when there is no Secret
-//! Service, and `status` says that it is lost at logout.
+//! persists across reboots; with no Secret Service (a server reached over SSH, a container, a
+//! service) tokens go to the user's persistent kernel keyring, which outlives sessions but not
+//! a reboot, and `status` says so.
 //!
 //! The keychain is probed (write, read, delete) before anything is stored. With no usable
 //! keychain nothing is stored at all, unless the user chose the insecure file store by name.
@@ -48,9 +49,20 @@ impl Backend {
         }
     }
 
-    /// Do tokens survive logout and reboot?
+    /// Do tokens survive a reboot?
     pub fn persists(self) -> bool {
         !matches!(self, Backend::Keyutils)
+    }
+
+    /// What becomes of tokens kept here, for `status`.
+    pub fn lifetime(self) -> &'static str {
+        match self {
+            Backend::Keyutils => {
+                "kept by the kernel: survives logging out, for 3 days after its last use, but NOT a reboot"
+            }
+            Backend::InsecureFile => "persistent, readable by anyone who can read your files",
+            _ => "persistent",
+        }
     }
 }
 
@@ -123,11 +135,6 @@ impl Keyring {
                 keyring::secret_service::SsCredential::new_with_target(None, SERVICE, account)
                     .map(|c| keyring::Entry::new_with_credential(Box::new(c)))
             }
-            #[cfg(target_os = "linux")]
-            Backend::Keyutils => {
-                keyring::keyutils::KeyutilsCredential::new_with_target(None, SERVICE, account)
-                    .map(|c| keyring::Entry::new_with_credential(Box::new(c)))
-            }
             _ => keyring::Entry::new(SERVICE, account),
         };
         built.map_err(|e| unusable(self.backend.describe(), e))
@@ -159,6 +166,81 @@ impl SecretStore for Keyring {
             Ok(()) | Err(keyring::Error::NoEntry) => Ok(()),
             Err(e) => Err(unusable(self.backend.describe(), e)),
         }
+    }
+}
+
+/// The user's persistent kernel keyring (keyrings(7), persistent-keyring(7)): one per user,
+/// reachable from any session of theirs (an SSH shell, a container's shell, a service, a cron
+/// job), kept until 3 days after its last use or the next reboot. It is linked into this
+/// process's own keyring on every use, so this process possesses it: whether the caller has a
+/// session keyring (a desktop login, `keyctl session`) or none at all makes no difference.
+#[cfg(target_os = "linux")]
+struct KernelKeyring;
+
+#[cfg(target_os = "linux")]
+impl KernelKeyring {
+    fn ring() -> Result<linux_keyutils::KeyRing> {
+        use linux_keyutils::{KeyRing, KeyRingIdentifier};
+        KeyRing::get_persistent(KeyRingIdentifier::Process).map_err(|e| {
+            unusable(
+                Backend::Keyutils.describe(),
+                format!("no persistent keyring: {e}"),
+            )
+        })
+    }
+
+    fn description(account: &str) -> String {
+        format!("{SERVICE}:{account}")
+    }
+
+    fn find(account: &str) -> Result<Option<linux_keyutils::Key>> {
+        use linux_keyutils::KeyError;
+        match Self::ring()?.search(&Self::description(account)) {
+            Ok(key) => Ok(Some(key)),
+            // An entry revoked or expired by someone else (keyctl) is as good as gone.
+            Err(KeyError::KeyDoesNotExist | KeyError::KeyRevoked | KeyError::KeyExpired) => {
+                Ok(None)
+            }
+            Err(e) => Err(unusable(Backend::Keyutils.describe(), e)),
+        }
+    }
+}
+
+#[cfg(target_os = "linux")]
+impl SecretStore for KernelKeyring {
+    fn backend(&self) -> Backend {
+        Backend::Keyutils
+    }
+
+    fn get(&self, account: &str) -> Result<Option<Secret<String>>> {
+        let Some(key) = Self::find(account)? else {
+            return Ok(None);
+        };
+        let bytes = key
+            .read_to_vec()
+            .map_err(|e| unusable(Backend::Keyutils.describe(), e))?;
+        String::from_utf8(bytes)
+            .map(|v| Some(Secret::new(v)))
+            .map_err(|_| unusable(Backend::Keyutils.describe(), "an entry is not text"))
+    }
+
+    fn set(&self, account: &str, value: &Secret<String>) -> Result<()> {
+        check_size(value)?;
+        // add_key replaces the payload of an entry of the same description in the keyring.
+        Self::ring()?
+            .add_key(&Self::description(account), value.expose().as_bytes())
+            .map(|_| ())
+            .map_err(|e| unusable(Backend::Keyutils.describe(), e))
+    }
+
+    fn delete(&self, account: &str) -> Result<()> {
+        if let Some(key) = Self::find(account)? {
+            // Its only link: unlinked, the kernel destroys it.
+            Self::ring()?
+                .unlink_key(key)
+                .map_err(|e| unusable(Backend::Keyutils.describe(), e))?;
+        }
+        Ok(())
     }
 }
 
@@ -259,6 +341,8 @@ pub fn open_unprobed(
             path: insecure_path,
             lock: Mutex::new(()),
         }),
+        #[cfg(target_os = "linux")]
+        Backend::Keyutils => Box::new(KernelKeyring),
         backend => Box::new(Keyring { backend }),
     }
 }
@@ -271,10 +355,18 @@ pub fn open(choice: Choice, insecure_path: PathBuf) -> Result<Box<dyn SecretStor
         Ok(store)
     };
     match probed(choice) {
-        // Headless Linux: the kernel keyring still beats nothing, and status says it
-        // does not persist.
+        // Headless Linux: the kernel keyring still beats nothing, and status says it does
+        // not survive a reboot. With neither, both reasons are told.
         Err(first) if choice == Choice::Auto && cfg!(target_os = "linux") => {
-            probed(Choice::Keyutils).map_err(|_| first)
+            probed(Choice::Keyutils).map_err(|second| match (first, second) {
+                (Error::Keychain { message: a, fix }, Error::Keychain { message: b, .. }) => {
+                    Error::Keychain {
+                        message: format!("{a}; and {b}"),
+                        fix,
+                    }
+                }
+                (first, _) => first,
+            })
         }
         other => other,
     }

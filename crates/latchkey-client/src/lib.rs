@@ -1,6 +1,7 @@
 //! Latchkey's client core, shared by the `latchkey` CLI and the desktop app.
 //!
-//! - [`login`]: RFC 8252 loopback sign-in with PKCE in the system browser.
+//! - [`login`]: RFC 8252 loopback sign-in with PKCE in the system browser, or with a code
+//!   entered in a browser elsewhere (RFC 8628).
 //! - [`keychain`]: refresh tokens only in the OS keychain, probed at start, never a silent
 //!   plaintext fallback.
 //! - [`Latchkey::access_token`]: refresh ahead of expiry under a cross-process lock, persisting
@@ -26,7 +27,7 @@ pub mod paths;
 pub mod profiles;
 mod secret;
 
-pub use client::{AccountStatus, Latchkey, LoginOptions, TokenState};
+pub use client::{AccountStatus, CodeLoginOptions, Latchkey, LoginOptions, TokenState};
 pub use error::{Error, Result};
 pub use latchkey_proto as proto;
 pub use secret::Secret;

@@ -5,10 +5,13 @@ use std::time::Duration;
 
 use oauth2::basic::{BasicClient, BasicErrorResponseType, BasicTokenResponse};
 use oauth2::{
-    AuthUrl, AuthorizationCode, ClientId, CsrfToken, EndpointMaybeSet, EndpointNotSet, EndpointSet,
-    PkceCodeChallenge, RedirectUrl, RefreshToken, RequestTokenError, RevocationUrl, Scope,
-    StandardRevocableToken, TokenResponse, TokenUrl,
+    AuthUrl, AuthorizationCode, ClientId, CsrfToken, DeviceAuthorizationUrl,
+    DeviceCodeErrorResponseType, EndpointMaybeSet, EndpointNotSet, EndpointSet, PkceCodeChallenge,
+    RedirectUrl, RefreshToken, RequestTokenError, RevocationUrl, Scope,
+    StandardDeviceAuthorizationResponse, StandardRevocableToken, TokenResponse, TokenUrl,
 };
+
+use serde::Serialize;
 
 use crate::browser::Browser;
 use crate::clock::Clock;
@@ -222,6 +225,110 @@ pub async fn sign_in(
             GrantError::Other(e) => e,
         })?;
     Ok(tokens.into())
+}
+
+/// What the person signing in is shown: where to go, and the code to enter there.
+#[derive(Debug, Clone, Serialize)]
+pub struct CodeToEnter {
+    pub user_code: String,
+    pub verification_uri: String,
+    /// The address with the code in it, for a QR code or a link; not every server sends one.
+    pub verification_uri_complete: Option<String>,
+    /// How long the code may be entered.
+    pub expires_in: Duration,
+}
+
+pub struct SignInWithCode<'a> {
+    pub meta: &'a Metadata,
+    pub client_id: &'a str,
+    pub scope: &'a str,
+    pub device: &'a Device,
+    /// The device key to bind the session to (`dpop_jkt`, and a proof on every poll).
+    pub key: Option<&'a DeviceKey>,
+    pub nonces: &'a NonceCache,
+    pub clock: &'a dyn Clock,
+}
+
+/// The device authorization grant (RFC 8628): asks for a code, hands it to `show`, then polls
+/// at the server's interval (longer after each `slow_down`) until the sign-in is approved,
+/// denied or expired, or `cancel` completes.
+pub async fn sign_in_with_code(
+    http: &reqwest::Client,
+    s: SignInWithCode<'_>,
+    show: impl FnOnce(&CodeToEnter),
+    cancel: impl std::future::Future<Output = ()> + Send,
+) -> Result<Tokens> {
+    let endpoint = s.meta.device_authorization_endpoint.as_ref().ok_or_else(|| {
+        Error::Unsupported(format!(
+            "{} does not offer sign-in with a code (no device_authorization_endpoint): sign in through a browser instead",
+            s.meta.issuer
+        ))
+    })?;
+    let client = oauth_client(s.meta, s.client_id, None)?.set_device_authorization_url(
+        DeviceAuthorizationUrl::new(endpoint.clone())
+            .map_err(|e| bad_url("device authorization endpoint", e))?,
+    );
+    let proving = ProvingClient {
+        http,
+        key: s.key,
+        nonces: s.nonces,
+        clock: s.clock,
+    };
+    let mut request = client
+        .exchange_device_code()
+        .add_scopes(scopes_for(s.meta, s.scope).into_iter().map(Scope::new))
+        .add_extra_param("device_name", &s.device.name)
+        .add_extra_param("device_platform", &s.device.platform)
+        .add_extra_param("app_version", &s.device.app_version);
+    if let Some(key) = s.key {
+        // As on the authorization request (RFC 9449 §10): only this key can redeem the code.
+        request = request.add_extra_param("dpop_jkt", key.thumbprint());
+    }
+    let details: StandardDeviceAuthorizationResponse =
+        request.request_async(http).await.map_err(|e| match e {
+            RequestTokenError::ServerResponse(r) => Error::SignIn(format!(
+                "the server refused to start a sign-in with a code: {} {}",
+                r.error().as_ref(),
+                r.error_description().cloned().unwrap_or_default()
+            )),
+            RequestTokenError::Request(e) => Error::Server(format!("cannot reach the server: {e}")),
+            other => Error::Server(format!("the server's answer was not understood: {other}")),
+        })?;
+    show(&CodeToEnter {
+        user_code: details.user_code().secret().clone(),
+        verification_uri: details.verification_uri().to_string(),
+        verification_uri_complete: details
+            .verification_uri_complete()
+            .map(|u| u.secret().clone()),
+        expires_in: details.expires_in(),
+    });
+    let poll = client.exchange_device_access_token(&details).request_async(
+        &proving,
+        tokio::time::sleep,
+        None,
+    );
+    let tokens = tokio::select! {
+        polled = poll => polled,
+        () = cancel => return Err(Error::SignIn("cancelled".into())),
+    };
+    tokens.map(Tokens::from).map_err(|e| match e {
+        RequestTokenError::ServerResponse(r) => Error::SignIn(match r.error() {
+            DeviceCodeErrorResponseType::AccessDenied => {
+                "the sign-in was denied in the browser".into()
+            }
+            DeviceCodeErrorResponseType::ExpiredToken => {
+                "the code expired before anyone approved it: run the sign-in again for a new one"
+                    .into()
+            }
+            other => format!(
+                "the server refused the sign-in: {} {}",
+                other.as_ref(),
+                r.error_description().cloned().unwrap_or_default()
+            ),
+        }),
+        RequestTokenError::Request(e) => Error::Server(format!("cannot reach the server: {e}")),
+        other => Error::Server(format!("the server's answer was not understood: {other}")),
+    })
 }
 
 /// The refresh grant, with a proof by the device key when the session is bound to one.

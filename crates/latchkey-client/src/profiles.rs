@@ -146,6 +146,7 @@ mod tests {
                 authorization_endpoint: "https://login.example.com/authorize".into(),
                 token_endpoint: "https://login.example.com/token".into(),
                 revocation_endpoint: None,
+                device_authorization_endpoint: None,
                 userinfo_endpoint: None,
                 scopes_supported: None,
                 code_challenge_methods_supported: None,

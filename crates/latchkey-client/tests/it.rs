@@ -14,7 +14,7 @@ use latchkey_client::login::Device;
 use latchkey_client::loopback::Listener;
 use latchkey_client::paths::Paths;
 use latchkey_client::proto::{EventKind, SessionQuery, SessionState};
-use latchkey_client::{Error, Latchkey, LoginOptions, TokenState};
+use latchkey_client::{CodeLoginOptions, Error, Latchkey, LoginOptions, TokenState};
 use latchkey_testkit::{files, FormBrowser, Latchkeyd};
 use latchkeyd::store::users::Role;
 
@@ -460,6 +460,8 @@ fn peer() -> Peer {
     let mut line = String::new();
     std::io::BufRead::read_line(&mut out, &mut line).unwrap();
     assert!(line.starts_with("ready"), "the peer starts: {line}");
+    // The peer goes on writing (notices on first use of a feature): a closed pipe would end it.
+    std::thread::spawn(move || std::io::copy(&mut out, &mut std::io::sink()));
     Peer {
         issuer: format!("http://127.0.0.1:{port}"),
         child,
@@ -541,4 +543,154 @@ async fn the_same_client_signs_in_refreshes_and_logs_out_at_the_certified_peer()
         client.access_token(None).await,
         Err(Error::SignedOut(_))
     ));
+}
+
+/// Sign-in with a code (RFC 8628) as a headless machine does it, approved by a person in a
+/// browser elsewhere: at latchkeyd, then at the certified peer with the same client code.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_device_signs_in_with_a_code_at_latchkeyd_and_at_the_peer() {
+    let server = latchkeyd(300).await;
+    let home = tempfile::tempdir().unwrap();
+    let client = Latchkey::open(paths(home.path()), choice()).unwrap();
+    let device = || Device {
+        name: "build-server".into(),
+        platform: "linux".into(),
+        app: "latchkey CLI".into(),
+        app_version: "test".into(),
+    };
+    let opts = |issuer| CodeLoginOptions {
+        issuer,
+        client_id: "latchkey-desktop",
+        scope: "openid profile email offline_access account",
+        device: device(),
+    };
+    let (shown_tx, shown_rx) = std::sync::mpsc::channel();
+    let profile = client
+        .login_with_code(
+            opts(&server.issuer),
+            |code| {
+                shown_tx.send(code.clone()).unwrap();
+                let url = code.verification_uri_complete.clone().unwrap();
+                tokio::spawn(async move {
+                    let page = latchkey_testkit::approve_code(&url, "alice@example.com").await;
+                    assert!(page.contains("Your device is signed in"), "{page}");
+                });
+            },
+            std::future::pending(),
+        )
+        .await
+        .unwrap();
+    let shown = shown_rx.recv().unwrap();
+    assert_eq!(shown.verification_uri, format!("{}/device", server.issuer));
+    assert_eq!(shown.expires_in, Duration::from_secs(600));
+    assert_eq!(profile.label, "alice@example.com");
+    // A session like any other: named for the device, bound to this client's key.
+    let list = client
+        .sessions(None, &SessionQuery::default())
+        .await
+        .unwrap();
+    let session = &list.devices[0].sessions[0];
+    assert_eq!(session.device.name.as_deref(), Some("build-server"));
+    assert!(session.current && session.key_thumbprint.is_some());
+    client.logout(None).await.unwrap();
+
+    // Denied in the browser: the sign-in says so and stores nothing.
+    let denied = client
+        .login_with_code(
+            opts(&server.issuer),
+            |code| {
+                let url = code.verification_uri_complete.clone().unwrap();
+                tokio::spawn(async move { deny_code(&url).await });
+            },
+            std::future::pending(),
+        )
+        .await
+        .unwrap_err();
+    assert!(denied.to_string().contains("denied"), "{denied}");
+    assert_eq!(denied.exit_code(), 6);
+
+    // Cancelled while waiting (Ctrl-C).
+    let cancelled = client
+        .login_with_code(
+            opts(&server.issuer),
+            |_| {},
+            tokio::time::sleep(Duration::from_millis(300)),
+        )
+        .await
+        .unwrap_err();
+    assert!(cancelled.to_string().contains("cancelled"), "{cancelled}");
+
+    // The certified peer: its own device pages, walked by the peer kit's browser bot up to
+    // its "Sign-in Success" page.
+    let peer = peer();
+    // A walk that fails ends the wait at once, rather than when the code expires.
+    let (failed, failure) = tokio::sync::oneshot::channel::<()>();
+    let at_peer = client
+        .login_with_code(
+            CodeLoginOptions {
+                issuer: &peer.issuer,
+                client_id: "peer-desktop",
+                scope: "openid offline_access",
+                device: device(),
+            },
+            |code| {
+                let url = code.verification_uri_complete.clone().unwrap();
+                let script = format!(
+                    "import('{}').then(async (m) => {{ try {{ await m.signIn(process.argv[1], \
+                     {{ user: 'alice', password: 'pw', redirectPrefix: 'never:' }}); process.exit(1); }} \
+                     catch (e) {{ if (/Sign-in Success/.test(e.message)) process.exit(0); \
+                     console.error(e.message); process.exit(1); }} }})",
+                    peer_dir().join("browser-bot.mjs").display()
+                );
+                tokio::spawn(async move {
+                    let status = tokio::process::Command::new("node")
+                        .args(["-e", &script, &url])
+                        .status()
+                        .await
+                        .unwrap();
+                    if !status.success() {
+                        let _ = failed.send(());
+                    }
+                });
+            },
+            async {
+                if failure.await.is_ok() {
+                    panic!("the peer's device pages were not walked to the end");
+                }
+                std::future::pending::<()>().await
+            },
+        )
+        .await
+        .unwrap();
+    assert_eq!(at_peer.subject, "alice");
+    let (_, first, _) = client.access_token(None).await.unwrap();
+    let (_, second, _) = client.refresh_now(None).await.unwrap();
+    assert_ne!(first.expose(), second.expose(), "it refreshes at the peer");
+}
+
+/// A person denying a code in the browser.
+async fn deny_code(verification_uri_complete: &str) {
+    let http = reqwest::Client::builder()
+        .cookie_store(true)
+        .build()
+        .unwrap();
+    let page = http
+        .get(verification_uri_complete)
+        .send()
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap();
+    let res = http
+        .post(verification_uri_complete.split('?').next().unwrap())
+        .form(&[
+            ("request", latchkey_testkit::hidden(&page, "request")),
+            ("csrf_token", latchkey_testkit::hidden(&page, "csrf_token")),
+            ("action", "deny".to_string()),
+        ])
+        .send()
+        .await
+        .unwrap();
+    assert!(res.text().await.unwrap().contains("Sign-in denied"));
 }

@@ -100,6 +100,48 @@ pub async fn complete_sign_in(url: &str, email: &str) -> String {
         .unwrap()
 }
 
+/// A person in a browser on another device: opens `verification_uri_complete` (the address
+/// with the code in it), signs in as `email` and approves; returns the page that says how it
+/// went.
+pub async fn approve_code(verification_uri_complete: &str, email: &str) -> String {
+    let http = reqwest::Client::builder()
+        .cookie_store(true)
+        .redirect(reqwest::redirect::Policy::none())
+        .build()
+        .expect("HTTP client");
+    let page = http
+        .get(verification_uri_complete)
+        .send()
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap();
+    assert!(
+        page.contains("Approving gives that device access"),
+        "{page}"
+    );
+    http.post(
+        verification_uri_complete
+            .split('?')
+            .next()
+            .expect("the form's address"),
+    )
+    .form(&[
+        ("request", hidden(&page, "request")),
+        ("csrf_token", hidden(&page, "csrf_token")),
+        ("username", email.to_string()),
+        ("password", PASSWORD.to_string()),
+        ("action", "approve".to_string()),
+    ])
+    .send()
+    .await
+    .unwrap()
+    .text()
+    .await
+    .unwrap()
+}
+
 /// A person at the system browser: signs in as `0` in whatever page the app opens.
 pub struct FormBrowser(pub &'static str);
 
