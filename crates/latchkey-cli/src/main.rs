@@ -242,7 +242,11 @@ fn show_code(code: &CodeToEnter) {
         "To sign in, open this address in a browser on any device:\n\n    {}\n\nand enter the code:\n\n    {}\n",
         code.verification_uri, code.user_code
     );
-    if let Some(qr) = code.verification_uri_complete.as_deref().and_then(qr_text) {
+    if let Some(qr) = code
+        .verification_uri_complete
+        .as_deref()
+        .and_then(qr_for_terminal)
+    {
         let _ = writeln!(err, "Or scan this with your phone's camera:\n\n{qr}");
     }
     let _ = writeln!(
@@ -252,19 +256,23 @@ fn show_code(code: &CodeToEnter) {
     );
 }
 
-/// A QR code as terminal text, two rows to a line; `None` if stderr is not a terminal or is
-/// too narrow to show one that scans.
-fn qr_text(data: &str) -> Option<String> {
-    use qrcode::render::unicode::Dense1x2;
+/// A QR code as terminal text for stderr, if it is a terminal.
+fn qr_for_terminal(data: &str) -> Option<String> {
     use std::io::IsTerminal;
     if !std::io::stderr().is_terminal() {
         return None;
     }
+    let (terminal_size::Width(columns), _) = terminal_size::terminal_size_of(std::io::stderr())?;
+    qr_text(data, usize::from(columns))
+}
+
+/// A QR code as text, two rows of modules to a line; `None` if `columns` are too few to show
+/// one that scans.
+fn qr_text(data: &str, columns: usize) -> Option<String> {
+    use qrcode::render::unicode::Dense1x2;
     let code = qrcode::QrCode::new(data.as_bytes()).ok()?;
     // The code and its quiet zone of 4 modules each side, one column per module.
-    let width = code.width() + 8;
-    let (terminal_size::Width(columns), _) = terminal_size::terminal_size_of(std::io::stderr())?;
-    if usize::from(columns) < width {
+    if columns < code.width() + 8 {
         return None;
     }
     Some(
@@ -632,4 +640,24 @@ fn family_text(family: &Family) -> String {
         }
     }
     s.trim_end().to_string()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::qr_text;
+
+    #[test]
+    fn a_qr_code_is_shown_only_where_it_fits() {
+        let url = "https://login.example.com/device?user_code=WDJB-MJHT";
+        let qr = qr_text(url, 80).expect("fits in 80 columns");
+        let lines: Vec<&str> = qr.lines().collect();
+        let width = lines[0].chars().count();
+        assert!(width <= 80 && lines.iter().all(|l| l.chars().count() == width));
+        // Two rows of modules to a line: about as many lines as half the width.
+        assert!(
+            lines.len() * 2 >= width && lines.len() * 2 <= width + 2,
+            "{qr}"
+        );
+        assert!(qr_text(url, width - 1).is_none());
+    }
 }
