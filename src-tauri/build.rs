@@ -3,6 +3,7 @@
 const COMMANDS: &[&str] = &[
     "accounts",
     "add_account",
+    "add_account_with_code",
     "cancel_sign_in",
     "switch_account",
     "sign_out",

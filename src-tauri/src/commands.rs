@@ -13,7 +13,7 @@ use latchkey_client::proto::{
     Revoked, SessionId, SessionList, SessionQuery, SessionState, SessionView, UserId, UserList,
     UserQuery, UserSessions,
 };
-use latchkey_client::{AccountStatus, Error, Latchkey, LoginOptions, TokenState};
+use latchkey_client::{AccountStatus, CodeLoginOptions, Error, Latchkey, LoginOptions, TokenState};
 use serde::Serialize;
 use serde_json::{json, Value};
 use tauri::{AppHandle, Emitter, Runtime, State};
@@ -171,6 +171,49 @@ pub fn accounts(state: State<'_, Desktop>) -> Reply<Accounts> {
     })
 }
 
+/// The server's address as typed, checked: the issuer to sign in to.
+fn issuer_of(typed: &str) -> Reply<String> {
+    let issuer = typed.trim().trim_end_matches('/').to_string();
+    let parsed = url::Url::parse(&issuer)
+        .map_err(|_| invalid("enter the server's address, like https://login.example.com"))?;
+    if !matches!(parsed.scheme(), "http" | "https") {
+        return Err(invalid("the server's address must start with https://"));
+    }
+    Ok(issuer)
+}
+
+/// A sign-in in progress, cancellable by `cancel_sign_in`; once it has stored its account,
+/// the watcher follows it and the account is returned as the switcher shows it.
+async fn signing_in<R: Runtime>(
+    app: &AppHandle<R>,
+    state: &State<'_, Desktop>,
+    sign_in: impl FnOnce(
+        Arc<Latchkey>,
+        tokio::sync::oneshot::Receiver<()>,
+    ) -> futures_util::future::BoxFuture<
+        'static,
+        Result<latchkey_client::profiles::Profile, Error>,
+    >,
+) -> Reply<AccountView> {
+    let client = client(state)?;
+    let (cancel_tx, cancel_rx) = tokio::sync::oneshot::channel();
+    *state.sign_in.lock().expect("sign-in lock") = Some(cancel_tx);
+    let profile = sign_in(client.clone(), cancel_rx).await;
+    state.sign_in.lock().expect("sign-in lock").take();
+    let profile = profile?;
+    watcher::restart(app);
+    client
+        .status()?
+        .into_iter()
+        .find(|a| a.id == profile.id)
+        .map(AccountView::from)
+        .ok_or_else(|| invalid("the new account was not stored"))
+}
+
+fn this_device() -> Device {
+    Device::this_machine("Latchkey Desktop", env!("CARGO_PKG_VERSION"))
+}
+
 /// Signs in through the system browser; `cancel_sign_in` stops it.
 #[tauri::command]
 pub async fn add_account<R: Runtime>(
@@ -179,41 +222,110 @@ pub async fn add_account<R: Runtime>(
     issuer: String,
     client_id: Option<String>,
 ) -> Reply<AccountView> {
-    let issuer = issuer.trim().trim_end_matches('/').to_string();
-    let parsed = url::Url::parse(&issuer)
-        .map_err(|_| invalid("enter the server's address, like https://login.example.com"))?;
-    if !matches!(parsed.scheme(), "http" | "https") {
-        return Err(invalid("the server's address must start with https://"));
-    }
+    let issuer = issuer_of(&issuer)?;
     let client_id = client_id.unwrap_or_else(|| "latchkey-desktop".into());
     id(&client_id)?;
-    let client = client(&state)?;
-    let (cancel_tx, cancel_rx) = tokio::sync::oneshot::channel();
-    *state.sign_in.lock().expect("sign-in lock") = Some(cancel_tx);
     let _ = app.emit("sign-in", json!({ "step": "browser", "issuer": issuer }));
-    let profile = client
-        .login(
-            LoginOptions {
-                issuer: &issuer,
-                client_id: &client_id,
-                scope: crate::SCOPE,
-                device: Device::this_machine("Latchkey Desktop", env!("CARGO_PKG_VERSION")),
-                browser: &SystemBrowser,
-                timeout: Duration::from_secs(180),
-            },
-            async {
-                let _ = cancel_rx.await;
-            },
-        )
-        .await?;
-    state.sign_in.lock().expect("sign-in lock").take();
-    watcher::restart(&app);
-    client
-        .status()?
-        .into_iter()
-        .find(|a| a.id == profile.id)
-        .map(AccountView::from)
-        .ok_or_else(|| invalid("the new account was not stored"))
+    signing_in(&app, &state, move |client, cancel| {
+        Box::pin(async move {
+            client
+                .login(
+                    LoginOptions {
+                        issuer: &issuer,
+                        client_id: &client_id,
+                        scope: crate::SCOPE,
+                        device: this_device(),
+                        browser: &SystemBrowser,
+                        timeout: Duration::from_secs(180),
+                    },
+                    async {
+                        let _ = cancel.await;
+                    },
+                )
+                .await
+        })
+    })
+    .await
+}
+
+/// What the window shows while a sign-in with a code waits: where to go, what to enter, and
+/// the address with the code in it as a QR code.
+#[derive(Debug, Clone, Serialize, TS)]
+pub struct CodeShown {
+    pub user_code: String,
+    pub verification_uri: String,
+    pub verification_uri_complete: Option<String>,
+    /// When the code stops working, in seconds since the Unix epoch.
+    #[ts(as = "f64")]
+    pub expires_at: i64,
+    pub qr: Option<QrPath>,
+}
+
+/// A QR code as one SVG path: `d` draws every dark module of a `size`×`size` grid.
+#[derive(Debug, Clone, Serialize, TS)]
+pub struct QrPath {
+    pub size: u32,
+    pub d: String,
+}
+
+fn qr_path(data: &str) -> Option<QrPath> {
+    let code = qrcode::QrCode::new(data.as_bytes()).ok()?;
+    let width = code.width();
+    let mut d = String::new();
+    for (i, color) in code.to_colors().iter().enumerate() {
+        if *color == qrcode::Color::Dark {
+            d.push_str(&format!("M{} {}h1v1h-1z", i % width, i / width));
+        }
+    }
+    Some(QrPath {
+        size: u32::try_from(width).ok()?,
+        d,
+    })
+}
+
+/// Signs in with a code entered in a browser on another device (RFC 8628), for a computer
+/// whose browser cannot be opened or cannot reach it; `shown` receives the code to display,
+/// `cancel_sign_in` stops it.
+#[tauri::command]
+pub async fn add_account_with_code<R: Runtime>(
+    app: AppHandle<R>,
+    state: State<'_, Desktop>,
+    issuer: String,
+    client_id: Option<String>,
+    shown: tauri::ipc::Channel<CodeShown>,
+) -> Reply<AccountView> {
+    let issuer = issuer_of(&issuer)?;
+    let client_id = client_id.unwrap_or_else(|| "latchkey-desktop".into());
+    id(&client_id)?;
+    signing_in(&app, &state, move |client, cancel| {
+        Box::pin(async move {
+            let now = client.now().secs();
+            client
+                .login_with_code(
+                    CodeLoginOptions {
+                        issuer: &issuer,
+                        client_id: &client_id,
+                        scope: crate::SCOPE,
+                        device: this_device(),
+                    },
+                    |code| {
+                        let expires_in = i64::try_from(code.expires_in.as_secs()).unwrap_or(0);
+                        let _ = shown.send(CodeShown {
+                            user_code: code.user_code.clone(),
+                            verification_uri: code.verification_uri.clone(),
+                            qr: code.verification_uri_complete.as_deref().and_then(qr_path),
+                            verification_uri_complete: code.verification_uri_complete.clone(),
+                            expires_at: now + expires_in,
+                        });
+                    },
+                    async {
+                        let _ = cancel.await;
+                    },
+                )
+                .await
+        })
+    })
+    .await
 }
 
 #[tauri::command]

@@ -61,6 +61,7 @@ pub fn builder<R: tauri::Runtime>(base: tauri::Builder<R>) -> tauri::Builder<R> 
     base.invoke_handler(tauri::generate_handler![
         commands::accounts,
         commands::add_account,
+        commands::add_account_with_code,
         commands::cancel_sign_in,
         commands::switch_account,
         commands::sign_out,

@@ -13,7 +13,7 @@ use latchkey_proto::{
 };
 use ts_rs::TS;
 
-use crate::commands::{Accounts, CommandError, SessionFilter, TokenInfo};
+use crate::commands::{Accounts, CodeShown, CommandError, SessionFilter, TokenInfo};
 
 fn generated_dir() -> PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR")).join("ui/src/generated")
@@ -25,6 +25,7 @@ fn render(into: &Path) {
         T::export_all_to(into).expect("ts-rs renders the type");
     }
     all::<Accounts>(into);
+    all::<CodeShown>(into);
     all::<CommandError>(into);
     all::<SessionFilter>(into);
     all::<TokenInfo>(into);

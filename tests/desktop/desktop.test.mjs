@@ -112,11 +112,11 @@ const button = (text) => browser.$(`//button[normalize-space()="${text}"]`);
 const heading = (text) => browser.$(`//*[self::h1 or self::h2 or self::h3][normalize-space()="${text}"]`);
 
 /** A second client signing in through the form with its own loopback redirect (raw OAuth). */
-async function rawSignIn(email, userAgent) {
+async function rawSignIn(email, userAgent, deviceName = 'stolen copy') {
   const verifier = randomBytes(32).toString('base64url');
   const q = new URLSearchParams({
     response_type: 'code', client_id: 'latchkey-desktop', redirect_uri: 'http://127.0.0.1:50505/callback',
-    scope: 'openid offline_access account', state: 's', device_name: 'stolen copy', device_platform: 'linux',
+    scope: 'openid offline_access account', state: 's', device_name: deviceName, device_platform: 'linux',
     code_challenge: createHash('sha256').update(verifier).digest('base64url'), code_challenge_method: 'S256',
   });
   const page = await fetch(`${issuer}/authorize?${q}`);
@@ -130,6 +130,22 @@ async function rawSignIn(email, userAgent) {
   });
   const code = new URL(res.headers.get('location')).searchParams.get('code');
   return token({ grant_type: 'authorization_code', code, redirect_uri: 'http://127.0.0.1:50505/callback', code_verifier: verifier }, userAgent);
+}
+
+/** A person approving a sign-in with a code, in a browser on another device: the code page,
+ * then the approval form with their email and password. The page it ends on. */
+async function approveCode(userCode, email) {
+  const page = await fetch(`${issuer}/device?user_code=${encodeURIComponent(userCode)}`);
+  const cookie = page.headers.get('set-cookie').split(';')[0];
+  const html = await page.text();
+  assert.match(html, /Approving gives that device access to your account/);
+  const field = (n) => html.match(new RegExp(`name="${n}" value="([^"]*)"`))[1];
+  const res = await fetch(`${issuer}/device`, {
+    method: 'POST',
+    headers: { 'content-type': 'application/x-www-form-urlencoded', cookie },
+    body: new URLSearchParams({ request: field('request'), csrf_token: field('csrf_token'), username: email, password: passwords[email], action: 'approve' }),
+  });
+  return res.text();
 }
 
 /** GET /notes at notes-api as the CLI of the device at `env` calls it: its stored access token
@@ -147,6 +163,37 @@ async function token(params, userAgent) {
     body: new URLSearchParams({ client_id: 'latchkey-desktop', ...params }),
   });
   return { status: res.status, body: await res.json() };
+}
+
+/** Starts tauri-driver and, through it, the app; `env` is added to the app's environment. */
+async function openWindow(env = {}) {
+  driver = spawn('tauri-driver', ['--port', '4444', '--native-port', '4445'], {
+    // WebKitWebDriver's screenshots never return when WebKit composites without the GPU path
+    // (the app's default, see src-tauri/src/main.rs), so the window under test keeps it on.
+    env: { ...process.env, ...home('desktop'), BROWSER: join(work, 'browser'), WEBKIT_DISABLE_COMPOSITING_MODE: '0', ...env },
+    stdio: 'inherit',
+  });
+  await new Promise((r) => setTimeout(r, 1500));
+  browser = await remote({
+    hostname: '127.0.0.1',
+    port: 4444,
+    logLevel: 'warn',
+    capabilities: { 'tauri:options': { application: appBin } },
+  });
+}
+
+/** Ends the app (it would stay in the tray) and its driver. */
+async function closeWindow() {
+  await browser.deleteSession().catch(() => {});
+  const exited = new Promise((ok) => driver.on('exit', ok));
+  driver.kill();
+  await exited;
+  try {
+    execFileSync('pkill', ['-f', `^${appBin}`]);
+  } catch {
+    // not running any more
+  }
+  await new Promise((r) => setTimeout(r, 500));
 }
 
 before(async () => {
@@ -183,19 +230,7 @@ before(async () => {
   const fakeBrowser = join(work, 'browser');
   writeFileSync(fakeBrowser, `#!/bin/sh\nexec node ${join(root, 'scripts/demo-signin.mjs')} "$1" "$(sed -n 1p ${creds})" "$(sed -n 2p ${creds})"\n`);
   chmodSync(fakeBrowser, 0o755);
-  driver = spawn('tauri-driver', ['--port', '4444', '--native-port', '4445'], {
-    // WebKitWebDriver's screenshots never return when WebKit composites without the GPU path
-    // (the app's default, see src-tauri/src/main.rs), so the window under test keeps it on.
-    env: { ...process.env, ...home('desktop'), BROWSER: fakeBrowser, WEBKIT_DISABLE_COMPOSITING_MODE: '0' },
-    stdio: 'inherit',
-  });
-  await new Promise((r) => setTimeout(r, 1500));
-  browser = await remote({
-    hostname: '127.0.0.1',
-    port: 4444,
-    logLevel: 'warn',
-    capabilities: { 'tauri:options': { application: appBin } },
-  });
+  await openWindow();
 });
 
 after(async () => {
@@ -224,16 +259,17 @@ test('add an account, see two devices, revoke one', async () => {
   // DPoP: the app's session is bound to the key it keeps in the keychain.
   assert.match(await browser.$('article.device .binding').getText(), /Bound to this device \(key [\w-]{10}…\)/);
 
-  // A second device signs in (the CLI on another "machine"): it appears live.
+  // A second device signs in with a code (the CLI on a "machine" with no browser, approved in a
+  // browser elsewhere): it appears live, under the name it gave.
   const phone = home('phone');
-  const login = spawn(cliBin, ['login', '--issuer', issuer, '--no-browser', '--device-name', 'demo phone'], {
+  const login = spawn(cliBin, ['login', '--device', '--issuer', issuer, '--device-name', 'demo phone'], {
     env: { ...process.env, ...phone }, stdio: ['ignore', 'ignore', 'pipe'],
   });
   let loginOut = '';
   login.stderr.on('data', (c) => { loginOut += c; });
-  const url = await waitFor(() => loginOut.match(/(http\S+\/authorize\?\S+)/)?.[1], 'the CLI sign-in address');
-  execFileSync('node', [join(root, 'scripts/demo-signin.mjs'), url, 'demo@latchkey.local', passwords['demo@latchkey.local']]);
-  await new Promise((ok) => login.on('exit', ok));
+  const userCode = await waitFor(() => loginOut.match(/^\s+([B-Z]{4}-[B-Z]{4})$/m)?.[1], 'the CLI sign-in code');
+  assert.match(await approveCode(userCode, 'demo@latchkey.local'), /Your device is signed in/);
+  assert.equal(await new Promise((ok) => login.on('exit', ok)), 0, 'the CLI signed in');
   await waitFor(async () => (await browser.$$('article.device')).length === 2, 'the second device, live');
   await shot('devices');
   assert.equal(await notesAs(phone), 200, 'the phone reads its notes');
@@ -336,11 +372,24 @@ test('the token inspector shows claims, never the token', async () => {
   await shot('inspector');
 });
 
-test('support mode: revoke with a reason and find it in the audit log', async () => {
+test('support mode: signed in with a code, revoke with a reason and find it in the audit log', async () => {
+  await rawSignIn('demo@latchkey.local', 'latchkey/0.1.0', 'demo tablet');
   await (await button('Accounts')).click();
-  signInAs('support@latchkey.local');
   await (await browser.$('input[type="url"]')).setValue(issuer);
-  await (await button('Sign in with browser')).click();
+  // As on a computer whose browser cannot reach it: the code, approved in a browser elsewhere.
+  await (await button('Sign in with a code instead')).click();
+  const codeShown = await browser.$('.code-panel .user-code');
+  await waitFor(async () => {
+    const refused = await browser.$('[role="alert"].error').getText().catch(() => '');
+    if (refused) throw new Error(refused);
+    return codeShown.isDisplayed();
+  }, 'the code to enter');
+  const userCode = await codeShown.getText();
+  assert.match(userCode, /^[B-Z]{4}-[B-Z]{4}$/);
+  assert.match(await browser.$('.code-panel').getText(), new RegExp(`${issuer}/device`));
+  assert.ok(await browser.$('.code-panel svg.qr[role="img"]').isExisting(), 'a QR code of the address');
+  await shot('accounts-code');
+  assert.match(await approveCode(userCode, 'support@latchkey.local'), /Your device is signed in/);
   await (await button('Support')).waitForDisplayed({ timeout: 20_000 });
   await waitFor(() => trayMenu().includes("'Signed in as support@latchkey.local'"), 'the tray to follow the switch');
   await shot('accounts');
@@ -349,7 +398,11 @@ test('support mode: revoke with a reason and find it in the audit log', async ()
   await (await button('Search')).click();
   await (await browser.$('button*=demo@latchkey.local')).click();
   await waitFor(async () => (await browser.$$('.support-user article.device')).length >= 1, 'the demo user devices');
-  const revoke = await (await browser.$('.support-user')).$('button=Sign out');
+  // The session staff end: the user's tablet (the desktop's own demo session stays, for the
+  // dark-theme photographs of its families below).
+  const tablet = '//div[contains(@class,"support-user")]//article[.//h3[normalize-space()="demo tablet"]]';
+  await waitFor(() => browser.$(tablet).isExisting(), 'the demo tablet');
+  const revoke = await browser.$(`${tablet}//button[normalize-space()="Sign out"]`);
   await revoke.click();
   const dialog = await browser.$('[role="dialog"]');
   const confirm = await dialog.$('button=Sign out');
@@ -363,7 +416,33 @@ test('support mode: revoke with a reason and find it in the audit log', async ()
   await shot('support');
 });
 
-test('every screen at 1100×760, 800×600 and 1440×900: accessible, nothing wider than the window', async () => {
+/**
+ * Labels that wrap onto a second line: the text of buttons, badges, chips, tabs and form
+ * labels, each meant to read as one line. A wrapped text has line boxes at two heights.
+ */
+async function wrappedLabels() {
+  return browser.execute(() => {
+    const range = document.createRange();
+    const wrapped = [];
+    for (const el of document.querySelectorAll('button, .badge, .chip, label > span, [role="tab"], summary, th')) {
+      if (el.getClientRects().length === 0) continue;
+      // Each run of text on its own: a button may hold two lines by design (a name above its
+      // details), but no single label may break.
+      const texts = document.createTreeWalker(el, NodeFilter.SHOW_TEXT);
+      for (let node = texts.nextNode(); node; node = texts.nextNode()) {
+        if (!node.textContent.trim()) continue;
+        range.selectNodeContents(node);
+        const tops = new Set([...range.getClientRects()].filter((r) => r.width > 1).map((r) => Math.round(r.top / 4)));
+        if (tops.size > 1) wrapped.push(`${el.tagName.toLowerCase()} "${node.textContent.trim().slice(0, 40)}"`);
+      }
+    }
+    return wrapped;
+  });
+}
+
+/** Every screen at 1100×760, 800×600 and 1440×900 in the window's current theme: no error, no
+ * accessibility violation, nothing wider than the window, and at 1100×760 no wrapped label. */
+async function everyScreenAtEverySize(theme) {
   // The photographs at each size are kept beside the build, not in the repository.
   const sized = join(target, 'screenshots');
   mkdirSync(sized, { recursive: true });
@@ -378,7 +457,43 @@ test('every screen at 1100×760, 800×600 and 1440×900: accessible, nothing wid
       const errors = [];
       for (const e of await browser.$$('.error')) errors.push(await e.getText());
       assert.deepEqual(errors, [], `${name} at ${w}×${h} shows no error`);
-      await shot(`${name.toLowerCase().replace(/ /g, '-')}-${w}x${h}`, sized);
+      if (w === 1100) assert.deepEqual(await wrappedLabels(), [], `${name} at ${w}×${h} (${theme}): wrapped labels`);
+      await shot(`${name.toLowerCase().replace(/ /g, '-')}-${w}x${h}-${theme}`, sized);
     }
   }
+}
+
+test('every screen at 1100×760, 800×600 and 1440×900, light and dark: accessible, fits the window', async () => {
+  const dark = () => browser.execute(() => window.matchMedia('(prefers-color-scheme: dark)').matches);
+  assert.equal(await dark(), false, 'the light pass runs in the light theme');
+  await everyScreenAtEverySize('light');
+
+  // The dark pass: the same app and accounts under GTK's dark theme, which WebKitGTK reports
+  // to the page as prefers-color-scheme: dark.
+  await closeWindow();
+  await openWindow({ GTK_THEME: 'Adwaita:dark' });
+  await (await button('Accounts')).waitForDisplayed({ timeout: 15_000 });
+  assert.equal(await dark(), true, 'the dark pass runs in the dark theme');
+  const background = await browser.execute(() => getComputedStyle(document.documentElement).backgroundColor);
+  assert.equal(background, 'rgb(21, 24, 28)', 'the page is dark (--bg)');
+  await everyScreenAtEverySize('dark');
+
+  // The reuse incident in the dark, as the README shows it.
+  await browser.setWindowSize(1100, 760);
+  await (await button('Accounts')).click();
+  await (await browser.$('//li[contains(@class,"card")][.//strong[normalize-space()="demo@latchkey.local"]]//button[normalize-space()="Switch to"]')).click();
+  await waitFor(async () => /demo@latchkey\.local/.test(await browser.$('li.card.current').getText()), 'the demo account to be current');
+  await (await button('Token families')).click();
+  await (await heading('Token families')).waitForDisplayed();
+  // Of the families ended while suspicious, the one ended for the replay.
+  const revoked = '//ul[contains(@class,"picker")]//button[contains(@class,"suspicious") and contains(@class,"state-revoked")]';
+  await waitFor(async () => {
+    for (const candidate of await browser.$$(revoked)) {
+      await candidate.click();
+      const verdict = await browser.$('.detail-pane .verdict').getText().catch(() => '');
+      if (/Someone else used a copy/.test(verdict)) return true;
+    }
+    return false;
+  }, 'the reuse, in the dark');
+  await shot('family-reuse-dark');
 });

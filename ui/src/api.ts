@@ -1,11 +1,12 @@
 // Typed calls to the app's Tauri commands. The web view never sees a token: only views.
 // Every type here is generated from the Rust types (src/generated/, by ts-rs; see
 // src-tauri/src/typescript.rs): a renamed field fails `tsc`, not a screen.
-import { invoke } from '@tauri-apps/api/core';
+import { Channel, invoke } from '@tauri-apps/api/core';
 import type { Account } from './generated/Account';
 import type { Accounts } from './generated/Accounts';
 import type { AuditPage } from './generated/AuditPage';
 import type { AuditRecord } from './generated/AuditRecord';
+import type { CodeShown } from './generated/CodeShown';
 import type { CommandError } from './generated/CommandError';
 import type { DeviceGroup } from './generated/DeviceGroup';
 import type { EventKind } from './generated/EventKind';
@@ -32,6 +33,7 @@ export type {
   Accounts,
   AuditPage,
   AuditRecord,
+  CodeShown,
   CommandError,
   DeviceGroup,
   EventKind,
@@ -68,6 +70,12 @@ export const api = {
   accounts: () => invoke<Accounts>('accounts'),
   addAccount: (issuer: string, clientId?: string) =>
     invoke<Account>('add_account', { issuer, clientId: clientId || null }),
+  /** Signs in with a code entered in a browser elsewhere; `onShown` gets the code to show. */
+  addAccountWithCode: (issuer: string, clientId: string | undefined, onShown: (code: CodeShown) => void) => {
+    const shown = new Channel<CodeShown>();
+    shown.onmessage = onShown;
+    return invoke<Account>('add_account_with_code', { issuer, clientId: clientId || null, shown });
+  },
   cancelSignIn: () => invoke<void>('cancel_sign_in'),
   switchAccount: (account: string) => invoke<void>('switch_account', { account }),
   signOut: (account: string) => invoke<boolean>('sign_out', { account }),

@@ -1,5 +1,5 @@
 import { afterEach, beforeEach, describe, expect, it, vi } from 'vitest';
-import { cleanup, render, screen, waitFor, within } from '@testing-library/react';
+import { act, cleanup, render, screen, waitFor, within } from '@testing-library/react';
 import userEvent from '@testing-library/user-event';
 import { clearMocks, mockIPC } from '@tauri-apps/api/mocks';
 import { Devices } from '../src/screens/Devices';
@@ -418,6 +418,42 @@ describe('Accounts', () => {
     expect(document.getElementById('issuer-hint')?.textContent).toMatch(/address of your Latchkey server/);
     await userEvent.click(screen.getByRole('button', { name: 'Sign in again' }));
     await waitFor(() => expect(calls.find((c) => c.cmd === 'add_account')?.args).toEqual({ issuer: 'http://127.0.0.1:7878', clientId: null }));
+  });
+
+  it('signs in with a code: the address, the code and a QR code until it is approved', async () => {
+    let shown: { onmessage: (code: unknown) => void } | undefined;
+    let approve: (account: unknown) => void = () => {};
+    const calls = backend({
+      add_account_with_code: (args) => {
+        shown = args.shown as typeof shown;
+        return new Promise((resolve) => (approve = resolve));
+      },
+    });
+    const changed = vi.fn();
+    render(<Accounts data={{ ...accounts(false), accounts: [] }} onChanged={changed} />);
+    await userEvent.type(screen.getByLabelText('Server address'), 'http://127.0.0.1:7878');
+    await userEvent.click(screen.getByRole('button', { name: 'Sign in with a code instead' }));
+    await waitFor(() =>
+      expect(calls.find((c) => c.cmd === 'add_account_with_code')?.args).toMatchObject({ issuer: 'http://127.0.0.1:7878', clientId: null }),
+    );
+    expect(screen.getByText(/Asking http:\/\/127\.0\.0\.1:7878 for a code/)).toBeTruthy();
+    act(() =>
+      shown!.onmessage({
+        user_code: 'WDJB-MJHT',
+        verification_uri: 'http://127.0.0.1:7878/device',
+        verification_uri_complete: 'http://127.0.0.1:7878/device?user_code=WDJB-MJHT',
+        expires_at: Date.now() / 1000 + 600,
+        qr: { size: 21, d: 'M0 0h1v1h-1z' },
+      }),
+    );
+    const panel = screen.getByRole('region', { name: 'Sign in with a code' });
+    expect(within(panel).getByText('http://127.0.0.1:7878/device')).toBeTruthy();
+    expect(within(panel).getByLabelText('Code: W D J B - M J H T').textContent).toBe('WDJB-MJHT');
+    expect(within(panel).getByRole('img', { name: /QR code of the sign-in address/ })).toBeTruthy();
+    expect(screen.queryByRole('button', { name: 'Sign in with browser' })).toBeNull();
+    act(() => approve({}));
+    await waitFor(() => expect(changed).toHaveBeenCalled());
+    expect(screen.queryByRole('region', { name: 'Sign in with a code' })).toBeNull();
   });
 
   it('signs out before it forgets, and warns when the server did not confirm', async () => {

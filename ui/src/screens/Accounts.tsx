@@ -1,6 +1,7 @@
 import { useState, type FormEvent } from 'react';
-import { api, messageOf, type Account, type Accounts as AccountsData } from '../api';
+import { api, messageOf, type Account, type Accounts as AccountsData, type CodeShown } from '../api';
 import { Confirm } from '../components/Confirm';
+import { Copyable } from '../components/Copy';
 
 interface Props {
   data: AccountsData;
@@ -16,29 +17,39 @@ const STATE_TEXT: Record<Account['state'], string> = {
 export function Accounts({ data, onChanged }: Props) {
   const [issuer, setIssuer] = useState('');
   const [clientId, setClientId] = useState('');
-  const [signingIn, setSigningIn] = useState(false);
+  /** A sign-in in progress: in the system browser, or with a code entered elsewhere. */
+  const [signingIn, setSigningIn] = useState<'browser' | 'code' | null>(null);
+  const [code, setCode] = useState<CodeShown | null>(null);
   const [error, setError] = useState<string | null>(null);
   const [warning, setWarning] = useState<string | null>(null);
   const [asking, setAsking] = useState<{ kind: 'sign_out' | 'forget'; account: Account } | null>(null);
 
-  /** Signs in through the system browser: a new account, or an existing one again. */
-  async function signIn(server: string, client?: string) {
+  /** Signs in through the system browser, or with a code: a new account, or one again. */
+  async function signIn(server: string, client?: string, how: 'browser' | 'code' = 'browser') {
     setError(null);
     setWarning(null);
-    setSigningIn(true);
+    setSigningIn(how);
     try {
-      await api.addAccount(server, client);
+      if (how === 'code') await api.addAccountWithCode(server, client, setCode);
+      else await api.addAccount(server, client);
       onChanged();
     } catch (err) {
       setError(messageOf(err));
     } finally {
-      setSigningIn(false);
+      setSigningIn(null);
+      setCode(null);
     }
   }
 
   function add(e: FormEvent) {
     e.preventDefault();
     void signIn(issuer.trim(), clientId.trim() || undefined);
+  }
+
+  function addWithCode() {
+    const form = document.querySelector<HTMLFormElement>('form.add-account');
+    if (form && !form.reportValidity()) return;
+    void signIn(issuer.trim(), clientId.trim() || undefined, 'code');
   }
 
   async function act(fn: () => Promise<unknown>) {
@@ -79,13 +90,54 @@ export function Accounts({ data, onChanged }: Props) {
           {warning}
         </p>
       )}
-      {signingIn && (
+      {signingIn === 'browser' && (
         <div className="progress" role="status">
           <span className="spinner" aria-hidden="true" /> Waiting for you to sign in in your browser…
           <button type="button" onClick={() => void api.cancelSignIn()}>
             Cancel
           </button>
         </div>
+      )}
+      {signingIn === 'code' && (
+        <section className="code-panel" aria-labelledby="code-title">
+          <h2 id="code-title">Sign in with a code</h2>
+          {code ? (
+            <div className="code-body">
+              <div>
+                <p>On any device with a browser, open</p>
+                <Copyable value={code.verification_uri} label="the sign-in address" />
+                <p>and enter this code:</p>
+                <p className="user-code" aria-label={`Code: ${code.user_code.split('').join(' ')}`}>
+                  {code.user_code}
+                </p>
+                <p className="muted small">
+                  The code works until {new Date(code.expires_at * 1000).toLocaleTimeString([], { hour: 'numeric', minute: '2-digit' })}.
+                  Only ever enter it on Latchkey’s own page.
+                </p>
+              </div>
+              {code.qr && (
+                <svg
+                  className="qr"
+                  viewBox={`-4 -4 ${code.qr.size + 8} ${code.qr.size + 8}`}
+                  role="img"
+                  aria-label="QR code of the sign-in address with the code in it: scan it with a phone's camera"
+                  shapeRendering="crispEdges"
+                >
+                  <rect x={-4} y={-4} width={code.qr.size + 8} height={code.qr.size + 8} fill="#fff" />
+                  <path d={code.qr.d} fill="#000" />
+                </svg>
+              )}
+            </div>
+          ) : (
+            <p>Asking {issuer || 'the server'} for a code…</p>
+          )}
+          <div className="progress" role="status">
+            <span className="spinner" aria-hidden="true" /> Waiting for you to approve the sign-in…
+            <button type="button" onClick={() => void api.cancelSignIn()}>
+              Cancel
+            </button>
+          </div>
+        </section>
       )}
       {data.accounts.length === 0 ? (
         <p className="empty">No accounts yet. Add one with its server address below.</p>
@@ -126,7 +178,7 @@ export function Accounts({ data, onChanged }: Props) {
                 ) : (
                   <button
                     type="button"
-                    disabled={signingIn}
+                    disabled={signingIn !== null}
                     onClick={() => void signIn(a.issuer, a.client_id === 'latchkey-desktop' ? undefined : a.client_id)}
                   >
                     Sign in again
@@ -156,20 +208,29 @@ export function Accounts({ data, onChanged }: Props) {
             onChange={(e) => setIssuer(e.target.value)}
             placeholder="https://login.example.com"
             aria-describedby="issuer-hint"
-            disabled={signingIn}
+            disabled={signingIn !== null}
           />
         </div>
         <details>
           <summary>Advanced</summary>
           <label className="field">
             <span>Client id (default: latchkey-desktop)</span>
-            <input value={clientId} onChange={(e) => setClientId(e.target.value)} disabled={signingIn} />
+            <input value={clientId} onChange={(e) => setClientId(e.target.value)} disabled={signingIn !== null} />
           </label>
         </details>
         {!signingIn && (
-          <button type="submit" className="primary">
-            Sign in with browser
-          </button>
+          <div className="form-actions">
+            <button type="submit" className="primary">
+              Sign in with browser
+            </button>
+            <button type="button" onClick={addWithCode} aria-describedby="code-hint">
+              Sign in with a code instead
+            </button>
+            <p id="code-hint" className="hint">
+              If the browser cannot open here, or cannot reach this computer, sign in with a code in a browser on
+              any other device.
+            </p>
+          </div>
         )}
       </form>
 

@@ -84,9 +84,15 @@ export function Families({ version, selected, onSelect, onSignInAgain, onSignOut
                 onClick={() => onSelect(s.id)}
               >
                 <strong>{s.device.name ?? 'Unnamed device'}</strong>
-                <span className="muted">
-                  {s.app} · started {absolute(s.signed_in_at)} · {STATE_WORDS[s.state]}
-                  {s.current ? ' · this app' : ''}
+                <span className="muted facts">
+                  <span>{s.app}</span> · <span>started {absolute(s.signed_in_at)}</span> ·{' '}
+                  <span>{STATE_WORDS[s.state]}</span>
+                  {s.current && (
+                    <>
+                      {' '}
+                      · <span>this app</span>
+                    </>
+                  )}
                 </span>
                 {s.suspicious && <span className="badge warn">Suspicious</span>}
               </button>
