@@ -7,7 +7,7 @@ use latchkeyd::store::users::Role;
 use serde_json::Value;
 use std::io::{BufRead, BufReader};
 use std::path::Path;
-use std::process::{Command, Output, Stdio};
+use std::process::{Child, Command, Output, Stdio};
 
 async fn latchkeyd() -> Latchkeyd {
     Latchkeyd::start(Default::default(), &[("alice@example.com", Role::User)]).await
@@ -316,9 +316,13 @@ fn without_a_keychain_nothing_is_stored_unless_the_user_opts_in() {
     assert!(status.contains("INSECURE plain file"), "{status}");
 }
 
-/// `latchkey login --device`, with a person approving the code in a browser elsewhere; the
-/// command's stdout.
-async fn login_with_code(cmd: &mut Command, issuer: &str, device: &str) -> String {
+/// `latchkey login --device` started: the running command and the code it printed.
+fn start_login_with_code(
+    cmd: &mut Command,
+    issuer: &str,
+    device: &str,
+    extra: &[&str],
+) -> (Child, String) {
     let mut child = cmd
         .args([
             "login",
@@ -328,6 +332,7 @@ async fn login_with_code(cmd: &mut Command, issuer: &str, device: &str) -> Strin
             "--device-name",
             device,
         ])
+        .args(extra)
         .stdout(Stdio::piped())
         .stderr(Stdio::piped())
         .spawn()
@@ -340,16 +345,18 @@ async fn login_with_code(cmd: &mut Command, issuer: &str, device: &str) -> Strin
             "login prints the code: {shown}"
         );
     }
-    let address = format!("{issuer}/device");
-    assert!(shown.contains(&format!("    {address}\n")), "{shown}");
+    assert!(shown.contains(&format!("    {issuer}/device\n")), "{shown}");
     let code = shown
         .lines()
         .map(str::trim)
         .find(|l| l.len() == 9 && l.as_bytes()[4] == b'-')
         .unwrap_or_else(|| panic!("a code like BCDF-GHJK in {shown}"))
         .to_string();
-    let page = approve_code(&format!("{address}?user_code={code}"), "alice@example.com").await;
-    assert!(page.contains("Your device is signed in"), "{page}");
+    (child, code)
+}
+
+/// The command's stdout, once it succeeded.
+fn finished(child: Child) -> String {
     let out = child.wait_with_output().unwrap();
     assert!(
         out.status.success(),
@@ -357,6 +364,84 @@ async fn login_with_code(cmd: &mut Command, issuer: &str, device: &str) -> Strin
         String::from_utf8_lossy(&out.stderr)
     );
     String::from_utf8(out.stdout).unwrap()
+}
+
+/// `latchkey login --device` at latchkeyd, with a person approving the code in a browser
+/// elsewhere; the command's stdout.
+async fn login_with_code(cmd: &mut Command, issuer: &str, device: &str) -> String {
+    let (child, code) = start_login_with_code(cmd, issuer, device, &[]);
+    let page = approve_code(
+        &format!("{issuer}/device?user_code={code}"),
+        "alice@example.com",
+    )
+    .await;
+    assert!(page.contains("Your device is signed in"), "{page}");
+    finished(child)
+}
+
+/// The certified peer (node-oidc-provider) from `../shared/peers`, prepared by `scripts/test`;
+/// its issuer, while the returned process lives.
+fn peer() -> (String, Child) {
+    let dir = std::path::PathBuf::from(
+        std::env::var("LATCHKEY_PEERS_DIR")
+            .expect("LATCHKEY_PEERS_DIR is not set: run ./scripts/test, which prepares the peer"),
+    );
+    let port = std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port();
+    let mut child = Command::new("node")
+        .arg(dir.join("oidc-peer.mjs"))
+        .arg(port.to_string())
+        .stdout(Stdio::piped())
+        .spawn()
+        .expect("node runs the peer");
+    let mut out = BufReader::new(child.stdout.take().unwrap());
+    let mut line = String::new();
+    out.read_line(&mut line).unwrap();
+    assert!(line.starts_with("ready"), "the peer starts: {line}");
+    // It goes on writing (notices on first use of a feature): a closed pipe would end it.
+    std::thread::spawn(move || std::io::copy(&mut out, &mut std::io::sink()));
+    (format!("http://127.0.0.1:{port}"), child)
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn login_with_a_code_at_the_certified_peer() {
+    let (issuer, mut peer) = peer();
+    let home = tempfile::tempdir().unwrap();
+    let (child, code) = start_login_with_code(
+        &mut latchkey(home.path()),
+        &issuer,
+        "build-server",
+        &[
+            "--client-id",
+            "peer-desktop",
+            "--scope",
+            "openid offline_access",
+        ],
+    );
+    // The peer's own pages (code confirmation, sign-in, consent), walked by the peer kit's
+    // browser bot up to its "Sign-in Success" page.
+    let bot =
+        std::path::Path::new(&std::env::var("LATCHKEY_PEERS_DIR").unwrap()).join("browser-bot.mjs");
+    let script = format!(
+        "import('{}').then(async (m) => {{ try {{ await m.signIn(process.argv[1], \
+         {{ user: 'alice', password: 'pw', redirectPrefix: 'never:' }}); process.exit(1); }} \
+         catch (e) {{ if (/Sign-in Success/.test(e.message)) process.exit(0); \
+         console.error(e.message); process.exit(1); }} }})",
+        bot.display()
+    );
+    let walked = Command::new("node")
+        .args(["-e", &script, &format!("{issuer}/device?user_code={code}")])
+        .status()
+        .unwrap();
+    assert!(walked.success(), "the peer's device pages were walked");
+    let said = finished(child);
+    assert!(said.contains(&format!("at {issuer}")), "{said}");
+    let token = ok(home.path(), &["token"]);
+    assert!(token.starts_with("ey"), "an access token from the peer");
+    let _ = peer.kill();
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

@@ -600,7 +600,10 @@ async fn a_device_signs_in_with_a_code_at_latchkeyd_and_at_the_peer() {
             opts(&server.issuer),
             |code| {
                 let url = code.verification_uri_complete.clone().unwrap();
-                tokio::spawn(async move { deny_code(&url).await });
+                tokio::spawn(async move {
+                    let page = latchkey_testkit::deny_code(&url).await;
+                    assert!(page.contains("Sign-in denied"), "{page}");
+                });
             },
             std::future::pending(),
         )
@@ -666,31 +669,4 @@ async fn a_device_signs_in_with_a_code_at_latchkeyd_and_at_the_peer() {
     let (_, first, _) = client.access_token(None).await.unwrap();
     let (_, second, _) = client.refresh_now(None).await.unwrap();
     assert_ne!(first.expose(), second.expose(), "it refreshes at the peer");
-}
-
-/// A person denying a code in the browser.
-async fn deny_code(verification_uri_complete: &str) {
-    let http = reqwest::Client::builder()
-        .cookie_store(true)
-        .build()
-        .unwrap();
-    let page = http
-        .get(verification_uri_complete)
-        .send()
-        .await
-        .unwrap()
-        .text()
-        .await
-        .unwrap();
-    let res = http
-        .post(verification_uri_complete.split('?').next().unwrap())
-        .form(&[
-            ("request", latchkey_testkit::hidden(&page, "request")),
-            ("csrf_token", latchkey_testkit::hidden(&page, "csrf_token")),
-            ("action", "deny".to_string()),
-        ])
-        .send()
-        .await
-        .unwrap();
-    assert!(res.text().await.unwrap().contains("Sign-in denied"));
 }

@@ -104,6 +104,15 @@ pub async fn complete_sign_in(url: &str, email: &str) -> String {
 /// with the code in it), signs in as `email` and approves; returns the page that says how it
 /// went.
 pub async fn approve_code(verification_uri_complete: &str, email: &str) -> String {
+    answer_code(verification_uri_complete, email, "approve").await
+}
+
+/// The same person saying no to the sign-in.
+pub async fn deny_code(verification_uri_complete: &str) -> String {
+    answer_code(verification_uri_complete, "", "deny").await
+}
+
+async fn answer_code(verification_uri_complete: &str, email: &str, action: &str) -> String {
     let http = reqwest::Client::builder()
         .cookie_store(true)
         .redirect(reqwest::redirect::Policy::none())
@@ -132,7 +141,7 @@ pub async fn approve_code(verification_uri_complete: &str, email: &str) -> Strin
         ("csrf_token", hidden(&page, "csrf_token")),
         ("username", email.to_string()),
         ("password", PASSWORD.to_string()),
-        ("action", "approve".to_string()),
+        ("action", action.to_string()),
     ])
     .send()
     .await

@@ -214,13 +214,19 @@ async fn client_and_redirect(
     Ok((client, redirect_uri.to_string()))
 }
 
-/// Counts a request against the address's `/authorize` limit; the refusal page if it is over,
-/// decided before any database work.
-pub(crate) fn over_limit(state: &AppState, origin: &Origin) -> Option<Response> {
+/// Counts a request that writes a sign-in in progress (a form, a device's request) against its
+/// address's limit; how long to wait (ms) if it is over, decided before any database work.
+pub(crate) fn charge_limit(state: &AppState, origin: &Origin) -> Option<i64> {
     let limiter = state.limits.authorize.as_ref()?;
     let key = origin.ip.as_deref().and_then(AddressKey::parse)?;
     let wait = limiter.charge(key, state.now()).err()?;
     Metrics::outcome(&state.metrics.rate_limited, "authorize");
+    Some(wait)
+}
+
+/// Counts a request against the address's `/authorize` limit; the refusal page if it is over.
+pub(crate) fn over_limit(state: &AppState, origin: &Origin) -> Option<Response> {
+    let wait = charge_limit(state, origin)?;
     let secs = wait.div_euclid(1000) + 1;
     let mut res = PageError::new(
         StatusCode::TOO_MANY_REQUESTS,

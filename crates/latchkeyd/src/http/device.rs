@@ -10,8 +10,8 @@ use axum::Json;
 use serde::{Deserialize, Serialize};
 
 use super::authorize::{
-    browser_cookie, device_text, granted_scope, over_limit, page, same_browser, scope_lines,
-    site_of, wait_words, ScopeLine,
+    browser_cookie, charge_limit, device_text, granted_scope, over_limit, page, same_browser,
+    scope_lines, site_of, wait_words, ScopeLine,
 };
 use super::client_auth::authenticate;
 use super::error::{OAuthError, PageError};
@@ -42,13 +42,17 @@ struct DeviceAuthorizationResponse {
 }
 
 /// RFC 8628 §3.1: a device asks for a code. Client authentication, scope and `dpop_jkt` are
-/// checked as at `/authorize`; failures are RFC 6749 JSON.
+/// checked as at `/authorize`, and each request counts against the same per-address limit (it
+/// writes a sign-in in progress); failures are RFC 6749 JSON.
 pub async fn authorize_device(
     State(state): State<AppState>,
     RequestOrigin(origin): RequestOrigin,
     headers: HeaderMap,
     OAuthForm(params): OAuthForm,
 ) -> Result<Response, OAuthError> {
+    if let Some(wait) = charge_limit(&state, &origin) {
+        return Err(OAuthError::rate_limited(wait));
+    }
     limited(
         &state,
         &origin,
@@ -196,28 +200,27 @@ async fn enter_code(state: &AppState, headers: &HeaderMap, typed: &str) -> Respo
         return PageError::from(e).into_response();
     }
     let shown = format!("{}-{}", &code[..4], &code[4..]);
-    approve_page(
-        state,
-        &pending,
-        &shown,
-        csrf.expose(),
-        "",
-        None,
-        StatusCode::OK,
-        set_cookie,
-        now,
-    )
-    .await
+    let form = Filled {
+        user_code: &shown,
+        csrf_token: csrf.expose(),
+        email: "",
+        error: None,
+    };
+    approve_page(state, &pending, form, StatusCode::OK, set_cookie, now).await
 }
 
-#[allow(clippy::too_many_arguments)]
+/// What the approval form carries from one showing to the next.
+struct Filled<'a> {
+    user_code: &'a str,
+    csrf_token: &'a str,
+    email: &'a str,
+    error: Option<String>,
+}
+
 async fn approve_page(
     state: &AppState,
     pending: &Pending,
-    user_code: &str,
-    csrf_token: &str,
-    email: &str,
-    error: Option<String>,
+    form: Filled<'_>,
     status: StatusCode,
     set_cookie: Option<String>,
     now: Millis,
@@ -233,12 +236,12 @@ async fn approve_page(
         device: &pending.device,
         device_ip: pending.ip.as_deref(),
         asked_at: asked_at(pending.created_at, now),
-        user_code,
+        user_code: form.user_code,
         scopes: scope_lines(&pending.scope, true),
         request_id: &pending.id,
-        csrf_token,
-        email,
-        error,
+        csrf_token: form.csrf_token,
+        email: form.email,
+        error: form.error,
     };
     page(status, &view, set_cookie, "")
 }
@@ -330,17 +333,13 @@ async fn decide(state: &AppState, origin: &Origin, headers: &HeaderMap, form: &P
     let user_code = form.get("user_code").unwrap_or_default();
     let email = form.get("username").unwrap_or_default().trim();
     let again = |status: StatusCode, message: String| {
-        approve_page(
-            state,
-            &pending,
+        let form = Filled {
             user_code,
-            csrf,
+            csrf_token: csrf,
             email,
-            Some(message),
-            status,
-            None,
-            now,
-        )
+            error: Some(message),
+        };
+        approve_page(state, &pending, form, status, None, now)
     };
     let Some(password) = form.get("password").filter(|_| !email.is_empty()) else {
         return again(

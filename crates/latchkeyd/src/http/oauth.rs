@@ -173,11 +173,8 @@ async fn code_grant(
     proof: Option<&Proof>,
     origin: &Origin,
 ) -> Result<Response, OAuthError> {
-    let client = authenticate(state, headers, params).await?.client;
-    registered_for(&client, GrantType::AuthorizationCode)?;
-    if let Some(proof) = proof {
-        spend_token_proof(state, proof).await?;
-    }
+    let client =
+        sign_in_client(state, headers, params, GrantType::AuthorizationCode, proof).await?;
     let code = params.require("code")?;
     let verifier = params.require("code_verifier")?;
     if !valid_verifier(verifier) {
@@ -206,6 +203,23 @@ async fn code_grant(
     signed_in(state, &client, grant, proof).await
 }
 
+/// The client of a sign-in grant (a code, a device code): authenticated, registered for the
+/// grant, its proof (if any) spent.
+async fn sign_in_client(
+    state: &AppState,
+    headers: &HeaderMap,
+    params: &Params,
+    grant: GrantType,
+    proof: Option<&Proof>,
+) -> Result<std::sync::Arc<Client>, OAuthError> {
+    let client = authenticate(state, headers, params).await?.client;
+    registered_for(&client, grant)?;
+    if let Some(proof) = proof {
+        spend_token_proof(state, proof).await?;
+    }
+    Ok(client)
+}
+
 /// The answer to a sign-in grant (a code, a device code): the access token, the refresh token
 /// with `offline_access`, the ID token with `openid`.
 async fn signed_in(
@@ -231,11 +245,7 @@ async fn device_grant(
     proof: Option<&Proof>,
     origin: &Origin,
 ) -> Result<Response, OAuthError> {
-    let client = authenticate(state, headers, params).await?.client;
-    registered_for(&client, GrantType::DeviceCode)?;
-    if let Some(proof) = proof {
-        spend_token_proof(state, proof).await?;
-    }
+    let client = sign_in_client(state, headers, params, GrantType::DeviceCode, proof).await?;
     let request = DevicePoll {
         device_code: params.require("device_code")?,
         client_id: &client.client_id,

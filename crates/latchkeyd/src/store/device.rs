@@ -121,7 +121,8 @@ fn pending_from_row(row: &AnyRow) -> Result<Pending> {
     })
 }
 
-/// The pending request a user code (normalized) belongs to, if it is still open.
+/// The pending request a user code (normalized) belongs to, if it is still open. Read on the
+/// writer's pool, as every look-up here: a replica may not have a request made a moment ago.
 pub async fn pending_by_user_code(
     db: &Db,
     normalized: &str,

@@ -368,7 +368,28 @@ async fn a_code_bound_to_a_key_is_redeemed_only_with_it(backend: Backend) {
     assert_error(status, &body, 400, "invalid_grant");
 }
 
+async fn a_flood_of_requests_for_codes_is_cut_off(backend: Backend) {
+    let server = TestServer::with(backend, |s| {
+        s.limits.authorize.per_minute = 1;
+        s.limits.authorize.burst = 2;
+    })
+    .await;
+    let ask = || {
+        server.post_form(
+            "/device_authorization",
+            &[("client_id", "latchkey-desktop")],
+        )
+    };
+    for _ in 0..2 {
+        let (status, body) = ask().await;
+        assert_eq!(status, 200, "{body}");
+    }
+    let (status, body) = ask().await;
+    assert_error(status, &body, 429, "temporarily_unavailable");
+}
+
 both_backends!(
+    a_flood_of_requests_for_codes_is_cut_off,
     a_device_signs_in_with_a_code_approved_elsewhere,
     a_denied_an_expired_and_a_wrong_code,
     only_clients_registered_for_it_get_a_code,
