@@ -153,7 +153,8 @@ enum ClientCommand {
         redirect_uris: Vec<String>,
         /// A grant the client may use (repeat for several) [default: authorization_code].
         /// client_credentials makes a service account: a confidential client that signs in as
-        /// itself, for the service scopes (ssf, global_token_revocation).
+        /// itself, for the service scopes (ssf, global_token_revocation). device_code lets an
+        /// app on a device without a usable browser sign users in with a code (RFC 8628).
         #[arg(long = "grant", value_enum, value_name = "GRANT")]
         grants: Vec<GrantType>,
         /// A scope the client may ask for (repeat, or separate with spaces)
