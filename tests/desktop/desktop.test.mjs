@@ -440,14 +440,15 @@ async function wrappedLabels() {
   });
 }
 
-/** Every screen at 1100×760, 800×600 and 1440×900 in the window's current theme: no error, no
+/** Every screen at 1100×760, 800×600, 1440×900 and the ends of the range (720×520, 1920×1200)
+ * in the window's current theme: no error, no
  * accessibility violation, nothing wider than the window, and at 1100×760 no wrapped label. */
 async function everyScreenAtEverySize(theme) {
   // The photographs at each size are kept beside the build, not in the repository.
   const sized = join(target, 'screenshots');
   mkdirSync(sized, { recursive: true });
   const screens = ['Devices', 'Token families', 'Token inspector', 'Support', 'Accounts'];
-  for (const [w, h] of [[1100, 760], [800, 600], [1440, 900]]) {
+  for (const [w, h] of [[1100, 760], [800, 600], [1440, 900], [720, 520], [1920, 1200]]) {
     await browser.setWindowSize(w, h);
     await waitFor(async () => (await browser.execute(() => window.innerWidth)) <= w, `the window at ${w}×${h}`);
     for (const name of screens) {
@@ -463,7 +464,7 @@ async function everyScreenAtEverySize(theme) {
   }
 }
 
-test('every screen at 1100×760, 800×600 and 1440×900, light and dark: accessible, fits the window', async () => {
+test('every screen from 720×520 to 1920×1200, light and dark: accessible, fits the window', async () => {
   const dark = () => browser.execute(() => window.matchMedia('(prefers-color-scheme: dark)').matches);
   assert.equal(await dark(), false, 'the light pass runs in the light theme');
   await everyScreenAtEverySize('light');
