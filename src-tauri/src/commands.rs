@@ -130,9 +130,12 @@ impl From<AccountStatus> for AccountView {
                 (AccountState::SignedOut, Some(reason), None, None)
             }
             TokenState::NoToken => (AccountState::NoToken, None, None, None),
-            TokenState::KeychainUnusable { message, .. } => {
-                (AccountState::NoToken, Some(message), None, None)
-            }
+            TokenState::KeychainUnusable { message, fix } => (
+                AccountState::NoToken,
+                Some(format!("{message}. To fix it: {fix}")),
+                None,
+                None,
+            ),
         };
         AccountView {
             id: a.id,
@@ -307,6 +310,7 @@ pub async fn add_account_with_code<R: Runtime>(
                         client_id: &client_id,
                         scope: crate::SCOPE,
                         device: this_device(),
+                        timeout: None,
                     },
                     |code| {
                         let expires_in = i64::try_from(code.expires_in.as_secs()).unwrap_or(0);

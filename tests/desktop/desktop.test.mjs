@@ -372,7 +372,7 @@ test('the token inspector shows claims, never the token', async () => {
   await shot('inspector');
 });
 
-test('support mode: signed in with a code, revoke with a reason and find it in the audit log', async () => {
+test('support mode: none from a code, then revoke with a reason and find it in the audit log', async () => {
   await rawSignIn('demo@latchkey.local', 'latchkey/0.1.0', 'demo tablet');
   await (await button('Accounts')).click();
   await (await browser.$('input[type="url"]')).setValue(issuer);
@@ -390,6 +390,13 @@ test('support mode: signed in with a code, revoke with a reason and find it in t
   assert.ok(await browser.$('.code-panel svg.qr[role="img"]').isExisting(), 'a QR code of the address');
   await shot('accounts-code');
   assert.match(await approveCode(userCode, 'support@latchkey.local'), /Your device is signed in/);
+  // Signed in, but a code never carries staff powers (anyone can send someone a code): no
+  // support mode until a sign-in in this computer's own browser.
+  await waitFor(async () => /support@latchkey\.local/.test(await browser.$('li.card.current').getText()), 'the support account, signed in with a code');
+  assert.equal(await (await button('Support')).isExisting(), false, 'no support mode from a code');
+  signInAs('support@latchkey.local');
+  await (await browser.$('input[type="url"]')).setValue(issuer);
+  await (await button('Sign in with browser')).click();
   await (await button('Support')).waitForDisplayed({ timeout: 20_000 });
   await waitFor(() => trayMenu().includes("'Signed in as support@latchkey.local'"), 'the tray to follow the switch');
   await shot('accounts');

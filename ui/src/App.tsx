@@ -110,7 +110,7 @@ export function App() {
     { id: 'devices', label: 'Devices', needsAccount: true },
     { id: 'families', label: 'Token families', needsAccount: true },
     { id: 'inspector', label: 'Token inspector', needsAccount: true },
-    ...(me?.role === 'support' ? [{ id: 'support' as Tab, label: 'Support', needsAccount: true }] : []),
+    ...(me?.staff ? [{ id: 'support' as Tab, label: 'Support', needsAccount: true }] : []),
     { id: 'accounts', label: 'Accounts', needsAccount: false },
   ];
   const screen = !current && shown !== 'accounts' ? 'accounts' : shown;

@@ -334,7 +334,7 @@ describe('App', () => {
     cleanup();
     backend({
       accounts: () => ({ accounts: [account], keychain: 'Secret Service', keychain_persists: true }),
-      me: () => ({ id: 'u9', email: 'support@latchkey.local', name: 'S', role: 'support', session_id: 's' }),
+      me: () => ({ id: 'u9', email: 'support@latchkey.local', name: 'S', role: 'support', session_id: 's', staff: true }),
       sessions: () => list,
     });
     render(<App />);
@@ -347,7 +347,7 @@ describe('App', () => {
     const two = { ...one, id: 'a2', label: 'other@latchkey.local', current: false };
     const calls = backend({
       accounts: () => ({ accounts: [one, two], keychain: 'Secret Service', keychain_persists: true }),
-      me: () => ({ id: 'u1', email: 'demo@latchkey.local', name: 'Demo', role: 'user', session_id: 's-laptop' }),
+      me: () => ({ id: 'u1', email: 'demo@latchkey.local', name: 'Demo', role: 'user', session_id: 's-laptop', staff: false }),
       sessions: () => list,
       switch_account: () => null,
     });

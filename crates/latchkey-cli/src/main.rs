@@ -72,9 +72,9 @@ enum Command {
         /// laptop) and enter the code there. For machines with no browser of their own.
         #[arg(long)]
         device: bool,
-        /// Give up after this many seconds.
-        #[arg(long, default_value_t = 180)]
-        timeout: u64,
+        /// Give up after this many seconds [default: 180; with --device, when the code expires].
+        #[arg(long)]
+        timeout: Option<u64>,
         /// The name this device has in your session list [default: the host name].
         #[arg(long)]
         device_name: Option<String>,
@@ -336,6 +336,7 @@ async fn run(cli: Cli) -> Result<(), Error> {
                             client_id: &client_id,
                             scope: &scope,
                             device,
+                            timeout: timeout.map(Duration::from_secs),
                         },
                         show_code,
                         cancel,
@@ -367,7 +368,7 @@ async fn run(cli: Cli) -> Result<(), Error> {
                             scope: &scope,
                             device,
                             browser,
-                            timeout: Duration::from_secs(timeout),
+                            timeout: Duration::from_secs(timeout.unwrap_or(180)),
                         },
                         cancel,
                     )

@@ -135,6 +135,8 @@ pub struct CodeLoginOptions<'a> {
     pub client_id: &'a str,
     pub scope: &'a str,
     pub device: Device,
+    /// Give up sooner than the code expires.
+    pub timeout: Option<Duration>,
 }
 
 /// An account's state as `status` shows it.
@@ -303,6 +305,7 @@ impl Latchkey {
                 key: key.as_ref(),
                 nonces: &self.nonces,
                 clock: self.clock.as_ref(),
+                timeout: opts.timeout,
             },
             show,
             cancel,

@@ -193,6 +193,28 @@ impl KernelKeyring {
         format!("{SERVICE}:{account}")
     }
 
+    /// The entry keyring 3's own keyutils store wrote (under another name, in the session
+    /// keyring), before this store.
+    fn legacy(account: &str) -> keyring::Result<keyring::Entry> {
+        keyring::keyutils::KeyutilsCredential::new_with_target(None, SERVICE, account)
+            .map(|c| keyring::Entry::new_with_credential(Box::new(c)))
+    }
+
+    /// An account stored by keyring 3's keyutils store: moved here, so that it can be read,
+    /// rotated and deleted like any other.
+    fn adopt_legacy(account: &str) -> Result<Option<Secret<String>>> {
+        let Ok(legacy) = Self::legacy(account) else {
+            return Ok(None);
+        };
+        let Ok(value) = legacy.get_password() else {
+            return Ok(None);
+        };
+        let value = Secret::new(value);
+        KernelKeyring.set(account, &value)?;
+        let _ = legacy.delete_credential();
+        Ok(Some(value))
+    }
+
     fn find(account: &str) -> Result<Option<linux_keyutils::Key>> {
         use linux_keyutils::KeyError;
         match Self::ring()?.search(&Self::description(account)) {
@@ -214,7 +236,7 @@ impl SecretStore for KernelKeyring {
 
     fn get(&self, account: &str) -> Result<Option<Secret<String>>> {
         let Some(key) = Self::find(account)? else {
-            return Ok(None);
+            return Self::adopt_legacy(account);
         };
         let bytes = key
             .read_to_vec()
@@ -234,6 +256,9 @@ impl SecretStore for KernelKeyring {
     }
 
     fn delete(&self, account: &str) -> Result<()> {
+        if let Ok(legacy) = Self::legacy(account) {
+            let _ = legacy.delete_credential();
+        }
         if let Some(key) = Self::find(account)? {
             // Its only link: unlinked, the kernel destroys it.
             Self::ring()?

@@ -247,6 +247,8 @@ pub struct SignInWithCode<'a> {
     pub key: Option<&'a DeviceKey>,
     pub nonces: &'a NonceCache,
     pub clock: &'a dyn Clock,
+    /// Give up sooner than the code expires.
+    pub timeout: Option<Duration>,
 }
 
 /// The device authorization grant (RFC 8628): asks for a code, hands it to `show`, then polls
@@ -305,7 +307,7 @@ pub async fn sign_in_with_code(
     let poll = client.exchange_device_access_token(&details).request_async(
         &proving,
         tokio::time::sleep,
-        None,
+        s.timeout,
     );
     let tokens = tokio::select! {
         polled = poll => polled,

@@ -563,6 +563,7 @@ async fn a_device_signs_in_with_a_code_at_latchkeyd_and_at_the_peer() {
         client_id: "latchkey-desktop",
         scope: "openid profile email offline_access account",
         device: device(),
+        timeout: None,
     };
     let (shown_tx, shown_rx) = std::sync::mpsc::channel();
     let profile = client
@@ -635,6 +636,7 @@ async fn a_device_signs_in_with_a_code_at_latchkeyd_and_at_the_peer() {
                 client_id: "peer-desktop",
                 scope: "openid offline_access",
                 device: device(),
+                timeout: None,
             },
             |code| {
                 let url = code.verification_uri_complete.clone().unwrap();
@@ -669,4 +671,25 @@ async fn a_device_signs_in_with_a_code_at_latchkeyd_and_at_the_peer() {
     let (_, first, _) = client.access_token(None).await.unwrap();
     let (_, second, _) = client.refresh_now(None).await.unwrap();
     assert_ne!(first.expose(), second.expose(), "it refreshes at the peer");
+}
+
+/// An account that keyring 3's own keyutils store kept (in the session keyring, under its own
+/// name) is moved to the persistent keyring on first read, not lost.
+#[cfg(target_os = "linux")]
+#[test]
+fn an_entry_of_keyring_3s_keyutils_store_is_adopted() {
+    let dir = tempfile::tempdir().unwrap();
+    let name = format!("legacy-{}", std::process::id());
+    let legacy = keyring::Entry::new_with_credential(Box::new(
+        keyring::keyutils::KeyutilsCredential::new_with_target(None, keychain::SERVICE, &name)
+            .unwrap(),
+    ));
+    legacy.set_password("lkrt_from_before").unwrap();
+    let store = keychain::open(Choice::Keyutils, dir.path().join("unused")).unwrap();
+    let before = latchkey_client::Secret::new("lkrt_from_before".to_string());
+    assert_eq!(store.get(&name).unwrap(), Some(before.clone()));
+    assert!(legacy.get_password().is_err(), "moved, not copied");
+    assert_eq!(store.get(&name).unwrap(), Some(before));
+    store.delete(&name).unwrap();
+    assert_eq!(store.get(&name).unwrap(), None);
 }

@@ -19,6 +19,9 @@ pub struct Profile {
     pub role: Role,
     /// The session of the calling access token.
     pub session_id: SessionId,
+    /// This session may use the support API: a support-staff account signed in with the
+    /// `support` scope (never granted to a sign-in with a code).
+    pub staff: bool,
 }
 
 /// A device as its app described it at sign-in.

@@ -397,6 +397,15 @@ impl Settings {
                 "signals: prefix lengths must fit the address (<= 32, <= 128) and storm_refreshes_per_minute must be positive".into(),
             ));
         }
+        let s = &self.signin;
+        if !(60..=3600).contains(&s.device_code_ttl_secs)
+            || !(1..=60).contains(&s.device_poll_interval_secs)
+            || s.device_code_max_failures == 0
+        {
+            return Err(ConfigError::Invalid(
+                "signin: device_code_ttl_secs must be 60-3600, device_poll_interval_secs 1-60 and device_code_max_failures at least 1".into(),
+            ));
+        }
         let d = &self.dpop;
         if d.proof_max_age_secs == 0 || d.nonce_lifetime_secs < 10 {
             return Err(ConfigError::Invalid(

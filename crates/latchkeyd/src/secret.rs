@@ -105,7 +105,7 @@ pub fn parse_refresh_token(token: &str) -> Option<RefreshTokenRef> {
 const USER_CODE_LETTERS: &[u8; 20] = b"BCDFGHJKLMNPQRSTVWXZ";
 const USER_CODE_LEN: usize = 8;
 
-/// A new user code as it is shown: `WDJB-MJHT`.
+/// A new user code, in its stored form (8 letters, `WDJBMJHT`; shown by [`display_user_code`]).
 pub fn new_user_code() -> String {
     let mut letters = Vec::with_capacity(USER_CODE_LEN);
     while letters.len() < USER_CODE_LEN {
@@ -119,12 +119,13 @@ pub fn new_user_code() -> String {
         );
     }
     letters.truncate(USER_CODE_LEN);
-    let (first, second) = letters.split_at(USER_CODE_LEN / 2);
-    format!(
-        "{}-{}",
-        first.iter().collect::<String>(),
-        second.iter().collect::<String>()
-    )
+    letters.into_iter().collect()
+}
+
+/// A user code (stored form) as people read it: two groups of four, `WDJB-MJHT`.
+pub fn display_user_code(code: &str) -> String {
+    let (first, second) = code.split_at(code.len().min(USER_CODE_LEN / 2));
+    format!("{first}-{second}")
 }
 
 /// A user code as typed (any case, with or without the dash or spaces) in the form it is
@@ -225,13 +226,14 @@ mod tests {
     fn user_codes_are_8_unambiguous_letters_typed_in_any_case() {
         for _ in 0..200 {
             let code = new_user_code();
-            assert_eq!(code.len(), 9, "{code}");
-            assert_eq!(&code[4..5], "-");
+            assert_eq!(code.len(), 8, "{code}");
             assert!(
                 !code.contains(['A', 'E', 'I', 'O', 'U', '0', '1']),
                 "{code}"
             );
-            assert_eq!(normalize_user_code(&code).unwrap(), code.replace('-', ""));
+            let shown = display_user_code(&code);
+            assert_eq!(&shown[4..5], "-");
+            assert_eq!(normalize_user_code(&shown).unwrap(), code);
         }
         assert_eq!(
             normalize_user_code(" wdjb-mjht ").as_deref(),

@@ -10,4 +10,9 @@ export type Profile = { id: UserId, email: string, name: string, role: Role,
 /**
  * The session of the calling access token.
  */
-session_id: SessionId, };
+session_id: SessionId, 
+/**
+ * This session may use the support API: a support-staff account signed in with the
+ * `support` scope (never granted to a sign-in with a code).
+ */
+staff: boolean, };

@@ -24,7 +24,7 @@ use crate::server::AppState;
 use crate::service::signin::{self, SignIn, SignInContext};
 use crate::store::auth_requests::{self, AuthRequest, DeviceInfo};
 use crate::store::clients::{Client, GrantType};
-use crate::store::throttle::Limited;
+use crate::store::throttle::{Limited, Throttled};
 use crate::store::Origin;
 
 const BROWSER_COOKIE: &str = "lk_browser";
@@ -241,6 +241,22 @@ pub(crate) fn over_limit(state: &AppState, origin: &Origin) -> Option<Response> 
         res.headers_mut().insert(header::RETRY_AFTER, v);
     }
     Some(res)
+}
+
+/// What a sign-in form says to a wrong email address or password (never which of the two).
+pub(crate) const WRONG_PASSWORD: &str =
+    "That email address and password do not match an account. Check both and try again.";
+
+/// What a sign-in form says when the sign-in limits hold an attempt back, and for how long.
+pub(crate) fn throttled_message(throttled: &Throttled) -> String {
+    let whose = match throttled.which {
+        Limited::Account => "this account",
+        Limited::Address => "your network address",
+    };
+    format!(
+        "Too many failed sign-in attempts for {whose}. For your security, try again in {}.",
+        wait_words(throttled.wait)
+    )
 }
 
 /// A wait in words: seconds when short, minutes beyond two.
@@ -558,25 +574,14 @@ async fn submit_inner(
         SignIn::Issued(code) => code,
         SignIn::Throttled(throttled) => {
             Metrics::outcome(&state.metrics.signins, "throttled");
-            let whose = match throttled.which {
-                Limited::Account => "this account",
-                Limited::Address => "your network address",
-            };
             return Err(rerender(
                 StatusCode::TOO_MANY_REQUESTS,
-                format!(
-                    "Too many failed sign-in attempts for {whose}. For your security, try again in {}.",
-                    wait_words(throttled.wait)
-                ),
+                throttled_message(&throttled),
             ));
         }
         SignIn::Refused => {
             Metrics::outcome(&state.metrics.signins, "failed");
-            return Err(rerender(
-                StatusCode::UNAUTHORIZED,
-                "That email address and password do not match an account. Check both and try again."
-                    .into(),
-            ));
+            return Err(rerender(StatusCode::UNAUTHORIZED, WRONG_PASSWORD.into()));
         }
         SignIn::Gone => return Err(expired()),
     };

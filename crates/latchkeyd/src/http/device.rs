@@ -11,7 +11,7 @@ use serde::{Deserialize, Serialize};
 
 use super::authorize::{
     browser_cookie, charge_limit, device_text, granted_scope, over_limit, page, same_browser,
-    scope_lines, site_of, wait_words, ScopeLine,
+    scope_lines, site_of, throttled_message, ScopeLine, WRONG_PASSWORD,
 };
 use super::client_auth::authenticate;
 use super::error::{OAuthError, PageError};
@@ -20,14 +20,14 @@ use super::origin::RequestOrigin;
 use super::params::{OAuthForm, Params};
 use crate::clock::Millis;
 use crate::metrics::Metrics;
-use crate::secret::{new_token, normalize_user_code, token_hash, TokenKind};
+use crate::scope;
+use crate::secret::{display_user_code, new_token, normalize_user_code, token_hash, TokenKind};
 use crate::server::AppState;
 use crate::service::device::{self as service, Approval};
 use crate::service::signin::SignInContext;
 use crate::store::auth_requests::DeviceInfo;
 use crate::store::clients::GrantType;
 use crate::store::device::{self, NewRequest, Pending};
-use crate::store::throttle::Limited;
 use crate::store::Origin;
 
 /// RFC 8628 §3.2.
@@ -69,8 +69,21 @@ async fn new_request(
 ) -> Result<Response, OAuthError> {
     let client = authenticate(state, headers, params).await?.client;
     registered_for(&client, GrantType::DeviceCode)?;
-    let scope = granted_scope(&client, params.get("scope"))
-        .map_err(|d| OAuthError::new(StatusCode::BAD_REQUEST, "invalid_scope", d))?;
+    let invalid_scope = |d: String| OAuthError::new(StatusCode::BAD_REQUEST, "invalid_scope", d);
+    let asked = granted_scope(&client, params.get("scope")).map_err(invalid_scope)?;
+    // RFC 8628 §5.4: a code can be sent to someone else to approve. Staff powers are never
+    // granted that way: support staff sign in through a browser on their own computer.
+    let scope: Vec<&str> = asked
+        .split_ascii_whitespace()
+        .filter(|s| *s != scope::SUPPORT)
+        .collect();
+    if scope.is_empty() {
+        return Err(invalid_scope(
+            "the support scope is not granted to a sign-in with a code: sign in through a browser"
+                .into(),
+        ));
+    }
+    let scope = scope.join(" ");
     let dpop_jkt = params.get("dpop_jkt");
     if dpop_jkt.is_some_and(|j| !crate::dpop::is_thumbprint(j)) {
         return Err(OAuthError::invalid_request(
@@ -199,7 +212,7 @@ async fn enter_code(state: &AppState, headers: &HeaderMap, typed: &str) -> Respo
     {
         return PageError::from(e).into_response();
     }
-    let shown = format!("{}-{}", &code[..4], &code[4..]);
+    let shown = display_user_code(&code);
     let form = Filled {
         user_code: &shown,
         csrf_token: csrf.expose(),
@@ -320,8 +333,10 @@ async fn decide(state: &AppState, origin: &Origin, headers: &HeaderMap, form: &P
     }
     let device_name = pending.device.name.as_deref().unwrap_or("the device");
     if form.get("action") == Some("deny") {
-        if let Err(e) = device::deny(&state.db, &pending.id).await {
-            return PageError::from(e).into_response();
+        match device::deny(&state.db, &pending.id).await {
+            Ok(true) => {}
+            Ok(false) => return expired(),
+            Err(e) => return PageError::from(e).into_response(),
         }
         let done = DonePage {
             title: "Sign-in denied",
@@ -371,26 +386,11 @@ async fn decide(state: &AppState, origin: &Origin, headers: &HeaderMap, form: &P
         }
         Approval::Throttled(throttled) => {
             Metrics::outcome(&state.metrics.signins, "throttled");
-            let whose = match throttled.which {
-                Limited::Account => "this account",
-                Limited::Address => "your network address",
-            };
-            again(
-                StatusCode::TOO_MANY_REQUESTS,
-                format!(
-                    "Too many failed sign-in attempts for {whose}. For your security, try again in {}.",
-                    wait_words(throttled.wait)
-                ),
-            )
-            .await
+            again(StatusCode::TOO_MANY_REQUESTS, throttled_message(&throttled)).await
         }
         Approval::Refused { denied: false } => {
             Metrics::outcome(&state.metrics.signins, "failed");
-            again(
-                StatusCode::UNAUTHORIZED,
-                "That email address and password do not match an account. Check both and try again.".into(),
-            )
-            .await
+            again(StatusCode::UNAUTHORIZED, WRONG_PASSWORD.into()).await
         }
         Approval::Refused { denied: true } => {
             Metrics::outcome(&state.metrics.signins, "failed");

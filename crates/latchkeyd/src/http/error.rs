@@ -62,15 +62,13 @@ impl OAuthError {
     }
 
     /// Does this refusal count against the client's address (see `limit`)? Client errors do,
-    /// except the nonce round trip that DPoP asks of honest clients and the answers to a
-    /// device's polls while its sign-in waits (RFC 8628 §3.5).
+    /// except the nonce round trip that DPoP asks of honest clients and the answer to a
+    /// device's poll while its sign-in waits (RFC 8628 §3.5; a poll too soon, `slow_down`,
+    /// counts: it is a client misbehaving).
     pub fn counts_as_failure(&self) -> bool {
         self.status.is_client_error()
             && self.status != StatusCode::TOO_MANY_REQUESTS
-            && !matches!(
-                self.code,
-                "use_dpop_nonce" | "authorization_pending" | "slow_down"
-            )
+            && !matches!(self.code, "use_dpop_nonce" | "authorization_pending")
     }
 
     /// RFC 9449 §7.1: a 401 from a resource, challenging with the DPoP scheme.

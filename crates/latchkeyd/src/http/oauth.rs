@@ -282,8 +282,7 @@ async fn device_grant(
     }
 }
 
-/// RFC 6749 §5.2 `unauthorized_client`: the client is not registered for this grant. A refresh
-/// token comes only from a user's sign-in, so it goes with `authorization_code`.
+/// RFC 6749 §5.2 `unauthorized_client`: the client is not registered for this grant.
 pub(crate) fn registered_for(client: &Client, grant: GrantType) -> Result<(), OAuthError> {
     if client.may(grant) {
         return Ok(());
@@ -460,9 +459,14 @@ async fn refresh_grant(
     origin: &Origin,
 ) -> Result<Response, OAuthError> {
     let client = authenticate(state, headers, params).await?.client;
-    // A refresh token comes only from a user's sign-in, by either grant.
+    // A refresh token comes only from a user's sign-in (either grant): a service account
+    // has none to refresh.
     if !client.signs_users_in() {
-        registered_for(&client, GrantType::AuthorizationCode)?;
+        return Err(OAuthError::new(
+            StatusCode::BAD_REQUEST,
+            "unauthorized_client",
+            "this client is a service account: it has no user sign-in to refresh",
+        ));
     }
     if let Some(proof) = proof {
         spend_token_proof(state, proof).await?;

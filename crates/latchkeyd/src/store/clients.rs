@@ -52,6 +52,11 @@ pub enum GrantType {
     DeviceCode,
 }
 
+/// Do these grants sign users in (a browser here, or a code approved elsewhere)?
+fn signs_users_in(grants: &[GrantType]) -> bool {
+    grants.contains(&GrantType::AuthorizationCode) || grants.contains(&GrantType::DeviceCode)
+}
+
 /// RFC 8628 §3.4's grant type.
 pub const DEVICE_CODE_GRANT: &str = "urn:ietf:params:oauth:grant-type:device_code";
 
@@ -130,7 +135,7 @@ impl Client {
 
     /// Does it sign users in (with a code from a browser here, or approved elsewhere)?
     pub fn signs_users_in(&self) -> bool {
-        self.may(GrantType::AuthorizationCode) || self.may(GrantType::DeviceCode)
+        signs_users_in(&self.grant_types)
     }
 
     /// May this client use `grant`?
@@ -311,11 +316,11 @@ fn registered_grants(c: &NewClient<'_>) -> Result<Vec<GrantType>> {
 }
 
 /// The scopes a new client may ask for, checked: known ones, `account` or `support` only for a
-/// first-party client, user scopes only with `authorization_code` and service scopes only
+/// first-party client, user scopes only with a sign-in grant (`authorization_code`,
+/// `device_code`) and service scopes only
 /// with `client_credentials`.
 fn registered_scopes(c: &NewClient<'_>, grants: &[GrantType]) -> Result<Vec<String>> {
-    let signs_in =
-        grants.contains(&GrantType::AuthorizationCode) || grants.contains(&GrantType::DeviceCode);
+    let signs_in = signs_users_in(grants);
     let service = grants.contains(&GrantType::ClientCredentials);
     let asked: Vec<&str> = c
         .scopes
@@ -342,7 +347,7 @@ fn registered_scopes(c: &NewClient<'_>, grants: &[GrantType]) -> Result<Vec<Stri
         }
         if !scope::is_service(s) && !signs_in {
             return Err(StoreError::Invalid(format!(
-                "the {s} scope is for a user's sign-in: register the client with --grant authorization_code"
+                "the {s} scope is for a user's sign-in: register the client with --grant authorization_code (or device_code)"
             )));
         }
         if scope::FIRST_PARTY_ONLY.contains(&s) && !c.first_party {
@@ -382,13 +387,13 @@ pub async fn add(
         ));
     }
     let grants = registered_grants(c)?;
-    let signs_in = grants.contains(&GrantType::AuthorizationCode);
-    if signs_in && c.redirect_uris.is_empty() {
+    let redirects = grants.contains(&GrantType::AuthorizationCode);
+    if redirects && c.redirect_uris.is_empty() {
         return Err(StoreError::Invalid(
             "a client that signs users in needs at least one redirect URI".into(),
         ));
     }
-    if !signs_in && !c.redirect_uris.is_empty() {
+    if !redirects && !c.redirect_uris.is_empty() {
         return Err(StoreError::Invalid(
             "a client that does not sign users in (no authorization_code grant) takes no redirect URI".into(),
         ));

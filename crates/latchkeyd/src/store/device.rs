@@ -9,7 +9,9 @@ use super::auth_requests::{device_from_row, DeviceInfo};
 use super::{Origin, Result};
 use crate::clock::{secs, Millis};
 use crate::db::{Db, Tx};
-use crate::secret::{new_id, new_token, new_user_code, token_hash, Secret, TokenKind};
+use crate::secret::{
+    display_user_code, new_id, new_token, new_user_code, token_hash, Secret, TokenKind,
+};
 
 /// What a device asked for at the device authorization endpoint.
 pub struct NewRequest<'a> {
@@ -37,7 +39,7 @@ pub async fn create(db: &Db, new: &NewRequest<'_>, now: Millis) -> Result<Issued
     let mut tx = db.begin_write().await?;
     let user_code = loop {
         let code = new_user_code();
-        let hash = user_code_hash(&code);
+        let hash = token_hash(&code);
         sqlx::query(
             "DELETE FROM device_authorizations WHERE user_code_hash = $1 AND expires_at <= $2",
         )
@@ -60,7 +62,7 @@ pub async fn create(db: &Db, new: &NewRequest<'_>, now: Millis) -> Result<Issued
     )
     .bind(new_id())
     .bind(token_hash(device_code.expose()))
-    .bind(user_code_hash(&user_code))
+    .bind(token_hash(&user_code))
     .bind(new.client_id)
     .bind(new.scope)
     .bind(new.dpop_jkt)
@@ -77,13 +79,8 @@ pub async fn create(db: &Db, new: &NewRequest<'_>, now: Millis) -> Result<Issued
     tx.commit().await?;
     Ok(Issued {
         device_code,
-        user_code,
+        user_code: display_user_code(&user_code),
     })
-}
-
-/// The stored form of a user code: the hash of its normalized letters.
-fn user_code_hash(code: &str) -> Vec<u8> {
-    token_hash(&code.replace('-', ""))
 }
 
 /// A request waiting for a person's decision, as the approval page shows it.
@@ -192,17 +189,17 @@ pub async fn approve(
     Ok(done.rows_affected() == 1)
 }
 
-/// The person said no (or the approval form had too many wrong passwords): the device is told
-/// `access_denied` at its next poll.
-pub async fn deny(db: &Db, id: &str) -> Result<()> {
-    sqlx::query(
+/// The person said no: the device is told `access_denied` at its next poll. False if the
+/// request was decided or expired meanwhile.
+pub async fn deny(db: &Db, id: &str) -> Result<bool> {
+    let done = sqlx::query(
         "UPDATE device_authorizations SET state = 'denied', browser_hash = NULL, csrf_hash = NULL \
          WHERE id = $1 AND state = 'pending'",
     )
     .bind(id)
     .execute(db.write())
     .await?;
-    Ok(())
+    Ok(done.rows_affected() == 1)
 }
 
 /// Counts a wrong password on the request's approval form; at `max` the request is denied.
@@ -216,14 +213,16 @@ pub async fn failed_signin(db: &Db, id: &str, max: u32) -> Result<bool> {
     .bind(id)
     .fetch_optional(&mut *tx)
     .await?;
-    let failures: i64 = match row {
-        Some(row) => row.try_get("failed_signins")?,
-        None => 0,
+    // Decided or expired meanwhile: nothing to count.
+    let Some(row) = row else {
+        return Ok(false);
     };
+    let failures: i64 = row.try_get("failed_signins")?;
     let denied = failures >= i64::from(max);
     if denied {
         sqlx::query(
-            "UPDATE device_authorizations SET state = 'denied', browser_hash = NULL, csrf_hash = NULL WHERE id = $1",
+            "UPDATE device_authorizations SET state = 'denied', browser_hash = NULL, csrf_hash = NULL \
+             WHERE id = $1 AND state = 'pending'",
         )
         .bind(id)
         .execute(&mut *tx)

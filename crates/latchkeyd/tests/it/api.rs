@@ -247,6 +247,7 @@ async fn sessions_are_listed_by_device_with_the_current_one_marked(backend: Back
     assert_eq!(status, 200);
     assert_eq!(me["email"], "alice@example.com");
     assert_eq!(me["session_id"], sid(&laptop));
+    assert_eq!(me["staff"], false, "a user has no staff powers");
 }
 
 async fn the_authorization_matrix_holds(backend: Backend) {
@@ -259,6 +260,11 @@ async fn the_authorization_matrix_holds(backend: Backend) {
     let staff = desktop(&server, "staff@example.com", "helpdesk").await;
     let (a, b, s) = (bearer(&alice), bearer(&bob), bearer(&staff));
     let bob_sid = sid(&bob);
+    assert_eq!(
+        get(&server, &s, "/api/v1/me").await.1["staff"],
+        true,
+        "staff signed in through the browser have their powers"
+    );
     let bob_id = get(&server, &b, "/api/v1/me").await.1["id"]
         .as_str()
         .unwrap()

@@ -388,7 +388,78 @@ async fn a_flood_of_requests_for_codes_is_cut_off(backend: Backend) {
     assert_error(status, &body, 429, "temporarily_unavailable");
 }
 
+async fn staff_powers_are_never_granted_with_a_code(backend: Backend) {
+    let server = TestServer::with(backend, |s| s.trust_forwarded_for = true).await;
+    server.add_user("ann@example.com", Role::Support).await;
+    let (status, asked) = ask(
+        &server,
+        &[
+            ("client_id", "latchkey-desktop"),
+            ("scope", "openid account support"),
+        ],
+    )
+    .await;
+    assert_eq!(status, 200, "{asked}");
+    let browser = browser_elsewhere();
+    let (_, form) = enter_code(&server, &browser, asked["user_code"].as_str().unwrap()).await;
+    assert!(
+        !form.contains("Staff powers"),
+        "the page offers no staff powers"
+    );
+    let (status, _) = decide(&server, &browser, &form, "approve", PASSWORD).await;
+    assert_eq!(status, 200);
+    server.clock.advance(Duration::from_secs(10));
+    let (status, tokens) = poll(&server, asked["device_code"].as_str().unwrap(), None).await;
+    assert_eq!(status, 200, "{tokens}");
+    assert_eq!(
+        tokens["scope"], "openid account",
+        "a staff member signed in without support"
+    );
+    let me: serde_json::Value = server
+        .http
+        .get(server.url("/api/v1/me"))
+        .bearer_auth(tokens["access_token"].as_str().unwrap())
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    assert_eq!(me["role"], "support", "{me}");
+    assert_eq!(me["staff"], false, "no support mode for this session: {me}");
+    let (status, body) = ask(
+        &server,
+        &[("client_id", "latchkey-desktop"), ("scope", "support")],
+    )
+    .await;
+    assert_error(status, &body, 400, "invalid_scope");
+}
+
+async fn polling_too_fast_counts_against_the_address(backend: Backend) {
+    let server = TestServer::with(backend, |s| {
+        s.trust_forwarded_for = true;
+        s.limits.token_failures.per_minute = 1;
+        s.limits.token_failures.burst = 3;
+    })
+    .await;
+    let (_, asked) = ask(&server, &[("client_id", "latchkey-desktop")]).await;
+    let code = asked["device_code"].as_str().unwrap();
+    let mut answers = Vec::new();
+    for _ in 0..8 {
+        let (_, body) = poll(&server, code, None).await;
+        answers.push(body["error"].as_str().unwrap_or("").to_string());
+    }
+    assert_eq!(answers[0], "authorization_pending");
+    assert_eq!(answers[1], "slow_down");
+    assert!(
+        answers.ends_with(&["temporarily_unavailable".to_string()]),
+        "a device that keeps polling too fast is cut off: {answers:?}"
+    );
+}
+
 both_backends!(
+    staff_powers_are_never_granted_with_a_code,
+    polling_too_fast_counts_against_the_address,
     a_flood_of_requests_for_codes_is_cut_off,
     a_device_signs_in_with_a_code_approved_elsewhere,
     a_denied_an_expired_and_a_wrong_code,

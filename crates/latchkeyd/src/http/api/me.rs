@@ -5,8 +5,8 @@ use axum::http::{header, HeaderMap};
 use axum::response::{IntoResponse, Response};
 use axum::Json;
 use latchkey_proto::{
-    ChainQuery, DeviceGroup, EventList, EventQuery, Profile, Revoked, SessionCounts, SessionId,
-    SessionList, SessionQuery, SessionSort, UserId,
+    ChainQuery, DeviceGroup, EventList, EventQuery, Profile, Revoked, Role, SessionCounts,
+    SessionId, SessionList, SessionQuery, SessionSort, UserId,
 };
 
 use super::ApiError;
@@ -28,6 +28,8 @@ pub async fn profile(caller: Caller) -> Json<Profile> {
         id: UserId::from(caller.user.id),
         email: caller.user.email,
         name: caller.user.name,
+        staff: caller.user.role == Role::Support
+            && crate::scope::contains(&caller.claims.scope, crate::scope::SUPPORT),
         role: caller.user.role,
         session_id: SessionId::from(caller.session_id),
     })
