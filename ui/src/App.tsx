@@ -39,13 +39,19 @@ export function App() {
     }
   }, []);
 
+  /** The latest profile request: an older answer (from the token before a new sign-in)
+   * arriving after a newer one must not overwrite it. */
+  const meRequest = useRef(0);
   const loadMe = useCallback(async () => {
+    const request = ++meRequest.current;
     if (!current) {
       setMe(null);
       return;
     }
     try {
-      setMe(await api.me());
+      const profile = await api.me();
+      if (request !== meRequest.current) return;
+      setMe(profile);
       setConnection({ online: true });
     } catch (e) {
       if (isCommandError(e) && e.code === 'unreachable') {
