@@ -83,7 +83,7 @@ async fn call(
     (status, res.json().await.unwrap_or(Value::Null))
 }
 
-async fn get(server: &TestServer, token: &str, path: &str) -> (u16, Value) {
+pub(crate) async fn get(server: &TestServer, token: &str, path: &str) -> (u16, Value) {
     call(server, reqwest::Method::GET, token, path, None).await
 }
 

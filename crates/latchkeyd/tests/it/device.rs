@@ -8,6 +8,7 @@ use latchkey_client::dpop::DeviceKey;
 use latchkeyd::store::users::Role;
 use serde_json::Value;
 
+use crate::api::get;
 use crate::both_backends;
 use crate::common::*;
 use crate::dpop::proof;
@@ -415,16 +416,12 @@ async fn staff_powers_are_never_granted_with_a_code(backend: Backend) {
         tokens["scope"], "openid account",
         "a staff member signed in without support"
     );
-    let me: serde_json::Value = server
-        .http
-        .get(server.url("/api/v1/me"))
-        .bearer_auth(tokens["access_token"].as_str().unwrap())
-        .send()
-        .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap();
+    let (_, me) = get(
+        &server,
+        tokens["access_token"].as_str().unwrap(),
+        "/api/v1/me",
+    )
+    .await;
     assert_eq!(me["role"], "support", "{me}");
     assert_eq!(me["staff"], false, "no support mode for this session: {me}");
     let (status, body) = ask(
