@@ -8,14 +8,13 @@ fn main() {
     if std::env::var_os("WEBKIT_DISABLE_COMPOSITING_MODE").is_none() {
         std::env::set_var("WEBKIT_DISABLE_COMPOSITING_MODE", "1");
     }
-    // The page's scripts are light and short-lived: JavaScriptCore's optimizing tiers (DFG,
-    // FTL) never pay for the memory they reserve in the web process (docs/BENCHMARKS.md).
-    // The interpreter and baseline JIT stay. Set either variable to have them back.
+    // The page is this app's own small UI, not the web: JavaScriptCore's interpreter runs it
+    // as fast to the first screen as its JIT tiers do, and without them the web process keeps
+    // less memory and has no JIT compiler to attack, as in WebKit's Lockdown Mode
+    // (docs/BENCHMARKS.md). Set JSC_useJIT=1 to have the JIT back.
     #[cfg(target_os = "linux")]
-    for tier in ["JSC_useDFGJIT", "JSC_useFTLJIT"] {
-        if std::env::var_os(tier).is_none() {
-            std::env::set_var(tier, "0");
-        }
+    if std::env::var_os("JSC_useJIT").is_none() {
+        std::env::set_var("JSC_useJIT", "0");
     }
     latchkey_desktop::run();
 }
