@@ -27,7 +27,7 @@ use crate::store::clients::ClientKind;
 use crate::store::ssf::{self as streams, Status, Stream, StreamSettings};
 use crate::store::{sessions, users, StoreError};
 
-/// How long a poll that asks to wait (`returnImmediately: false`) waits for an event.
+/// The longest a poll that asks to wait (`returnImmediately: false`) waits for an event.
 const LONG_POLL: Duration = Duration::from_secs(30);
 /// How often a waiting poll looks again, for events written by another replica; this one's
 /// own revocations wake it at once.
@@ -483,7 +483,11 @@ pub async fn poll(
         0
     };
     let wait = !b.return_immediately && deliver > 0;
-    let deadline = tokio::time::Instant::now() + LONG_POLL;
+    // An empty answer must leave before the server's request timeout: cut off, the poll would
+    // reach the receiver as a 503, and a receiver that hears nothing for long enough takes
+    // itself for out of touch (latchkey-guard then refuses every token).
+    let request_timeout = Duration::from_secs(state.settings.limits.request_timeout_secs);
+    let deadline = tokio::time::Instant::now() + LONG_POLL.min(request_timeout * 3 / 4);
     let mut revocations = state.db.revocations();
     let (events, more) = loop {
         let (events, more) =

@@ -41,9 +41,7 @@ async fn notes_api_for(
     tweak(&mut config, &base);
     let guard = Guard::start(config).await.expect("the guard starts");
     let dir = tempfile::tempdir().unwrap();
-    let db = notes_api::open(dir.path().join("notes.db").to_str().unwrap())
-        .await
-        .unwrap();
+    let db = notes_api::Notes::open(dir.path().join("notes.db")).unwrap();
     let app = notes_api::router(notes_api::AppState {
         guard: guard.clone(),
         db,
@@ -269,6 +267,21 @@ async fn a_stale_feed_fails_closed(backend: Backend) {
     assert_eq!(health["feed_current"], false);
 }
 
+/// No revocation for longer than the guard trusts silence: each long poll still ends in an
+/// answer within latchkeyd's request timeout, so the feed stays current and tokens pass.
+async fn a_quiet_feed_stays_current(backend: Backend) {
+    let server = TestServer::with(backend, |s| s.limits.request_timeout_secs = 2).await;
+    server.add_user("erin@example.com", Role::User).await;
+    let api = notes_api(&server, |c| c.max_staleness = Duration::from_secs(3)).await;
+    let tokens = sign_in(&server, "erin@example.com").await;
+    let token = tokens["access_token"].as_str().unwrap();
+    assert_eq!(get_notes(&api, token).await.0, 200);
+    tokio::time::sleep(Duration::from_secs(5)).await;
+    let (status, body, _) = get_notes(&api, token).await;
+    assert_eq!(status, 200, "refused after a quiet spell: {body}");
+    assert!(api.guard.health().feed_current);
+}
+
 /// A session erin used at `api` is revoked after the API stopped; the API's client secret.
 async fn revoked_while_down(server: &TestServer, api: NotesApi) -> String {
     let tokens = sign_in(server, "erin@example.com").await;
@@ -422,4 +435,5 @@ both_backends!(
     a_revoked_session_is_refused_at_the_api_within_a_second,
     the_guard_checks_every_token_and_proof,
     a_stale_feed_fails_closed,
+    a_quiet_feed_stays_current,
 );
