@@ -225,9 +225,7 @@ async fn notes_api_takes_the_device_token_until_the_device_signs_out() {
     .await
     .unwrap();
     let dir = tempfile::tempdir().unwrap();
-    let db = notes_api::open(dir.path().join("notes.db").to_str().unwrap())
-        .await
-        .unwrap();
+    let db = notes_api::Notes::open(dir.path().join("notes.db")).unwrap();
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
     let notes = format!("http://{}/notes", listener.local_addr().unwrap());
     let app = notes_api::router(notes_api::AppState {

@@ -2,8 +2,9 @@
 //! access token wrote it (`sub`); a token whose session was revoked in Latchkey is refused at
 //! once, though it has not expired.
 
-use std::str::FromStr;
-use std::time::{SystemTime, UNIX_EPOCH};
+use std::path::Path;
+use std::sync::{Arc, Mutex, PoisonError};
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use axum::extract::rejection::JsonRejection;
 use axum::extract::{FromRef, State};
@@ -12,10 +13,9 @@ use axum::response::{IntoResponse, Response};
 use axum::routing::get;
 use axum::{Json, Router};
 use latchkey_guard::{Guard, Principal};
+use rusqlite::{Connection, OpenFlags};
 use serde::{Deserialize, Serialize};
 use serde_json::json;
-use sqlx::sqlite::{SqliteConnectOptions, SqlitePool, SqlitePoolOptions};
-use sqlx::Row;
 
 /// The longest note, in characters.
 pub const MAX_NOTE_CHARS: usize = 10_000;
@@ -23,7 +23,7 @@ pub const MAX_NOTE_CHARS: usize = 10_000;
 #[derive(Clone)]
 pub struct AppState {
     pub guard: Guard,
-    pub db: SqlitePool,
+    pub db: Notes,
 }
 
 impl FromRef<AppState> for Guard {
@@ -32,22 +32,116 @@ impl FromRef<AppState> for Guard {
     }
 }
 
-/// Opens (creating if need be) the notes database at `path`.
-pub async fn open(path: &str) -> Result<SqlitePool, sqlx::Error> {
-    let options = SqliteConnectOptions::from_str(&format!("sqlite://{path}"))?
-        .create_if_missing(true)
-        .journal_mode(sqlx::sqlite::SqliteJournalMode::Wal);
-    let db = SqlitePoolOptions::new().connect_with(options).await?;
-    sqlx::query(
-        "CREATE TABLE IF NOT EXISTS notes (id INTEGER PRIMARY KEY, owner TEXT NOT NULL, \
-         text TEXT NOT NULL, created_at INTEGER NOT NULL)",
-    )
-    .execute(&db)
-    .await?;
-    sqlx::query("CREATE INDEX IF NOT EXISTS notes_owner ON notes (owner, id)")
-        .execute(&db)
-        .await?;
-    Ok(db)
+/// The notes database (SQLite, WAL), owned by this process while it runs.
+///
+/// A read is one indexed lookup of a few microseconds, run on the thread that serves the
+/// request: handing it to a thread of its own and back cost far more than the read
+/// (docs/BENCHMARKS.md). WAL readers never wait for the writer, so a read does not block
+/// behind a write. A write waits for its commit to reach the disk, so it runs on tokio's
+/// blocking pool.
+#[derive(Clone)]
+pub struct Notes {
+    inner: Arc<Store>,
+}
+
+struct Store {
+    path: std::path::PathBuf,
+    /// Connections for reads. A read holds one without awaiting anything, so there are never
+    /// more than the threads serving requests.
+    readers: Mutex<Vec<Connection>>,
+    writer: Mutex<Connection>,
+}
+
+/// How long a statement waits for a lock another connection holds.
+const BUSY_TIMEOUT: Duration = Duration::from_secs(5);
+/// SQLite's Unix VFS that holds the database file's lock for as long as the process has it
+/// open and keeps the WAL index in the process's memory: a read then makes no system call for
+/// file locks. Another process cannot open the database meanwhile (it gets "database is
+/// locked"): one notes-api per file.
+const VFS: &str = "unix-excl";
+
+impl Notes {
+    /// Opens (creating if need be) the notes database at `path`.
+    pub fn open(path: impl AsRef<Path>) -> rusqlite::Result<Self> {
+        let path = path.as_ref().to_path_buf();
+        let writer = Connection::open_with_flags_and_vfs(&path, OpenFlags::default(), VFS)?;
+        writer.busy_timeout(BUSY_TIMEOUT)?;
+        writer.execute_batch(
+            "PRAGMA journal_mode = WAL; \
+             CREATE TABLE IF NOT EXISTS notes (id INTEGER PRIMARY KEY, owner TEXT NOT NULL, \
+             text TEXT NOT NULL, created_at INTEGER NOT NULL); \
+             CREATE INDEX IF NOT EXISTS notes_owner ON notes (owner, id);",
+        )?;
+        Ok(Self {
+            inner: Arc::new(Store {
+                path,
+                readers: Mutex::new(Vec::new()),
+                writer: Mutex::new(writer),
+            }),
+        })
+    }
+
+    /// `owner`'s notes, oldest first.
+    pub fn of(&self, owner: &str) -> rusqlite::Result<Vec<Note>> {
+        let store = &self.inner;
+        let taken = store
+            .readers
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .pop();
+        let conn = match taken {
+            Some(conn) => conn,
+            None => {
+                let conn = Connection::open_with_flags_and_vfs(
+                    &store.path,
+                    OpenFlags::SQLITE_OPEN_READ_ONLY | OpenFlags::SQLITE_OPEN_NO_MUTEX,
+                    VFS,
+                )?;
+                conn.busy_timeout(BUSY_TIMEOUT)?;
+                conn
+            }
+        };
+        let notes = read(&conn, owner);
+        store
+            .readers
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .push(conn);
+        notes
+    }
+
+    /// Keeps a note for `owner`; the note as kept.
+    pub async fn add(&self, owner: &str, text: &str, created_at: i64) -> rusqlite::Result<Note> {
+        let store = self.inner.clone();
+        let (owner, text) = (owner.to_string(), text.to_string());
+        tokio::task::spawn_blocking(move || {
+            let conn = store.writer.lock().unwrap_or_else(PoisonError::into_inner);
+            let id = conn
+                .prepare_cached(
+                    "INSERT INTO notes (owner, text, created_at) VALUES (?1, ?2, ?3) RETURNING id",
+                )?
+                .query_row((&owner, &text, created_at), |row| row.get(0))?;
+            Ok(Note {
+                id,
+                text,
+                created_at,
+            })
+        })
+        .await
+        .unwrap_or_else(|e| std::panic::resume_unwind(e.into_panic()))
+    }
+}
+
+fn read(conn: &Connection, owner: &str) -> rusqlite::Result<Vec<Note>> {
+    conn.prepare_cached("SELECT id, text, created_at FROM notes WHERE owner = ?1 ORDER BY id")?
+        .query_map([owner], |row| {
+            Ok(Note {
+                id: row.get(0)?,
+                text: row.get(1)?,
+                created_at: row.get(2)?,
+            })
+        })?
+        .collect()
 }
 
 /// The notes routes, `/healthz`, and the guard's push receiver when it is pushed to.
@@ -75,7 +169,7 @@ fn error(status: StatusCode, code: &str, description: &str) -> Response {
         .into_response()
 }
 
-fn internal(e: sqlx::Error) -> Response {
+fn internal(e: rusqlite::Error) -> Response {
     tracing::error!(error = %e, "notes database error");
     error(
         StatusCode::INTERNAL_SERVER_ERROR,
@@ -101,26 +195,15 @@ async fn list(State(state): State<AppState>, p: Principal) -> Response {
     let Some(owner) = owner(&p) else {
         return not_a_person();
     };
-    match notes_of(&state.db, owner).await {
-        Ok(notes) => Json(json!({ "notes": notes })).into_response(),
+    match state.db.of(owner) {
+        Ok(notes) => Json(NoteList { notes }).into_response(),
         Err(e) => internal(e),
     }
 }
 
-async fn notes_of(db: &SqlitePool, owner: &str) -> Result<Vec<Note>, sqlx::Error> {
-    sqlx::query("SELECT id, text, created_at FROM notes WHERE owner = ? ORDER BY id")
-        .bind(owner)
-        .fetch_all(db)
-        .await?
-        .iter()
-        .map(|r| {
-            Ok(Note {
-                id: r.try_get("id")?,
-                text: r.try_get("text")?,
-                created_at: r.try_get("created_at")?,
-            })
-        })
-        .collect()
+#[derive(Serialize)]
+struct NoteList {
+    notes: Vec<Note>,
 }
 
 #[derive(Deserialize)]
@@ -161,24 +244,8 @@ async fn add(
         .duration_since(UNIX_EPOCH)
         .map(|d| d.as_secs() as i64)
         .unwrap_or(0);
-    let id =
-        sqlx::query("INSERT INTO notes (owner, text, created_at) VALUES (?, ?, ?) RETURNING id")
-            .bind(owner)
-            .bind(text)
-            .bind(now)
-            .fetch_one(&state.db)
-            .await
-            .and_then(|r| r.try_get::<i64, _>("id"));
-    match id {
-        Ok(id) => (
-            StatusCode::CREATED,
-            Json(Note {
-                id,
-                text: text.to_string(),
-                created_at: now,
-            }),
-        )
-            .into_response(),
+    match state.db.add(owner, text, now).await {
+        Ok(note) => (StatusCode::CREATED, Json(note)).into_response(),
         Err(e) => internal(e),
     }
 }
@@ -192,4 +259,59 @@ async fn health(State(state): State<AppState>) -> Response {
         StatusCode::SERVICE_UNAVAILABLE
     };
     (status, Json(health)).into_response()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[tokio::test]
+    async fn each_owner_reads_their_own_notes_in_order() {
+        let dir = tempfile::tempdir().unwrap();
+        let notes = Notes::open(dir.path().join("notes.db")).unwrap();
+        notes.add("ada", "first", 1).await.unwrap();
+        notes.add("bob", "not ada's", 2).await.unwrap();
+        notes.add("ada", "second", 3).await.unwrap();
+        let texts = |owner| -> Vec<String> {
+            notes
+                .of(owner)
+                .unwrap()
+                .into_iter()
+                .map(|n| n.text)
+                .collect()
+        };
+        assert_eq!(texts("ada"), ["first", "second"]);
+        assert_eq!(texts("bob"), ["not ada's"]);
+        assert!(texts("eve").is_empty());
+        // Reopened, the notes are still there.
+        drop(notes);
+        let notes = Notes::open(dir.path().join("notes.db")).unwrap();
+        assert_eq!(notes.of("ada").unwrap().len(), 2);
+    }
+
+    /// Reads run on the threads serving requests: one must never wait for a write to commit.
+    #[tokio::test]
+    async fn a_read_does_not_wait_for_a_write_in_progress() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("notes.db");
+        let notes = Notes::open(&path).unwrap();
+        notes.add("ada", "kept", 1).await.unwrap();
+        let other = Connection::open(&path).unwrap();
+        other
+            .execute_batch(
+                "BEGIN EXCLUSIVE; INSERT INTO notes (owner, text, created_at) \
+                 VALUES ('ada', 'not yet', 2);",
+            )
+            .unwrap();
+        let started = std::time::Instant::now();
+        let read = notes.of("ada").unwrap();
+        assert!(
+            started.elapsed() < BUSY_TIMEOUT / 5,
+            "the read waited {:?} for the writer",
+            started.elapsed()
+        );
+        assert_eq!(read.len(), 1, "an uncommitted note was read");
+        other.execute_batch("COMMIT").unwrap();
+        assert_eq!(notes.of("ada").unwrap().len(), 2);
+    }
 }

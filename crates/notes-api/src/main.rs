@@ -71,8 +71,7 @@ async fn main() -> anyhow::Result<()> {
     let listener = tokio::net::TcpListener::bind(args.listen)
         .await
         .with_context(|| format!("cannot listen on {}", args.listen))?;
-    let db = notes_api::open(&args.database)
-        .await
+    let db = notes_api::Notes::open(&args.database)
         .with_context(|| format!("cannot open the notes database {}", args.database))?;
     let guard = Guard::start(config)
         .await
