@@ -2,7 +2,7 @@
 //! access token wrote it (`sub`); a token whose session was revoked in Latchkey is refused at
 //! once, though it has not expired.
 
-use std::path::Path;
+use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex, PoisonError};
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
@@ -45,7 +45,7 @@ pub struct Notes {
 }
 
 struct Store {
-    path: std::path::PathBuf,
+    path: PathBuf,
     /// Connections for reads. A read holds one without awaiting anything, so there are never
     /// more than the threads serving requests.
     readers: Mutex<Vec<Connection>>,
