@@ -8,6 +8,7 @@ import { Support } from '../src/screens/Support';
 import { Inspector } from '../src/screens/Inspector';
 import { Accounts } from '../src/screens/Accounts';
 import { App } from '../src/App';
+import { absolute, clockTime } from '../src/time';
 import { family, list, reused, session, stolen } from './fixtures';
 
 type Calls = { cmd: string; args: Record<string, unknown> }[];
@@ -151,7 +152,7 @@ describe('Token families', () => {
     backend({ sessions: () => list, family: () => reused });
     render(<Families version={0} selected="s-copy" onSelect={() => {}} onSignInAgain={again} onSignOutEverywhere={everywhere} />);
     const verdict = await screen.findByText(/^Someone else used a copy of this sign-in/);
-    const time = new Date(reused.session.revoked!.at).toLocaleTimeString([], { hour: 'numeric', minute: '2-digit' });
+    const time = clockTime(reused.session.revoked!.at);
     expect(verdict.textContent).toBe(
       `Someone else used a copy of this sign-in from curl/8.5.0 at 127.0.0.1. Latchkey blocked it and signed this session out at ${time}.`,
     );
@@ -465,5 +466,18 @@ describe('Accounts', () => {
     await userEvent.click(within(dialog).getByRole('button', { name: 'Forget' }));
     await waitFor(() => expect(calls.map((c) => c.cmd)).toEqual(['sign_out', 'forget_account']));
     expect((await screen.findByText(/did not confirm the sign-out/)).getAttribute('role')).toBe('alert');
+  });
+});
+
+describe('times', () => {
+  it('are written in English with a 12-hour clock, in local time', () => {
+    const afternoon = new Date(2026, 11, 3, 14, 26, 54).toISOString();
+    expect(absolute(afternoon)).toBe('Dec 3, 2026, 2:26:54 PM');
+    expect(clockTime(afternoon)).toBe('2:26 PM');
+    expect(clockTime(afternoon, true)).toBe('2:26:54 PM');
+    expect(clockTime(new Date(2026, 0, 9, 0, 5).toISOString())).toBe('12:05 AM');
+    expect(clockTime(new Date(2026, 0, 9, 12, 0).toISOString())).toBe('12:00 PM');
+    expect(absolute('not a time')).toBe('');
+    expect(absolute(null)).toBe('');
   });
 });

@@ -2,6 +2,7 @@ import { useState, type FormEvent } from 'react';
 import { api, messageOf, type Account, type Accounts as AccountsData, type CodeShown } from '../api';
 import { Confirm } from '../components/Confirm';
 import { Copyable } from '../components/Copy';
+import { clockTime, fromEpoch } from '../time';
 
 interface Props {
   data: AccountsData;
@@ -111,7 +112,7 @@ export function Accounts({ data, onChanged }: Props) {
                   {code.user_code}
                 </p>
                 <p className="muted small">
-                  The code works until {new Date(code.expires_at * 1000).toLocaleTimeString([], { hour: 'numeric', minute: '2-digit' })}.
+                  The code works until {clockTime(fromEpoch(code.expires_at))}.
                   Only ever enter it on Latchkey’s own page.
                 </p>
               </div>

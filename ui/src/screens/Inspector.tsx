@@ -1,6 +1,6 @@
 import { useCallback, useEffect, useRef, useState } from 'react';
 import { api, messageOf, type TokenInfo } from '../api';
-import { useNow } from '../time';
+import { absolute, fromEpoch, useNow } from '../time';
 import { Copyable } from '../components/Copy';
 
 /** The current access token, decoded, with its countdown. The token itself is never here. */
@@ -81,7 +81,7 @@ export function Inspector({ version }: { version: number }) {
                       <dd>
                         <Copyable value={text} label={CLAIMS[k] ?? k} />
                         {TIMES.has(k) && typeof v === 'number' && (
-                          <span className="muted"> ({new Date(v * 1000).toLocaleString()})</span>
+                          <span className="muted"> ({absolute(fromEpoch(v))})</span>
                         )}
                       </dd>
                     </div>
