@@ -80,9 +80,11 @@ export function App() {
     };
   }, [loadAccounts]);
 
+  // Again whenever what the screens show is reloaded (a sign-in, a security event, the event
+  // stream back online): a profile fetched while a sign-in was being replaced may be stale.
   useEffect(() => {
     void loadMe();
-  }, [loadMe, current?.id]);
+  }, [loadMe, current?.id, version]);
 
   // While the server is unreachable, try again every few seconds.
   useEffect(() => {
