@@ -32,9 +32,9 @@ pub struct PriorUse {
 }
 
 /// One refresh, as the signals see it.
-#[derive(Debug, Clone)]
-pub struct Use {
-    pub prior: PriorUse,
+#[derive(Debug, Clone, Copy)]
+pub struct Use<'a> {
+    pub prior: &'a PriorUse,
     /// Refreshes of the family in the current one-minute window, this one included.
     pub in_window: i64,
     /// The generation this refresh issued.
@@ -48,37 +48,52 @@ pub struct Signal {
     pub details: Value,
 }
 
-/// The network an address belongs to, as `addr/len`.
-fn network(ip: IpAddr, policy: &SignalPolicy) -> String {
+/// The network an address belongs to: the address masked to the policy's prefix, shown as
+/// `addr/len`. Compared as it is, and written out only for a signal that is raised: every
+/// refresh is assessed on the rotation writer, which every refresh waits for.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+struct Network {
+    addr: IpAddr,
+    len: u32,
+}
+
+impl std::fmt::Display for Network {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "{}/{}", self.addr, self.len)
+    }
+}
+
+fn network(ip: IpAddr, policy: &SignalPolicy) -> Network {
     match ip {
         IpAddr::V4(v4) => {
             let len = u32::from(policy.ipv4_prefix_len.min(32));
             let mask = u32::MAX.checked_shl(32 - len).unwrap_or(0);
-            let net = std::net::Ipv4Addr::from(u32::from(v4) & mask);
-            format!("{net}/{len}")
+            let addr = std::net::Ipv4Addr::from(u32::from(v4) & mask).into();
+            Network { addr, len }
         }
         IpAddr::V6(v6) => {
             let len = u32::from(policy.ipv6_prefix_len.min(128));
             let mask = u128::MAX.checked_shl(128 - len).unwrap_or(0);
-            let net = std::net::Ipv6Addr::from(u128::from(v6) & mask);
-            format!("{net}/{len}")
+            let addr = std::net::Ipv6Addr::from(u128::from(v6) & mask).into();
+            Network { addr, len }
         }
     }
 }
 
-/// A user agent without version numbers: `latchkey/0.2.1 (Linux)` and `latchkey/0.3.0 (Linux)`
-/// are the same software.
-fn software(user_agent: &str) -> String {
-    user_agent
-        .chars()
-        .filter(|c| !c.is_ascii_digit() && *c != '.' && *c != '_')
-        .collect()
+/// Whether two user agents are the same software, their version numbers aside:
+/// `latchkey/0.2.1 (Linux)` and `latchkey/0.3.0 (Linux)` are.
+fn same_software(a: &str, b: &str) -> bool {
+    fn software(ua: &str) -> impl Iterator<Item = char> + '_ {
+        ua.chars()
+            .filter(|c| !c.is_ascii_digit() && *c != '.' && *c != '_')
+    }
+    software(a).eq(software(b))
 }
 
 /// The signals raised by one refresh.
-pub fn assess(policy: &SignalPolicy, used: &Use, origin: &Origin, now: Millis) -> Vec<Signal> {
+pub fn assess(policy: &SignalPolicy, used: &Use<'_>, origin: &Origin, now: Millis) -> Vec<Signal> {
     let mut found = Vec::new();
-    let prior = &used.prior;
+    let prior = used.prior;
     let parse = |ip: &Option<String>| ip.as_deref().and_then(|s| s.parse::<IpAddr>().ok());
     if let (Some(before), Some(after)) = (parse(&prior.ip), parse(&origin.ip)) {
         let (net_before, net_after) = (network(before, policy), network(after, policy));
@@ -99,9 +114,9 @@ pub fn assess(policy: &SignalPolicy, used: &Use, origin: &Origin, now: Millis) -
                 details: json!({
                     "generation": used.generation,
                     "previous_ip": before.to_string(),
-                    "previous_network": net_before,
+                    "previous_network": net_before.to_string(),
                     "ip": after.to_string(),
-                    "network": net_after,
+                    "network": net_after.to_string(),
                     "seconds_apart": apart.div_euclid(1000),
                     "window_secs": policy.concurrent_window_secs,
                 }),
@@ -109,7 +124,7 @@ pub fn assess(policy: &SignalPolicy, used: &Use, origin: &Origin, now: Millis) -
         }
     }
     if let (Some(before), Some(after)) = (&prior.user_agent, &origin.user_agent) {
-        if software(before) != software(after) {
+        if !same_software(before, after) {
             found.push(Signal {
                 kind: EventKind::UserAgentChanged,
                 severity: Severity::Medium,
@@ -152,9 +167,9 @@ pub fn approved_elsewhere(
         severity: Severity::Info,
         details: json!({
             "ip": device.to_string(),
-            "network": net,
+            "network": net.to_string(),
             "approver_ip": approver.to_string(),
-            "approver_network": approver_net,
+            "approver_network": approver_net.to_string(),
         }),
     })
 }
@@ -222,13 +237,17 @@ pub fn describe(kind: EventKind, d: &Value) -> String {
 mod tests {
     use super::*;
 
-    fn used(ip: &str, ua: &str, at: Millis, in_window: i64) -> Use {
+    fn prior(ip: &str, ua: &str, at: Millis) -> PriorUse {
+        PriorUse {
+            at,
+            ip: Some(ip.into()),
+            user_agent: Some(ua.into()),
+        }
+    }
+
+    fn used(prior: &PriorUse, in_window: i64) -> Use<'_> {
         Use {
-            prior: PriorUse {
-                at,
-                ip: Some(ip.into()),
-                user_agent: Some(ua.into()),
-            },
+            prior,
             in_window,
             generation: 7,
         }
@@ -244,7 +263,8 @@ mod tests {
     #[test]
     fn same_network_and_an_updated_app_stay_quiet() {
         let p = SignalPolicy::default();
-        let u = used("192.0.2.10", "latchkey/0.1.0 (Linux)", 0, 1);
+        let before = prior("192.0.2.10", "latchkey/0.1.0 (Linux)", 0);
+        let u = used(&before, 1);
         let now = origin("192.0.2.99", "latchkey/0.2.13 (Linux)");
         assert!(assess(&p, &u, &now, 1_000).is_empty());
     }
@@ -252,7 +272,8 @@ mod tests {
     #[test]
     fn another_network_soon_is_concurrent_use_later_only_a_change() {
         let p = SignalPolicy::default();
-        let u = used("192.0.2.10", "app", 0, 1);
+        let before = prior("192.0.2.10", "app", 0);
+        let u = used(&before, 1);
         let soon = assess(&p, &u, &origin("198.51.100.7", "app"), 30_000);
         assert_eq!(soon[0].kind, EventKind::ConcurrentUse);
         assert_eq!(soon[0].severity, Severity::High);
@@ -265,7 +286,8 @@ mod tests {
     #[test]
     fn ipv6_compares_by_prefix() {
         let p = SignalPolicy::default();
-        let u = used("2001:db8:1:2::1", "app", 0, 1);
+        let before = prior("2001:db8:1:2::1", "app", 0);
+        let u = used(&before, 1);
         assert!(assess(&p, &u, &origin("2001:db8:1:ffff::9", "app"), 1).is_empty());
         assert_eq!(
             assess(&p, &u, &origin("2001:db8:2::1", "app"), 1)[0].kind,
@@ -277,14 +299,8 @@ mod tests {
     fn a_storm_is_raised_once_per_window() {
         let p = SignalPolicy::default();
         let limit = i64::from(p.storm_refreshes_per_minute);
-        let at = |n| {
-            assess(
-                &p,
-                &used("10.0.0.1", "a", 0, n),
-                &origin("10.0.0.1", "a"),
-                1,
-            )
-        };
+        let before = prior("10.0.0.1", "a", 0);
+        let at = |n| assess(&p, &used(&before, n), &origin("10.0.0.1", "a"), 1);
         assert!(at(limit).is_empty());
         assert_eq!(at(limit + 1)[0].kind, EventKind::RefreshStorm);
         assert!(at(limit + 2).is_empty());
@@ -293,7 +309,8 @@ mod tests {
     #[test]
     fn other_software_is_a_signal() {
         let p = SignalPolicy::default();
-        let u = used("10.0.0.1", "latchkey/1.0", 0, 1);
+        let before = prior("10.0.0.1", "latchkey/1.0", 0);
+        let u = used(&before, 1);
         let s = assess(&p, &u, &origin("10.0.0.1", "curl/8.5.0"), 1);
         assert_eq!(s[0].kind, EventKind::UserAgentChanged);
     }

@@ -99,14 +99,15 @@ pub struct Successor {
     pub dpop_jkt: Option<String>,
     pub window_start: Millis,
     pub window_count: i64,
-    /// The use this rotation follows, for the suspicion signals.
-    pub prior: PriorUse,
 }
 
 impl Successor {
-    pub fn use_(&self) -> Use {
+    /// This rotation as the suspicion signals see it. It follows the presented token's issue,
+    /// a grace replay too: a replay is compared with the token it replays, as a rotation of it
+    /// would be.
+    pub fn use_<'f>(&self, family: &'f Family) -> Use<'f> {
         Use {
-            prior: self.prior.clone(),
+            prior: &family.issued,
             in_window: self.window_count,
             generation: self.generation,
         }
@@ -129,7 +130,7 @@ pub fn decide(policy: &TokenPolicy, family: Option<&Family>, ask: &Ask<'_>) -> D
         if f.token_expires_at <= now || f.session_expires_at <= now {
             return Decision::Refuse(Refusal::Expired);
         }
-        return successor(policy, f, ask, f.token_id, f.issued.clone());
+        return successor(policy, f, ask, f.token_id);
     }
     // A retired token. The window runs from its first use: its first successor's issue.
     if let (Some(head), Some(head_issued)) = (f.head, f.head_issued_at) {
@@ -143,9 +144,7 @@ pub fn decide(policy: &TokenPolicy, family: Option<&Family>, ask: &Ask<'_>) -> D
                 return Decision::Refuse(Refusal::Expired);
             }
             if f.grace_replays < i64::from(policy.reuse_grace_max_replays) {
-                // A replay is compared, for the signals, with the presented token's own issue,
-                // as a rotation of it would be.
-                return match successor(policy, f, ask, head, f.issued.clone()) {
+                return match successor(policy, f, ask, head) {
                     Decision::Rotate(successor) => Decision::GraceReplay {
                         successor,
                         first_used_at,
@@ -160,13 +159,7 @@ pub fn decide(policy: &TokenPolicy, family: Option<&Family>, ask: &Ask<'_>) -> D
 
 /// The successor of a live (or forgiven) token, after the checks every rotation makes: the
 /// client, the key, the scope. `Rotate`, or why not.
-fn successor(
-    policy: &TokenPolicy,
-    f: &Family,
-    ask: &Ask<'_>,
-    expected_head: i64,
-    prior: PriorUse,
-) -> Decision {
+fn successor(policy: &TokenPolicy, f: &Family, ask: &Ask<'_>, expected_head: i64) -> Decision {
     if f.client_id != ask.client_id {
         return Decision::Refuse(Refusal::WrongClient);
     }
@@ -194,7 +187,6 @@ fn successor(
         dpop_jkt,
         window_start,
         window_count,
-        prior,
     })
 }
 

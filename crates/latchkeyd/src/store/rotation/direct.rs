@@ -48,8 +48,8 @@ impl Direct {
         conn.execute_batch(
             "PRAGMA journal_mode = WAL; PRAGMA synchronous = NORMAL; PRAGMA foreign_keys = ON;",
         )?;
-        // Four statements per batch size in use, and the transaction's own two.
-        conn.set_prepared_statement_cache_capacity(64);
+        // The load, the insert, the head's move, and the transaction's own two.
+        conn.set_prepared_statement_cache_capacity(8);
         Ok(Self { conn })
     }
 
@@ -80,12 +80,14 @@ impl Direct {
         let ids = distinct_tokens(batch);
         let mut families = HashMap::with_capacity(ids.len());
         {
-            let mut load = conn.prepare_cached(sql::load(Backend::Sqlite, ids.len()))?;
-            bind(&mut load, sql::ids(&ids))?;
-            let mut rows = load.raw_query();
-            while let Some(row) = rows.next()? {
-                let f: Family = sql::family(row)?;
-                families.insert(f.token_id, f);
+            let mut load = conn.prepare_cached(sql::load(Backend::Sqlite, 1))?;
+            for id in ids {
+                load.raw_bind_parameter(1, id)?;
+                let mut rows = load.raw_query();
+                if let Some(row) = rows.next()? {
+                    let f: Family = sql::family(row)?;
+                    families.insert(f.token_id, f);
+                }
             }
         }
         let plans = plan(policy, batch, &families, now);
@@ -95,27 +97,23 @@ impl Direct {
 
         let granted = rotations(batch, &plans, &families);
         let mut heads = HashMap::with_capacity(granted.len());
-        if !granted.is_empty() {
-            let n = granted.len();
-            let mut insert = conn.prepare_cached(sql::insert(Backend::Sqlite, n))?;
-            bind(&mut insert, sql::insert_rows(&granted, now))?;
-            let mut written = insert.raw_query();
-            while let Some(row) = written.next()? {
-                heads.insert(row.get::<_, String>(1)?, row.get::<_, i64>(0)?);
-            }
-            drop(written);
-            let rows = sql::advance_rows(&granted, &heads, now)
-                .ok_or_else(|| DirectError::Inconsistent("a successor was not written".into()))?;
-            let mut advance = conn.prepare_cached(sql::advance(Backend::Sqlite, n))?;
-            bind(&mut advance, rows)?;
-            let moved = advance.raw_execute()?;
-            if moved != n {
+        let mut insert = conn.prepare_cached(sql::insert_one(Backend::Sqlite))?;
+        let mut advance = conn.prepare_cached(sql::advance_one(Backend::Sqlite))?;
+        for g in &granted {
+            bind(&mut insert, sql::insert_rows(std::slice::from_ref(g), now))?;
+            insert.raw_execute()?;
+            let (p, s, f) = *g;
+            let head = conn.last_insert_rowid();
+            bind(&mut advance, sql::advance_row(p, s, f, head, now))?;
+            if advance.raw_execute()? != 1 {
                 // The write transaction held the database since the load: this cannot happen
-                // unless something changed the sessions without it. Nothing may stay.
+                // unless something changed the session without it. Nothing may stay.
                 return Err(DirectError::Inconsistent(format!(
-                    "{moved} of {n} sessions moved in a rotation batch"
+                    "session {} did not move in a rotation batch",
+                    f.session_id
                 )));
             }
+            heads.insert(f.session_id.clone(), head);
         }
         let outcomes = plain_outcomes(batch, plans, &families, &heads);
         conn.prepare_cached("COMMIT")?.execute([])?;

@@ -101,16 +101,25 @@ pub(super) fn plan(
                 bind: r.bind,
                 now,
             };
-            match decide(&policy.tokens, f, &ask) {
-                Decision::Rotate(successor) => granted(policy, successor, None, r, now),
-                Decision::GraceReplay {
-                    successor,
-                    first_used_at,
-                } => granted(policy, successor, Some(first_used_at), r, now),
-                Decision::Refuse(refusal) => Plan::Refuse(refusal),
-                Decision::RevokedTokenUsed => Plan::RevokedTokenUsed,
-                Decision::Reuse => Plan::Reuse,
-                Decision::KeyMismatch => Plan::KeyMismatch,
+            match (decide(&policy.tokens, f, &ask), f) {
+                (Decision::Rotate(successor), Some(f)) => {
+                    granted(policy, successor, None, f, r, now)
+                }
+                (
+                    Decision::GraceReplay {
+                        successor,
+                        first_used_at,
+                    },
+                    Some(f),
+                ) => granted(policy, successor, Some(first_used_at), f, r, now),
+                // `decide` grants nothing to a token it found no family for.
+                (Decision::Rotate(_) | Decision::GraceReplay { .. }, None) => {
+                    Plan::Refuse(Refusal::Unknown)
+                }
+                (Decision::Refuse(refusal), _) => Plan::Refuse(refusal),
+                (Decision::RevokedTokenUsed, _) => Plan::RevokedTokenUsed,
+                (Decision::Reuse, _) => Plan::Reuse,
+                (Decision::KeyMismatch, _) => Plan::KeyMismatch,
             }
         })
         .collect()
@@ -121,10 +130,11 @@ fn granted(
     policy: &RotationPolicy,
     successor: Successor,
     replayed: Option<Millis>,
+    family: &Family,
     r: &RefreshRequest,
     now: Millis,
 ) -> Plan {
-    let signals = signals::assess(&policy.signals, &successor.use_(), &r.origin, now);
+    let signals = signals::assess(&policy.signals, &successor.use_(family), &r.origin, now);
     let theft =
         policy.signals.auto_revoke_high && signals.iter().any(|s| s.severity == Severity::High);
     if theft {

@@ -40,7 +40,7 @@ pub const INSERT_COLUMNS: [Column; 9] = [
 ];
 
 /// What moves a session's head, but the new head itself: the first columns of both
-/// [`ADVANCE_COLUMNS`] and [`ROTATE_COLUMNS`], read by [`HEAD_MOVE`].
+/// [`ADVANCE_COLUMNS`] and [`ROTATE_COLUMNS`], read by [`head_move`].
 const MOVE_COLUMNS: [Column; 9] = [
     ("id", "TEXT"),
     ("expected_head", "BIGINT"),
@@ -92,6 +92,8 @@ struct Texts {
     insert: Vec<String>,
     advance: Vec<String>,
     rotate: Vec<String>,
+    insert_one: String,
+    advance_one: String,
 }
 
 impl Texts {
@@ -111,6 +113,8 @@ impl Texts {
                 Backend::Postgres => sizes.map(rotate_text).collect(),
                 Backend::Sqlite => Vec::new(),
             },
+            insert_one: insert_one_text(backend),
+            advance_one: head_move(Source::Params(backend)),
         }
     }
 }
@@ -148,6 +152,19 @@ pub fn insert(backend: Backend, n: usize) -> &'static str {
 /// the count of rows changed must be `n`.
 pub fn advance(backend: Backend, n: usize) -> &'static str {
     &texts(backend).advance[n - 1]
+}
+
+/// Inserts one successor (a row of [`INSERT_COLUMNS`]); its id is the connection's last
+/// inserted row id. For a writer with no round trips to save (SQLite's own connection), one
+/// row at a time needs no temporary tables for the rows or the ids returned.
+pub fn insert_one(backend: Backend) -> &'static str {
+    &texts(backend).insert_one
+}
+
+/// Moves one session's head (a row of [`ADVANCE_COLUMNS`]) as [`advance`] does; the count of
+/// rows changed must be 1.
+pub fn advance_one(backend: Backend) -> &'static str {
+    &texts(backend).advance_one
 }
 
 /// PostgreSQL: inserts `n` successors and moves their sessions' heads to them in one
@@ -221,20 +238,77 @@ fn insert_text(backend: Backend, n: usize) -> String {
     )
 }
 
-/// A head's move, from a list of rows `v` with the columns of [`ADVANCE_COLUMNS`]: only where
-/// the session is still at the head and liveness the rotation was decided on. The row lock
-/// the UPDATE takes re-checks that condition against the newest version of the session.
-const HEAD_MOVE: &str = "UPDATE sessions SET head_token_id = v.head, generation = v.generation, \
-     last_used_at = v.used_at, last_ip = v.ip, last_user_agent = v.user_agent, \
-     rate_window_start = v.window_start, rate_window_count = v.window_count, dpop_jkt = v.dpop_jkt \
-     FROM v WHERE sessions.id = v.id AND sessions.head_token_id = v.expected_head \
-     AND sessions.revoked_at IS NULL";
+/// What a head's move sets: each column of `sessions`, and the column of [`ADVANCE_COLUMNS`]
+/// it takes.
+const HEAD_SETS: [(&str, &str); 8] = [
+    ("head_token_id", "head"),
+    ("generation", "generation"),
+    ("last_used_at", "used_at"),
+    ("last_ip", "ip"),
+    ("last_user_agent", "user_agent"),
+    ("rate_window_start", "window_start"),
+    ("rate_window_count", "window_count"),
+    ("dpop_jkt", "dpop_jkt"),
+];
+
+/// Where a head's move takes its values from.
+#[derive(Clone, Copy)]
+enum Source {
+    /// A list of rows `v` with the columns of [`ADVANCE_COLUMNS`].
+    Rows,
+    /// One row, bound as the statement's parameters in the order of [`ADVANCE_COLUMNS`]. They
+    /// are numbered (`?n` on SQLite too): the text uses them in another order.
+    Params(Backend),
+}
+
+fn insert_one_text(backend: Backend) -> String {
+    let names: Vec<&str> = INSERT_COLUMNS.iter().map(|(name, _)| *name).collect();
+    format!(
+        "INSERT INTO refresh_tokens ({}) VALUES ({})",
+        names.join(", "),
+        placeholders(backend, 1, INSERT_COLUMNS.len())
+    )
+}
+
+/// A head's move: only where the session is still at the head and liveness the rotation was
+/// decided on. The row lock the UPDATE takes re-checks that condition against the newest
+/// version of the session.
+fn head_move(source: Source) -> String {
+    let value = |name: &str| match source {
+        Source::Rows => format!("v.{name}"),
+        Source::Params(backend) => {
+            let i = ADVANCE_COLUMNS.iter().position(|(c, _)| *c == name);
+            let i = i.expect("a column of ADVANCE_COLUMNS") + 1;
+            match backend {
+                Backend::Postgres => format!("${i}"),
+                Backend::Sqlite => format!("?{i}"),
+            }
+        }
+    };
+    let sets: Vec<String> = HEAD_SETS
+        .iter()
+        .map(|(column, from)| format!("{column} = {}", value(from)))
+        .collect();
+    format!(
+        "UPDATE sessions SET {}{} WHERE sessions.id = {} AND sessions.head_token_id = {} \
+         AND sessions.revoked_at IS NULL",
+        sets.join(", "),
+        if matches!(source, Source::Rows) {
+            " FROM v"
+        } else {
+            ""
+        },
+        value("id"),
+        value("expected_head"),
+    )
+}
 
 fn advance_text(backend: Backend, n: usize) -> String {
     // MATERIALIZED: PostgreSQL would otherwise scan the VALUES once per session.
     format!(
-        "WITH v AS MATERIALIZED ({}) {HEAD_MOVE}",
-        rows_of(backend, n, &ADVANCE_COLUMNS)
+        "WITH v AS MATERIALIZED ({}) {}",
+        rows_of(backend, n, &ADVANCE_COLUMNS),
+        head_move(Source::Rows)
     )
 }
 
@@ -244,12 +318,13 @@ fn rotate_text(n: usize) -> String {
     // moves through `RETURNING` alone.
     format!(
         "WITH v AS MATERIALIZED (SELECT w.*, nextval(pg_get_serial_sequence('refresh_tokens', 'id')) \
-         AS head FROM ({}) AS w), moved AS ({HEAD_MOVE} RETURNING v.head) \
+         AS head FROM ({}) AS w), moved AS ({} RETURNING v.head) \
          INSERT INTO refresh_tokens (id, {}) OVERRIDING SYSTEM VALUE \
          SELECT v.head, v.secret_hash, v.id, v.generation, v.parent_generation, v.parent_id, \
          v.used_at, v.expires_at, v.ip, v.user_agent FROM v JOIN moved ON moved.head = v.head \
          RETURNING id, session_id",
         rows_of(Backend::Postgres, n, &ROTATE_COLUMNS),
+        head_move(Source::Rows),
         INSERT_COLUMNS.map(|(name, _)| name).join(", "),
     )
 }
@@ -319,11 +394,20 @@ pub fn advance_rows<'a>(
 ) -> Option<Vec<Value<'a>>> {
     let mut rows = Vec::with_capacity(granted.len() * ADVANCE_COLUMNS.len());
     for &(p, s, f) in granted {
-        let head = *heads.get(&f.session_id)?;
-        rows.extend(move_row(p, s, f, now));
-        rows.push(Value::Int(head));
+        rows.extend(advance_row(p, s, f, *heads.get(&f.session_id)?, now));
     }
     Some(rows)
+}
+
+/// One session's row of [`ADVANCE_COLUMNS`], its head moving to `head`.
+pub fn advance_row<'a>(
+    p: &'a Pending,
+    s: &'a Successor,
+    f: &'a Family,
+    head: i64,
+    now: Millis,
+) -> impl Iterator<Item = Value<'a>> {
+    move_row(p, s, f, now).into_iter().chain([Value::Int(head)])
 }
 
 /// The rows of [`rotate`] for a batch's rotations.
@@ -449,6 +533,27 @@ mod tests {
             3 * ADVANCE_COLUMNS.len()
         );
         assert_eq!(load(lite, 5).matches('?').count(), 5);
+    }
+
+    #[test]
+    fn the_one_row_statements_take_every_column_once() {
+        for backend in [Backend::Sqlite, Backend::Postgres] {
+            let mark = if backend == Backend::Sqlite { '?' } else { '$' };
+            let advance = advance_one(backend);
+            for i in 1..=ADVANCE_COLUMNS.len() {
+                let p = format!("{mark}{i}");
+                let uses = advance.match_indices(&p).filter(|(at, _)| {
+                    !advance[at + p.len()..].starts_with(|c: char| c.is_ascii_digit())
+                });
+                assert_eq!(uses.count(), 1, "{p} in {advance}");
+            }
+            assert!(advance.contains("sessions.head_token_id = "), "{advance}");
+            assert!(!advance.contains("FROM v"), "{advance}");
+        }
+        assert_eq!(
+            insert_one(Backend::Sqlite).matches('?').count(),
+            INSERT_COLUMNS.len()
+        );
     }
 
     #[test]

@@ -77,15 +77,17 @@ impl Rotator {
     pub fn spawn(db: Db, policy: RotationPolicy, clock: Arc<dyn Clock>) -> std::io::Result<Self> {
         let (tx, rx) = mpsc::channel(8192);
         let (requeue, requeued) = mpsc::unbounded_channel();
-        let pause = match db.backend() {
-            Backend::Sqlite => Pause::Thread,
-            Backend::Postgres => Pause::Task,
+        // SQLite's own connection runs a batch one row at a time, whatever its size.
+        let (pause, take): (_, fn(usize) -> usize) = match db.backend() {
+            Backend::Sqlite => (Pause::Thread, |waiting| waiting.min(MAX_BATCH)),
+            Backend::Postgres => (Pause::Task, batch_size),
         };
         let intake = Arc::new(tokio::sync::Mutex::new(Intake {
             rx,
             requeued,
             queue: VecDeque::new(),
             pause,
+            take,
         }));
         let writer = Writer {
             db: db.clone(),
@@ -151,6 +153,8 @@ struct Intake {
     requeued: mpsc::UnboundedReceiver<Pending>,
     queue: VecDeque<Pending>,
     pause: Pause,
+    /// How many of the refreshes waiting the next batch takes.
+    take: fn(usize) -> usize,
 }
 
 impl Intake {
@@ -183,7 +187,7 @@ impl Intake {
                 Err(_) => break,
             }
         }
-        let take = batch_size(self.queue.len());
+        let take = (self.take)(self.queue.len());
         Some(self.queue.drain(..take).collect())
     }
 }
@@ -231,10 +235,10 @@ impl Writer {
     }
 }
 
-/// How many of `waiting` refreshes the next batch takes: the largest of a few sizes. Each size
-/// is a statement text of its own, prepared and cached per connection; with every size from 1
-/// to 64 the caches (100 statements by default) would keep evicting them. What is left waits
-/// for the next batch, with what arrives meanwhile.
+/// How many of `waiting` refreshes the next batch takes on PostgreSQL: the largest of a few
+/// sizes. Each size is a statement text of its own, prepared and cached per connection; with
+/// every size from 1 to 64 the caches (100 statements by default) would keep evicting them.
+/// What is left waits for the next batch, with what arrives meanwhile.
 fn batch_size(waiting: usize) -> usize {
     const SIZES: [usize; 12] = [1, 2, 3, 4, 6, 8, 12, 16, 24, 32, 48, MAX_BATCH];
     SIZES
