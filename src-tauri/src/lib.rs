@@ -26,8 +26,8 @@ pub struct Desktop {
     pub client: Result<Arc<Latchkey>, String>,
     /// Cancels the sign-in in progress.
     pub sign_in: Mutex<Option<tokio::sync::oneshot::Sender<()>>>,
-    /// Restarts the live event watcher when the current account changes.
-    pub watcher: Mutex<Option<tauri::async_runtime::JoinHandle<()>>>,
+    /// Stops the live event watcher (dropped or sent) when the current account changes.
+    pub watcher: Mutex<Option<tokio::sync::oneshot::Sender<()>>>,
     /// Sessions this window revoked itself: their revocation needs no notification.
     pub self_revoked: Mutex<std::collections::HashSet<latchkey_client::proto::SessionId>>,
 }

@@ -12,6 +12,7 @@ use serde_json::json;
 use tauri::menu::MenuItem;
 use tauri::{AppHandle, Emitter, Manager, Runtime};
 use tauri_plugin_notification::NotificationExt;
+use tokio::sync::oneshot;
 
 use crate::Desktop;
 
@@ -49,17 +50,15 @@ pub fn refresh_tray<R: Runtime>(app: &AppHandle<R>) {
     }
 }
 
-/// (Re)starts the watcher for the current account.
+/// (Re)starts the watcher for the current account. The one before stops where stopping loses
+/// nothing (see [`watch`]), not where it is told to.
 pub fn restart<R: Runtime>(app: &AppHandle<R>) {
     let desktop = app.state::<Desktop>();
-    let mut slot = desktop.watcher.lock().expect("watcher lock");
-    if let Some(old) = slot.take() {
-        old.abort();
-    }
+    let (stop, stopped) = oneshot::channel();
+    // Dropping the old sender tells the old watcher to stop.
+    drop(desktop.watcher.lock().expect("watcher lock").replace(stop));
     let handle = app.clone();
-    *slot = Some(tauri::async_runtime::spawn(
-        async move { watch(handle).await },
-    ));
+    tauri::async_runtime::spawn(async move { watch(handle, stopped).await });
     refresh_tray(app);
 }
 
@@ -69,18 +68,35 @@ fn notify<R: Runtime>(app: &AppHandle<R>, title: &str, body: &str) {
     }
 }
 
-async fn watch<R: Runtime>(app: AppHandle<R>) {
+/// Follows the current account's events until `stop` fires (or its sender is dropped).
+///
+/// Connecting may refresh the account's tokens: the server rotates the refresh token, and the
+/// client must store the successor or the family is lost (its next use would be reuse). So a
+/// connection attempt is never cut short; the watcher stops only while it waits for an event
+/// or for its next attempt.
+async fn watch<R: Runtime>(app: AppHandle<R>, mut stop: oneshot::Receiver<()>) {
     let Ok(client) = app.state::<Desktop>().client.clone() else {
         return;
     };
+    let stopped = |stop: &mut oneshot::Receiver<()>| {
+        !matches!(stop.try_recv(), Err(oneshot::error::TryRecvError::Empty))
+    };
     let mut backoff = Duration::from_secs(1);
     loop {
-        match client.events(None).await {
+        let connected = client.events(None).await;
+        if stopped(&mut stop) {
+            return;
+        }
+        match connected {
             Ok(mut stream) => {
                 backoff = Duration::from_secs(1);
                 let _ = app.emit("connection", json!({ "online": true }));
                 loop {
-                    match stream.next().await {
+                    let next = tokio::select! {
+                        _ = &mut stop => return,
+                        next = stream.next() => next,
+                    };
+                    match next {
                         Ok(Some(StreamEvent::Security(event))) => {
                             let _ = app.emit(
                                 "security-event",
@@ -112,7 +128,10 @@ async fn watch<R: Runtime>(app: AppHandle<R>) {
                     "connection",
                     json!({ "online": false, "message": e.to_string(), "retry_in": backoff.as_secs() }),
                 );
-                tokio::time::sleep(backoff).await;
+                tokio::select! {
+                    _ = &mut stop => return,
+                    _ = tokio::time::sleep(backoff) => {}
+                }
                 backoff = (backoff * 2).min(Duration::from_secs(30));
             }
         }

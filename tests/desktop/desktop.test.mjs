@@ -498,10 +498,12 @@ test('every screen from 720×520 to 1920×1200, light and dark: accessible, fits
   await waitFor(async () => {
     for (const candidate of await browser.$$(revoked)) {
       await candidate.click();
-      const verdict = await browser.$('.detail-pane .verdict').getText().catch(() => '');
-      if (/Someone else used a copy/.test(verdict)) return true;
+      // The pane shows only the chosen family: wait for it to load, then read its verdict.
+      const verdict = await browser.$('.detail-pane .verdict');
+      if (!(await verdict.waitForDisplayed({ timeout: 5_000 }).catch(() => false))) continue;
+      if (/Someone else used a copy/.test(await verdict.getText().catch(() => ''))) return true;
     }
     return false;
-  }, 'the reuse, in the dark');
+  }, 'the reuse, in the dark', 30_000);
   await shot('family-reuse-dark');
 });

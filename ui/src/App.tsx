@@ -54,6 +54,7 @@ export function App() {
       setMe(profile);
       setConnection({ online: true });
     } catch (e) {
+      if (request !== meRequest.current) return;
       if (isCommandError(e) && e.code === 'unreachable') {
         setConnection({ online: false, message: e.message });
       } else if (isCommandError(e) && (e.code === 'signed_out' || e.code === 'not_signed_in')) {
@@ -86,15 +87,13 @@ export function App() {
     void loadMe();
   }, [loadMe, current?.id, version]);
 
-  // While the server is unreachable, try again every few seconds.
+  // While the server is unreachable, reload every few seconds (the profile with the rest, by
+  // the effect above).
   useEffect(() => {
     if (connection.online) return;
-    const t = setInterval(() => {
-      void loadMe();
-      setVersion((v) => v + 1);
-    }, 5000);
+    const t = setInterval(() => setVersion((v) => v + 1), 5000);
     return () => clearInterval(t);
-  }, [connection.online, loadMe]);
+  }, [connection.online]);
 
   if (fatal) {
     return (

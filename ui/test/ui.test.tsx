@@ -2,6 +2,7 @@ import { afterEach, beforeEach, describe, expect, it, vi } from 'vitest';
 import { act, cleanup, render, screen, waitFor, within } from '@testing-library/react';
 import userEvent from '@testing-library/user-event';
 import { clearMocks, mockIPC } from '@tauri-apps/api/mocks';
+import { emit } from '@tauri-apps/api/event';
 import { Devices } from '../src/screens/Devices';
 import { Families } from '../src/screens/Families';
 import { Support } from '../src/screens/Support';
@@ -137,6 +138,23 @@ describe('Token families', () => {
     expect(within(dialog).getByText(/phone will have to sign in again/)).toBeTruthy();
     await userEvent.click(within(dialog).getByRole('button', { name: 'Sign out' }));
     await waitFor(() => expect(calls.some((c) => c.cmd === 'revoke_session' && c.args.session === 's-phone')).toBe(true));
+  });
+
+  it('shows the family chosen last, whichever answer comes last', async () => {
+    const answers: Record<string, (f: typeof family) => void> = {};
+    backend({
+      sessions: () => list,
+      family: (args) => new Promise((resolve) => (answers[args.session as string] = resolve)),
+    });
+    const props = { version: 0, onSelect: () => {}, ...noop };
+    const { rerender } = render(<Families {...props} selected="s-copy" />);
+    await waitFor(() => expect(answers['s-copy']).toBeTruthy());
+    rerender(<Families {...props} selected="s-phone" />);
+    await waitFor(() => expect(answers['s-phone']).toBeTruthy());
+    await act(async () => answers['s-phone']!(family));
+    await act(async () => answers['s-copy']!(reused));
+    expect(screen.queryByText(/^Someone else used a copy of this sign-in/)).toBeNull();
+    expect(screen.getByRole('button', { name: 'This was me' })).toBeTruthy();
   });
 
   it('moves to a session of this account when the chosen one belongs to another', async () => {
@@ -341,6 +359,27 @@ describe('App', () => {
     render(<App />);
     expect(await screen.findByRole('button', { name: 'Support' })).toBeTruthy();
     expect(session().current).toBe(true);
+  });
+
+  it('keeps the newest profile when an older request for it fails afterwards', async () => {
+    const account = { id: 'a1', label: 'support@latchkey.local', issuer: 'http://127.0.0.1:7878', client_id: 'latchkey-desktop', current: true, state: 'signed_in', reason: null, access_expires_at: null, device_key: null };
+    let asked = 0;
+    let failFirst: (e: unknown) => void = () => {};
+    backend({
+      accounts: () => ({ accounts: [account], keychain: 'Secret Service', keychain_persists: true }),
+      me: () =>
+        ++asked === 1
+          ? new Promise((_, reject) => (failFirst = reject))
+          : { id: 'u9', email: 'support@latchkey.local', name: 'S', role: 'support', session_id: 's', staff: true },
+      sessions: () => list,
+    });
+    render(<App />);
+    await waitFor(() => expect(asked).toBe(1));
+    // A reload (here a security event) asks again, and that answer comes first.
+    await act(async () => emit('security-event', {}));
+    expect(await screen.findByRole('button', { name: 'Support' })).toBeTruthy();
+    await act(async () => failFirst({ code: 'refused', message: 'the server refused the token' }));
+    expect(screen.getByRole('button', { name: 'Support' })).toBeTruthy();
   });
 
   it('switches accounts from the sidebar', async () => {

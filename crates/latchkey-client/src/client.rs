@@ -329,6 +329,9 @@ impl Latchkey {
         let (subject, label) = self.who(&meta, &tokens.access_token, key.as_ref()).await;
         let id = Profile::id_for(&meta.issuer, &subject);
         let stored = Stored::from_tokens(self.clock.now_secs(), tokens, None, key.as_ref())?;
+        // A refresh of this account in flight (here or in another process) stores its rotated
+        // token when it ends: the new sign-in is stored after it, not overwritten by it.
+        let _lock = AccountLock::acquire(&self.paths.lock_file(&id)).await?;
         self.store
             .set(&self.paths.keychain_account(&id), &stored.encode())?;
         let profile = Profile {

@@ -185,6 +185,72 @@ async fn two_processes_refreshing_at_once_never_trip_reuse_detection() {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn signing_in_again_waits_for_a_refresh_in_flight() {
+    // Access tokens that stay fresh: reading the sessions needs no refresh, so no lock.
+    let server = latchkeyd(600).await;
+    let home = tempfile::tempdir().unwrap();
+    let client = Arc::new(Latchkey::open(paths(home.path()), choice()).unwrap());
+    let first = login(&client, &server.issuer, "laptop").await;
+    // A refresh of the account in progress elsewhere holds its lock until it has stored the
+    // rotated token; a sign-in stored before that would be overwritten by it.
+    let lock_path = paths(home.path()).lock_file(&first.id);
+    std::fs::create_dir_all(lock_path.parent().unwrap()).unwrap();
+    let held = std::fs::File::options()
+        .create(true)
+        .truncate(false)
+        .write(true)
+        .open(&lock_path)
+        .unwrap();
+    held.lock().unwrap();
+    let again = tokio::spawn({
+        let (client, issuer) = (client.clone(), server.issuer.clone());
+        async move { login(&client, &issuer, "laptop").await }
+    });
+    // The server has issued the new sign-in's tokens...
+    let signed_in = |n: usize| {
+        let client = client.clone();
+        async move {
+            let list = client
+                .sessions(None, &SessionQuery::default())
+                .await
+                .unwrap();
+            list.devices.iter().map(|d| d.sessions.len()).sum::<usize>() == n
+        }
+    };
+    for _ in 0..100 {
+        if signed_in(2).await {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    assert!(signed_in(2).await, "the second sign-in reached the server");
+    // ...and the client stores them only once the refresh is done.
+    tokio::time::sleep(Duration::from_secs(2)).await;
+    assert!(
+        !again.is_finished(),
+        "the sign-in was stored under a refresh in flight"
+    );
+    drop(held);
+    let second = tokio::time::timeout(Duration::from_secs(20), again)
+        .await
+        .expect("the sign-in ends once the lock is free")
+        .unwrap();
+    assert_eq!(second.id, first.id, "the same account, signed in again");
+    let list = client
+        .sessions(None, &SessionQuery::default())
+        .await
+        .unwrap();
+    let current: Vec<_> = list
+        .devices
+        .iter()
+        .flat_map(|d| &d.sessions)
+        .filter(|s| s.current)
+        .collect();
+    assert_eq!(current.len(), 1);
+    assert_eq!(current[0].state, SessionState::Active);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_session_revoked_elsewhere_signs_the_account_out_with_the_reason() {
     let server = latchkeyd(30).await;
     let laptop_home = tempfile::tempdir().unwrap();

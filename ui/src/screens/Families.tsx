@@ -1,4 +1,4 @@
-import { useCallback, useEffect, useState } from 'react';
+import { useCallback, useEffect, useRef, useState } from 'react';
 import { api, messageOf, type Family, type SessionView } from '../api';
 import { Confirm } from '../components/Confirm';
 import { FamilyView } from '../components/FamilyView';
@@ -24,6 +24,10 @@ export function Families({ version, selected, onSelect, onSignInAgain, onSignOut
   const [error, setError] = useState<string | null>(null);
   const [asking, setAsking] = useState<Asking | null>(null);
 
+  /** The session chosen now: an answer for one chosen before it is not shown. */
+  const chosen = useRef(selected);
+  chosen.current = selected;
+
   const loadList = useCallback(async () => {
     try {
       const list = await api.sessions('all');
@@ -32,18 +36,23 @@ export function Families({ version, selected, onSelect, onSignInAgain, onSignOut
       setSessions(all);
       setError(null);
       // Nothing chosen yet, or a session of another account (after a switch): the first one.
-      if ((!selected || !all.some((x) => x.id === selected)) && all[0]) onSelect(all[0].id);
+      // Chosen as of now, not as of the request: a click meanwhile stands.
+      const now = chosen.current;
+      if ((!now || !all.some((x) => x.id === now)) && all[0]) onSelect(all[0].id);
     } catch (e) {
       setError(messageOf(e));
     }
-  }, [selected, onSelect]);
+  }, [onSelect]);
 
   const loadFamily = useCallback(async () => {
     if (!selected) return;
     try {
-      setFamily(await api.family(selected));
+      const loaded = await api.family(selected);
+      if (chosen.current !== selected) return;
+      setFamily(loaded);
       setError(null);
     } catch (e) {
+      if (chosen.current !== selected) return;
       setError(messageOf(e));
     }
   }, [selected]);
@@ -106,7 +115,7 @@ export function Families({ version, selected, onSelect, onSignInAgain, onSignOut
             {error}
           </p>
         )}
-        {family ? (
+        {family && family.session.id === selected ? (
           <FamilyView
             family={family}
             onThisDevice={onThisDevice}
