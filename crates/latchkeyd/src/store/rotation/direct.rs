@@ -3,10 +3,12 @@
 //! sqlx runs each SQLite statement on its connection's thread and hands every row back across
 //! threads; a batch through it (begin, load, insert, advance, commit) costs a dozen thread
 //! wake-ups, on the one writer every refresh waits for. Here the writer's thread holds a
-//! connection of its own and runs a batch itself: the same statements (`sql.rs`), the same
-//! decisions (`plan.rs`). A batch that needs more than successors and heads written (an event
-//! to record, a family to revoke, a grace replay to count) is rolled back untouched and run
-//! through sqlx instead (`writer.rs`), where every store function is at hand.
+//! connection of its own and runs a batch itself, with the same decisions (`plan.rs`). It
+//! writes one row at a time (`sql::insert_one`, `sql::advance_one`): with no round trips to
+//! save, the set-wide statements would only add SQLite's temporary tables for their rows. A
+//! batch that needs more than successors and heads written (an event to record, a family to
+//! revoke, a grace replay to count) is rolled back untouched and run through sqlx instead
+//! (`writer.rs`), where every store function is at hand.
 //!
 //! The two connections are two writers on one file: each takes the write lock at its
 //! transaction's start (`BEGIN IMMEDIATE`) and waits for the other through the busy timeout.
