@@ -46,6 +46,44 @@ fn invoke_from(
     .map(|b| b.deserialize::<Value>().unwrap())
 }
 
+fn keychain() -> Choice {
+    std::env::var("LATCHKEY_TEST_KEYCHAIN")
+        .unwrap_or_else(|_| "secret-service".into())
+        .parse()
+        .unwrap()
+}
+
+fn paths(home: &std::path::Path) -> Paths {
+    Paths {
+        config_dir: home.join("config"),
+        data_dir: home.join("data"),
+    }
+}
+
+/// Signs `email` in through the scripted browser, as the app's client; returns the account id.
+async fn sign_in(client: &Latchkey, issuer: &str, email: &'static str) -> String {
+    let profile = client
+        .login(
+            LoginOptions {
+                issuer,
+                client_id: "latchkey-desktop",
+                scope: latchkey_desktop::SCOPE,
+                device: Device {
+                    name: "helpdesk".into(),
+                    platform: "linux".into(),
+                    app: "Latchkey Desktop".into(),
+                    app_version: "t".into(),
+                },
+                browser: &FormBrowser(email),
+                timeout: Duration::from_secs(20),
+            },
+            std::future::pending(),
+        )
+        .await
+        .unwrap();
+    profile.id
+}
+
 #[test]
 fn the_window_gets_views_never_tokens_and_bad_input_is_refused() {
     let rt = tokio::runtime::Builder::new_multi_thread()
@@ -57,34 +95,8 @@ fn the_window_gets_views_never_tokens_and_bad_input_is_refused() {
     let (server, client) = rt.block_on(async {
         let server =
             Latchkeyd::start(Default::default(), &[("staff@example.com", Role::Support)]).await;
-        let keychain: Choice = std::env::var("LATCHKEY_TEST_KEYCHAIN")
-            .unwrap_or_else(|_| "secret-service".into())
-            .parse()
-            .unwrap();
-        let paths = Paths {
-            config_dir: home.path().join("config"),
-            data_dir: home.path().join("data"),
-        };
-        let client = Latchkey::open(paths, keychain).unwrap();
-        client
-            .login(
-                LoginOptions {
-                    issuer: &server.issuer,
-                    client_id: "latchkey-desktop",
-                    scope: latchkey_desktop::SCOPE,
-                    device: Device {
-                        name: "helpdesk".into(),
-                        platform: "linux".into(),
-                        app: "Latchkey Desktop".into(),
-                        app_version: "t".into(),
-                    },
-                    browser: &FormBrowser("staff@example.com"),
-                    timeout: Duration::from_secs(20),
-                },
-                std::future::pending(),
-            )
-            .await
-            .unwrap();
+        let client = Latchkey::open(paths(home.path()), keychain()).unwrap();
+        sign_in(&client, &server.issuer, "staff@example.com").await;
         (server, client)
     });
     let issuer = server.issuer.clone();
@@ -159,4 +171,83 @@ fn the_window_gets_views_never_tokens_and_bad_input_is_refused() {
     assert_eq!(family["generations"][0]["generation"], 1);
     let audit = invoke(&webview, "admin_audit", json!({})).unwrap();
     assert!(audit["records"].as_array().unwrap().len() >= 2);
+}
+
+/// Switching accounts restarts the event watcher. The old one may be refreshing its account's
+/// tokens: the server has rotated the refresh token once it answers, and a watcher stopped
+/// before it stores the successor would leave the family to die as reuse at its next refresh.
+/// Here the old watcher's refresh waits on its account's lock (held by the test, as a refresh
+/// in another process would) when the switch comes; it must still refresh once the lock is free.
+#[test]
+fn switching_accounts_lets_a_refresh_in_flight_finish() {
+    let rt = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .enable_all()
+        .build()
+        .unwrap();
+    let home = tempfile::tempdir().unwrap();
+    // Access tokens this short are refreshed whenever the watcher connects.
+    let tokens = latchkeyd::config::TokenPolicy {
+        access_token_ttl_secs: 30,
+        ..Default::default()
+    };
+    let users = [("a@example.com", Role::User), ("b@example.com", Role::User)];
+    let (_server, client, a, b) = rt.block_on(async {
+        let server = Latchkeyd::start(tokens, &users).await;
+        let client = Latchkey::open(paths(home.path()), keychain()).unwrap();
+        let a = sign_in(&client, &server.issuer, "a@example.com").await;
+        let b = sign_in(&client, &server.issuer, "b@example.com").await;
+        client.switch(&a).unwrap();
+        (server, client, a, b)
+    });
+    let expiry = |account: &str| {
+        let watching = Latchkey::open(paths(home.path()), keychain()).unwrap();
+        let status = watching.status().unwrap();
+        match &status.iter().find(|s| s.id == account).unwrap().token {
+            latchkey_client::TokenState::SignedIn {
+                access_expires_at, ..
+            } => access_expires_at.unwrap(),
+            other => panic!("{account} is not signed in: {other:?}"),
+        }
+    };
+    let before = expiry(&a);
+
+    let lock_path = paths(home.path()).lock_file(&a);
+    std::fs::create_dir_all(lock_path.parent().unwrap()).unwrap();
+    let held = std::fs::File::options()
+        .create(true)
+        .truncate(false)
+        .write(true)
+        .open(&lock_path)
+        .unwrap();
+    held.lock().unwrap();
+
+    let _guard = rt.enter();
+    let app = latchkey_desktop::builder(mock_builder())
+        .manage(Desktop::with(Ok(client)))
+        .build(tauri::generate_context!(test = true))
+        .unwrap();
+    let webview = WebviewWindowBuilder::new(&app, "main", Default::default())
+        .build()
+        .unwrap();
+    // The app's watcher follows `a` (as it does from start-up, which the mock runtime skips)
+    // and waits for the lock to refresh; then the switch to `b`.
+    invoke(&webview, "switch_account", json!({ "account": a })).unwrap();
+    std::thread::sleep(Duration::from_millis(500));
+    invoke(&webview, "switch_account", json!({ "account": b })).unwrap();
+    std::thread::sleep(Duration::from_millis(500));
+    assert_eq!(
+        expiry(&a),
+        before,
+        "nothing refreshed `a` while its lock was held"
+    );
+    drop(held);
+    let deadline = std::time::Instant::now() + Duration::from_secs(15);
+    while expiry(&a) == before && std::time::Instant::now() < deadline {
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    assert!(
+        expiry(&a) > before,
+        "the refresh of `a` in flight at the switch was dropped"
+    );
 }
