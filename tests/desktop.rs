@@ -8,7 +8,7 @@ use latchkey_client::login::Device;
 use latchkey_client::paths::Paths;
 use latchkey_client::{Latchkey, LoginOptions};
 use latchkey_desktop::Desktop;
-use latchkey_testkit::{FormBrowser, Latchkeyd};
+use latchkey_testkit::{hold_lock, FormBrowser, Latchkeyd};
 use latchkeyd::store::users::Role;
 use serde_json::{json, Value};
 use tauri::ipc::{CallbackFn, InvokeBody};
@@ -44,6 +44,23 @@ fn invoke_from(
         },
     )
     .map(|b| b.deserialize::<Value>().unwrap())
+}
+
+/// The app around `client` in Tauri's mock runtime, and its main window.
+fn window(
+    client: Latchkey,
+) -> (
+    tauri::App<tauri::test::MockRuntime>,
+    tauri::WebviewWindow<tauri::test::MockRuntime>,
+) {
+    let app = latchkey_desktop::builder(mock_builder())
+        .manage(Desktop::with(Ok(client)))
+        .build(tauri::generate_context!(test = true))
+        .unwrap();
+    let webview = WebviewWindowBuilder::new(&app, "main", Default::default())
+        .build()
+        .unwrap();
+    (app, webview)
 }
 
 fn keychain() -> Choice {
@@ -101,13 +118,7 @@ fn the_window_gets_views_never_tokens_and_bad_input_is_refused() {
     });
     let issuer = server.issuer.clone();
     let _guard = rt.enter();
-    let app = latchkey_desktop::builder(mock_builder())
-        .manage(Desktop::with(Ok(client)))
-        .build(tauri::generate_context!(test = true))
-        .unwrap();
-    let webview = WebviewWindowBuilder::new(&app, "main", Default::default())
-        .build()
-        .unwrap();
+    let (_app, webview) = window(client);
 
     // The capability grants the app's commands to its own pages only.
     let foreign = invoke_from(&webview, "https://evil.example", "accounts", json!({})).unwrap_err();
@@ -212,24 +223,10 @@ fn switching_accounts_lets_a_refresh_in_flight_finish() {
     };
     let before = expiry(&a);
 
-    let lock_path = paths(home.path()).lock_file(&a);
-    std::fs::create_dir_all(lock_path.parent().unwrap()).unwrap();
-    let held = std::fs::File::options()
-        .create(true)
-        .truncate(false)
-        .write(true)
-        .open(&lock_path)
-        .unwrap();
-    held.lock().unwrap();
+    let held = hold_lock(&paths(home.path()).lock_file(&a));
 
     let _guard = rt.enter();
-    let app = latchkey_desktop::builder(mock_builder())
-        .manage(Desktop::with(Ok(client)))
-        .build(tauri::generate_context!(test = true))
-        .unwrap();
-    let webview = WebviewWindowBuilder::new(&app, "main", Default::default())
-        .build()
-        .unwrap();
+    let (_app, webview) = window(client);
     // The app's watcher follows `a` (as it does from start-up, which the mock runtime skips)
     // and waits for the lock to refresh; then the switch to `b`.
     invoke(&webview, "switch_account", json!({ "account": a })).unwrap();

@@ -15,7 +15,7 @@ use latchkey_client::loopback::Listener;
 use latchkey_client::paths::Paths;
 use latchkey_client::proto::{EventKind, SessionQuery, SessionState};
 use latchkey_client::{CodeLoginOptions, Error, Latchkey, LoginOptions, TokenState};
-use latchkey_testkit::{files, FormBrowser, Latchkeyd};
+use latchkey_testkit::{files, hold_lock, FormBrowser, Latchkeyd};
 use latchkeyd::store::users::Role;
 
 async fn latchkeyd(access_ttl: u64) -> Latchkeyd {
@@ -193,15 +193,7 @@ async fn signing_in_again_waits_for_a_refresh_in_flight() {
     let first = login(&client, &server.issuer, "laptop").await;
     // A refresh of the account in progress elsewhere holds its lock until it has stored the
     // rotated token; a sign-in stored before that would be overwritten by it.
-    let lock_path = paths(home.path()).lock_file(&first.id);
-    std::fs::create_dir_all(lock_path.parent().unwrap()).unwrap();
-    let held = std::fs::File::options()
-        .create(true)
-        .truncate(false)
-        .write(true)
-        .open(&lock_path)
-        .unwrap();
-    held.lock().unwrap();
+    let held = hold_lock(&paths(home.path()).lock_file(&first.id));
     let again = tokio::spawn({
         let (client, issuer) = (client.clone(), server.issuer.clone());
         async move { login(&client, &issuer, "laptop").await }

@@ -164,6 +164,20 @@ impl Browser for FormBrowser {
     }
 }
 
+/// Takes an account's lock (`Paths::lock_file`) as a refresh in another process would, until
+/// the file returned is dropped.
+pub fn hold_lock(path: &Path) -> std::fs::File {
+    std::fs::create_dir_all(path.parent().expect("a lock file's directory")).unwrap();
+    let held = std::fs::File::options()
+        .create(true)
+        .truncate(false)
+        .write(true)
+        .open(path)
+        .unwrap();
+    held.lock().unwrap();
+    held
+}
+
 /// Every file under `dir`, for the no-token-on-disk checks.
 pub fn files(dir: &Path) -> Vec<PathBuf> {
     let mut out = Vec::new();
