@@ -63,6 +63,15 @@ fn window(
     (app, webview)
 }
 
+/// A runtime of its own per test: the mock app is built outside of it, entered.
+fn runtime() -> tokio::runtime::Runtime {
+    tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .enable_all()
+        .build()
+        .unwrap()
+}
+
 fn keychain() -> Choice {
     std::env::var("LATCHKEY_TEST_KEYCHAIN")
         .unwrap_or_else(|_| "secret-service".into())
@@ -103,11 +112,7 @@ async fn sign_in(client: &Latchkey, issuer: &str, email: &'static str) -> String
 
 #[test]
 fn the_window_gets_views_never_tokens_and_bad_input_is_refused() {
-    let rt = tokio::runtime::Builder::new_multi_thread()
-        .worker_threads(2)
-        .enable_all()
-        .build()
-        .unwrap();
+    let rt = runtime();
     let home = tempfile::tempdir().unwrap();
     let (server, client) = rt.block_on(async {
         let server =
@@ -191,11 +196,7 @@ fn the_window_gets_views_never_tokens_and_bad_input_is_refused() {
 /// in another process would) when the switch comes; it must still refresh once the lock is free.
 #[test]
 fn switching_accounts_lets_a_refresh_in_flight_finish() {
-    let rt = tokio::runtime::Builder::new_multi_thread()
-        .worker_threads(2)
-        .enable_all()
-        .build()
-        .unwrap();
+    let rt = runtime();
     let home = tempfile::tempdir().unwrap();
     // Access tokens this short are refreshed whenever the watcher connects.
     let tokens = latchkeyd::config::TokenPolicy {
