@@ -212,9 +212,10 @@ fn switching_accounts_lets_a_refresh_in_flight_finish() {
         client.switch(&a).unwrap();
         (server, client, a, b)
     });
+    // Another client on the same files: its status reads them (and the keychain) afresh.
+    let observer = Latchkey::open(paths(home.path()), keychain()).unwrap();
     let expiry = |account: &str| {
-        let watching = Latchkey::open(paths(home.path()), keychain()).unwrap();
-        let status = watching.status().unwrap();
+        let status = observer.status().unwrap();
         match &status.iter().find(|s| s.id == account).unwrap().token {
             latchkey_client::TokenState::SignedIn {
                 access_expires_at, ..

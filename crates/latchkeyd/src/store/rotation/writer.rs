@@ -77,17 +77,11 @@ impl Rotator {
     pub fn spawn(db: Db, policy: RotationPolicy, clock: Arc<dyn Clock>) -> std::io::Result<Self> {
         let (tx, rx) = mpsc::channel(8192);
         let (requeue, requeued) = mpsc::unbounded_channel();
-        // SQLite's own connection runs a batch one row at a time, whatever its size.
-        let (pause, take): (_, fn(usize) -> usize) = match db.backend() {
-            Backend::Sqlite => (Pause::Thread, |waiting| waiting.min(MAX_BATCH)),
-            Backend::Postgres => (Pause::Task, batch_size),
-        };
         let intake = Arc::new(tokio::sync::Mutex::new(Intake {
             rx,
             requeued,
             queue: VecDeque::new(),
-            pause,
-            take,
+            backend: db.backend(),
         }));
         let writer = Writer {
             db: db.clone(),
@@ -134,16 +128,6 @@ impl Rotator {
 /// second batch would only wait for the first.
 const WRITERS_POSTGRES: usize = 2;
 
-/// How a writer gathering a small batch gives way to the request handlers that are about to
-/// hand over more refreshes.
-#[derive(Clone, Copy)]
-enum Pause {
-    /// A task on the handlers' runtime: let the others run.
-    Task,
-    /// A thread of its own (SQLite): let the handlers' threads have the core.
-    Thread,
-}
-
 /// Where writers take their batches from, one writer at a time: the refreshes handed over, and
 /// those that wait from earlier batches (first in line). A writer that waits here holds the
 /// intake, so the others hand their waiting refreshes back through `requeued`, never through
@@ -152,9 +136,8 @@ struct Intake {
     rx: mpsc::Receiver<Pending>,
     requeued: mpsc::UnboundedReceiver<Pending>,
     queue: VecDeque<Pending>,
-    pause: Pause,
-    /// How many of the refreshes waiting the next batch takes.
-    take: fn(usize) -> usize,
+    /// How a writer gives way while it gathers a batch, and how many refreshes it takes.
+    backend: Backend,
 }
 
 impl Intake {
@@ -179,15 +162,21 @@ impl Intake {
                     if self.queue.len() < FILL_BELOW && yields < FILL_YIELDS =>
                 {
                     yields += 1;
-                    match self.pause {
-                        Pause::Task => tokio::task::yield_now().await,
-                        Pause::Thread => std::thread::yield_now(),
+                    match self.backend {
+                        // A thread of its own: let the handlers' threads have the core.
+                        Backend::Sqlite => std::thread::yield_now(),
+                        // A task on the handlers' runtime: let the others run.
+                        Backend::Postgres => tokio::task::yield_now().await,
                     }
                 }
                 Err(_) => break,
             }
         }
-        let take = (self.take)(self.queue.len());
+        let take = match self.backend {
+            // SQLite's own connection runs a batch one row at a time, whatever its size.
+            Backend::Sqlite => self.queue.len().min(MAX_BATCH),
+            Backend::Postgres => batch_size(self.queue.len()),
+        };
         Some(self.queue.drain(..take).collect())
     }
 }
