@@ -359,8 +359,169 @@ async fn a_revocation_in_flight_wins(backend: Backend) {
     );
 }
 
+/// What happens to a family after the writer rotated it, before its successor comes back to
+/// the writer. "Elsewhere" is the server's own writer: another replica, to this one.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Then {
+    /// Nothing: the successor is presented, and rotated.
+    Nothing,
+    /// The successor rotated elsewhere, its response lost: a replay within the grace window.
+    RotatedElsewhere,
+    /// The successor rotated twice elsewhere: reuse.
+    RotatedTwiceElsewhere,
+    /// As above, then the successor's idle lifetime passes: presented, it is reuse all the
+    /// same, not an expired token.
+    RotatedTwiceElsewhereExpired,
+    RevokedElsewhere,
+    /// The rotation bound the family to a key; the successor comes without it.
+    BoundThenNoKey,
+    /// The rotation bound the family to a key; the successor comes with it.
+    BoundThenKey,
+    /// The token rotated is presented again: a replay within the grace window.
+    ParentReplayed,
+}
+
+const THENS: [Then; 8] = [
+    Then::Nothing,
+    Then::RotatedElsewhere,
+    Then::RotatedTwiceElsewhere,
+    Then::RevokedElsewhere,
+    Then::BoundThenNoKey,
+    Then::BoundThenKey,
+    Then::ParentReplayed,
+    // Last: the clock it moves on stays moved.
+    Then::RotatedTwiceElsewhereExpired,
+];
+
+/// A refresh as the desktop app sends it, but for the key it proves.
+fn refresh_request(token: latchkeyd::secret::RefreshTokenRef, jkt: Option<&str>) -> RefreshRequest {
+    RefreshRequest {
+        token,
+        client_id: "latchkey-desktop".into(),
+        requested_scope: None,
+        jkt: jkt.map(str::to_string),
+        bind: true,
+        origin: Origin {
+            ip: Some("127.0.0.1".into()),
+            // The test client's software, so that no refresh raises a signal.
+            user_agent: Some("Mozilla/5.0 (X11; Linux x86_64) LatchkeyTest/2.0".into()),
+        },
+    }
+}
+
+/// A successor the writer issued, presented to it again after each of [`THENS`]: what the
+/// writer knows of the family from its own rotation must never outweigh the database.
+async fn after_a_rotation_here(backend: Backend) {
+    const KEY: &str = "thumbprint-of-ruths-laptop-key";
+    let (server, rotator) = server_and_writer(backend).await;
+    for then in THENS {
+        let tokens = sign_in(&server, "ruth@example.com").await;
+        let session = session_of(&tokens);
+        let bound = matches!(then, Then::BoundThenNoKey | Then::BoundThenKey);
+        let first = refresh_request(token_of(&tokens), bound.then_some(KEY));
+        let grant = rotator
+            .rotate(first)
+            .await
+            .unwrap()
+            .expect("the first rotation");
+        let successor = grant.refresh_token.expose().to_string();
+        let mut presented = latchkeyd::secret::parse_refresh_token(&successor).unwrap();
+        let elsewhere = |token: String| {
+            let server = &server;
+            async move {
+                let (status, body) = server.refresh(&token).await;
+                assert_eq!(status, 200, "{then:?}: {body}");
+                body["refresh_token"].as_str().unwrap().to_string()
+            }
+        };
+        match then {
+            Then::RotatedElsewhere => {
+                elsewhere(successor.clone()).await;
+            }
+            Then::RotatedTwiceElsewhere | Then::RotatedTwiceElsewhereExpired => {
+                let next = elsewhere(successor.clone()).await;
+                elsewhere(next).await;
+                if then == Then::RotatedTwiceElsewhereExpired {
+                    let idle = Settings::default().tokens.family_idle_secs;
+                    server.clock.advance(Duration::from_secs(idle + 60));
+                }
+            }
+            Then::RevokedElsewhere => {
+                let origin = Origin::default();
+                let now = server.clock.now_ms();
+                let revoked = revocation::revoke_session(
+                    &server.db,
+                    &session,
+                    Actor::System,
+                    "test",
+                    &origin,
+                    now,
+                )
+                .await
+                .unwrap();
+                assert!(revoked);
+            }
+            Then::ParentReplayed => presented = token_of(&tokens),
+            Then::Nothing | Then::BoundThenNoKey | Then::BoundThenKey => {}
+        }
+        let jkt = (then == Then::BoundThenKey).then_some(KEY);
+        let outcome = rotator
+            .rotate(refresh_request(presented, jkt))
+            .await
+            .unwrap();
+        let state = family_state(&server, &session).await;
+        let has = |kind: &str| state.events.iter().any(|e| e == kind);
+        let context = format!("{then:?}: {:?} {:?}", outcome.as_ref().err(), state.events);
+        match then {
+            Then::Nothing | Then::BoundThenKey => {
+                let grant = outcome.expect(&context);
+                assert_eq!(state.generation, 3, "{context}");
+                assert!(state.revoked.is_none(), "{context}");
+                let row = sqlx::query("SELECT head_token_id, dpop_jkt FROM sessions WHERE id = $1")
+                    .bind(&session)
+                    .fetch_one(server.db.read())
+                    .await
+                    .unwrap();
+                let next =
+                    latchkeyd::secret::parse_refresh_token(grant.refresh_token.expose()).unwrap();
+                let head: Option<i64> = row.try_get("head_token_id").unwrap();
+                assert_eq!(head, Some(next.id), "{context}");
+                let jkt: Option<String> = row.try_get("dpop_jkt").unwrap();
+                assert_eq!(jkt.as_deref(), bound.then_some(KEY), "{context}");
+            }
+            Then::RotatedElsewhere | Then::ParentReplayed => {
+                outcome.expect(&context);
+                assert!(has("grace_replay"), "{context}");
+                assert!(state.revoked.is_none(), "{context}");
+                let generation = if then == Then::RotatedElsewhere { 4 } else { 3 };
+                assert_eq!(state.generation, generation, "{context}");
+            }
+            Then::RotatedTwiceElsewhere | Then::RotatedTwiceElsewhereExpired => {
+                assert_eq!(outcome.err(), Some(Refusal::ReuseDetected), "{context}");
+                assert_eq!(
+                    state.revoked.as_deref(),
+                    Some("reuse_detected"),
+                    "{context}"
+                );
+                assert!(has("reuse_detected"), "{context}");
+            }
+            Then::RevokedElsewhere => {
+                assert_eq!(outcome.err(), Some(Refusal::Revoked), "{context}");
+                assert!(has("revoked_token_used"), "{context}");
+                assert_eq!(state.generation, 2, "{context}");
+            }
+            Then::BoundThenNoKey => {
+                assert_eq!(outcome.err(), Some(Refusal::KeyMismatch), "{context}");
+                assert_eq!(state.revoked.as_deref(), Some("key_mismatch"), "{context}");
+                assert_eq!(state.generation, 2, "{context}");
+            }
+        }
+    }
+}
+
 both_backends!(
     each_case_alone,
     every_case_in_one_batch,
-    a_revocation_in_flight_wins
+    a_revocation_in_flight_wins,
+    after_a_rotation_here
 );

@@ -16,7 +16,7 @@ use super::super::outcome::Refusal;
 const RATE_WINDOW: Millis = 60_000;
 
 /// The presented token's row and its session's, as loaded inside the rotation's transaction.
-#[derive(Debug, Clone)]
+#[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Family {
     pub token_id: i64,
     pub secret_hash: Vec<u8>,
@@ -46,9 +46,46 @@ pub struct Family {
     pub head_issued_at: Option<Millis>,
 }
 
-#[derive(Debug, Clone)]
+#[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Revoked {
     pub reason: Option<String>,
+}
+
+impl Family {
+    /// The family as a rotation of this token leaves it: its successor `head` (secret hash,
+    /// issue) is the presented token, the session moved to it. What a load of `head` would
+    /// read once the rotation has committed.
+    pub fn rotated(
+        &self,
+        s: &Successor,
+        head: i64,
+        secret_hash: Vec<u8>,
+        issued: PriorUse,
+    ) -> Self {
+        Family {
+            token_id: head,
+            secret_hash,
+            generation: s.generation,
+            head_issued_at: Some(issued.at),
+            issued,
+            token_expires_at: s.expires_at,
+            first_used_at: None,
+            grace_replays: 0,
+            session_id: self.session_id.clone(),
+            user_id: self.user_id.clone(),
+            client_id: self.client_id.clone(),
+            scope: self.scope.clone(),
+            auth_time: self.auth_time,
+            session_expires_at: self.session_expires_at,
+            revoked: None,
+            head: Some(head),
+            session_generation: s.generation,
+            dpop_jkt: s.dpop_jkt.clone(),
+            window_start: s.window_start,
+            window_count: s.window_count,
+            head_parent: Some(self.token_id),
+        }
+    }
 }
 
 /// One refresh request, as the decision needs it.

@@ -27,7 +27,7 @@
 //! On SQLite the writer is a thread of its own, which runs the batches that only rotate on its
 //! own connection (`direct.rs`) and the rest as above.
 
-use std::collections::{HashMap, VecDeque};
+use std::collections::{HashMap, HashSet, VecDeque};
 use std::sync::Arc;
 
 use serde_json::json;
@@ -44,7 +44,7 @@ use super::{RefreshRequest, RotationPolicy};
 use crate::clock::{Clock, Millis};
 use crate::db::{Backend, Db, Tx};
 use crate::secret::new_refresh_secret;
-use crate::signals::Signal;
+use crate::signals::{PriorUse, Signal};
 use crate::store::audit::Actor;
 use crate::store::chains::{chain_links, chain_walk};
 use crate::store::events::{self, Audit, EventKind, NewEvent, Severity};
@@ -89,6 +89,7 @@ impl Rotator {
             clock,
             intake,
             requeue,
+            heads: Arc::default(),
         };
         match db.sqlite_path() {
             Some(path) => {
@@ -188,6 +189,46 @@ struct Writer {
     clock: Arc<dyn Clock>,
     intake: Arc<tokio::sync::Mutex<Intake>>,
     requeue: mpsc::UnboundedSender<Pending>,
+    heads: Arc<Heads>,
+}
+
+/// PostgreSQL: the families this process's rotations left, each by its new head, the token its
+/// client presents next; a batch of those needs no load, one round trip of two. Taken out when
+/// used. An entry may be stale (another replica rotated or revoked the session since), which
+/// a rotation decided from it cannot outlive: its head moves only if the session is still at
+/// that head and not revoked (`sql::rotate`), and a rotation whose head did not move is
+/// decided again from the database, as is a refusal decided from an entry. The rest of a
+/// session's row (scope, expiry, key, rate window) changes only with its head's move or its
+/// revocation, and head ids are never reused: an entry whose head has not moved is current.
+#[derive(Default)]
+struct Heads(std::sync::Mutex<HashMap<i64, Family>>);
+
+impl Heads {
+    /// Beyond this many the entries start over (the database stays the authority); a family
+    /// refreshed every few minutes needs one entry for those minutes.
+    const MAX: usize = 1 << 16;
+
+    /// Takes the families of `ids` held here; returns the ids of those that are not.
+    fn take(&self, ids: Vec<i64>, into: &mut HashMap<i64, Family>) -> Vec<i64> {
+        let mut held = self.0.lock().expect("heads lock");
+        ids.into_iter()
+            .filter(|id| match held.remove(id) {
+                Some(f) => {
+                    into.insert(*id, f);
+                    false
+                }
+                None => true,
+            })
+            .collect()
+    }
+
+    fn put(&self, families: Vec<Family>) {
+        let mut held = self.0.lock().expect("heads lock");
+        if held.len() + families.len() > Self::MAX {
+            held.clear();
+        }
+        held.extend(families.into_iter().map(|f| (f.token_id, f)));
+    }
 }
 
 impl Writer {
@@ -214,7 +255,7 @@ impl Writer {
             };
             let deferred = match done {
                 Some(outcomes) => answer(batch, outcomes),
-                None => rotate_batch(&self.db, &self.policy, batch, now).await,
+                None => rotate_batch(&self.db, &self.policy, &self.heads, batch, now).await,
             };
             for p in deferred {
                 // The intake outlives every writer: this cannot fail while one runs.
@@ -242,12 +283,13 @@ fn batch_size(waiting: usize) -> usize {
 async fn rotate_batch(
     db: &Db,
     policy: &RotationPolicy,
+    heads: &Heads,
     batch: Vec<Pending>,
     now: Millis,
 ) -> Vec<Pending> {
     let mut attempt = 0;
     let result = loop {
-        match run_batch(db, policy, &batch, now).await {
+        match run_batch(db, policy, heads, &batch, now).await {
             Err(e) if attempt < RETRIES && transient(&e) => {
                 tracing::debug!(error = %e, size = batch.len(), "rotation batch retried");
                 attempt += 1;
@@ -262,7 +304,7 @@ async fn rotate_batch(
             tracing::warn!(error = %e, size = batch.len(), "rotation batch failed; running its refreshes one by one");
             let mut deferred = Vec::new();
             for p in batch {
-                let outcome = run_batch(db, policy, std::slice::from_ref(&p), now).await;
+                let outcome = run_batch(db, policy, heads, std::slice::from_ref(&p), now).await;
                 match outcome {
                     Ok(outcomes) => deferred.extend(answer(vec![p], outcomes)),
                     Err(e) => {
@@ -314,11 +356,12 @@ fn clone_error(e: &StoreError) -> StoreError {
 async fn run_batch(
     db: &Db,
     policy: &RotationPolicy,
+    heads: &Heads,
     batch: &[Pending],
     now: Millis,
 ) -> Result<Vec<Option<Outcome>>> {
     if db.backend() == Backend::Postgres {
-        if let Some(outcomes) = run_unlocked(db, policy, batch, now).await? {
+        if let Some(outcomes) = run_unlocked(db, policy, heads, batch, now).await? {
             return Ok(outcomes);
         }
     }
@@ -338,19 +381,71 @@ async fn run_batch(
 async fn run_unlocked(
     db: &Db,
     policy: &RotationPolicy,
+    heads: &Heads,
     batch: &[Pending],
     now: Millis,
 ) -> Result<Option<Vec<Option<Outcome>>>> {
     let mut conn = db.write().acquire().await?;
     let pg = Backend::Postgres;
-    let families = load(&mut conn, pg, &distinct_tokens(batch)).await?;
-    let plans = plan(policy, batch, &families, now);
+    let mut families = HashMap::new();
+    let missing = heads.take(distinct_tokens(batch), &mut families);
+    let held: HashSet<i64> = families.keys().copied().collect();
+    #[cfg(debug_assertions)]
+    check_held(&mut conn, &families).await?;
+    if !missing.is_empty() {
+        families.extend(load(&mut conn, pg, &missing).await?);
+    }
+    let mut plans = plan(policy, batch, &families, now);
+    // A held family is trusted only for a rotation, which its head's move checks. A refusal
+    // (an expired token, another client) is decided again from the database, where the token
+    // may have been rotated elsewhere since: reuse outranks the rest, and revokes the family.
+    let doubted: Vec<i64> = batch
+        .iter()
+        .zip(&plans)
+        .map(|(p, plan)| (p.request.token.id, plan))
+        .filter(|(id, plan)| matches!(plan, Plan::Refuse(_)) && held.contains(id))
+        .map(|(id, _)| id)
+        .collect();
+    if !doubted.is_empty() {
+        families.extend(load(&mut conn, pg, &doubted).await?);
+        plans = plan(policy, batch, &families, now);
+    }
     if !plans.iter().all(Plan::is_plain) {
         return Ok(None);
     }
     let granted = rotations(batch, &plans, &families);
-    let heads = write_successors(&mut conn, pg, &granted, now).await?;
-    Ok(Some(plain_outcomes(batch, plans, &families, &heads)))
+    let moved = write_successors(&mut conn, pg, &granted, now).await?;
+    heads.put(
+        granted
+            .iter()
+            .filter_map(|&(p, s, f)| {
+                let head = *moved.get(&f.session_id)?;
+                let issued = PriorUse {
+                    at: now,
+                    ip: p.request.origin.ip.clone(),
+                    user_agent: p.request.origin.user_agent.clone(),
+                };
+                Some(f.rotated(s, head, p.successor.1.clone(), issued))
+            })
+            .collect(),
+    );
+    Ok(Some(plain_outcomes(batch, plans, &families, &moved)))
+}
+
+/// Debug builds (the tests): a held family whose session is still at its head and live is
+/// what a load of its token reads now.
+#[cfg(debug_assertions)]
+async fn check_held(conn: &mut AnyConnection, held: &HashMap<i64, Family>) -> Result<()> {
+    let ids: Vec<i64> = held.keys().copied().collect();
+    if ids.is_empty() {
+        return Ok(());
+    }
+    for (id, stored) in load(conn, Backend::Postgres, &ids).await? {
+        if stored.head == Some(id) && stored.revoked.is_none() {
+            assert_eq!(Some(&stored), held.get(&id), "a held family is as stored");
+        }
+    }
+    Ok(())
 }
 
 /// Runs a batch in one transaction under its sessions' locks, taken in session id order
