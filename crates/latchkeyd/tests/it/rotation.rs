@@ -72,6 +72,22 @@ async fn exec(server: &TestServer, sql: &str, session: &str) {
     assert_eq!(done.rows_affected(), 1, "{sql}");
 }
 
+/// Revokes a session through the store, as every revocation does.
+async fn revoke(server: &TestServer, session: &str) {
+    let now = server.clock.now_ms();
+    let revoked = revocation::revoke_session(
+        &server.db,
+        session,
+        Actor::System,
+        "test",
+        &Origin::default(),
+        now,
+    )
+    .await
+    .unwrap();
+    assert!(revoked);
+}
+
 /// Signs a family in, puts it in the case's state, and makes the refresh to present.
 async fn prepare(server: &TestServer, case: Case) -> (String, RefreshRequest) {
     let tokens = sign_in(server, "ruth@example.com").await;
@@ -104,21 +120,7 @@ async fn prepare(server: &TestServer, case: Case) -> (String, RefreshRequest) {
             let sql = "UPDATE sessions SET expires_at = $2 - 1 WHERE id = $1";
             exec(server, sql, &session).await;
         }
-        Case::Revoked => {
-            let now = server.clock.now_ms();
-            let origin = Origin::default();
-            let revoked = revocation::revoke_session(
-                &server.db,
-                &session,
-                Actor::System,
-                "test",
-                &origin,
-                now,
-            )
-            .await
-            .unwrap();
-            assert!(revoked);
-        }
+        Case::Revoked => revoke(server, &session).await,
         Case::WrongKey => {
             let sql = "UPDATE sessions SET dpop_jkt = 'a-key-the-request-does-not-prove' \
                  WHERE id = $1 AND $2 > 0";
@@ -152,6 +154,18 @@ struct FamilyState {
     revoked: Option<String>,
     generation: i64,
     events: Vec<String>,
+}
+
+impl FamilyState {
+    /// Refused as reuse, and the family revoked for it.
+    fn assert_reuse_detected(&self, outcome: Outcome, context: &str) {
+        assert_eq!(outcome.err(), Some(Refusal::ReuseDetected), "{context}");
+        assert_eq!(self.revoked.as_deref(), Some("reuse_detected"), "{context}");
+        assert!(
+            self.events.iter().any(|e| e == "reuse_detected"),
+            "{context}"
+        );
+    }
 }
 
 async fn family_state(server: &TestServer, session: &str) -> FamilyState {
@@ -213,13 +227,7 @@ async fn check(server: &TestServer, case: Case, session: &str, outcome: Outcome)
             assert!(has("grace_replay"), "{context}");
         }
         Case::Rotated | Case::ReplayedAfterGrace => {
-            assert_eq!(outcome.err(), Some(Refusal::ReuseDetected), "{context}");
-            assert_eq!(
-                state.revoked.as_deref(),
-                Some("reuse_detected"),
-                "{context}"
-            );
-            assert!(has("reuse_detected"), "{context}");
+            state.assert_reuse_detected(outcome, &context);
         }
         Case::ExpiredIdle | Case::ExpiredAbsolute => {
             assert_eq!(outcome.err(), Some(Refusal::Expired), "{context}");
@@ -446,21 +454,7 @@ async fn after_a_rotation_here(backend: Backend) {
                     server.clock.advance(Duration::from_secs(idle + 60));
                 }
             }
-            Then::RevokedElsewhere => {
-                let origin = Origin::default();
-                let now = server.clock.now_ms();
-                let revoked = revocation::revoke_session(
-                    &server.db,
-                    &session,
-                    Actor::System,
-                    "test",
-                    &origin,
-                    now,
-                )
-                .await
-                .unwrap();
-                assert!(revoked);
-            }
+            Then::RevokedElsewhere => revoke(&server, &session).await,
             Then::ParentReplayed => presented = token_of(&tokens),
             Then::Nothing | Then::BoundThenNoKey | Then::BoundThenKey => {}
         }
@@ -497,13 +491,7 @@ async fn after_a_rotation_here(backend: Backend) {
                 assert_eq!(state.generation, generation, "{context}");
             }
             Then::RotatedTwiceElsewhere | Then::RotatedTwiceElsewhereExpired => {
-                assert_eq!(outcome.err(), Some(Refusal::ReuseDetected), "{context}");
-                assert_eq!(
-                    state.revoked.as_deref(),
-                    Some("reuse_detected"),
-                    "{context}"
-                );
-                assert!(has("reuse_detected"), "{context}");
+                state.assert_reuse_detected(outcome, &context);
             }
             Then::RevokedElsewhere => {
                 assert_eq!(outcome.err(), Some(Refusal::Revoked), "{context}");
