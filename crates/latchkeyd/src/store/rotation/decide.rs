@@ -52,12 +52,12 @@ pub struct Revoked {
 }
 
 impl Family {
-    /// The family as a rotation of this token leaves it: its successor `head` (secret hash,
-    /// issue) is the presented token, the session moved to it. What a load of `head` would
-    /// read once the rotation has committed.
+    /// The family as this token's rotation to `successor` leaves it, the session moved to
+    /// `head` (the successor's id, its secret's hash, its issue): what a load of `head` reads
+    /// once the rotation has committed.
     pub fn rotated(
         &self,
-        s: &Successor,
+        successor: &Successor,
         head: i64,
         secret_hash: Vec<u8>,
         issued: PriorUse,
@@ -65,10 +65,10 @@ impl Family {
         Family {
             token_id: head,
             secret_hash,
-            generation: s.generation,
+            generation: successor.generation,
             head_issued_at: Some(issued.at),
             issued,
-            token_expires_at: s.expires_at,
+            token_expires_at: successor.expires_at,
             first_used_at: None,
             grace_replays: 0,
             session_id: self.session_id.clone(),
@@ -79,10 +79,10 @@ impl Family {
             session_expires_at: self.session_expires_at,
             revoked: None,
             head: Some(head),
-            session_generation: s.generation,
-            dpop_jkt: s.dpop_jkt.clone(),
-            window_start: s.window_start,
-            window_count: s.window_count,
+            session_generation: successor.generation,
+            dpop_jkt: successor.dpop_jkt.clone(),
+            window_start: successor.window_start,
+            window_count: successor.window_count,
             head_parent: Some(self.token_id),
         }
     }
@@ -151,11 +151,8 @@ impl Successor {
     }
 }
 
-/// Decides one refresh. `family` is `None` when no token has the presented id.
-pub fn decide(policy: &TokenPolicy, family: Option<&Family>, ask: &Ask<'_>) -> Decision {
-    let Some(f) = family else {
-        return Decision::Refuse(Refusal::Unknown);
-    };
+/// Decides one refresh of the token `f` holds the row of (a token no row has is unknown).
+pub fn decide(policy: &TokenPolicy, f: &Family, ask: &Ask<'_>) -> Decision {
     if !constant_time_eq(&f.secret_hash, &ask.token.secret_hash) {
         return Decision::Refuse(Refusal::Unknown);
     }

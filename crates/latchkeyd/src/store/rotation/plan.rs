@@ -87,11 +87,11 @@ pub(super) fn plan(
             if !tokens.insert(r.token.id) {
                 return Plan::Deferred;
             }
-            let f = families.get(&r.token.id);
-            if let Some(f) = f {
-                if !sessions.insert(f.session_id.as_str()) {
-                    return Plan::Deferred;
-                }
+            let Some(f) = families.get(&r.token.id) else {
+                return Plan::Refuse(Refusal::Unknown);
+            };
+            if !sessions.insert(f.session_id.as_str()) {
+                return Plan::Deferred;
             }
             let ask = Ask {
                 token: &r.token,
@@ -101,25 +101,16 @@ pub(super) fn plan(
                 bind: r.bind,
                 now,
             };
-            match (decide(&policy.tokens, f, &ask), f) {
-                (Decision::Rotate(successor), Some(f)) => {
-                    granted(policy, successor, None, f, r, now)
-                }
-                (
-                    Decision::GraceReplay {
-                        successor,
-                        first_used_at,
-                    },
-                    Some(f),
-                ) => granted(policy, successor, Some(first_used_at), f, r, now),
-                // `decide` grants nothing to a token it found no family for.
-                (Decision::Rotate(_) | Decision::GraceReplay { .. }, None) => {
-                    Plan::Refuse(Refusal::Unknown)
-                }
-                (Decision::Refuse(refusal), _) => Plan::Refuse(refusal),
-                (Decision::RevokedTokenUsed, _) => Plan::RevokedTokenUsed,
-                (Decision::Reuse, _) => Plan::Reuse,
-                (Decision::KeyMismatch, _) => Plan::KeyMismatch,
+            match decide(&policy.tokens, f, &ask) {
+                Decision::Rotate(successor) => granted(policy, successor, None, f, r, now),
+                Decision::GraceReplay {
+                    successor,
+                    first_used_at,
+                } => granted(policy, successor, Some(first_used_at), f, r, now),
+                Decision::Refuse(refusal) => Plan::Refuse(refusal),
+                Decision::RevokedTokenUsed => Plan::RevokedTokenUsed,
+                Decision::Reuse => Plan::Reuse,
+                Decision::KeyMismatch => Plan::KeyMismatch,
             }
         })
         .collect()

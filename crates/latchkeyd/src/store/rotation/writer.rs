@@ -193,8 +193,8 @@ struct Writer {
 }
 
 /// PostgreSQL: the families this process's rotations left, each by its new head, the token its
-/// client presents next; a batch of those needs no load, one round trip of two. Taken out when
-/// used. An entry may be stale (another replica rotated or revoked the session since), which
+/// client presents next; a batch of those needs no load, one round trip instead of two. Taken
+/// out when used. An entry may be stale (another replica rotated or revoked the session since), which
 /// a rotation decided from it cannot outlive: its head moves only if the session is still at
 /// that head and not revoked (`sql::rotate`), and a rotation whose head did not move is
 /// decided again from the database, as is a refusal decided from an entry. The rest of a
