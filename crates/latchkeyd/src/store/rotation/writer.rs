@@ -192,29 +192,40 @@ struct Writer {
     heads: Arc<Heads>,
 }
 
-/// PostgreSQL: the families this process's rotations left, each by its new head, the token its
-/// client presents next; a batch of those needs no load, one round trip instead of two. Taken
-/// out when used. An entry may be stale (another replica rotated or revoked the session since), which
-/// a rotation decided from it cannot outlive: its head moves only if the session is still at
-/// that head and not revoked (`sql::rotate`), and a rotation whose head did not move is
-/// decided again from the database, as is a refusal decided from an entry. The rest of a
-/// session's row (scope, expiry, key, rate window) changes only with its head's move or its
+/// PostgreSQL: the families this process's latest rotations left, each by its new head, the
+/// token its client presents next; a batch of those needs no load, one round trip instead of
+/// two. Taken out when used. An entry may be stale (another replica rotated or revoked the
+/// session since), which a rotation decided from it cannot outlive: its head moves only if the
+/// session is still at that head and not revoked (`sql::rotate`), and a rotation whose head did
+/// not move is decided again from the database, as is a refusal decided from an entry. The rest
+/// of a session's row (scope, expiry, key, rate window) changes only with its head's move or its
 /// revocation, and head ids are never reused: an entry whose head has not moved is current.
 #[derive(Default)]
-struct Heads(std::sync::Mutex<HashMap<i64, Family>>);
+struct Heads(std::sync::Mutex<Held>);
+
+#[derive(Default)]
+struct Held {
+    /// Boxed: the table's slots stay small, the spare ones too.
+    families: HashMap<i64, Box<Family>>,
+    /// The heads in the order they were put, the oldest dropped first. A head taken out stays
+    /// here until its turn; none is put twice.
+    order: VecDeque<i64>,
+}
 
 impl Heads {
-    /// Beyond this many the entries start over (the database stays the authority); a family
-    /// refreshed every few minutes needs one entry for those minutes.
-    const MAX: usize = 1 << 16;
+    /// How many of the latest heads are kept (about 800 bytes each, 13 MB in all): a family is
+    /// found here if its client comes back within this many of the process's rotations. With
+    /// five-minute access tokens that is every family up to about 50 rotations a second, and a
+    /// share of them beyond; a client that refreshes in bursts is found at any rate.
+    const MAX: usize = 1 << 14;
 
     /// Takes the families of `ids` held here; returns the ids of those that are not.
     fn take(&self, ids: Vec<i64>, into: &mut HashMap<i64, Family>) -> Vec<i64> {
         let mut held = self.0.lock().expect("heads lock");
         ids.into_iter()
-            .filter(|id| match held.remove(id) {
+            .filter(|id| match held.families.remove(id) {
                 Some(f) => {
-                    into.insert(*id, f);
+                    into.insert(*id, *f);
                     false
                 }
                 None => true,
@@ -224,10 +235,15 @@ impl Heads {
 
     fn put(&self, families: Vec<Family>) {
         let mut held = self.0.lock().expect("heads lock");
-        if held.len() + families.len() > Self::MAX {
-            held.clear();
+        for f in families {
+            held.order.push_back(f.token_id);
+            held.families.insert(f.token_id, Box::new(f));
         }
-        held.extend(families.into_iter().map(|f| (f.token_id, f)));
+        while held.order.len() > Self::MAX {
+            if let Some(oldest) = held.order.pop_front() {
+                held.families.remove(&oldest);
+            }
+        }
     }
 }
 
@@ -821,6 +837,59 @@ pub(crate) async fn insert_first_token(
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    fn family(head: i64) -> Family {
+        Family {
+            token_id: head,
+            secret_hash: vec![7; 32],
+            session_id: "01a23d9e-c151-77e1-8c08-23d194e99aa1".into(),
+            generation: 2,
+            issued: PriorUse {
+                at: 1_796_330_143_772,
+                ip: Some("203.0.113.9".into()),
+                user_agent: Some("Mozilla/5.0 (X11; Linux x86_64) Latchkey/0.1.0".into()),
+            },
+            token_expires_at: 1_797_539_743_772,
+            first_used_at: None,
+            grace_replays: 0,
+            user_id: "01a23d9e-c07a-77e1-9a68-e1ba2586ec8a".into(),
+            client_id: "latchkey-desktop".into(),
+            scope: "openid profile email offline_access".into(),
+            auth_time: 1_796_330_143_772,
+            session_expires_at: 1_798_922_143_772,
+            revoked: None,
+            head: Some(head),
+            session_generation: 2,
+            dpop_jkt: Some("0ZcOCORZNYy-DWpqq30jZyJGHTN0d2HglBV3uiguA4I".into()),
+            window_start: 1_796_330_143_772,
+            window_count: 1,
+            head_parent: Some(head - 1),
+            head_issued_at: Some(1_796_330_143_772),
+        }
+    }
+
+    #[test]
+    fn heads_are_taken_once_and_the_oldest_dropped_first() {
+        let heads = Heads::default();
+        heads.put((1..=Heads::MAX as i64 + 2).map(family).collect());
+        let mut found = HashMap::new();
+        let last = Heads::MAX as i64 + 2;
+        assert_eq!(heads.take(vec![1, 2, 3, last], &mut found), vec![1, 2]);
+        assert_eq!(found.len(), 2);
+        assert_eq!(found[&last], family(last));
+        assert_eq!(
+            heads.take(vec![3, last], &mut found),
+            vec![3, last],
+            "taken once"
+        );
+        // A put drops the oldest head put, taken or not: 3, taken already, so 4 stays.
+        heads.put(vec![family(last + 1)]);
+        let none: Vec<i64> = Vec::new();
+        assert_eq!(heads.take(vec![4, last + 1], &mut HashMap::new()), none);
+        let held = heads.0.lock().unwrap();
+        assert_eq!(held.order.len(), Heads::MAX);
+        assert_eq!(held.families.len(), Heads::MAX - 3);
+    }
 
     #[test]
     fn batches_take_one_of_a_few_sizes() {
