@@ -3,12 +3,10 @@
 
 use std::time::Duration;
 
-use latchkey_client::keychain::Choice;
 use latchkey_client::login::Device;
-use latchkey_client::paths::Paths;
 use latchkey_client::{Latchkey, LoginOptions};
 use latchkey_desktop::Desktop;
-use latchkey_testkit::{hold_lock, FormBrowser, Latchkeyd};
+use latchkey_testkit::{hold_lock, keychain_under_test, paths_under, FormBrowser, Latchkeyd};
 use latchkeyd::store::users::Role;
 use serde_json::{json, Value};
 use tauri::ipc::{CallbackFn, InvokeBody};
@@ -72,20 +70,6 @@ fn runtime() -> tokio::runtime::Runtime {
         .unwrap()
 }
 
-fn keychain() -> Choice {
-    std::env::var("LATCHKEY_TEST_KEYCHAIN")
-        .unwrap_or_else(|_| "secret-service".into())
-        .parse()
-        .unwrap()
-}
-
-fn paths(home: &std::path::Path) -> Paths {
-    Paths {
-        config_dir: home.join("config"),
-        data_dir: home.join("data"),
-    }
-}
-
 /// Signs `email` in through the scripted browser, as the app's client; returns the account id.
 async fn sign_in(client: &Latchkey, issuer: &str, email: &'static str) -> String {
     let profile = client
@@ -117,7 +101,7 @@ fn the_window_gets_views_never_tokens_and_bad_input_is_refused() {
     let (server, client) = rt.block_on(async {
         let server =
             Latchkeyd::start(Default::default(), &[("staff@example.com", Role::Support)]).await;
-        let client = Latchkey::open(paths(home.path()), keychain()).unwrap();
+        let client = Latchkey::open(paths_under(home.path()), keychain_under_test()).unwrap();
         sign_in(&client, &server.issuer, "staff@example.com").await;
         (server, client)
     });
@@ -206,14 +190,14 @@ fn switching_accounts_lets_a_refresh_in_flight_finish() {
     let users = [("a@example.com", Role::User), ("b@example.com", Role::User)];
     let (_server, client, a, b) = rt.block_on(async {
         let server = Latchkeyd::start(tokens, &users).await;
-        let client = Latchkey::open(paths(home.path()), keychain()).unwrap();
+        let client = Latchkey::open(paths_under(home.path()), keychain_under_test()).unwrap();
         let a = sign_in(&client, &server.issuer, "a@example.com").await;
         let b = sign_in(&client, &server.issuer, "b@example.com").await;
         client.switch(&a).unwrap();
         (server, client, a, b)
     });
     // Another client on the same files: its status reads them (and the keychain) afresh.
-    let observer = Latchkey::open(paths(home.path()), keychain()).unwrap();
+    let observer = Latchkey::open(paths_under(home.path()), keychain_under_test()).unwrap();
     let expiry = |account: &str| {
         let status = observer.status().unwrap();
         match &status.iter().find(|s| s.id == account).unwrap().token {
@@ -225,7 +209,7 @@ fn switching_accounts_lets_a_refresh_in_flight_finish() {
     };
     let before = expiry(&a);
 
-    let held = hold_lock(&paths(home.path()).lock_file(&a));
+    let held = hold_lock(&paths_under(home.path()).lock_file(&a));
 
     let _guard = rt.enter();
     let (_app, webview) = window(client);

@@ -3,7 +3,6 @@
 //! a private D-Bus session, and the kernel keyring of the `keyctl session` it runs in. Only the
 //! system browser is replaced: by a scripted one that fills in the sign-in form over HTTP.
 
-use std::path::Path;
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -12,10 +11,11 @@ use latchkey_client::clock::{Clock, SystemClock};
 use latchkey_client::keychain::{self, Backend, Choice};
 use latchkey_client::login::Device;
 use latchkey_client::loopback::Listener;
-use latchkey_client::paths::Paths;
 use latchkey_client::proto::{EventKind, SessionQuery, SessionState};
 use latchkey_client::{CodeLoginOptions, Error, Latchkey, LoginOptions, TokenState};
-use latchkey_testkit::{files, hold_lock, FormBrowser, Latchkeyd};
+use latchkey_testkit::{
+    files, hold_lock, keychain_under_test, paths_under, FormBrowser, Latchkeyd,
+};
 use latchkeyd::store::users::Role;
 
 async fn latchkeyd(access_ttl: u64) -> Latchkeyd {
@@ -24,21 +24,6 @@ async fn latchkeyd(access_ttl: u64) -> Latchkeyd {
         ..Default::default()
     };
     Latchkeyd::start(tokens, &[("alice@example.com", Role::User)]).await
-}
-
-/// The keychain under test: the Secret Service unless `LATCHKEY_TEST_KEYCHAIN` says otherwise.
-fn choice() -> Choice {
-    std::env::var("LATCHKEY_TEST_KEYCHAIN")
-        .unwrap_or_else(|_| "secret-service".into())
-        .parse()
-        .unwrap()
-}
-
-fn paths(dir: &Path) -> Paths {
-    Paths {
-        config_dir: dir.join("config"),
-        data_dir: dir.join("data"),
-    }
 }
 
 async fn login(
@@ -72,7 +57,7 @@ async fn sign_in_refresh_and_log_out_against_latchkeyd() {
     // A 30 s access token is inside the client's 60 s refresh-ahead window: every use refreshes.
     let server = latchkeyd(30).await;
     let home = tempfile::tempdir().unwrap();
-    let client = Latchkey::open(paths(home.path()), choice()).unwrap();
+    let client = Latchkey::open(paths_under(home.path()), keychain_under_test()).unwrap();
     let profile = login(&client, &server.issuer, "laptop").await;
     assert_eq!(profile.label, "alice@example.com");
     assert_eq!(profile.issuer, server.issuer);
@@ -133,8 +118,8 @@ async fn sign_in_refresh_and_log_out_against_latchkeyd() {
     let err = client.access_token(None).await.unwrap_err();
     assert!(matches!(err, Error::SignedOut(_)), "{err}");
     assert_eq!(err.exit_code(), 3);
-    let store = keychain::open(choice(), home.path().join("unused")).unwrap();
-    let entry = paths(home.path()).keychain_account(&profile.id);
+    let store = keychain::open(keychain_under_test(), home.path().join("unused")).unwrap();
+    let entry = paths_under(home.path()).keychain_account(&profile.id);
     assert!(
         store.get(&entry).unwrap().is_none(),
         "the keychain entry is gone"
@@ -157,10 +142,10 @@ async fn sqlx_revoked_at(server: &Latchkeyd, sid: &str) -> Option<i64> {
 async fn two_processes_refreshing_at_once_never_trip_reuse_detection() {
     let server = latchkeyd(30).await;
     let home = tempfile::tempdir().unwrap();
-    let a = Arc::new(Latchkey::open(paths(home.path()), choice()).unwrap());
+    let a = Arc::new(Latchkey::open(paths_under(home.path()), keychain_under_test()).unwrap());
     login(&a, &server.issuer, "laptop").await;
     // A second client on the same files and keychain: another process, as far as locks go.
-    let b = Arc::new(Latchkey::open(paths(home.path()), choice()).unwrap());
+    let b = Arc::new(Latchkey::open(paths_under(home.path()), keychain_under_test()).unwrap());
     let mut tasks = Vec::new();
     for i in 0..12 {
         let c = if i % 2 == 0 { a.clone() } else { b.clone() };
@@ -189,11 +174,11 @@ async fn signing_in_again_waits_for_a_refresh_in_flight() {
     // Access tokens that stay fresh: reading the sessions needs no refresh, so no lock.
     let server = latchkeyd(600).await;
     let home = tempfile::tempdir().unwrap();
-    let client = Arc::new(Latchkey::open(paths(home.path()), choice()).unwrap());
+    let client = Arc::new(Latchkey::open(paths_under(home.path()), keychain_under_test()).unwrap());
     let first = login(&client, &server.issuer, "laptop").await;
     // A refresh of the account in progress elsewhere holds its lock until it has stored the
     // rotated token; a sign-in stored before that would be overwritten by it.
-    let held = hold_lock(&paths(home.path()).lock_file(&first.id));
+    let held = hold_lock(&paths_under(home.path()).lock_file(&first.id));
     let again = tokio::spawn({
         let (client, issuer) = (client.clone(), server.issuer.clone());
         async move { login(&client, &issuer, "laptop").await }
@@ -247,8 +232,8 @@ async fn a_session_revoked_elsewhere_signs_the_account_out_with_the_reason() {
     let server = latchkeyd(30).await;
     let laptop_home = tempfile::tempdir().unwrap();
     let phone_home = tempfile::tempdir().unwrap();
-    let laptop = Latchkey::open(paths(laptop_home.path()), choice()).unwrap();
-    let phone = Latchkey::open(paths(phone_home.path()), choice()).unwrap();
+    let laptop = Latchkey::open(paths_under(laptop_home.path()), keychain_under_test()).unwrap();
+    let phone = Latchkey::open(paths_under(phone_home.path()), keychain_under_test()).unwrap();
     login(&laptop, &server.issuer, "laptop").await;
     login(&phone, &server.issuer, "phone").await;
     let done = laptop.revoke_others(None).await.unwrap();
@@ -285,13 +270,13 @@ async fn a_session_revoked_elsewhere_signs_the_account_out_with_the_reason() {
 async fn a_refresh_token_copied_to_another_machine_gets_nothing_and_kills_its_family() {
     let server = latchkeyd(300).await;
     let home = tempfile::tempdir().unwrap();
-    let laptop = Latchkey::open(paths(home.path()), choice()).unwrap();
+    let laptop = Latchkey::open(paths_under(home.path()), keychain_under_test()).unwrap();
     let profile = login(&laptop, &server.issuer, "laptop").await;
 
     // What an attacker with the keychain entry's refresh token does, from their machine.
-    let store = keychain::open(choice(), home.path().join("unused")).unwrap();
+    let store = keychain::open(keychain_under_test(), home.path().join("unused")).unwrap();
     let entry = store
-        .get(&paths(home.path()).keychain_account(&profile.id))
+        .get(&paths_under(home.path()).keychain_account(&profile.id))
         .unwrap()
         .unwrap();
     let entry: serde_json::Value = serde_json::from_str(entry.expose()).unwrap();
@@ -555,7 +540,7 @@ impl Browser for PeerBrowser {
 async fn the_same_client_signs_in_refreshes_and_logs_out_at_the_certified_peer() {
     let peer = peer();
     let home = tempfile::tempdir().unwrap();
-    let client = Latchkey::open(paths(home.path()), choice()).unwrap();
+    let client = Latchkey::open(paths_under(home.path()), keychain_under_test()).unwrap();
     let profile = client
         .login(
             LoginOptions {
@@ -609,7 +594,7 @@ async fn the_same_client_signs_in_refreshes_and_logs_out_at_the_certified_peer()
 async fn a_device_signs_in_with_a_code_at_latchkeyd_and_at_the_peer() {
     let server = latchkeyd(300).await;
     let home = tempfile::tempdir().unwrap();
-    let client = Latchkey::open(paths(home.path()), choice()).unwrap();
+    let client = Latchkey::open(paths_under(home.path()), keychain_under_test()).unwrap();
     let device = || Device {
         name: "build-server".into(),
         platform: "linux".into(),

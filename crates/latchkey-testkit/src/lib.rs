@@ -5,6 +5,8 @@ use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
 use latchkey_client::browser::Browser;
+use latchkey_client::keychain::Choice;
+use latchkey_client::paths::Paths;
 use latchkeyd::config::TokenPolicy;
 use latchkeyd::store::users::{self, Role};
 use latchkeyd::{Server, Settings, SystemClock};
@@ -161,6 +163,22 @@ impl Browser for FormBrowser {
             complete_sign_in(&url, email).await;
         });
         Ok(())
+    }
+}
+
+/// The keychain under test: the Secret Service unless `LATCHKEY_TEST_KEYCHAIN` says otherwise.
+pub fn keychain_under_test() -> Choice {
+    std::env::var("LATCHKEY_TEST_KEYCHAIN")
+        .unwrap_or_else(|_| "secret-service".into())
+        .parse()
+        .expect("LATCHKEY_TEST_KEYCHAIN names a keychain")
+}
+
+/// A client's files under a test's own home directory.
+pub fn paths_under(home: &Path) -> Paths {
+    Paths {
+        config_dir: home.join("config"),
+        data_dir: home.join("data"),
     }
 }
 

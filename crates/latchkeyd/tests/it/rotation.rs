@@ -129,24 +129,16 @@ async fn prepare(server: &TestServer, case: Case) -> (String, RefreshRequest) {
         Case::ForgedSecret => presented.secret_hash = vec![0; 32],
         _ => {}
     }
-    let request = RefreshRequest {
-        token: presented,
-        client_id: match case {
-            Case::WrongClient => "another-app".into(),
-            _ => "latchkey-desktop".into(),
-        },
-        requested_scope: match case {
-            Case::NarrowerScope => Some("openid".into()),
-            Case::WiderScope => Some("openid support".into()),
-            _ => None,
-        },
-        jkt: None,
-        bind: true,
-        origin: Origin {
-            ip: Some("127.0.0.1".into()),
-            user_agent: Some("rotation-test".into()),
-        },
+    let mut request = refresh_request(presented, None);
+    if case == Case::WrongClient {
+        request.client_id = "another-app".into();
+    }
+    request.requested_scope = match case {
+        Case::NarrowerScope => Some("openid".into()),
+        Case::WiderScope => Some("openid support".into()),
+        _ => None,
     };
+    request.origin.user_agent = Some("rotation-test".into());
     (session, request)
 }
 

@@ -11,6 +11,7 @@ use crate::secret::{constant_time_eq, RefreshTokenRef};
 use crate::signals::{PriorUse, Use};
 
 use super::super::outcome::Refusal;
+use super::super::Origin;
 
 /// The refresh window `refresh_storm` counts in.
 const RATE_WINDOW: Millis = 60_000;
@@ -53,21 +54,26 @@ pub struct Revoked {
 
 impl Family {
     /// The family as this token's rotation to `successor` leaves it, the session moved to
-    /// `head` (the successor's id, its secret's hash, its issue): what a load of `head` reads
-    /// once the rotation has committed.
+    /// `head` (the successor's id and its secret's hash), issued at `now` to `origin`: what a
+    /// load of `head` reads once the rotation has committed.
     pub fn rotated(
         &self,
         successor: &Successor,
         head: i64,
         secret_hash: Vec<u8>,
-        issued: PriorUse,
+        origin: &Origin,
+        now: Millis,
     ) -> Self {
         Family {
             token_id: head,
             secret_hash,
             generation: successor.generation,
-            head_issued_at: Some(issued.at),
-            issued,
+            issued: PriorUse {
+                at: now,
+                ip: origin.ip.clone(),
+                user_agent: origin.user_agent.clone(),
+            },
+            head_issued_at: Some(now),
             token_expires_at: successor.expires_at,
             first_used_at: None,
             grace_replays: 0,

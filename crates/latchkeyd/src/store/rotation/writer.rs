@@ -44,7 +44,7 @@ use super::{RefreshRequest, RotationPolicy};
 use crate::clock::{Clock, Millis};
 use crate::db::{Backend, Db, Tx};
 use crate::secret::new_refresh_secret;
-use crate::signals::{PriorUse, Signal};
+use crate::signals::Signal;
 use crate::store::audit::Actor;
 use crate::store::chains::{chain_links, chain_walk};
 use crate::store::events::{self, Audit, EventKind, NewEvent, Severity};
@@ -436,12 +436,8 @@ async fn run_unlocked(
             .iter()
             .filter_map(|&(p, s, f)| {
                 let head = *moved.get(&f.session_id)?;
-                let issued = PriorUse {
-                    at: now,
-                    ip: p.request.origin.ip.clone(),
-                    user_agent: p.request.origin.user_agent.clone(),
-                };
-                Some(f.rotated(s, head, p.successor.1.clone(), issued))
+                let hash = p.successor.1.clone();
+                Some(f.rotated(s, head, hash, &p.request.origin, now))
             })
             .collect(),
     );
@@ -837,6 +833,7 @@ pub(crate) async fn insert_first_token(
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::signals::PriorUse;
 
     fn family(head: i64) -> Family {
         Family {
